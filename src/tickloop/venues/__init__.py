@@ -1,0 +1,1 @@
+"""Sans-I/O venue codecs: one module per venue, all behind :class:`tickloop.venues.base.Codec`."""
