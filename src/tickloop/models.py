@@ -12,8 +12,8 @@ Structs below, whatever venue it came from. Invariants:
   ``recv_ts`` the local wall clock when the frame arrived (``0`` when unknown).
 * Symbols are written one way for every venue (``"BTC-USD"``); codecs map them to and from each
   venue's own names.
-* Every struct is tagged (a ``model`` field in its encoding) so a mixed stream of models encodes and decodes through
-  one msgspec decoder, which the bus and the server rely on.
+* Every struct is tagged (a ``model`` field in its encoding), so a mixed stream of models
+  encodes and decodes through one msgspec decoder, which the bus and the server rely on.
 """
 
 from __future__ import annotations
