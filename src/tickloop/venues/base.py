@@ -19,18 +19,20 @@ Decoding rules every codec follows:
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
 import msgspec
 
+from ..exceptions import TickloopError
 from ..models import (
     BookDelta,
     BookSnapshot,
     Candle,
     Fill,
+    Instrument,
     OrderEvent,
     Quote,
     Ticker,
@@ -46,6 +48,8 @@ __all__ = [
     "Heartbeat",
     "LoggedIn",
     "Pong",
+    "PublicRest",
+    "RestRequest",
     "Subscribed",
     "Subscription",
     "Unsubscribed",
@@ -213,3 +217,55 @@ class Codec(abc.ABC):
     @classmethod
     def create(cls, **options: Any) -> Codec:
         return cls(**options)
+
+
+# ------------------------------------------------------------------------------ REST codecs
+
+
+class RestRequest(msgspec.Struct, frozen=True, gc=False):
+    """One HTTP request, described without doing it. The HTTP session signs private requests,
+    applies ``weight`` to the venue's rate limit, and retries only ``idempotent`` ones."""
+
+    method: str
+    path: str  # appended to the venue's base URL
+    params: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    weight: int = 1
+    private: bool = False
+    idempotent: bool = True
+
+
+class PublicRest(abc.ABC):
+    """A venue's sans-I/O codec for the public REST calls books and trade backfill need:
+    requests out, bodies in, models out. Errors map to tickloop's tree in :meth:`error`."""
+
+    venue: ClassVar[str]
+    default_url: ClassVar[str]
+    #: The venue's request budget: ``rate_limit[0]`` weight units per ``rate_limit[1]`` seconds.
+    rate_limit: ClassVar[tuple[float, float]] = (10.0, 1.0)
+
+    @abc.abstractmethod
+    def markets_request(self) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_markets(self, body: bytes) -> list[Instrument]: ...
+
+    @abc.abstractmethod
+    def book_request(self, symbol: str, depth: int | None = None) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_book(self, body: bytes, symbol: str, recv_ts: int = 0) -> BookSnapshot:
+        """The snapshot, with ``sequence`` set to what the venue says it reflects."""
+
+    @abc.abstractmethod
+    def trades_request(
+        self, symbol: str, since_id: int | None = None, limit: int | None = None
+    ) -> RestRequest:
+        """Trades after ``since_id`` (oldest first) where the venue supports it, else recent."""
+
+    @abc.abstractmethod
+    def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]: ...
+
+    @abc.abstractmethod
+    def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> TickloopError:
+        """The tickloop error for a non-2xx answer (RateLimitError with retry_after on 429...)."""
