@@ -1,0 +1,957 @@
+"""Kraken: sans-I/O codecs for the public WebSocket API (v1 and v2) and the public REST calls.
+
+WebSocket v1 (``wss://ws.kraken.com``) sends two shapes of frame: objects with an ``event``
+(``systemStatus``, ``subscriptionStatus``, ``heartbeat``, ``pong``, ``error``) and arrays
+``[channelID, payload, channelName, pair]`` for data, where a book frame carrying both sides has
+two payload objects (``[channelID, {"a": ...}, {"b": ..., "c": ...}, channelName, pair]``). The
+codec reads the channel id with a byte scan, looks its kind up in the ids it learnt from
+``subscriptionStatus`` (or, for an id it has not seen, from the frame's own channel name), and
+decodes the whole frame once with the typed decoder of that kind. Prices and sizes stay strings
+until one :class:`DecimalCache` per codec turns them into Decimals, so the venue's digits
+(``"0.05005000"``) survive for the CRC32 book checksum. Kraken's v1 names ``XBT`` and ``XDG`` are
+``BTC`` and ``DOGE`` in tickloop's symbols (``"XBT/USD"`` <-> ``"BTC-USD"``).
+
+WebSocket v2 (``wss://ws.kraken.com/v2``) sends objects with ``channel`` and ``type``; prices and
+quantities are JSON numbers, which msgspec decodes straight to Decimal from their text (never
+through a float). Its symbols already say ``BTC/USD``.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import msgspec
+
+from ..exceptions import (
+    ExchangeError,
+    InvalidRequest,
+    ProtocolError,
+    RateLimitError,
+    TickloopError,
+)
+from ..models import BookDelta, BookLevel, BookSnapshot, Instrument, Side, Ticker, Trade
+from .base import (
+    Channel,
+    Codec,
+    DecimalCache,
+    Decoded,
+    Heartbeat,
+    Pong,
+    PublicRest,
+    RestRequest,
+    Subscribed,
+    Subscription,
+    Unsubscribed,
+    VenueError,
+)
+
+__all__ = [
+    "KrakenCodec",
+    "KrakenRest",
+    "KrakenV2Codec",
+    "kraken_symbol",
+    "kraken_venue_symbol",
+]
+
+VENUE = "kraken"
+
+# Errors a decoder can raise on a frame that is well-formed JSON of the wrong shape.
+_DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError)
+
+# ------------------------------------------------------------------------------------ symbols
+
+_TO_VENUE_ASSET = {"BTC": "XBT", "DOGE": "XDG"}
+_FROM_VENUE_ASSET = {v: k for k, v in _TO_VENUE_ASSET.items()}
+
+
+def kraken_venue_symbol(symbol: str) -> str:
+    """``"BTC-USD"`` -> Kraken v1 ``"XBT/USD"``."""
+    base, sep, quote = symbol.partition("-")
+    if not sep or not base or not quote:
+        raise InvalidRequest(f"not a symbol: {symbol!r}", field="symbol", venue=VENUE)
+    return f"{_TO_VENUE_ASSET.get(base, base)}/{_TO_VENUE_ASSET.get(quote, quote)}"
+
+
+def kraken_symbol(venue_symbol: str) -> str:
+    """Kraken v1 ``"XBT/USD"`` (or v2 ``"BTC/USD"``) -> ``"BTC-USD"``."""
+    base, sep, quote = venue_symbol.partition("/")
+    if not sep or not base or not quote:
+        raise ProtocolError(f"not a Kraken pair: {venue_symbol!r}", venue=VENUE)
+    return f"{_FROM_VENUE_ASSET.get(base, base)}-{_FROM_VENUE_ASSET.get(quote, quote)}"
+
+
+def _seconds_ns(text: str) -> int:
+    """Kraken's ``"1618678142.557535"`` -> ns, from the digits."""
+    whole, _, frac = text.partition(".")
+    return int(whole) * 1_000_000_000 + (int(frac[:9].ljust(9, "0")) if frac else 0)
+
+
+# ------------------------------------------------------------------------- v1 message shapes
+
+
+class _Level(msgspec.Struct, array_like=True, gc=False):
+    price: str
+    size: str
+    ts: str
+    update_type: str | None = None  # "r": a republished update, applied like any other
+
+
+class _BookPayload(msgspec.Struct, gc=False, rename={"snap_asks": "as", "snap_bids": "bs"}):
+    snap_asks: list[_Level] | None = None
+    snap_bids: list[_Level] | None = None
+    a: list[_Level] | None = None
+    b: list[_Level] | None = None
+    c: str | None = None
+
+
+class _BookFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: int
+    first: _BookPayload
+    second: _BookPayload | str  # a second payload, or the channel name
+    third: str
+    fourth: str | None = None
+
+
+class _TradeRow(msgspec.Struct, array_like=True, gc=False):
+    price: str
+    volume: str
+    time: str
+    side: str
+    order_type: str
+    misc: str = ""
+
+
+class _TradeFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: int
+    trades: list[_TradeRow]
+    channel_name: str
+    pair: str
+
+
+class _TickerPayload(msgspec.Struct, gc=False):
+    a: tuple[str, int | str, str]  # ask price, whole lot volume, lot volume
+    b: tuple[str, int | str, str]
+    c: tuple[str, str]  # last trade price, volume
+    v: tuple[str, str]  # volume today, last 24 h
+
+
+class _TickerFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: int
+    ticker: _TickerPayload
+    channel_name: str
+    pair: str
+
+
+class _SubscriptionSpec(msgspec.Struct, gc=False):
+    name: str
+    depth: int | None = None
+    interval: int | None = None
+
+
+class _Event(msgspec.Struct, gc=False, rename="camel"):
+    event: str
+    status: str | None = None
+    channel_id: int | None = msgspec.field(default=None, name="channelID")
+    channel_name: str | None = None
+    pair: str | None = None
+    subscription: _SubscriptionSpec | None = None
+    error_message: str | None = None
+    reqid: int | None = None
+
+
+_KIND_BY_NAME = {"book": Channel.BOOK, "trade": Channel.TRADES, "ticker": Channel.TICKER}
+_NAME_BY_KIND = {v: k for k, v in _KIND_BY_NAME.items()}
+_BOOK_DEPTHS = (10, 25, 100, 500, 1000)
+
+
+def _kind_of(channel_name: str) -> Channel | None:
+    return _KIND_BY_NAME.get(channel_name.partition("-")[0])
+
+
+class KrakenCodec(Codec):
+    """Kraken WebSocket API v1, public channels ``book``, ``trade`` and ``ticker``."""
+
+    venue: ClassVar[str] = VENUE
+    default_url: ClassVar[str] = "wss://ws.kraken.com"
+    # Kraken documents no hard stream cap; it throttles connection attempts and bursts of
+    # requests, so the session stays well inside both.
+    max_streams_per_connection: ClassVar[int] = 500
+    max_messages_per_second: ClassVar[float] = 1.0
+    max_streams_per_message: ClassVar[int] = 50
+    channels: ClassVar[frozenset[Channel]] = frozenset(
+        {Channel.BOOK, Channel.TRADES, Channel.TICKER}
+    )
+    contiguous_trade_ids: ClassVar[bool] = False  # v1 trades carry no id
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._d = DecimalCache()
+        self._channels: dict[int, tuple[Channel, str]] = {}  # channelID -> (kind, symbol)
+        self._symbols: dict[str, str] = {}
+        self._event_decoder = msgspec.json.Decoder(_Event)
+        self._book_decoder = msgspec.json.Decoder(_BookFrame)
+        self._trade_decoder = msgspec.json.Decoder(_TradeFrame)
+        self._ticker_decoder = msgspec.json.Decoder(_TickerFrame)
+        self._peek_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+        self._str_decoder = msgspec.json.Decoder(str)
+
+    # -- symbols -------------------------------------------------------------------------------
+    def venue_symbol(self, symbol: str) -> str:
+        return kraken_venue_symbol(symbol)
+
+    def symbol(self, venue_symbol: str) -> str:
+        try:
+            return self._symbols[venue_symbol]
+        except KeyError:
+            symbol = self._symbols[venue_symbol] = kraken_symbol(venue_symbol)
+            return symbol
+
+    # -- outgoing ------------------------------------------------------------------------------
+    def _requests(self, event: str, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        groups: dict[tuple[Channel, int | None], list[str]] = defaultdict(list)
+        for sub in subscriptions:
+            if sub.channel not in self.channels or sub.symbol is None:
+                raise InvalidRequest(
+                    f"Kraken has no public channel {sub.channel.value!r}",
+                    field="channel",
+                    venue=VENUE,
+                )
+            depth = None
+            if sub.channel is Channel.BOOK:
+                depth = sub.depth or 10
+                if depth not in _BOOK_DEPTHS:
+                    raise InvalidRequest(
+                        f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {depth}",
+                        field="depth",
+                        venue=VENUE,
+                    )
+            groups[(sub.channel, depth)].append(self.venue_symbol(sub.symbol))
+        frames = []
+        for (channel, depth), pairs in groups.items():
+            spec: dict[str, Any] = {"name": _NAME_BY_KIND[channel]}
+            if depth is not None:
+                spec["depth"] = depth
+            for start in range(0, len(pairs), self.max_streams_per_message):
+                message = {
+                    "event": event,
+                    "reqid": self.next_request_id(),
+                    "pair": pairs[start : start + self.max_streams_per_message],
+                    "subscription": spec,
+                }
+                frames.append(msgspec.json.encode(message))
+        return frames
+
+    def subscribe(self, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        return self._requests("subscribe", subscriptions)
+
+    def unsubscribe(self, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        return self._requests("unsubscribe", subscriptions)
+
+    def ping(self) -> bytes | None:
+        return msgspec.json.encode({"event": "ping", "reqid": self.next_request_id()})
+
+    # -- incoming ------------------------------------------------------------------------------
+    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        try:
+            first = frame[:1]
+            if first == b"[":
+                return self._decode_data(frame, recv_ts)
+            if first == b"{":
+                return self._decode_event(self._event_decoder.decode(frame), recv_ts)
+            return self._decode_other(frame)
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed Kraken frame: {exc}", venue=VENUE) from exc
+
+    def _decode_other(self, frame: bytes) -> list[Decoded]:
+        value = msgspec.json.decode(frame.strip())
+        if isinstance(value, dict):
+            return self._decode_event(msgspec.convert(value, _Event), 0)
+        if isinstance(value, list):
+            return self._decode_data(frame.strip(), 0)
+        raise ProtocolError(f"Kraken frame is not an object or array: {frame[:40]!r}", venue=VENUE)
+
+    def _decode_data(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        comma = frame.find(b",", 1, 24)
+        head = frame[1:comma] if comma > 0 else b""
+        known = self._channels.get(int(head)) if head.isdigit() else None
+        if known is not None:
+            kind, symbol = known
+        else:
+            # A channel we did not see subscribed (or a private channel, which has no id):
+            # read its name and pair from the frame itself.
+            items = self._peek_decoder.decode(frame)
+            if len(items) < 4 or not head.isdigit():
+                self.unknown += 1
+                return []
+            name = self._str_decoder.decode(items[-2])
+            found = _kind_of(name)
+            if found is None:
+                self.unknown += 1
+                return []
+            kind, symbol = found, self.symbol(self._str_decoder.decode(items[-1]))
+        if kind is Channel.BOOK:
+            return [self._book(self._book_decoder.decode(frame), symbol, recv_ts)]
+        if kind is Channel.TRADES:
+            return self._trades(self._trade_decoder.decode(frame), symbol, recv_ts)
+        return [self._ticker(self._ticker_decoder.decode(frame), symbol, recv_ts)]
+
+    def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
+        d = self._d
+        return tuple([BookLevel(d(lv.price), d(lv.size)) for lv in levels])
+
+    def _book(self, msg: _BookFrame, symbol: str, recv_ts: int) -> BookSnapshot | BookDelta:
+        first = msg.first
+        if first.snap_asks is not None or first.snap_bids is not None:
+            asks = first.snap_asks or []
+            bids = first.snap_bids or []
+            newest = max((lv.ts for lv in (*asks[:1], *bids[:1])), default="")
+            return BookSnapshot(
+                venue=VENUE,
+                symbol=symbol,
+                bids=self._levels(bids),
+                asks=self._levels(asks),
+                ts=_seconds_ns(newest) if newest else 0,
+                recv_ts=recv_ts,
+            )
+        second = msg.second
+        asks_in = first.a
+        bids_in = first.b
+        checksum = first.c
+        if isinstance(second, _BookPayload):
+            asks_in = asks_in or second.a
+            bids_in = bids_in or second.b
+            checksum = second.c or checksum
+        if checksum is None or (asks_in is None and bids_in is None):
+            raise ProtocolError("Kraken book update without levels or checksum", venue=VENUE)
+        newest = max(lv.ts for lv in (*(asks_in or ()), *(bids_in or ())))
+        return BookDelta(
+            venue=VENUE,
+            symbol=symbol,
+            bids=self._levels(bids_in) if bids_in else (),
+            asks=self._levels(asks_in) if asks_in else (),
+            checksum=int(checksum),
+            ts=_seconds_ns(newest),
+            recv_ts=recv_ts,
+        )
+
+    def _trades(self, msg: _TradeFrame, symbol: str, recv_ts: int) -> list[Decoded]:
+        d = self._d
+        out: list[Decoded] = []
+        for row in msg.trades:
+            if row.side == "b":
+                side: Side | None = Side.BUY
+            elif row.side == "s":
+                side = Side.SELL
+            else:
+                raise ProtocolError(f"Kraken trade side {row.side!r}", venue=VENUE)
+            out.append(
+                Trade(
+                    venue=VENUE,
+                    symbol=symbol,
+                    id=None,
+                    price=d(row.price),
+                    size=d(row.volume),
+                    side=side,
+                    ts=_seconds_ns(row.time),
+                    recv_ts=recv_ts,
+                )
+            )
+        return out
+
+    def _ticker(self, msg: _TickerFrame, symbol: str, recv_ts: int) -> Ticker:
+        d = self._d
+        t = msg.ticker
+        return Ticker(
+            venue=VENUE,
+            symbol=symbol,
+            bid=d(t.b[0]),
+            bid_size=d(t.b[2]),
+            ask=d(t.a[0]),
+            ask_size=d(t.a[2]),
+            last=d(t.c[0]),
+            volume=d(t.v[1]),
+            ts=recv_ts,  # Kraken's v1 ticker carries no time of its own
+            recv_ts=recv_ts,
+        )
+
+    def _subscription(self, msg: _Event) -> Subscription | None:
+        spec = msg.subscription
+        kind = _KIND_BY_NAME.get(spec.name) if spec is not None else None
+        if kind is None or msg.pair is None:
+            return None
+        depth = spec.depth if spec is not None and kind is Channel.BOOK else None
+        return Subscription(kind, self.symbol(msg.pair), depth=depth)
+
+    def _decode_event(self, msg: _Event, recv_ts: int) -> list[Decoded]:
+        event = msg.event
+        if event == "heartbeat":
+            return [Heartbeat(ts=recv_ts)]
+        if event == "subscriptionStatus":
+            return self._subscription_status(msg)
+        if event == "pong":
+            return [Pong(ts=recv_ts, request_id=msg.reqid)]
+        if event == "systemStatus":
+            if msg.status == "online":
+                return []
+            return [
+                VenueError(
+                    code="system_status",
+                    message=f"Kraken system status {msg.status!r}",
+                    request_id=msg.reqid,
+                )
+            ]
+        if event == "error":
+            return [
+                VenueError(
+                    code="error",
+                    message=msg.error_message or "error",
+                    request_id=msg.reqid,
+                )
+            ]
+        self.unknown += 1
+        return []
+
+    def _subscription_status(self, msg: _Event) -> list[Decoded]:
+        sub = self._subscription(msg)
+        if msg.status == "subscribed":
+            if sub is None:
+                self.unknown += 1
+                return []
+            if msg.channel_id is not None and sub.symbol is not None:
+                self._channels[msg.channel_id] = (sub.channel, sub.symbol)
+            return [Subscribed((sub,), request_id=msg.reqid)]
+        if msg.status == "unsubscribed":
+            if msg.channel_id is not None:
+                self._channels.pop(msg.channel_id, None)
+            if sub is None:
+                self.unknown += 1
+                return []
+            return [Unsubscribed((sub,), request_id=msg.reqid)]
+        if msg.status == "error":
+            text = msg.error_message or "subscription refused"
+            lowered = text.lower()
+            unknown_pair = "pair" in lowered and (
+                "not supported" in lowered or "unknown" in lowered or "not found" in lowered
+            )
+            spec = msg.subscription
+            return [
+                VenueError(
+                    code="subscription",
+                    message=text,
+                    request_id=msg.reqid,
+                    field="pair" if unknown_pair else None,
+                    symbol=self.symbol(msg.pair) if msg.pair and "/" in msg.pair else None,
+                    channel=_KIND_BY_NAME.get(spec.name) if spec is not None else None,
+                    fatal=unknown_pair,
+                )
+            ]
+        self.unknown += 1
+        return []
+
+
+# -------------------------------------------------------------------------------- WebSocket v2
+
+
+class _V2Level(msgspec.Struct, gc=False):
+    price: Decimal
+    qty: Decimal
+
+
+class _V2Book(msgspec.Struct, gc=False):
+    symbol: str
+    bids: list[_V2Level] = []
+    asks: list[_V2Level] = []
+    checksum: int | None = None
+    timestamp: datetime | None = None
+
+
+class _V2Trade(msgspec.Struct, gc=False):
+    symbol: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    timestamp: datetime
+    trade_id: int | None = None
+
+
+class _V2Ticker(msgspec.Struct, gc=False):
+    symbol: str
+    bid: Decimal | None = None
+    bid_qty: Decimal | None = None
+    ask: Decimal | None = None
+    ask_qty: Decimal | None = None
+    last: Decimal | None = None
+    volume: Decimal | None = None
+
+
+class _V2Head(msgspec.Struct, gc=False):
+    channel: str | None = None
+    type: str | None = None
+    method: str | None = None
+    success: bool | None = None
+    error: str | None = None
+    req_id: int | None = None
+
+
+class _V2Status(msgspec.Struct, gc=False):
+    system: str
+
+
+class _V2StatusMsg(msgspec.Struct, gc=False):
+    data: list[_V2Status]
+
+
+class _V2BookMsg(msgspec.Struct, gc=False):
+    type: str
+    data: list[_V2Book]
+
+
+class _V2TradeMsg(msgspec.Struct, gc=False):
+    data: list[_V2Trade]
+
+
+class _V2TickerMsg(msgspec.Struct, gc=False):
+    data: list[_V2Ticker]
+
+
+class _V2SubResult(msgspec.Struct, gc=False):
+    channel: str
+    symbol: str | None = None
+    depth: int | None = None
+
+
+class _V2Ack(msgspec.Struct, gc=False):
+    method: str
+    success: bool
+    result: _V2SubResult | None = None
+    error: str | None = None
+    req_id: int | None = None
+    symbol: str | None = None
+
+
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt_ns(value: datetime) -> int:
+    """An aware datetime -> ns since the epoch, in integers (no float)."""
+    delta = value - _UTC_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+_V2_KINDS = {"book": Channel.BOOK, "trade": Channel.TRADES, "ticker": Channel.TICKER}
+_V2_NAMES = {v: k for k, v in _V2_KINDS.items()}
+
+
+class KrakenV2Codec(Codec):
+    """Kraken WebSocket API v2, public channels ``book``, ``trade`` and ``ticker``."""
+
+    venue: ClassVar[str] = VENUE
+    default_url: ClassVar[str] = "wss://ws.kraken.com/v2"
+    max_streams_per_connection: ClassVar[int] = 500
+    max_messages_per_second: ClassVar[float] = 1.0
+    max_streams_per_message: ClassVar[int] = 50
+    channels: ClassVar[frozenset[Channel]] = frozenset(
+        {Channel.BOOK, Channel.TRADES, Channel.TICKER}
+    )
+    contiguous_trade_ids: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._head_decoder = msgspec.json.Decoder(_V2Head)
+        self._book_decoder = msgspec.json.Decoder(_V2BookMsg)
+        self._trade_decoder = msgspec.json.Decoder(_V2TradeMsg)
+        self._ticker_decoder = msgspec.json.Decoder(_V2TickerMsg)
+        self._ack_decoder = msgspec.json.Decoder(_V2Ack)
+        self._status_decoder = msgspec.json.Decoder(_V2StatusMsg)
+        self._symbols: dict[str, str] = {}
+
+    def venue_symbol(self, symbol: str) -> str:
+        base, sep, quote = symbol.partition("-")
+        if not sep or not base or not quote:
+            raise InvalidRequest(f"not a symbol: {symbol!r}", field="symbol", venue=VENUE)
+        return f"{base}/{quote}"
+
+    def symbol(self, venue_symbol: str) -> str:
+        try:
+            return self._symbols[venue_symbol]
+        except KeyError:
+            symbol = self._symbols[venue_symbol] = kraken_symbol(venue_symbol)
+            return symbol
+
+    def _requests(self, method: str, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        groups: dict[tuple[Channel, int | None], list[str]] = defaultdict(list)
+        for sub in subscriptions:
+            if sub.channel not in self.channels or sub.symbol is None:
+                raise InvalidRequest(
+                    f"Kraken has no public channel {sub.channel.value!r}",
+                    field="channel",
+                    venue=VENUE,
+                )
+            depth = None
+            if sub.channel is Channel.BOOK:
+                depth = sub.depth or 10
+                if depth not in _BOOK_DEPTHS:
+                    raise InvalidRequest(
+                        f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {depth}",
+                        field="depth",
+                        venue=VENUE,
+                    )
+            groups[(sub.channel, depth)].append(self.venue_symbol(sub.symbol))
+        frames = []
+        for (channel, depth), symbols in groups.items():
+            for start in range(0, len(symbols), self.max_streams_per_message):
+                params: dict[str, Any] = {
+                    "channel": _V2_NAMES[channel],
+                    "symbol": symbols[start : start + self.max_streams_per_message],
+                }
+                if depth is not None:
+                    params["depth"] = depth
+                message = {"method": method, "params": params, "req_id": self.next_request_id()}
+                frames.append(msgspec.json.encode(message))
+        return frames
+
+    def subscribe(self, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        return self._requests("subscribe", subscriptions)
+
+    def unsubscribe(self, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        return self._requests("unsubscribe", subscriptions)
+
+    def ping(self) -> bytes | None:
+        return msgspec.json.encode({"method": "ping", "req_id": self.next_request_id()})
+
+    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        try:
+            head = self._head_decoder.decode(frame)
+            channel = head.channel
+            if channel == "book" and head.type in ("snapshot", "update"):
+                return self._book(self._book_decoder.decode(frame), recv_ts)
+            if channel == "trade" and head.type in ("snapshot", "update"):
+                return self._trades(self._trade_decoder.decode(frame), recv_ts)
+            if channel == "ticker" and head.type in ("snapshot", "update"):
+                return self._tickers(self._ticker_decoder.decode(frame), recv_ts)
+            if channel == "heartbeat":
+                return [Heartbeat(ts=recv_ts)]
+            if channel == "status":
+                return self._status(self._status_decoder.decode(frame))
+            if head.method in ("subscribe", "unsubscribe"):
+                return self._ack(self._ack_decoder.decode(frame))
+            if head.method == "pong":
+                return [Pong(ts=recv_ts, request_id=head.req_id)]
+            self.unknown += 1
+            return []
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed Kraken v2 frame: {exc}", venue=VENUE) from exc
+
+    @staticmethod
+    def _status(msg: _V2StatusMsg) -> list[Decoded]:
+        return [
+            VenueError(code="system_status", message=f"Kraken system status {s.system!r}")
+            for s in msg.data
+            if s.system != "online"
+        ]
+
+    def _book(self, msg: _V2BookMsg, recv_ts: int) -> list[Decoded]:
+        out: list[Decoded] = []
+        for book in msg.data:
+            bids = tuple([BookLevel(lv.price, lv.qty) for lv in book.bids])
+            asks = tuple([BookLevel(lv.price, lv.qty) for lv in book.asks])
+            ts = _dt_ns(book.timestamp) if book.timestamp is not None else 0
+            symbol = self.symbol(book.symbol)
+            if msg.type == "snapshot":
+                out.append(
+                    BookSnapshot(
+                        venue=VENUE,
+                        symbol=symbol,
+                        bids=bids,
+                        asks=asks,
+                        checksum=book.checksum,
+                        ts=ts,
+                        recv_ts=recv_ts,
+                    )
+                )
+            else:
+                out.append(
+                    BookDelta(
+                        venue=VENUE,
+                        symbol=symbol,
+                        bids=bids,
+                        asks=asks,
+                        checksum=book.checksum,
+                        ts=ts,
+                        recv_ts=recv_ts,
+                    )
+                )
+        return out
+
+    def _trades(self, msg: _V2TradeMsg, recv_ts: int) -> list[Decoded]:
+        out: list[Decoded] = []
+        for t in msg.data:
+            if t.side == "buy":
+                side = Side.BUY
+            elif t.side == "sell":
+                side = Side.SELL
+            else:
+                raise ProtocolError(f"Kraken trade side {t.side!r}", venue=VENUE)
+            out.append(
+                Trade(
+                    venue=VENUE,
+                    symbol=self.symbol(t.symbol),
+                    id=t.trade_id,
+                    price=t.price,
+                    size=t.qty,
+                    side=side,
+                    ts=_dt_ns(t.timestamp),
+                    recv_ts=recv_ts,
+                )
+            )
+        return out
+
+    def _tickers(self, msg: _V2TickerMsg, recv_ts: int) -> list[Decoded]:
+        return [
+            Ticker(
+                venue=VENUE,
+                symbol=self.symbol(t.symbol),
+                bid=t.bid,
+                bid_size=t.bid_qty,
+                ask=t.ask,
+                ask_size=t.ask_qty,
+                last=t.last,
+                volume=t.volume,
+                ts=recv_ts,
+                recv_ts=recv_ts,
+            )
+            for t in msg.data
+        ]
+
+    def _ack(self, msg: _V2Ack) -> list[Decoded]:
+        result = msg.result
+        kind = _V2_KINDS.get(result.channel) if result is not None else None
+        if not msg.success:
+            text = msg.error or "request refused"
+            lowered = text.lower()
+            unknown_symbol = "symbol" in lowered or "pair" in lowered
+            symbol = msg.symbol or (result.symbol if result is not None else None)
+            return [
+                VenueError(
+                    code="subscription",
+                    message=text,
+                    request_id=msg.req_id,
+                    field="symbol" if unknown_symbol else None,
+                    symbol=self.symbol(symbol) if symbol and "/" in symbol else None,
+                    channel=kind,
+                    fatal=unknown_symbol,
+                )
+            ]
+        if kind is None or result is None or result.symbol is None:
+            self.unknown += 1
+            return []
+        sub = Subscription(
+            kind,
+            self.symbol(result.symbol),
+            depth=result.depth if kind is Channel.BOOK else None,
+        )
+        if msg.method == "subscribe":
+            return [Subscribed((sub,), request_id=msg.req_id)]
+        return [Unsubscribed((sub,), request_id=msg.req_id)]
+
+
+# ------------------------------------------------------------------------------------- REST
+
+
+class _RestEnvelope(msgspec.Struct, gc=False):
+    error: list[str] = []
+    result: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
+
+
+class _AssetPair(msgspec.Struct, gc=False):
+    altname: str
+    wsname: str | None = None
+    base: str = ""
+    quote: str = ""
+    pair_decimals: int = 0
+    lot_decimals: int = 0
+    ordermin: str | None = None
+    tick_size: str | None = None
+    status: str = "online"
+
+
+class _RestBook(msgspec.Struct, gc=False):
+    asks: list[tuple[str, str, int | float]]
+    bids: list[tuple[str, str, int | float]]
+
+
+class KrakenRest(PublicRest):
+    """Kraken public REST: ``/0/public/AssetPairs``, ``/0/public/Depth``, ``/0/public/Trades``.
+
+    Kraken answers most errors with HTTP 200 and a non-empty ``error`` list, so the parse
+    methods raise the same errors :meth:`error` maps. The trades cursor is Kraken's ``since``
+    (a nanosecond timestamp, the ``last`` value of the previous page), not a trade id.
+    """
+
+    venue: ClassVar[str] = VENUE
+    default_url: ClassVar[str] = "https://api.kraken.com"
+    rate_limit: ClassVar[tuple[float, float]] = (1.0, 1.0)
+
+    def __init__(self) -> None:
+        self._d = DecimalCache()
+        self._envelope = msgspec.json.Decoder(_RestEnvelope)
+        self._pairs = msgspec.json.Decoder(dict[str, _AssetPair])
+        self._book = msgspec.json.Decoder(dict[str, _RestBook])
+        self._trades = msgspec.json.Decoder(dict[str, msgspec.Raw])
+        self._trade_rows = msgspec.json.Decoder(list[tuple[str, str, Decimal, str, str, str]])
+        self._trade_rows_id = msgspec.json.Decoder(
+            list[tuple[str, str, Decimal, str, str, str, int]]
+        )
+
+    @staticmethod
+    def _pair(symbol: str) -> str:
+        return kraken_venue_symbol(symbol).replace("/", "")
+
+    def markets_request(self) -> RestRequest:
+        return RestRequest("GET", "/0/public/AssetPairs")
+
+    def book_request(self, symbol: str, depth: int | None = None) -> RestRequest:
+        params = [("pair", self._pair(symbol))]
+        if depth is not None:
+            params.append(("count", str(depth)))
+        return RestRequest("GET", "/0/public/Depth", tuple(params))
+
+    def trades_request(
+        self, symbol: str, since_id: int | None = None, limit: int | None = None
+    ) -> RestRequest:
+        params = [("pair", self._pair(symbol))]
+        if since_id is not None:
+            params.append(("since", str(since_id)))
+        if limit is not None:
+            params.append(("count", str(limit)))
+        return RestRequest("GET", "/0/public/Trades", tuple(params))
+
+    def _result(self, body: bytes) -> msgspec.Raw:
+        envelope = self._envelope.decode(body)
+        if envelope.error:
+            raise self._body_error(envelope.error, status=200)
+        if not envelope.result:
+            raise ProtocolError("Kraken answer without result", venue=VENUE)
+        return envelope.result
+
+    def parse_markets(self, body: bytes) -> list[Instrument]:
+        try:
+            pairs = self._pairs.decode(self._result(body))
+            out = []
+            for pair in pairs.values():
+                if pair.wsname is None:
+                    continue  # dark-pool and other pairs with no WebSocket name
+                symbol = kraken_symbol(pair.wsname)
+                base, _, quote = symbol.partition("-")
+                tick = (
+                    Decimal(pair.tick_size)
+                    if pair.tick_size
+                    else Decimal(1).scaleb(-pair.pair_decimals)
+                )
+                out.append(
+                    Instrument(
+                        venue=VENUE,
+                        symbol=symbol,
+                        venue_symbol=pair.wsname,
+                        base=base,
+                        quote=quote,
+                        price_precision=pair.pair_decimals,
+                        size_precision=pair.lot_decimals,
+                        tick_size=tick,
+                        lot_size=Decimal(1).scaleb(-pair.lot_decimals),
+                        min_size=Decimal(pair.ordermin) if pair.ordermin else Decimal(0),
+                        status="open" if pair.status == "online" else pair.status,
+                    )
+                )
+            return out
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed Kraken AssetPairs: {exc}", venue=VENUE) from exc
+
+    def parse_book(self, body: bytes, symbol: str, recv_ts: int = 0) -> BookSnapshot:
+        try:
+            books = self._book.decode(self._result(body))
+            if len(books) != 1:
+                raise ProtocolError(f"Kraken Depth with {len(books)} books", venue=VENUE)
+            (book,) = books.values()
+            d = self._d
+            return BookSnapshot(
+                venue=VENUE,
+                symbol=symbol,
+                bids=tuple([BookLevel(d(p), d(s)) for p, s, _ in book.bids]),
+                asks=tuple([BookLevel(d(p), d(s)) for p, s, _ in book.asks]),
+                recv_ts=recv_ts,
+            )
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed Kraken Depth: {exc}", venue=VENUE) from exc
+
+    def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]:
+        try:
+            result = self._trades.decode(self._result(body))
+            out: list[Trade] = []
+            d = self._d
+            for key, raw in result.items():
+                if key == "last":
+                    continue
+                try:
+                    rows: list[tuple[Any, ...]] = list(self._trade_rows_id.decode(raw))
+                except msgspec.ValidationError:
+                    rows = list(self._trade_rows.decode(raw))
+                for row in rows:
+                    price, volume, time, side = row[0], row[1], row[2], row[3]
+                    ns = int(time.scaleb(9).to_integral_value(rounding=decimal.ROUND_DOWN))
+                    out.append(
+                        Trade(
+                            venue=VENUE,
+                            symbol=symbol,
+                            id=row[6] if len(row) > 6 else None,
+                            price=d(price),
+                            size=d(volume),
+                            side=Side.BUY if side == "b" else Side.SELL,
+                            ts=ns,
+                            recv_ts=recv_ts,
+                        )
+                    )
+            return out
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed Kraken Trades: {exc}", venue=VENUE) from exc
+
+    @staticmethod
+    def _body_error(errors: Sequence[str], status: int | None) -> TickloopError:
+        text = "; ".join(errors)
+        if any("Rate limit" in e or "Too many requests" in e for e in errors):
+            return RateLimitError(text, venue=VENUE)
+        if any(e.startswith("EQuery:Unknown asset pair") for e in errors):
+            return InvalidRequest(text, field="symbol", code=errors[0], venue=VENUE)
+        if any(e.startswith("EGeneral:Invalid arguments") for e in errors):
+            return InvalidRequest(text, code=errors[0], venue=VENUE)
+        return ExchangeError(text, code=errors[0] if errors else None, status=status, venue=VENUE)
+
+    def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> TickloopError:
+        retry_after = _retry_after(headers)
+        if status == 429:
+            return RateLimitError("Kraken rate limit", retry_after=retry_after, venue=VENUE)
+        try:
+            errors = self._envelope.decode(body).error
+        except msgspec.DecodeError:
+            errors = []
+        if errors:
+            err = self._body_error(errors, status)
+            if isinstance(err, RateLimitError):
+                err.retry_after = retry_after
+            return err
+        return ExchangeError(f"Kraken HTTP {status}", code=str(status), status=status, venue=VENUE)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for key, value in headers.items():
+        if key.lower() == "retry-after":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
