@@ -105,7 +105,7 @@ def test_models_keep_the_venue_digits(shared_data: Path) -> None:
         499869750,
         499869752,
     )
-    assert [tuple(map(str, lv)) for lv in delta.bids][0] == ("0.35130000", "6195.00000000")
+    assert tuple(map(str, delta.bids[0])) == ("0.35130000", "6195.00000000")
     assert delta.asks == () and delta.ts == 1633998512068_000000
     quote = next(e for e in events if isinstance(e, Quote))
     assert (str(quote.bid), str(quote.bid_size)) == ("0.35210000", "672.00000000")
