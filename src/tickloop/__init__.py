@@ -1,6 +1,9 @@
 """tickloop: an asyncio toolkit and runtime for real-time market data and trading bots."""
 
 from ._version import __version__
+from .client.auth import Credentials
+from .client.rest import AsyncClient
+from .client.sync import Client
 from .exceptions import (
     AuthError,
     BookError,
@@ -17,18 +20,23 @@ from .exceptions import (
     TickloopError,
     TimeoutError,
 )
+from .fields import Selection
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "BookError",
+    "Client",
     "ConfigError",
     "ConsumerOverflow",
+    "Credentials",
     "ExchangeError",
     "InvalidRequest",
     "NetworkError",
     "OrderRejected",
     "ProtocolError",
     "RateLimitError",
+    "Selection",
     "StreamError",
     "SubscriptionError",
     "TickloopError",

@@ -1,0 +1,227 @@
+"""API credentials: HMAC signing and one shared, cached session token.
+
+One :class:`Credentials` object is passed to every client that acts for the same key
+(:class:`~tickloop.AsyncClient`, :class:`~tickloop.Client`, the private streams). It logs in
+once (``POST /auth/token``), caches the token, and logs in again shortly before it expires.
+Many coroutines asking at once, even on different event loops in different threads (an
+``AsyncClient`` in the main loop and a sync ``Client`` whose loop runs in its own thread), cause
+exactly one login: the first caller performs it and the others wait on a thread-safe future.
+
+The secret is kept in a private attribute and used only as an HMAC key: it never appears in
+``repr``, logs or exception messages, and neither does the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from ..exceptions import AuthError, ConfigError, ProtocolError, TickloopError
+from ..venues.base import RestRequest
+
+if TYPE_CHECKING:
+    from .http import HttpSession
+
+__all__ = ["Credentials"]
+
+#: The exchange's login path (relative to its REST base URL).
+LOGIN_PATH = "/auth/token"
+
+
+class _HasHttp(Protocol):
+    @property
+    def http(self) -> HttpSession: ...
+
+
+class _TokenAnswer(msgspec.Struct, frozen=True):
+    token: str
+    ttl: float
+    expires_at: int = 0
+
+
+_token_decoder = msgspec.json.Decoder(_TokenAnswer)
+
+
+class _LoginAborted(Exception):
+    """The coroutine that was logging in was cancelled: a waiter should try again itself."""
+
+
+class Credentials:
+    """An API key (``key_id`` and ``secret``) and its cached session token.
+
+    ``token_ttl_margin`` is how many seconds before expiry the token is renewed (capped at half
+    the token's lifetime, so a short-lived token is not renewed on every call).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_clock",
+        "_expires",
+        "_inflight",
+        "_lock",
+        "_logins",
+        "_secret",
+        "_token",
+        "_ttl",
+        "key_id",
+        "token_ttl_margin",
+    )
+
+    def __init__(
+        self,
+        key_id: str,
+        secret: str,
+        *,
+        token_ttl_margin: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not key_id:
+            raise ConfigError("key_id is empty", field="key_id")
+        if not secret:
+            raise ConfigError("secret is empty", field="secret")
+        if token_ttl_margin < 0:
+            raise ConfigError("token_ttl_margin must be >= 0", field="token_ttl_margin")
+        self.key_id = key_id
+        self._secret = secret.encode()
+        self.token_ttl_margin = token_ttl_margin
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = float("-inf")  # monotonic time the cached token expires
+        self._ttl = 0.0
+        self._inflight: concurrent.futures.Future[str] | None = None
+        self._logins = 0
+
+    def __repr__(self) -> str:
+        state = "token cached" if self._token is not None else "no token"
+        return f"Credentials(key_id={self.key_id!r}, secret=<hidden>, {state})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Credentials cannot be pickled (the secret would be written out)")
+
+    @classmethod
+    def from_key(cls, key: Any, **options: Any) -> Credentials:
+        """Credentials from anything with ``key_id`` and ``secret`` (such as ``SimApiKey``)."""
+        return cls(key.key_id, key.secret, **options)
+
+    # -- signing ---------------------------------------------------------------------------------
+    def sign(self, payload: str | bytes) -> str:
+        """Lower-case hex HMAC-SHA256 of ``payload`` keyed with the secret."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+
+    def signed_headers(
+        self, method: str, path_with_query: str, body: bytes = b"", *, ts_ms: int | None = None
+    ) -> dict[str, str]:
+        """``TL-KEY``/``TL-TS``/``TL-SIGN`` for one request (docs/protocol.md, Authentication).
+
+        ``path_with_query`` starts at ``/api/v1`` and includes ``?query`` exactly as sent.
+        """
+        ts = str(time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
+        payload = ts.encode() + method.upper().encode() + path_with_query.encode() + body
+        return {"TL-KEY": self.key_id, "TL-TS": ts, "TL-SIGN": self.sign(payload)}
+
+    def login_message(self, *, ts_ms: int | None = None) -> dict[str, Any]:
+        """A WebSocket ``login`` op signed with the key (no token needed)."""
+        ts = time.time_ns() // 1_000_000 if ts_ms is None else ts_ms
+        return {"op": "login", "key": self.key_id, "ts": ts, "sig": self.sign(f"{ts}login")}
+
+    # -- the session token -----------------------------------------------------------------------
+    @property
+    def logins(self) -> int:
+        """How many times these credentials logged in (POST /auth/token) successfully."""
+        return self._logins
+
+    def cached_token(self) -> str | None:
+        """The cached token if it is still comfortably valid, else None (no I/O)."""
+        with self._lock:
+            return self._valid_token(self._clock())
+
+    def _valid_token(self, now: float) -> str | None:
+        margin = min(self.token_ttl_margin, self._ttl / 2)
+        if self._token is not None and now < self._expires - margin:
+            return self._token
+        return None
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the cached token (only if it is still ``token``, when given): the venue
+        refused it, so the next :meth:`token` call logs in again."""
+        with self._lock:
+            if token is None or token == self._token:
+                self._token = None
+                self._expires = float("-inf")
+
+    async def token(self, via: HttpSession | _HasHttp | str) -> str:
+        """A valid session token, logging in through ``via`` only when needed.
+
+        ``via`` is an :class:`~tickloop.client.http.HttpSession`, anything with an ``http``
+        attribute holding one (``AsyncClient``), or the REST base URL
+        (``http://127.0.0.1:PORT/api/v1``). Raises :class:`AuthError` when the key is refused.
+        """
+        while True:
+            with self._lock:
+                cached = self._valid_token(self._clock())
+                if cached is not None:
+                    return cached
+                inflight = self._inflight
+                leader = inflight is None
+                if inflight is None:
+                    inflight = self._inflight = concurrent.futures.Future()
+            if not leader:
+                try:
+                    return await asyncio.wrap_future(inflight)
+                except _LoginAborted:
+                    continue  # the leader was cancelled: try again (maybe as the leader)
+            return await self._login(via, inflight)
+
+    async def _login(
+        self, via: HttpSession | _HasHttp | str, fut: concurrent.futures.Future[str]
+    ) -> str:
+        try:
+            started = self._clock()
+            answer = await self._post_login(via)
+        except BaseException as exc:
+            with self._lock:
+                self._inflight = None
+            if isinstance(exc, TickloopError):
+                fut.set_exception(exc)
+                # the waiters re-raise it; mark it retrieved so an unawaited future stays quiet
+                fut.exception()
+            else:
+                fut.set_exception(_LoginAborted())
+            raise
+        with self._lock:
+            self._token = answer.token
+            self._ttl = max(0.0, answer.ttl)
+            self._expires = started + self._ttl  # measured from before the request: safe side
+            self._inflight = None
+            self._logins += 1
+        fut.set_result(answer.token)
+        return answer.token
+
+    async def _post_login(self, via: HttpSession | _HasHttp | str) -> _TokenAnswer:
+        from .http import HttpSession
+
+        request = RestRequest("POST", LOGIN_PATH, private=True, idempotent=True)
+        if isinstance(via, str):
+            async with HttpSession(via, credentials=self) as http:
+                response = await http.request(request)
+        else:
+            http = via if isinstance(via, HttpSession) else via.http
+            response = await http.request(request)
+        try:
+            return _token_decoder.decode(response.body)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"malformed login answer: {exc}") from None
+
+    def auth_error(self, message: str) -> AuthError:
+        """An AuthError naming the key id (never the secret)."""
+        return AuthError(f"{message} (key {self.key_id})")
