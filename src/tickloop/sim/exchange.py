@@ -1,0 +1,263 @@
+"""``SimExchange``: the embedded exchange as one async context manager.
+
+.. code-block:: python
+
+    async with SimExchange(seed=7, symbols=["BTC-USD", "ETH-USD"]) as ex:
+        ex.ws_url, ex.rest_url      # ws://127.0.0.1:PORT/ws, http://127.0.0.1:PORT/api/v1
+        ex.book("BTC-USD")          # the true book: the ground truth tests compare clients with
+        await ex.faults.disconnect_all()
+
+It wires the sans-I/O engine and flow to the aiohttp server (server.py) and the fan-out hub
+(feed.py). The exchange owns every task and socket it creates: leaving the ``async with`` (or
+``stop()``) stops the flow, closes every client connection and the listening socket, and awaits
+everything, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from types import TracebackType
+
+from aiohttp import web
+
+from ..checksums import sim_checksum
+from ..exceptions import ConfigError
+from ..models import BookLevel, BookSnapshot, Side, Trade
+from .auth import KeyStore, SimApiKey
+from .candles import CandleAggregator
+from .engine import Engine
+from .faults import Faults
+from .feed import INTERVALS, ExchangeStats, Hub
+from .flow import Flow
+from .market import MarketSpec, market_for
+from .server import API_PREFIX, SimServer
+
+__all__ = ["ExchangeStats", "SimExchange"]
+
+
+class SimExchange:
+    """The embedded exchange: matching engine, synthetic flow, REST + WebSocket server, faults.
+
+    ``rate`` is synthetic-flow steps per second per symbol (each step changes the book, so it is
+    also book updates per second); 0 starts with no flow. ``port=0`` picks a free port.
+    ``heartbeat`` is the idle interval in seconds before a subscribed connection gets a
+    heartbeat; ``token_ttl`` the session-token lifetime in seconds; ``rate_limit_weight`` the
+    REST weight budget per key (or client address) per second.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        symbols: Sequence[str] = ("BTC-USD", "ETH-USD"),
+        rate: float = 20.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        heartbeat: float = 1.0,
+        token_ttl: float = 300.0,
+        rate_limit_weight: int = 200,
+    ) -> None:
+        if isinstance(symbols, str):
+            symbols = [s for s in symbols.split(",") if s]
+        if not symbols:
+            raise ConfigError("at least one symbol is needed", field="symbols")
+        specs = []
+        for symbol in dict.fromkeys(symbols):
+            try:
+                specs.append(market_for(symbol))
+            except ValueError as exc:
+                raise ConfigError(str(exc), field="symbols") from None
+        if not rate >= 0:
+            raise ConfigError(f"rate must be >= 0, got {rate!r}", field="rate")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port must be within 0..65535, got {port!r}", field="port")
+        if not heartbeat > 0:
+            raise ConfigError(f"heartbeat must be > 0, got {heartbeat!r}", field="heartbeat")
+        if not token_ttl > 0:
+            raise ConfigError(f"token_ttl must be > 0, got {token_ttl!r}", field="token_ttl")
+        if rate_limit_weight < 1:
+            raise ConfigError(
+                f"rate_limit_weight must be >= 1, got {rate_limit_weight!r}",
+                field="rate_limit_weight",
+            )
+        self.seed = seed
+        self.symbols = tuple(spec.symbol for spec in specs)
+        self.host = host
+        self.port = port
+        self.rate = float(rate)
+        rng = random.Random(seed)
+        self._engine = Engine(specs)
+        self._flow = Flow(self._engine, rng=rng, symbols=self.symbols)
+        ts = time.time_ns()
+        for symbol in self.symbols:
+            self._flow.seed_book(symbol, ts)
+        self.stats = ExchangeStats()
+        self._keys = KeyStore(token_ttl=token_ttl)
+        self.faults = Faults(
+            disconnect=self._disconnect_all,
+            skip=self._engine.skip_sequence,
+            clock=time.monotonic,
+            rng=random.Random(rng.random()),
+        )
+        self._hub = Hub(
+            self._engine,
+            self._flow,
+            self.faults,
+            self.stats,
+            symbols=self.symbols,
+            rate=self.rate,
+            heartbeat=heartbeat,
+            candles=CandleAggregator(intervals=INTERVALS),
+        )
+        self._server = SimServer(
+            self._engine,
+            self._hub,
+            self._keys,
+            self.faults,
+            self.stats,
+            rate_limit_weight=rate_limit_weight,
+        )
+        self._runner: web.AppRunner | None = None
+
+    def __repr__(self) -> str:
+        state = f"listening on {self.host}:{self.port}" if self._runner else "stopped"
+        return f"SimExchange(symbols={list(self.symbols)}, seed={self.seed}, {state})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> SimExchange:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind the server and start the flow."""
+        if self._runner is not None:
+            raise ConfigError("the exchange is already running", field="start")
+        runner = web.AppRunner(
+            self._server.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}", field="port"
+            ) from None
+        server = site._server
+        if server is not None and self.port == 0:
+            sockets = getattr(server, "sockets", None) or ()
+            for sock in sockets:
+                self.port = int(sock.getsockname()[1])
+                break
+        self._runner = runner
+        self._hub.start()
+
+    async def stop(self) -> None:
+        """Stop the flow, close every connection and the listening socket (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        try:
+            await self._hub.stop()
+            await self._hub.close_all()
+        finally:
+            await runner.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}/ws"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self._url_host}:{self.port}{API_PREFIX}"
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    # -- ground truth ------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def _spec(self, symbol: str) -> MarketSpec:
+        spec = self._engine.markets.get(symbol)
+        if spec is None:
+            raise ConfigError(f"unknown symbol {symbol!r}", field="symbol")
+        return spec
+
+    def trades(self, symbol: str) -> list[Trade]:
+        """Every trade of ``symbol`` so far, in exchange order."""
+        spec = self._spec(symbol)
+        return [
+            Trade(
+                venue="sim",
+                symbol=symbol,
+                id=t.trade_id,
+                price=Decimal(spec.price_text(t.price)),
+                size=Decimal(spec.size_text(t.size)),
+                side=Side(t.taker_side),
+                ts=t.ts,
+            )
+            for t in self._engine.trades(symbol)
+        ]
+
+    def book(self, symbol: str) -> BookSnapshot:
+        """The whole true book of ``symbol`` now, with its sequence number and checksum."""
+        spec = self._spec(symbol)
+        bids, asks = self._engine.depth(symbol)
+        bid_text = [(spec.price_text(p), spec.size_text(s)) for p, s in bids]
+        ask_text = [(spec.price_text(p), spec.size_text(s)) for p, s in asks]
+        return BookSnapshot(
+            venue="sim",
+            symbol=symbol,
+            bids=tuple(BookLevel(Decimal(p), Decimal(s)) for p, s in bid_text),
+            asks=tuple(BookLevel(Decimal(p), Decimal(s)) for p, s in ask_text),
+            sequence=self._engine.seq(symbol),
+            checksum=sim_checksum(bid_text[:10], ask_text[:10]),
+            ts=time.time_ns(),
+        )
+
+    # -- control -----------------------------------------------------------------------------
+    def pause_flow(self) -> None:
+        """Stop the synthetic order flow (the book stays as it is)."""
+        self._hub.paused = True
+
+    def resume_flow(self) -> None:
+        self._hub.paused = False
+
+    @property
+    def flow_paused(self) -> bool:
+        return self._hub.paused
+
+    def step(self, symbol: str, n: int = 1) -> None:
+        """Run ``n`` synthetic-flow steps on ``symbol`` now (handy with the flow paused)."""
+        self._spec(symbol)
+        for _ in range(n):
+            self._hub.step(symbol, time.time_ns())
+
+    def create_api_key(self) -> SimApiKey:
+        """A new API key whose account holds 1,000,000 of each quote and 100 of each base asset."""
+        key = self._keys.create()
+        self._engine.open_account(key.key_id)  # the engine's default funding is the protocol's
+        return key
+
+    async def _disconnect_all(self) -> int:
+        return await self._hub.disconnect_all()
