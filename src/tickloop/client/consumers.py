@@ -1,0 +1,441 @@
+"""Fan-out from one upstream stream to many consumers, each behind its own bounded buffer.
+
+The feed calls :meth:`Fanout.publish` synchronously from the socket's data callback (no task, no
+queue per message). Each consumer then gets the event through its own :class:`Consumer`:
+
+* an **async iterator** (``async for``) reads a bounded buffer: one ``deque`` and one waiter
+  future, woken once per burst rather than once per message;
+* a **sync handler** is called directly, inside the data callback;
+* an **async handler** is awaited by one worker task that owns the consumer's buffer (the only
+  task boundary, hence the only queue).
+
+Overflow policy, chosen per stream type (:class:`Overflow`): ``ERROR`` for streams that must not
+lose data (trades, private orders and fills, status) — a consumer that falls ``maxsize`` events
+behind is detached and gets :class:`~tickloop.exceptions.ConsumerOverflow`; ``CONFLATE`` for
+streams where only the latest value matters (tickers, candles, books) — a new value replaces the
+pending one with the same key. A slow consumer never delays the others: nothing here waits.
+
+Reference counting: :class:`Fanout` counts consumers per upstream
+:class:`~tickloop.venues.base.Subscription`; ``attach`` returns the subscriptions that just became
+needed and ``detach`` those no longer needed, which the caller subscribes and unsubscribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from enum import StrEnum
+from typing import Any
+
+from ..exceptions import ConsumerOverflow, StreamError
+from ..venues.base import Channel, Subscription
+
+__all__ = [
+    "Consumer",
+    "ConsumerStats",
+    "Fanout",
+    "Handler",
+    "Overflow",
+]
+
+log = logging.getLogger("tickloop.client.consumers")
+
+Handler = Callable[[Any], Awaitable[None] | None]
+
+
+class Overflow(StrEnum):
+    ERROR = "error"  # never drop: detach the consumer with ConsumerOverflow
+    CONFLATE = "conflate"  # keep the latest value per key
+
+
+class _Closed:
+    """Sentinel: the consumer was closed normally (the stream or the client ended)."""
+
+
+_CLOSED = _Closed()
+
+
+class ConsumerStats:
+    """Counters of one consumer: what it got, what it lost, how far behind it fell."""
+
+    __slots__ = ("conflated", "delivered", "dropped", "handler_errors", "high_water", "received")
+
+    def __init__(self) -> None:
+        self.received = 0  # events offered to this consumer
+        self.delivered = 0  # events handed to user code
+        self.conflated = 0  # events replaced by a newer value (CONFLATE)
+        self.dropped = 0  # events lost to an overflow (ERROR: then the consumer is detached)
+        self.handler_errors = 0
+        self.high_water = 0  # the largest backlog seen
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Consumer:
+    """One consumer's bounded buffer, or its direct handler (module docstring).
+
+    ``key`` maps an event to its conflation key (CONFLATE only). ``on_detach`` is called once
+    when the consumer leaves the fan-out by itself (overflow).
+    """
+
+    def __init__(
+        self,
+        channel: Channel | str,
+        *,
+        policy: Overflow,
+        maxsize: int,
+        key: Callable[[Any], Hashable] | None = None,
+        handler: Handler | None = None,
+        name: str = "",
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.channel = channel
+        self.policy = policy
+        self.maxsize = maxsize
+        self.name = name
+        self.stats = ConsumerStats()
+        self.subscriptions: tuple[Subscription, ...] = ()
+        self.on_detach: Callable[[Consumer], None] | None = None
+        self._key = key if key is not None else _identity_key
+        self._buffer: deque[Any] = deque()
+        self._latest: dict[Hashable, Any] = {}
+        self._waiter: asyncio.Future[None] | None = None
+        self._end: BaseException | _Closed | None = None
+        self._handler: Handler | None = None
+        self._handler_is_async = False
+        self._worker: asyncio.Task[None] | None = None
+        self.push: Callable[[Any], None] = self._push_conflate
+        self.set_handler(handler)
+
+    # ---------------------------------------------------------------------------- properties
+    @property
+    def closed(self) -> bool:
+        return self._end is not None
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._end if isinstance(self._end, BaseException) else None
+
+    @property
+    def handler(self) -> Handler | None:
+        return self._handler
+
+    def __len__(self) -> int:
+        return len(self._buffer) + len(self._latest)
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.name or self.channel} {self.policy} backlog={len(self)}>"
+
+    # ------------------------------------------------------------------------------ handlers
+    def set_handler(self, handler: Handler | None) -> None:
+        """Use ``handler`` from now on (None: an async-iterator consumer). Events already
+        buffered go to the new handler."""
+        self._handler = handler
+        self._handler_is_async = handler is not None and _is_async(handler)
+        if handler is not None and not self._handler_is_async:
+            # Sync handler: called inline. Flush what an earlier async handler left behind.
+            self.push = self._call_handler
+            while len(self):
+                self._call_handler(self._pop())
+            return
+        self.push = self._push_error if self.policy is Overflow.ERROR else self._push_conflate
+        if self._handler_is_async and self._worker is None and self._end is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                self._run_handler(), name=f"tickloop-handler-{self.name or self.channel}"
+            )
+
+    def _call_handler(self, event: Any) -> None:
+        stats = self.stats
+        stats.received += 1
+        handler = self._handler
+        assert handler is not None
+        try:
+            handler(event)
+        except Exception:
+            self._handler_failed()
+        else:
+            stats.delivered += 1
+
+    def _handler_failed(self) -> None:
+        errors = self.stats.handler_errors = self.stats.handler_errors + 1
+        if errors & (errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a log line per message
+            log.exception("handler of %s failed (%d failures so far)", self.name, errors)
+
+    async def _run_handler(self) -> None:
+        try:
+            while True:
+                try:
+                    event = await self.get()
+                except StopAsyncIteration:
+                    return
+                except ConsumerOverflow:
+                    log.error("%s: async handler fell behind; detached", self.name)
+                    return
+                handler = self._handler
+                if handler is None or not self._handler_is_async:
+                    self.push(event)  # the handler was changed to a sync one meanwhile
+                    continue
+                try:
+                    result = handler(event)
+                    if result is not None:
+                        await result
+                except Exception:
+                    self.stats.delivered -= 1
+                    self._handler_failed()
+        finally:
+            self._worker = None
+
+    # ------------------------------------------------------------------------------ producing
+    def _push_error(self, event: Any) -> None:
+        buffer = self._buffer
+        stats = self.stats
+        stats.received += 1
+        size = len(buffer)
+        if size >= self.maxsize:
+            self._overflow()
+            return
+        buffer.append(event)
+        if size >= stats.high_water:
+            stats.high_water = size + 1
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _push_conflate(self, event: Any) -> None:
+        latest = self._latest
+        stats = self.stats
+        stats.received += 1
+        key = self._key(event)
+        if key in latest:
+            stats.conflated += 1
+        elif len(latest) >= self.maxsize:
+            # More distinct keys pending than the buffer holds: the oldest value is dropped.
+            del latest[next(iter(latest))]
+            stats.dropped += 1
+        latest[key] = event
+        if len(latest) > stats.high_water:
+            stats.high_water = len(latest)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _overflow(self) -> None:
+        dropped = len(self._buffer) + 1
+        self.stats.dropped += dropped
+        self._buffer.clear()
+        self.close(
+            ConsumerOverflow(
+                f"consumer {self.name or self.channel} fell {self.maxsize} events behind; "
+                "it was detached so that the stream never drops data silently",
+                dropped=dropped,
+            )
+        )
+
+    def close(self, end: BaseException | None = None) -> None:
+        """End this consumer: normally (``end`` None) after its backlog is read, or with an
+        error raised at its next read. Idempotent; the first end wins."""
+        if self._end is None:
+            self._end = end if end is not None else _CLOSED
+            self.push = _ignore
+            if end is not None and self.policy is Overflow.CONFLATE:
+                self._latest.clear()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        callback, self.on_detach = self.on_detach, None
+        if callback is not None:
+            callback(self)
+
+    async def aclose(self) -> None:
+        """Close and wait for an async handler's worker to finish."""
+        self.close()
+        worker = self._worker
+        if worker is not None and not worker.done():
+            worker.cancel()
+            try:
+                await worker
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+
+    # ------------------------------------------------------------------------------ consuming
+    def _pop(self) -> Any:
+        if self._buffer:
+            return self._buffer.popleft()
+        latest = self._latest
+        return latest.pop(next(iter(latest)))
+
+    def get_nowait(self) -> Any:
+        """The next event; raises the end (StopAsyncIteration, an error) or LookupError when
+        nothing is buffered yet."""
+        if self._buffer or self._latest:
+            self.stats.delivered += 1
+            return self._pop()
+        end = self._end
+        if end is None:
+            raise LookupError("empty")
+        if isinstance(end, _Closed):
+            raise StopAsyncIteration
+        raise end
+
+    async def get(self) -> Any:
+        """The next event, waiting for one."""
+        while True:
+            buffer = self._buffer
+            if buffer:
+                self.stats.delivered += 1
+                return buffer.popleft()
+            if self._latest:
+                self.stats.delivered += 1
+                return self._pop()
+            end = self._end
+            if end is not None:
+                if isinstance(end, _Closed):
+                    raise StopAsyncIteration
+                raise end
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+
+def _ignore(event: Any) -> None:
+    return None
+
+
+def _identity_key(event: Any) -> Hashable:
+    return (getattr(event, "symbol", None), getattr(event, "interval", None))
+
+
+def _is_async(handler: Handler) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+# ------------------------------------------------------------------------------------ fan-out
+
+
+def route_key(sub: Subscription) -> Hashable:
+    """How events of ``sub`` are routed: by symbol, by (symbol, interval) for candles, and by
+    nothing for private channels."""
+    if sub.channel is Channel.CANDLES:
+        return (sub.symbol, sub.interval)
+    return sub.symbol
+
+
+class Fanout:
+    """Routes events to consumers and counts consumers per upstream subscription.
+
+    Routes are copy-on-write tuples, so a consumer may detach while an event is being delivered.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[Channel, dict[Hashable, tuple[Consumer, ...]]] = {c: {} for c in Channel}
+        self.refs: dict[Subscription, int] = {}
+        self.consumers: set[Consumer] = set()
+        self.status: tuple[Consumer, ...] = ()
+        #: Called with the subscriptions no longer needed when a consumer detaches by itself.
+        self.on_unneeded: Callable[[list[Subscription]], None] | None = None
+
+    def attach(
+        self, consumer: Consumer, subscriptions: Iterable[Subscription]
+    ) -> list[Subscription]:
+        """Route ``subscriptions`` to ``consumer``; returns those that were not needed before."""
+        new: list[Subscription] = []
+        subs = tuple(dict.fromkeys(s for s in subscriptions if s not in consumer.subscriptions))
+        for sub in subs:
+            routes = self.routes[sub.channel]
+            key = route_key(sub)
+            routes[key] = (*routes.get(key, ()), consumer)
+            count = self.refs.get(sub, 0)
+            self.refs[sub] = count + 1
+            if count == 0:
+                new.append(sub)
+        consumer.subscriptions = consumer.subscriptions + subs
+        self.consumers.add(consumer)
+        consumer.on_detach = self._detached
+        return new
+
+    def detach(
+        self, consumer: Consumer, subscriptions: Iterable[Subscription] | None = None
+    ) -> list[Subscription]:
+        """Stop routing ``subscriptions`` (all when None) to ``consumer``; returns those that no
+        consumer needs any more."""
+        if subscriptions is None:
+            drop = consumer.subscriptions
+        else:
+            wanted = set(subscriptions)
+            drop = tuple(s for s in consumer.subscriptions if s in wanted)
+        gone: list[Subscription] = []
+        for sub in drop:
+            routes = self.routes[sub.channel]
+            key = route_key(sub)
+            remaining = tuple(c for c in routes.get(key, ()) if c is not consumer)
+            if remaining:
+                routes[key] = remaining
+            else:
+                routes.pop(key, None)
+            count = self.refs.get(sub, 0) - 1
+            if count <= 0:
+                self.refs.pop(sub, None)
+                gone.append(sub)
+            else:
+                self.refs[sub] = count
+        consumer.subscriptions = tuple(s for s in consumer.subscriptions if s not in drop)
+        if not consumer.subscriptions:
+            self.consumers.discard(consumer)
+            if consumer.on_detach == self._detached:
+                consumer.on_detach = None
+        return gone
+
+    def _detached(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            gone = self.detach(consumer)
+            if gone and self.on_unneeded is not None:
+                self.on_unneeded(gone)
+        self.remove_status(consumer)
+
+    # ------------------------------------------------------------------------------- status
+    def add_status(self, consumer: Consumer) -> None:
+        self.status = (*self.status, consumer)
+        consumer.on_detach = self._detached
+
+    def remove_status(self, consumer: Consumer) -> None:
+        if consumer in self.status:
+            self.status = tuple(c for c in self.status if c is not consumer)
+
+    def publish_status(self, event: Any) -> None:
+        for consumer in self.status:
+            consumer.push(event)
+
+    # ------------------------------------------------------------------------------ control
+    def fail(self, sub: Subscription, error: StreamError) -> list[Consumer]:
+        """End every consumer of ``sub`` with ``error`` (a refused subscription)."""
+        failed = list(self.routes[sub.channel].get(route_key(sub), ()))
+        for consumer in failed:
+            consumer.close(error)
+        return failed
+
+    def close_all(self, error: BaseException | None = None) -> None:
+        for consumer in [*self.consumers, *self.status]:
+            consumer.on_detach = None
+            consumer.close(error)
+        self.consumers.clear()
+        self.status = ()
+        for routes in self.routes.values():
+            routes.clear()
+        self.refs.clear()

@@ -1,0 +1,784 @@
+"""The one WebSocket session class: every venue's connections go through it.
+
+A :class:`WsSession` is one logical connection to a venue. It keeps the set of subscriptions it
+should carry and makes the socket match it, whatever happens to the socket: it connects (picows),
+logs in when private channels need it, subscribes within the codec's declared limits (streams per
+message, messages per second), reconnects with exponential backoff and jitter, restores every
+subscription after a reconnect, and replaces a connection that goes silent without closing (the
+heartbeat watchdog). Everything venue-specific is in the :class:`~tickloop.venues.base.Codec`;
+this module has no venue branch.
+
+Hot path: picows calls :meth:`_Listener.on_ws_frame` for each frame of a socket read; the frame
+is decoded there and each event is dispatched synchronously by its type through one dict lookup
+(data sinks supplied by the owner, control messages handled here). No task, no queue and no log
+line per message. A frame that cannot be decoded is counted and skipped, never fatal.
+
+Status is data: the owner (:class:`SessionOwner`, the StreamClient) is told about connects,
+reconnects with their downtime, stale connections, refused subscriptions and final failure, and
+turns them into status events. picows and OS errors are translated to :mod:`tickloop.exceptions`
+here and never leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+import picows
+
+from ..exceptions import (
+    AuthError,
+    NetworkError,
+    ProtocolError,
+    StreamError,
+    SubscriptionError,
+    TickloopError,
+    TimeoutError,
+)
+from ..models import Connected, Disconnected, Reconnected, Stale
+from ..venues.base import (
+    Codec,
+    Heartbeat,
+    LoggedIn,
+    Pong,
+    Subscribed,
+    Subscription,
+    Unsubscribed,
+    VenueError,
+)
+from .backoff import Backoff
+
+__all__ = ["SessionOwner", "SessionState", "SessionStats", "WsSession"]
+
+log = logging.getLogger("tickloop.client.session")
+
+_TEXT = picows.WSMsgType.TEXT
+_BINARY = picows.WSMsgType.BINARY
+_CONTINUATION = picows.WSMsgType.CONTINUATION
+_CLOSE = picows.WSMsgType.CLOSE
+
+
+class SessionState(Enum):
+    IDLE = "idle"  # not started
+    CONNECTING = "connecting"
+    OPEN = "open"  # connected; subscriptions restored or being restored
+    WAITING = "waiting"  # between attempts (backoff)
+    CLOSED = "closed"  # closed by its owner
+    FAILED = "failed"  # gave up (retries exhausted, or a non-retryable error)
+
+
+@dataclass
+class SessionStats:
+    events: int = 0
+    malformed: int = 0  # frames that could not be decoded (counted, skipped)
+    connects: int = 0
+    reconnects: int = 0
+    stale: int = 0  # connections replaced by the watchdog
+    venue_errors: int = 0
+    subscribe_messages: int = 0
+
+
+class SessionOwner(Protocol):
+    """What a session reports to the object that owns it."""
+
+    def on_status(self, event: Connected | Disconnected | Reconnected | Stale) -> None: ...
+
+    def on_confirmed(self, session: WsSession, subscriptions: tuple[Subscription, ...]) -> None:
+        """The venue confirmed these subscriptions on the current connection."""
+
+    def on_lost(self, session: WsSession, subscriptions: list[Subscription], ts: int) -> None:
+        """The connection carrying these subscriptions is gone (data may be missed from now)."""
+
+    def on_refused(
+        self, session: WsSession, subscription: Subscription, error: StreamError
+    ) -> None:
+        """The venue refused a subscription for good; the session no longer carries it."""
+
+    def on_failed(self, session: WsSession, error: TickloopError) -> None:
+        """The session gave up; every subscription it carried is ended with ``error``."""
+
+
+class _Listener(picows.WSListener):
+    """picows callbacks of one physical connection: decode and dispatch inline."""
+
+    def __init__(self, session: WsSession, codec: Codec) -> None:
+        self.session = session
+        self.decode = codec.decode
+        self.dispatch = session._dispatch
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.recv_ts = 0
+        self.fragments: bytearray | None = None
+
+    def on_ws_frame(self, transport: Any, frame: Any) -> None:
+        session = self.session
+        session._rx += 1
+        msg_type = frame.msg_type
+        if msg_type is _TEXT or msg_type is _BINARY:
+            if not frame.fin:
+                self.fragments = bytearray(frame.get_payload_as_memoryview())
+                return
+            payload = frame.get_payload_as_memoryview()
+        elif msg_type is _CONTINUATION:
+            if self.fragments is None:
+                return
+            self.fragments += frame.get_payload_as_memoryview()
+            if not frame.fin:
+                return
+            payload, self.fragments = bytes(self.fragments), None
+        elif msg_type is _CLOSE:
+            session._close_reason = f"closed by the venue ({frame.get_close_code()})"
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        else:
+            return
+        # One wall-clock read per socket read, not per frame.
+        recv_ts = self.recv_ts or time.time_ns()
+        self.recv_ts = 0 if frame.last_in_buffer else recv_ts
+        try:
+            events = self.decode(payload, recv_ts)
+        except ProtocolError as exc:
+            session._malformed(exc, payload)
+            return
+        except Exception as exc:  # a codec bug must not take the connection down
+            session._malformed(exc, payload)
+            return
+        session.stats.events += len(events)
+        dispatch = self.dispatch
+        try:
+            for event in events:
+                sink = dispatch.get(type(event))
+                if sink is not None:
+                    sink(event)
+        except Exception:
+            log.exception("%s: error while dispatching an event", session.name)
+
+    def on_ws_disconnected(self, transport: Any) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class WsSession:
+    """One logical WebSocket connection to a venue (module docstring)."""
+
+    def __init__(
+        self,
+        codec_factory: Callable[[], Codec],
+        url: str,
+        *,
+        owner: SessionOwner,
+        sinks: Mapping[type, Callable[[Any], None]],
+        index: int = 0,
+        backoff: Backoff | None = None,
+        heartbeat_timeout: float = 10.0,
+        ping_interval: float | None = None,
+        connect_timeout: float = 10.0,
+        token_provider: Callable[[], Awaitable[str]] | None = None,
+        max_frame_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._codec_factory = codec_factory
+        self._codec_cls = type(codec_factory())
+        self.venue = self._codec_cls.venue
+        self.base_url = url
+        self.index = index
+        self.name = f"{self.venue}#{index}"
+        self.owner = owner
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.heartbeat_timeout = heartbeat_timeout
+        self.ping_interval = ping_interval if ping_interval is not None else heartbeat_timeout / 3
+        self.connect_timeout = connect_timeout
+        self.token_provider = token_provider
+        self.max_frame_size = max_frame_size
+        self.state = SessionState.IDLE
+        self.stats = SessionStats()
+        #: What this session should carry, whatever the socket's state.
+        self.subscriptions: set[Subscription] = set()
+        self.error: TickloopError | None = None
+        self._dispatch: dict[type, Callable[[Any], None]] = dict(sinks)
+        self._dispatch.update(
+            {
+                Subscribed: self._on_subscribed,
+                Unsubscribed: self._on_unsubscribed,
+                LoggedIn: self._on_logged_in,
+                VenueError: self._on_venue_error,
+                Pong: _ignore,
+                Heartbeat: _ignore,
+            }
+        )
+        # Per physical connection:
+        self._transport: Any = None
+        self._codec: Codec | None = None
+        self._sent: set[Subscription] = set()
+        self._confirmed: set[Subscription] = set()
+        self._restoring: set[Subscription] = set()
+        self._logged_in = False
+        self._login_waiter: asyncio.Future[None] | None = None
+        self._close_reason = ""
+        self._rx = 0
+        self._rx_seen = 0
+        self._last_rx_at = 0.0
+        self._ping_sent = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._lost_at: float | None = None
+        self._attempts = 0
+        # Per session:
+        self._waiters: dict[Subscription, list[asyncio.Future[None]]] = {}
+        self._send_lock = asyncio.Lock()
+        self._next_send_at = 0.0
+        self._opened = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._ever_connected = False
+
+    def __repr__(self) -> str:
+        return f"<WsSession {self.name} {self.state.value} streams={len(self.subscriptions)}>"
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def confirmed(self) -> frozenset[Subscription]:
+        return frozenset(self._confirmed)
+
+    @property
+    def frames(self) -> int:
+        """Frames received over every connection of this session."""
+        return self._rx
+
+    @property
+    def malformed(self) -> int:
+        return self.stats.malformed
+
+    @property
+    def unknown(self) -> int:
+        return self._codec.unknown if self._codec is not None else 0
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        if self._task is None and self.state is SessionState.IDLE:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"tickloop-session-{self.name}"
+            )
+
+    async def close(self) -> None:
+        """Close the socket and stop reconnecting; waits for the session's task to end."""
+        if self.state is not SessionState.FAILED:
+            self.state = SessionState.CLOSED
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+        helpers = list(self._helpers)
+        for helper in helpers:
+            helper.cancel()
+        for pending in [task, *helpers]:
+            if pending is None:
+                continue
+            try:
+                await pending
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:
+                log.exception("%s: session task failed", self.name)
+        self._drop_transport()
+        self._resolve_all(StreamError("the stream client was closed", venue=self.venue))
+
+    # ---------------------------------------------------------------------- subscription API
+    async def add(self, subscriptions: Iterable[Subscription]) -> None:
+        """Carry ``subscriptions`` from now on (subscribes at once when connected)."""
+        new = [s for s in subscriptions if s not in self.subscriptions]
+        if not new:
+            return
+        self.subscriptions.update(new)
+        if self.state is SessionState.IDLE:
+            self.start()
+            return
+        if self._transport is not None and self.state is SessionState.OPEN:
+            try:
+                if any(s.channel.private for s in new) and not self._logged_in:
+                    await self._login()
+                await self._send_subscribe(new)
+            except NetworkError:
+                self._disconnect("send failed")  # restored after the reconnect
+
+    async def remove(self, subscriptions: Iterable[Subscription]) -> None:
+        """Stop carrying ``subscriptions`` (unsubscribes at once when connected)."""
+        gone = [s for s in subscriptions if s in self.subscriptions]
+        if not gone:
+            return
+        self.subscriptions.difference_update(gone)
+        sent = [s for s in gone if s in self._sent]
+        self._sent.difference_update(gone)
+        self._confirmed.difference_update(gone)
+        self._restoring.difference_update(gone)
+        for sub in gone:
+            self._resolve(sub, StreamError("unsubscribed", venue=self.venue))
+        if sent and self._transport is not None and self._codec is not None:
+            try:
+                await self._send_frames(sent, self._codec.unsubscribe)
+            except NetworkError:
+                self._disconnect("send failed")
+
+    async def wait_confirmed(
+        self,
+        subscriptions: Iterable[Subscription],
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until the venue confirmed ``subscriptions`` (or refused one: its error)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for sub in subscriptions:
+            if sub in self._confirmed:
+                continue
+            if self.error is not None:
+                raise self.error
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(sub, []).append(future)
+            futures.append(future)
+        if not futures:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                for future in futures:
+                    await future
+        except builtins.TimeoutError as exc:
+            raise TimeoutError(
+                f"subscription not confirmed within {timeout:g}s", venue=self.venue
+            ) from exc
+        finally:
+            for sub_futures in self._waiters.values():
+                for future in futures:
+                    if future in sub_futures:
+                        sub_futures.remove(future)
+
+    def _resolve(self, sub: Subscription, error: BaseException | None = None) -> None:
+        for future in self._waiters.pop(sub, ()):
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+                    future.exception()  # retrieved: nobody may be waiting any more
+
+    def _resolve_all(self, error: BaseException) -> None:
+        for sub in list(self._waiters):
+            self._resolve(sub, error)
+
+    # ----------------------------------------------------------------------------- run loop
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self.state = SessionState.CONNECTING
+                self._attempts += 1
+                try:
+                    listener = await self._connect()
+                except AuthError as exc:
+                    self._fail(exc)
+                    return
+                except NetworkError as exc:
+                    if not self._wait_or_fail(exc):
+                        return
+                    await self._sleep_backoff()
+                    continue
+                up_at = loop.time()
+                try:
+                    await self._open(listener)
+                    await listener.closed
+                except NetworkError as exc:
+                    self._close_reason = self._close_reason or str(exc)
+                finally:
+                    self._connection_lost()
+                self.backoff.succeeded(lasted=loop.time() - up_at)
+                if not self._wait_or_fail(NetworkError(self._close_reason, venue=self.venue)):
+                    return
+                await self._sleep_backoff()
+        except asyncio.CancelledError:
+            self._drop_transport()
+            raise
+
+    def _wait_or_fail(self, exc: TickloopError) -> bool:
+        if self.backoff.exhausted:
+            self._fail(
+                NetworkError(
+                    f"gave up after {self._attempts} attempts: {exc.message}", venue=self.venue
+                )
+            )
+            return False
+        return True
+
+    async def _sleep_backoff(self) -> None:
+        wait = self.backoff.next_wait()
+        if wait is None:
+            self._fail(NetworkError("connection retries exhausted", venue=self.venue))
+            raise asyncio.CancelledError  # unreachable in practice: _wait_or_fail ran first
+        self.state = SessionState.WAITING
+        await asyncio.sleep(wait)
+
+    def _fail(self, error: TickloopError) -> None:
+        self.state = SessionState.FAILED
+        self.error = error
+        self._drop_transport()
+        self._resolve_all(error)
+        self.owner.on_failed(self, error)
+
+    async def _connect(self) -> _Listener:
+        codec = self._codec_factory()
+        url = codec.url(self.base_url, sorted(self.subscriptions, key=_sort_key))
+        listener: _Listener | None = None
+
+        def factory() -> _Listener:
+            nonlocal listener
+            listener = _Listener(self, codec)
+            return listener
+
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                transport, _ = await picows.ws_connect(
+                    factory,
+                    url,
+                    websocket_handshake_timeout=self.connect_timeout,
+                    enable_auto_pong=True,
+                    max_frame_size=self.max_frame_size,
+                    logger_name="tickloop",
+                )
+        except builtins.TimeoutError as exc:
+            raise TimeoutError(f"connecting to {url} timed out", venue=self.venue) from exc
+        except picows.WSHandshakeError as exc:
+            status = getattr(getattr(exc, "response", None), "status", None)
+            if status in (401, 403):
+                raise AuthError(
+                    f"{url} refused the connection ({status})", venue=self.venue
+                ) from exc
+            raise NetworkError(
+                f"WebSocket handshake with {url} failed ({status})", venue=self.venue
+            ) from exc
+        except (OSError, picows.WSError) as exc:
+            raise NetworkError(f"cannot connect to {url}: {exc}", venue=self.venue) from exc
+        assert listener is not None
+        self._transport = transport
+        self._codec = codec
+        self._close_reason = ""
+        self._sent.clear()
+        self._confirmed.clear()
+        self._logged_in = False
+        self.stats.connects += 1
+        return listener
+
+    async def _open(self, listener: _Listener) -> None:
+        loop = asyncio.get_running_loop()
+        self.state = SessionState.OPEN
+        self._rx_seen = self._rx
+        self._last_rx_at = loop.time()
+        self._ping_sent = False
+        self._schedule_watchdog()
+        wanted = sorted(self.subscriptions, key=_sort_key)
+        self._restoring = set(wanted)
+        if any(s.channel.private for s in wanted):
+            try:
+                await self._login()
+            except AuthError as exc:
+                self._refuse_private(exc)
+                wanted = [s for s in wanted if not s.channel.private]
+            except TickloopError as exc:  # the token service failed: try again later
+                if isinstance(exc, NetworkError):
+                    raise
+                raise NetworkError(f"login failed: {exc.message}", venue=self.venue) from exc
+        if wanted:
+            await self._send_subscribe(wanted)
+        if not self._restoring:
+            self._restored()
+
+    def _restored(self) -> None:
+        loop = asyncio.get_running_loop()
+        ts = time.time_ns()
+        if not self._ever_connected:
+            self._ever_connected = True
+            self.owner.on_status(
+                Connected(venue=self.venue, url=self.base_url, connection=self.index, ts=ts)
+            )
+        else:
+            self.stats.reconnects += 1
+            downtime = loop.time() - self._lost_at if self._lost_at is not None else 0.0
+            self.owner.on_status(
+                Reconnected(
+                    venue=self.venue,
+                    url=self.base_url,
+                    connection=self.index,
+                    downtime=downtime,
+                    attempts=self._attempts,
+                    ts=ts,
+                )
+            )
+        self._attempts = 0
+
+    def _connection_lost(self) -> None:
+        loop = asyncio.get_running_loop()
+        was_open = self._transport is not None
+        self._drop_transport()
+        self._lost_at = loop.time()
+        lost = [s for s in self.subscriptions if s in self._sent or s in self._confirmed]
+        self._sent.clear()
+        self._confirmed.clear()
+        self._restoring.clear()
+        if self._login_waiter is not None and not self._login_waiter.done():
+            self._login_waiter.set_exception(NetworkError("disconnected", venue=self.venue))
+            self._login_waiter.exception()
+        if was_open and self.state is not SessionState.CLOSED:
+            ts = time.time_ns()
+            self.owner.on_lost(self, lost, ts)
+            self.owner.on_status(
+                Disconnected(
+                    venue=self.venue,
+                    url=self.base_url,
+                    connection=self.index,
+                    reason=self._close_reason or "connection closed",
+                    ts=ts,
+                )
+            )
+
+    def _drop_transport(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.disconnect(graceful=False)
+
+    def _disconnect(self, reason: str) -> None:
+        if self._transport is not None:
+            self._close_reason = self._close_reason or reason
+            self._transport.disconnect(graceful=False)
+
+    # ------------------------------------------------------------------------------ watchdog
+    def _schedule_watchdog(self) -> None:
+        tick = max(0.01, min(self.heartbeat_timeout / 4, self.ping_interval / 2))
+        self._watchdog = asyncio.get_running_loop().call_later(tick, self._check_alive)
+
+    def _check_alive(self) -> None:
+        self._watchdog = None
+        transport = self._transport
+        if transport is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._rx != self._rx_seen:
+            self._rx_seen = self._rx
+            self._last_rx_at = now
+            self._ping_sent = False
+        else:
+            silent = now - self._last_rx_at
+            if silent >= self.heartbeat_timeout:
+                self.stats.stale += 1
+                self._close_reason = f"stale: nothing received for {silent:.2f}s"
+                self.owner.on_status(
+                    Stale(
+                        venue=self.venue,
+                        connection=self.index,
+                        silent_for=silent,
+                        ts=time.time_ns(),
+                    )
+                )
+                transport.disconnect(graceful=False)
+                return
+            if silent >= self.ping_interval and not self._ping_sent and self._codec is not None:
+                self._ping_sent = True
+                frame = self._codec.ping()
+                try:
+                    if frame is None:
+                        transport.send_ping()
+                    else:
+                        transport.send(_TEXT, frame)
+                except Exception as exc:  # a dying transport: the watchdog will replace it
+                    log.debug("%s: ping failed: %s", self.name, exc)
+        self._schedule_watchdog()
+
+    # ------------------------------------------------------------------------------ sending
+    async def _send_subscribe(self, subs: list[Subscription]) -> None:
+        todo = [s for s in subs if s not in self._sent]
+        if todo:
+            self._sent.update(todo)
+            assert self._codec is not None
+            await self._send_frames(todo, self._codec.subscribe)
+
+    async def _send_frames(
+        self,
+        subs: list[Subscription],
+        encode: Callable[[list[Subscription]], list[bytes]],
+    ) -> None:
+        """Send ``subs`` in chunks of the codec's streams-per-message limit, paced by its
+        messages-per-second limit (one lock per session, so the pace holds for all callers)."""
+        limit = max(1, self._codec_cls.max_streams_per_message)
+        interval = 1.0 / self._codec_cls.max_messages_per_second
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:
+            for start in range(0, len(subs), limit):
+                for frame in encode(subs[start : start + limit]):
+                    now = loop.time()
+                    if self._next_send_at > now:
+                        await asyncio.sleep(self._next_send_at - now)
+                    transport = self._transport
+                    if transport is None:
+                        raise NetworkError("not connected", venue=self.venue)
+                    try:
+                        transport.send(_TEXT, frame)
+                    except Exception as exc:
+                        raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
+                    self.stats.subscribe_messages += 1
+                    self._next_send_at = max(now, self._next_send_at) + interval
+
+    async def _login(self) -> None:
+        if self.token_provider is None:
+            raise AuthError("private channels need credentials", venue=self.venue)
+        assert self._codec is not None
+        token = await self.token_provider()
+        frame = self._codec.login(token)
+        if frame is None:
+            self._logged_in = True
+            return
+        transport = self._transport
+        if transport is None:
+            raise NetworkError("not connected", venue=self.venue)
+        waiter = self._login_waiter = asyncio.get_running_loop().create_future()
+        transport.send(_TEXT, frame)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await waiter
+        except builtins.TimeoutError as exc:
+            raise TimeoutError("login not answered", venue=self.venue) from exc
+        finally:
+            self._login_waiter = None
+        self._logged_in = True
+
+    def _refuse_private(self, error: TickloopError) -> None:
+        for sub in [s for s in self.subscriptions if s.channel.private]:
+            self._refuse(
+                sub,
+                SubscriptionError(str(error.message), channel=sub.channel.value, venue=self.venue),
+            )
+
+    def _refuse(self, sub: Subscription, error: SubscriptionError) -> None:
+        self.subscriptions.discard(sub)
+        self._sent.discard(sub)
+        self._confirmed.discard(sub)
+        self._restoring.discard(sub)
+        self._resolve(sub, error)
+        self.owner.on_refused(self, sub, error)
+
+    # ------------------------------------------------------------------- control messages
+    def _on_subscribed(self, msg: Subscribed) -> None:
+        confirmed: list[Subscription] = []
+        for sub in msg.subscriptions:
+            matches = [sub] if sub in self.subscriptions else self._matching(sub)
+            for match in matches:
+                self._confirmed.add(match)
+                self._sent.add(match)
+                self._resolve(match)
+                confirmed.append(match)
+        if not confirmed:
+            return
+        self.owner.on_confirmed(self, tuple(confirmed))
+        if self._restoring:
+            self._restoring.difference_update(confirmed)
+            if not self._restoring:
+                self._restored()
+
+    def _matching(self, sub: Subscription) -> list[Subscription]:
+        # A venue may answer without the interval or depth the request carried.
+        return [
+            s
+            for s in self.subscriptions
+            if s.channel is sub.channel
+            and s.symbol == sub.symbol
+            and (sub.interval is None or s.interval == sub.interval)
+        ]
+
+    def _on_unsubscribed(self, msg: Unsubscribed) -> None:
+        return None
+
+    def _on_logged_in(self, msg: LoggedIn) -> None:
+        waiter = self._login_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_venue_error(self, error: VenueError) -> None:
+        self.stats.venue_errors += 1
+        waiter = self._login_waiter
+        if waiter is not None and not waiter.done() and error.code.startswith("auth"):
+            waiter.set_exception(AuthError(f"login refused: {error.message}", venue=self.venue))
+            return
+        if not error.fatal:
+            log.warning("%s: venue error %s: %s", self.name, error.code, error.message)
+            return
+        channel = error.channel
+        refused = [
+            s
+            for s in self.subscriptions
+            if (channel is None or s.channel is channel)
+            and (error.symbol is None or s.symbol == error.symbol)
+            and s not in self._confirmed
+            and s in self._sent
+        ]
+        if error.symbol is not None or (channel is not None and channel.private):
+            for sub in refused:
+                self._refuse(sub, _subscription_error(error, sub, self.venue))
+            return
+        if len(refused) == 1:
+            self._refuse(refused[0], _subscription_error(error, refused[0], self.venue))
+        elif refused:
+            # One request named several streams and the venue did not say which one it refused:
+            # ask again one stream per message to find it (bounded: each round refuses one).
+            self._sent.difference_update(refused)
+            task = asyncio.get_running_loop().create_task(self._isolate(refused))
+            self._helpers.add(task)
+            task.add_done_callback(self._helpers.discard)
+        else:
+            log.warning("%s: refused request %s: %s", self.name, error.code, error.message)
+
+    async def _isolate(self, subs: list[Subscription]) -> None:
+        assert self._codec is not None
+        codec = self._codec
+        try:
+            for sub in subs:
+                if sub in self.subscriptions and sub not in self._sent:
+                    self._sent.add(sub)
+                    await self._send_frames([sub], codec.subscribe)
+        except NetworkError:
+            self._disconnect("send failed")
+
+    def _malformed(self, exc: Exception, payload: Any) -> None:
+        count = self.stats.malformed = self.stats.malformed + 1
+        if count & (count - 1) == 0:  # 1st, 2nd, 4th...: never a log line per frame
+            log.warning(
+                "%s: skipped an undecodable frame (%d so far): %s (%d bytes)",
+                self.name,
+                count,
+                exc,
+                len(payload),
+            )
+
+
+def _ignore(event: Any) -> None:
+    return None
+
+
+def _sort_key(sub: Subscription) -> tuple[str, str, str]:
+    return (sub.channel.value, sub.symbol or "", sub.interval or "")
+
+
+def _subscription_error(error: VenueError, sub: Subscription, venue: str) -> SubscriptionError:
+    return SubscriptionError(
+        f"{sub.channel.value} {sub.symbol or ''} refused: {error.code}: {error.message}".replace(
+            "  ", " "
+        ),
+        channel=sub.channel.value,
+        symbol=sub.symbol,
+        venue=venue,
+    )

@@ -1,0 +1,846 @@
+"""StreamClient: typed real-time streams from any venue, as async iterators or callbacks.
+
+.. code-block:: python
+
+    async with StreamClient("sim", url=ex.ws_url) as feed:
+        async for trade in feed.trades("BTC-USD"):
+            ...
+        await feed.subscribe_trades(["BTC-USD", "ETH-USD"], handler=on_trade)
+
+Pipeline (one per client, whatever the number of consumers)::
+
+    socket read -> WsSession (decode, dispatch by type) -> trade continuity (dedupe, backfill)
+                -> Fanout -> per-consumer bounded buffer / handler
+
+Several consumers of one stream share one upstream subscription: :class:`Fanout` counts them,
+and the venue is unsubscribed when the last one leaves. Subscriptions are spread over as many
+:class:`WsSession` connections as the codec's limits require. Each session reconnects and
+restores its subscriptions by itself; after any interruption the trades of each symbol are
+backfilled over REST and deduplicated by id (:mod:`tickloop.client.continuity`), so a consumer
+sees the exchange's trade log with no gap and no duplicate, or a :class:`~tickloop.models.Gap`
+saying what could not be recovered. Connection status (Connected, Disconnected, Reconnected,
+Stale, Gap) is data: ``feed.status()`` / ``feed.subscribe_status(handler)``.
+
+Ownership: the client owns its sessions, its reconciler task (which unsubscribes streams that
+consumers left synchronously, e.g. by breaking out of ``async for``) and its backfill tasks;
+leaving ``async with`` (or :meth:`close`) ends every consumer and awaits every task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Generic, Protocol, TypeVar
+
+from ..exceptions import (
+    ConfigError,
+    StreamError,
+    SubscriptionError,
+    TickloopError,
+)
+from ..models import (
+    BookDelta,
+    BookSnapshot,
+    Candle,
+    Fill,
+    Gap,
+    OrderEvent,
+    StatusEvent,
+    Ticker,
+    Trade,
+)
+from ..venues import stream_codec
+from ..venues.base import Channel, Codec, Subscription
+from .backoff import Backoff
+from .consumers import Consumer, Fanout, Handler, Overflow
+from .continuity import Merge, TradeContinuity
+from .session import SessionState, WsSession
+
+__all__ = ["Stream", "StreamClient", "TradeSource"]
+
+log = logging.getLogger("tickloop.client.stream")
+
+T = TypeVar("T")
+
+
+class TradeSource(Protocol):
+    """What trade backfill needs from a REST client (``tickloop.client.rest.AsyncClient``)."""
+
+    async def trades(
+        self, symbol: str, *, since_id: int | None = None, limit: int | None = None
+    ) -> list[Trade]: ...
+
+
+#: Overflow policy per stream type: never drop what cannot be rebuilt; conflate the rest.
+POLICIES: dict[Channel, Overflow] = {
+    Channel.TRADES: Overflow.ERROR,
+    Channel.ORDERS: Overflow.ERROR,
+    Channel.FILLS: Overflow.ERROR,
+    Channel.TICKER: Overflow.CONFLATE,
+    Channel.CANDLES: Overflow.CONFLATE,
+    Channel.BOOK: Overflow.CONFLATE,
+}
+
+
+def _candle_key(candle: Candle) -> tuple[str, str, int]:
+    # A closed candle is never replaced by the next interval's: the key includes open_time.
+    return (candle.symbol, candle.interval, candle.open_time)
+
+
+def _symbol_key(event: Any) -> str:
+    return str(event.symbol)
+
+
+KEYS: dict[Channel, Callable[[Any], Any]] = {
+    Channel.TICKER: _symbol_key,
+    Channel.CANDLES: _candle_key,
+    Channel.BOOK: _symbol_key,
+}
+
+
+def derive_rest_url(ws_url: str) -> str:
+    """The sim's REST base from its WebSocket address: ``ws://h:p/ws`` -> ``http://h:p/api/v1``."""
+    scheme, sep, rest = ws_url.partition("://")
+    if not sep:
+        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
+    host = rest.split("/", 1)[0]
+    http = {"ws": "http", "wss": "https"}.get(scheme.lower())
+    if http is None:
+        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
+    return f"{http}://{host}/api/v1"
+
+
+class Stream(Generic[T]):
+    """An async iterator over one consumer of a StreamClient (``async for x in feed.trades()``).
+
+    Subscribes on the first ``__anext__``; leaves (and lets the client unsubscribe upstream when
+    it was the last consumer) on :meth:`aclose`, at the end of ``async with``, or as soon as it is
+    garbage (breaking out of ``async for``, a cancelled consumer task).
+    """
+
+    def __init__(
+        self, client: StreamClient, consumer: Consumer, subscriptions: tuple[Subscription, ...]
+    ) -> None:
+        self._client: StreamClient | None = client
+        self._consumer = consumer
+        self._subscriptions = subscriptions
+        self._started = False
+        self._get = consumer.get
+
+    @property
+    def consumer(self) -> Consumer:
+        """The buffer behind this stream (its ``stats`` count lag, drops and conflations)."""
+        return self._consumer
+
+    def __aiter__(self) -> Stream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if not self._started:
+            await self._start()
+        item: T = await self._get()
+        return item
+
+    async def _start(self) -> None:
+        self._started = True
+        client = self._client
+        if client is None:
+            raise StopAsyncIteration
+        await client._attach(self._consumer, self._subscriptions, wait=False)
+
+    async def __aenter__(self) -> Stream[T]:
+        if not self._started:
+            await self._start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client._leave(self._consumer)
+
+    def __del__(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not client.closed:
+            client._leave_soon(self._consumer)
+
+
+class StreamClient:
+    """Typed streams of one venue over sharded, self-healing WebSocket sessions (module doc).
+
+    Connection policy: ``base_wait``, ``max_wait``, ``max_retries`` (None: forever) and
+    ``reset_retry_after`` configure the exponential backoff with jitter; ``heartbeat_timeout`` is
+    how long a connection may stay silent before it is replaced (an application ping goes out
+    after ``ping_interval`` of silence). ``buffer_size`` bounds each consumer. ``rest`` (or
+    ``rest_url``; derived from ``url`` for the sim) is used for trade backfill; ``credentials``
+    (:class:`tickloop.client.auth.Credentials`) for private streams.
+    """
+
+    def __init__(
+        self,
+        venue: str = "sim",
+        *,
+        url: str | None = None,
+        rest: TradeSource | None = None,
+        rest_url: str | None = None,
+        credentials: Any = None,
+        token_provider: Callable[[], Awaitable[str]] | None = None,
+        base_wait: float = 0.1,
+        max_wait: float = 30.0,
+        max_retries: int | None = None,
+        reset_retry_after: float = 60.0,
+        heartbeat_timeout: float = 10.0,
+        ping_interval: float | None = None,
+        connect_timeout: float = 10.0,
+        subscribe_timeout: float = 10.0,
+        buffer_size: int = 10_000,
+        backfill: bool = True,
+        backfill_page: int = 1000,
+        codec: type[Codec] | None = None,
+        codec_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.venue = venue
+        self._codec_cls = codec if codec is not None else stream_codec(venue)
+        self.url = url if url is not None else self._codec_cls.default_url
+        if buffer_size < 1:
+            raise ConfigError("buffer_size must be >= 1", field="buffer_size")
+        Backoff(base_wait=base_wait, max_wait=max_wait, max_retries=max_retries)  # validates
+        self._backoff_args = {
+            "base_wait": base_wait,
+            "max_wait": max_wait,
+            "max_retries": max_retries,
+            "reset_retry_after": reset_retry_after,
+        }
+        self.heartbeat_timeout = heartbeat_timeout
+        self.ping_interval = ping_interval
+        self.connect_timeout = connect_timeout
+        self.subscribe_timeout = subscribe_timeout
+        self.buffer_size = buffer_size
+        self.backfill_page = backfill_page
+        self._codec_options = dict(codec_options or {})
+        self._credentials = credentials
+        self._token_provider = token_provider
+        self._rest: Any = rest
+        self._own_rest = False
+        self._rest_url = rest_url
+        if rest is None and rest_url is None and venue == "sim" and url is not None:
+            self._rest_url = derive_rest_url(url)
+        self._backfill_enabled = backfill and self._codec_cls.contiguous_trade_ids
+        self._fanout = Fanout()
+        self._fanout.on_unneeded = self._unneeded_soon
+        self._trade_routes = self._fanout.routes[Channel.TRADES]
+        self._ticker_routes = self._fanout.routes[Channel.TICKER]
+        self._candle_routes = self._fanout.routes[Channel.CANDLES]
+        self._book_routes = self._fanout.routes[Channel.BOOK]
+        self._order_routes = self._fanout.routes[Channel.ORDERS]
+        self._fill_routes = self._fanout.routes[Channel.FILLS]
+        self.sessions: list[WsSession] = []
+        self._placement: dict[Subscription, WsSession] = {}
+        self._continuity: dict[str, TradeContinuity] = {}
+        self._backfills: dict[str, asyncio.Task[None]] = {}
+        self._handlers: dict[Channel, list[Consumer]] = {c: [] for c in Channel}
+        self._status_handlers: list[Consumer] = []
+        self._unneeded: set[Subscription] = set()
+        self._leaving: list[Consumer] = []
+        self._wake: asyncio.Event | None = None
+        self._reconciler: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._closed = False
+        self._started = False
+        self.counters: dict[str, int] = {
+            "connected": 0,
+            "disconnected": 0,
+            "reconnected": 0,
+            "stale": 0,
+            "gaps": 0,
+            "gaps_recovered": 0,
+            "backfilled": 0,
+            "refused": 0,
+        }
+        self._sinks: dict[type, Callable[[Any], None]] = {
+            Trade: self._on_trade,
+            Ticker: self._on_ticker,
+            Candle: self._on_candle,
+            BookSnapshot: self._on_book,
+            BookDelta: self._on_book,
+            OrderEvent: self._on_order,
+            Fill: self._on_fill,
+        }
+
+    # ------------------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> StreamClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self._closed:
+            raise StreamError("this StreamClient is closed", venue=self.venue)
+        self._started = True
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._reconciler = asyncio.get_running_loop().create_task(
+            self._reconcile(), name=f"tickloop-stream-{self.venue}-reconciler"
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """End every consumer (their iterators stop), close every connection, await every task."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fanout.close_all()
+        tasks: list[asyncio.Task[None]] = list(self._backfills.values())
+        if self._reconciler is not None:
+            tasks.append(self._reconciler)
+        for handlers in [*self._handlers.values(), self._status_handlers]:
+            for consumer in handlers:
+                await consumer.aclose()
+            handlers.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:
+                log.exception("%s: task failed during close", self.venue)
+        self._backfills.clear()
+        for session in self.sessions:
+            await session.close()
+        if self._own_rest and self._rest is not None:
+            closer = getattr(self._rest, "aclose", None) or getattr(self._rest, "close", None)
+            if closer is not None:
+                result = closer()
+                if asyncio.iscoroutine(result):
+                    await result
+        self._rest = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamError("this StreamClient is closed", venue=self.venue)
+        if not self._started:
+            raise StreamError(
+                "use `async with StreamClient(...)` (or await start()) first", venue=self.venue
+            )
+
+    # ------------------------------------------------------------------ async-iterator streams
+    def trades(self, symbols: str | Iterable[str], *, buffer: int | None = None) -> Stream[Trade]:
+        """Trades of one or several symbols, in trade-id order per symbol, none missed."""
+        subs = tuple(Subscription(Channel.TRADES, s) for s in _symbols(symbols))
+        return self._stream(Channel.TRADES, subs, buffer)
+
+    def tickers(self, symbols: str | Iterable[str], *, buffer: int | None = None) -> Stream[Ticker]:
+        """Tickers; a slow consumer gets the latest ticker of each symbol (conflated)."""
+        subs = tuple(Subscription(Channel.TICKER, s) for s in _symbols(symbols))
+        return self._stream(Channel.TICKER, subs, buffer)
+
+    def candles(
+        self, symbols: str | Iterable[str], interval: str = "1m", *, buffer: int | None = None
+    ) -> Stream[Candle]:
+        """Candle updates; conflated per candle (a closed candle is never conflated away)."""
+        subs = tuple(Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols))
+        return self._stream(Channel.CANDLES, subs, buffer)
+
+    def orders(self, *, buffer: int | None = None) -> Stream[OrderEvent]:
+        """The account's order events (private: needs ``credentials``). Never dropped."""
+        return self._stream(Channel.ORDERS, (Subscription(Channel.ORDERS),), buffer)
+
+    def fills(self, *, buffer: int | None = None) -> Stream[Fill]:
+        """The account's fills (private: needs ``credentials``). Never dropped."""
+        return self._stream(Channel.FILLS, (Subscription(Channel.FILLS),), buffer)
+
+    def status(self, *, buffer: int = 1000) -> AsyncIterator[StatusEvent]:
+        """Connection and data-quality events: Connected, Disconnected, Reconnected, Stale, Gap."""
+        self._check_open()
+        consumer = Consumer("status", policy=Overflow.ERROR, maxsize=buffer, name="status")
+        self._fanout.add_status(consumer)
+        return _StatusStream(self, consumer)
+
+    def _stream(
+        self, channel: Channel, subs: tuple[Subscription, ...], buffer: int | None
+    ) -> Stream[Any]:
+        self._check_open()
+        consumer = self._consumer(channel, buffer, None)
+        return Stream(self, consumer, subs)
+
+    def _consumer(self, channel: Channel, buffer: int | None, handler: Handler | None) -> Consumer:
+        return Consumer(
+            channel,
+            policy=POLICIES[channel],
+            maxsize=buffer if buffer is not None else self.buffer_size,
+            key=KEYS.get(channel),
+            handler=handler,
+            name=f"{self.venue}:{channel.value}",
+        )
+
+    # ------------------------------------------------------------------------ callback streams
+    async def subscribe_trades(
+        self, symbols: str | Iterable[str], handler: Handler, *, buffer: int | None = None
+    ) -> None:
+        """Call ``handler(trade)`` (sync or async) for every trade of ``symbols``."""
+        subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
+        await self._subscribe_handler(Channel.TRADES, subs, handler, buffer)
+
+    async def unsubscribe_trades(
+        self, symbols: str | Iterable[str], handler: Handler | None = None
+    ) -> None:
+        subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
+        await self._unsubscribe_handler(Channel.TRADES, subs, handler)
+
+    async def subscribe_tickers(
+        self, symbols: str | Iterable[str], handler: Handler, *, buffer: int | None = None
+    ) -> None:
+        subs = [Subscription(Channel.TICKER, s) for s in _symbols(symbols)]
+        await self._subscribe_handler(Channel.TICKER, subs, handler, buffer)
+
+    async def unsubscribe_tickers(
+        self, symbols: str | Iterable[str], handler: Handler | None = None
+    ) -> None:
+        subs = [Subscription(Channel.TICKER, s) for s in _symbols(symbols)]
+        await self._unsubscribe_handler(Channel.TICKER, subs, handler)
+
+    async def subscribe_candles(
+        self,
+        symbols: str | Iterable[str],
+        interval: str,
+        handler: Handler,
+        *,
+        buffer: int | None = None,
+    ) -> None:
+        subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
+        await self._subscribe_handler(Channel.CANDLES, subs, handler, buffer)
+
+    async def unsubscribe_candles(
+        self, symbols: str | Iterable[str], interval: str, handler: Handler | None = None
+    ) -> None:
+        subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
+        await self._unsubscribe_handler(Channel.CANDLES, subs, handler)
+
+    async def subscribe_orders(self, handler: Handler, *, buffer: int | None = None) -> None:
+        await self._subscribe_handler(
+            Channel.ORDERS, [Subscription(Channel.ORDERS)], handler, buffer
+        )
+
+    async def unsubscribe_orders(self, handler: Handler | None = None) -> None:
+        await self._unsubscribe_handler(Channel.ORDERS, [Subscription(Channel.ORDERS)], handler)
+
+    async def subscribe_fills(self, handler: Handler, *, buffer: int | None = None) -> None:
+        await self._subscribe_handler(Channel.FILLS, [Subscription(Channel.FILLS)], handler, buffer)
+
+    async def unsubscribe_fills(self, handler: Handler | None = None) -> None:
+        await self._unsubscribe_handler(Channel.FILLS, [Subscription(Channel.FILLS)], handler)
+
+    def subscribe_status(self, handler: Handler, *, buffer: int = 1000) -> None:
+        """Call ``handler(event)`` for every status event (see :meth:`status`)."""
+        self._check_open()
+        consumer = Consumer(
+            "status", policy=Overflow.ERROR, maxsize=buffer, handler=handler, name="status"
+        )
+        self._fanout.add_status(consumer)
+        self._status_handlers.append(consumer)
+
+    async def change_handler(
+        self, channel: str | Channel, new_handler: Handler, old_handler: Handler | None = None
+    ) -> int:
+        """Send ``channel``'s events to ``new_handler`` instead of ``old_handler`` (every handler
+        of the channel when None), keeping the subscriptions. Returns how many were changed."""
+        self._check_open()
+        chan = _channel(channel)
+        changed = 0
+        for consumer in self._handlers[chan]:
+            if old_handler is None or consumer.handler == old_handler:
+                consumer.set_handler(new_handler)
+                changed += 1
+        return changed
+
+    async def _subscribe_handler(
+        self, channel: Channel, subs: list[Subscription], handler: Handler, buffer: int | None
+    ) -> None:
+        self._check_open()
+        consumer = next((c for c in self._handlers[channel] if c.handler == handler), None)
+        if consumer is None or consumer.closed:
+            consumer = self._consumer(channel, buffer, handler)
+            self._handlers[channel].append(consumer)
+        try:
+            await self._attach(consumer, tuple(subs), wait=True)
+        except BaseException:
+            if not consumer.subscriptions and consumer in self._handlers[channel]:
+                self._handlers[channel].remove(consumer)
+                await consumer.aclose()
+            raise
+
+    async def _unsubscribe_handler(
+        self, channel: Channel, subs: list[Subscription], handler: Handler | None
+    ) -> None:
+        self._check_open()
+        for consumer in list(self._handlers[channel]):
+            if handler is not None and consumer.handler != handler:
+                continue
+            gone = self._fanout.detach(consumer, subs)
+            if not consumer.subscriptions:
+                self._handlers[channel].remove(consumer)
+                await consumer.aclose()
+            if gone:
+                await self._unsubscribe_upstream(gone)
+
+    # ------------------------------------------------------------------ subscription plumbing
+    async def _attach(
+        self, consumer: Consumer, subs: tuple[Subscription, ...], *, wait: bool
+    ) -> None:
+        self._check_open()
+        new = self._fanout.attach(consumer, subs)
+        if not new:
+            return
+        for sub in new:
+            if sub.channel is Channel.TRADES and sub.symbol is not None:
+                self._continuity.setdefault(sub.symbol, TradeContinuity(self.venue, sub.symbol))
+        by_session: dict[WsSession, list[Subscription]] = {}
+        assert self._lock is not None
+        async with self._lock:
+            for sub in new:
+                if sub in self._placement:  # still carried (left and re-joined quickly)
+                    by_session.setdefault(self._placement[sub], [])
+                    continue
+                session = self._place(sub)
+                self._placement[sub] = session
+                by_session.setdefault(session, []).append(sub)
+        for session, session_subs in by_session.items():
+            await session.add(session_subs)
+        if wait:
+            for session in by_session:
+                await session.wait_confirmed(
+                    [s for s in new if self._placement.get(s) is session], self.subscribe_timeout
+                )
+
+    def _place(self, sub: Subscription) -> WsSession:
+        limit = self._codec_cls.max_streams_per_connection
+        if sub.channel.private:
+            for session in self.sessions:
+                if any(s.channel.private for s in session.subscriptions) and _usable(session):
+                    return session
+        for session in self.sessions:
+            if len(session.subscriptions) < limit and _usable(session):
+                return session
+        return self._new_session()
+
+    def _new_session(self) -> WsSession:
+        options = self._codec_options
+        codec_cls = self._codec_cls
+        session = WsSession(
+            lambda: codec_cls.create(**options),
+            self.url,
+            owner=self,
+            sinks=self._sinks,
+            index=len(self.sessions),
+            backoff=Backoff(**self._backoff_args),  # type: ignore[arg-type]
+            heartbeat_timeout=self.heartbeat_timeout,
+            ping_interval=self.ping_interval,
+            connect_timeout=self.connect_timeout,
+            token_provider=self._token,
+        )
+        self.sessions.append(session)
+        return session
+
+    async def _leave(self, consumer: Consumer) -> None:
+        consumer.on_detach = None
+        gone = self._fanout.detach(consumer)
+        consumer.close()
+        if gone and not self._closed:
+            await self._unsubscribe_upstream(gone)
+
+    def _leave_soon(self, consumer: Consumer) -> None:
+        """From a finaliser (no await possible): detach now, unsubscribe upstream in the
+        reconciler task."""
+        consumer.on_detach = None
+        gone = self._fanout.detach(consumer)
+        consumer.close()
+        if gone:
+            self._unneeded_soon(gone)
+
+    def _unneeded_soon(self, subs: list[Subscription]) -> None:
+        self._unneeded.update(subs)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _reconcile(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            subs, self._unneeded = list(self._unneeded), set()
+            if subs:
+                try:
+                    await self._unsubscribe_upstream(subs)
+                except TickloopError as exc:
+                    log.warning("%s: unsubscribe failed: %s", self.venue, exc)
+
+    async def _unsubscribe_upstream(self, subs: list[Subscription]) -> None:
+        by_session: dict[WsSession, list[Subscription]] = {}
+        for sub in subs:
+            if self._fanout.refs.get(sub, 0) > 0:
+                continue  # a consumer joined again meanwhile
+            session = self._placement.pop(sub, None)
+            if session is not None:
+                by_session.setdefault(session, []).append(sub)
+            if sub.channel is Channel.TRADES and sub.symbol is not None:
+                self._continuity.pop(sub.symbol, None)
+                task = self._backfills.pop(sub.symbol, None)
+                if task is not None:
+                    task.cancel()
+        for session, session_subs in by_session.items():
+            await session.remove(session_subs)
+
+    async def _token(self) -> str:
+        if self._token_provider is not None:
+            return await self._token_provider()
+        if self._credentials is None:
+            raise SubscriptionError(
+                "private channels need credentials=", channel="orders", venue=self.venue
+            )
+        via: Any = self._rest if self._rest is not None and hasattr(self._rest, "http") else None
+        if via is None:
+            via = self._rest_url or derive_rest_url(self.url)
+        token: str = await self._credentials.token(via)
+        return token
+
+    # ------------------------------------------------------------------------ SessionOwner API
+    def on_status(self, event: Any) -> None:
+        name = type(event).__name__.lower()
+        if name in self.counters:
+            self.counters[name] += 1
+        self._fanout.publish_status(event)
+
+    def on_confirmed(self, session: WsSession, subscriptions: tuple[Subscription, ...]) -> None:
+        for sub in subscriptions:
+            if sub.channel is Channel.TRADES and sub.symbol is not None:
+                cont = self._continuity.get(sub.symbol)
+                if cont is not None and cont.recovering:
+                    self._recover(cont)
+
+    def on_lost(self, session: WsSession, subscriptions: list[Subscription], ts: int) -> None:
+        for sub in subscriptions:
+            if sub.channel is Channel.TRADES and sub.symbol is not None:
+                cont = self._continuity.get(sub.symbol)
+                if cont is not None:
+                    cont.begin_recovery(ts)
+
+    def on_refused(
+        self, session: WsSession, subscription: Subscription, error: StreamError
+    ) -> None:
+        self.counters["refused"] += 1
+        self._placement.pop(subscription, None)
+        self._fanout.fail(subscription, error)
+        if subscription.channel is Channel.TRADES and subscription.symbol is not None:
+            self._continuity.pop(subscription.symbol, None)
+
+    def on_failed(self, session: WsSession, error: TickloopError) -> None:
+        for sub in list(session.subscriptions):
+            self._placement.pop(sub, None)
+            self._fanout.fail(sub, StreamError(f"stream ended: {error.message}", venue=self.venue))
+        for consumer in self._handlers_all():
+            if consumer.closed and consumer.error is not None:
+                log.error("%s: %s", consumer.name, consumer.error)
+
+    def _handlers_all(self) -> list[Consumer]:
+        return [c for handlers in self._handlers.values() for c in handlers]
+
+    # ------------------------------------------------------------------------------- hot path
+    def _on_trade(self, trade: Trade) -> None:
+        cont = self._continuity.get(trade.symbol)
+        if cont is not None and not cont.on_live(trade):
+            if cont.recovering:
+                self._recover(cont)
+            return
+        consumers = self._trade_routes.get(trade.symbol)
+        if consumers:
+            for consumer in consumers:
+                consumer.push(trade)
+
+    def _on_ticker(self, ticker: Ticker) -> None:
+        consumers = self._ticker_routes.get(ticker.symbol)
+        if consumers:
+            for consumer in consumers:
+                consumer.push(ticker)
+
+    def _on_candle(self, candle: Candle) -> None:
+        consumers = self._candle_routes.get((candle.symbol, candle.interval))
+        if consumers:
+            for consumer in consumers:
+                consumer.push(candle)
+
+    def _on_book(self, event: BookSnapshot | BookDelta) -> None:
+        consumers = self._book_routes.get(event.symbol)
+        if consumers:
+            for consumer in consumers:
+                consumer.push(event)
+
+    def _on_order(self, event: OrderEvent) -> None:
+        for consumer in self._order_routes.get(None, ()):
+            consumer.push(event)
+
+    def _on_fill(self, fill: Fill) -> None:
+        for consumer in self._fill_routes.get(None, ()):
+            consumer.push(fill)
+
+    # ------------------------------------------------------------------------ trade continuity
+    def _recover(self, cont: TradeContinuity) -> None:
+        if cont.buffer_full:
+            self._deliver(cont, cont.give_up(time.time_ns()))
+            return
+        if not cont.wants_backfill or cont.symbol in self._backfills or self._closed:
+            return
+        source = self._trade_source()
+        if source is None:
+            # No backfill for this venue: say what was missed, with the time range.
+            self._deliver(cont, cont.give_up(time.time_ns()))
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
+        )
+        self._backfills[cont.symbol] = task
+
+    def _trade_source(self) -> TradeSource | None:
+        if not self._backfill_enabled:
+            return None
+        if self._rest is None and self._rest_url is not None:
+            try:
+                from .rest import AsyncClient
+            except ImportError:
+                return None
+            self._rest = AsyncClient(self.venue, url=self._rest_url, credentials=self._credentials)
+            self._own_rest = True
+        source: TradeSource | None = self._rest
+        return source
+
+    async def _backfill(self, cont: TradeContinuity, source: TradeSource) -> None:
+        failures = 0
+        backoff = Backoff(base_wait=0.05, max_wait=2.0, max_retries=8)
+        try:
+            while cont.wants_backfill and self._continuity.get(cont.symbol) is cont:
+                since = cont.request()
+                try:
+                    page = await source.trades(
+                        cont.symbol, since_id=since, limit=self.backfill_page
+                    )
+                except (TickloopError, OSError) as exc:
+                    cont.in_flight = False
+                    failures += 1
+                    wait = backoff.next_wait()
+                    if wait is None:
+                        log.warning("%s: backfill of %s failed: %s", self.venue, cont.symbol, exc)
+                        self._deliver(cont, cont.give_up(time.time_ns()))
+                        return
+                    await asyncio.sleep(wait)
+                    continue
+                merge = cont.on_backfill(
+                    page, complete=len(page) < self.backfill_page, ts=time.time_ns()
+                )
+                self.counters["backfilled"] += len(page)
+                self._deliver(cont, merge)
+                if merge.done:
+                    return
+        finally:
+            cont.in_flight = False
+            if self._backfills.get(cont.symbol) is asyncio.current_task():
+                del self._backfills[cont.symbol]
+
+    def _deliver(self, cont: TradeContinuity, merge: Merge) -> None:
+        if self._continuity.get(cont.symbol) is not cont:
+            return
+        consumers = self._trade_routes.get(cont.symbol, ())
+        for trade in merge.trades:
+            for consumer in consumers:
+                consumer.push(trade)
+        for gap in merge.gaps:
+            self._gap(gap)
+
+    def _gap(self, gap: Gap) -> None:
+        self.counters["gaps"] += 1
+        if gap.recovered:
+            self.counters["gaps_recovered"] += 1
+        self._fanout.publish_status(gap)
+
+    # -------------------------------------------------------------------------------- insight
+    def upstream(self) -> dict[Subscription, int]:
+        """Every upstream subscription and how many consumers share it."""
+        return dict(self._fanout.refs)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: messages, malformed and unknown frames, reconnects, gaps, consumers' lag."""
+        sessions = self.sessions
+        return {
+            "venue": self.venue,
+            "connections": len(sessions),
+            "connected": sum(1 for s in sessions if s.connected),
+            "frames": sum(s.frames for s in sessions),
+            "events": sum(s.stats.events for s in sessions),
+            "malformed": sum(s.stats.malformed for s in sessions),
+            "unknown": sum(s.unknown for s in sessions),
+            "reconnects": sum(s.stats.reconnects for s in sessions),
+            "stale": sum(s.stats.stale for s in sessions),
+            "duplicates": sum(c.duplicates for c in self._continuity.values()),
+            **self.counters,
+            "consumers": [
+                {"name": c.name, "backlog": len(c), **c.stats.as_dict()}
+                for c in [*self._fanout.consumers, *self._fanout.status]
+            ],
+        }
+
+
+class _StatusStream:
+    def __init__(self, client: StreamClient, consumer: Consumer) -> None:
+        self._client = weakref.ref(client)
+        self._consumer = consumer
+
+    def __aiter__(self) -> _StatusStream:
+        return self
+
+    async def __anext__(self) -> StatusEvent:
+        event: StatusEvent = await self._consumer.get()
+        return event
+
+    async def aclose(self) -> None:
+        self._consumer.on_detach = None
+        self._consumer.close()
+        client = self._client()
+        if client is not None:
+            client._fanout.remove_status(self._consumer)
+
+    def __del__(self) -> None:
+        client = self._client()
+        if client is not None:
+            client._fanout.remove_status(self._consumer)
+
+
+def _usable(session: WsSession) -> bool:
+    return session.state not in (SessionState.FAILED, SessionState.CLOSED)
+
+
+def _symbols(symbols: str | Iterable[str]) -> list[str]:
+    items = [symbols] if isinstance(symbols, str) else list(symbols)
+    if not items:
+        raise ConfigError("no symbol given", field="symbols")
+    return [s.upper() for s in dict.fromkeys(items)]
+
+
+def _channel(channel: str | Channel) -> Channel:
+    try:
+        return Channel(channel if channel != "tickers" else "ticker")
+    except ValueError:
+        raise ConfigError(f"unknown channel {channel!r}", field="channel") from None
