@@ -1,0 +1,274 @@
+"""A loopback server that plays recorded venue sessions back the way the venue sent them.
+
+Given cryptofeed-format recordings (:mod:`tickloop.venues.recorded`), it listens on 127.0.0.1
+(a free port) and
+
+* accepts WebSocket connections on any path and streams the **received** frames of the recorded
+  sessions, as text frames, byte for byte: at the recorded pace divided by ``speed``, or as fast
+  as the socket takes them (``speed=None``). Which sessions a connection gets depends on its
+  path: ``/`` gets every WebSocket file (merged in recorded time order); another path gets the
+  files whose recorded URL has that path (``/stream`` for a Binance combined stream) or whose
+  file name starts with that venue (``/kraken``, ``/binance_us``); a path matching none is 404;
+* answers the recorded REST requests: a GET whose path and query (in any parameter order)
+  equal a recorded URL's gets that recorded body (successive recordings of one URL are served in
+  turn, the last one repeatedly); anything else is 404 with a JSON error;
+* acknowledges what a client sends where the venue would, so clients that wait for an answer
+  can proceed: Binance ``{"method":"SUBSCRIBE"|"UNSUBSCRIBE",...,"id":n}`` gets
+  ``{"result":null,"id":n}``, Kraken ``{"event":"ping"}`` gets a ``pong``. Recorded acks of
+  other venues are part of the replayed frames. Everything a client sends is kept in
+  :attr:`ReplayServer.client_messages` (bounded).
+
+With ``close_at_end`` (the default) the server closes a connection (code 1000) after its last
+frame, so a consumer knows the session is over; a client that reconnects gets the session again
+from the start. Each connection's pump is a task owned by its handler and cancelled with it; the
+server closes every open connection when it stops.
+
+    async with ReplayServer(ws_files=[path], http_files=[path2], speed=None) as srv:
+        ...connect to srv.ws_url (or srv.url("/stream")), GET srv.rest_url + "/api/v3/depth?..."
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import parse_qsl, urlsplit
+
+from aiohttp import WSMsgType, web
+
+from ..exceptions import ConfigError
+from ..venues.recorded import Direction, read_recording
+
+__all__ = ["RecordedSession", "ReplayServer"]
+
+
+@dataclass(frozen=True)
+class RecordedSession:
+    """The received frames of one recorded WebSocket file."""
+
+    name: str  # file name, e.g. "KRAKEN.ws.50.0"
+    venue: str  # lower-case file-name prefix, e.g. "kraken", "binance_us"
+    url: str  # the recorded connection URL
+    frames: tuple[tuple[int, str], ...]  # (recorded ns, text frame)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecordedSession:
+        path = Path(path)
+        url = ""
+        frames = []
+        for rec in read_recording(path):
+            if rec.direction is Direction.OPEN and not url:
+                url = rec.url
+            elif rec.direction is Direction.RECEIVED:
+                frames.append((rec.ts, rec.frame.decode()))
+        return cls(path.name, path.name.partition(".")[0].lower(), url, tuple(frames))
+
+    def matches(self, path: str) -> bool:
+        wanted = path.rstrip("/")
+        if not wanted:
+            return True
+        return urlsplit(self.url).path.rstrip("/") == wanted or self.venue == wanted.lstrip("/")
+
+
+def _request_key(
+    path: str, query: Iterable[tuple[str, str]]
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return path, tuple(sorted(query))
+
+
+class ReplayServer:
+    """See the module docstring. ``speed`` > 0 plays at ``speed`` times the recorded pace."""
+
+    def __init__(
+        self,
+        ws_files: Sequence[str | Path] = (),
+        http_files: Sequence[str | Path] = (),
+        *,
+        speed: float | None = None,
+        close_at_end: bool = True,
+        start_on_message: bool = False,
+        http_bodies: Mapping[str, bytes] | None = None,
+        max_client_messages: int = 10_000,
+    ) -> None:
+        if speed is not None and not speed > 0:
+            raise ConfigError("speed must be > 0, or None for as fast as possible", field="speed")
+        self.speed = speed
+        self.close_at_end = close_at_end
+        self.start_on_message = start_on_message
+        self.sessions = [RecordedSession.load(p) for p in ws_files]
+        self._bodies: dict[tuple[str, tuple[tuple[str, str], ...]], list[bytes]] = {}
+        for path in http_files:
+            for rec in read_recording(path):
+                if rec.direction is Direction.HTTP:
+                    self._add_body(rec.url, rec.frame)
+        for url, body in (http_bodies or {}).items():
+            self._add_body(url, body)
+        self._served: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        #: Every text message clients sent, as (connection number, text), oldest dropped first.
+        self.client_messages: deque[tuple[int, str]] = deque(maxlen=max_client_messages)
+        self.connections = 0  # WebSocket connections accepted so far
+        self.frames_sent = 0
+        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    def _add_body(self, url: str, body: bytes) -> None:
+        parts = urlsplit(url)
+        key = _request_key(parts.path or "/", parse_qsl(parts.query, keep_blank_values=True))
+        self._bodies.setdefault(key, []).append(body)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise RuntimeError("ReplayServer is not running")
+        return self._port
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket address that streams every recorded session (merged in time order)."""
+        return f"ws://127.0.0.1:{self.port}/"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        """The WebSocket address of ``path`` (``"/stream"``, ``"/kraken"``)."""
+        return f"ws://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.on_shutdown.append(self._close_sockets)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._port = 0
+
+    async def __aenter__(self) -> ReplayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"server shutdown")
+
+    # -- requests ------------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+        key = _request_key(request.path, request.query.items())
+        bodies = self._bodies.get(key)
+        if not bodies:
+            return web.json_response(
+                {"error": "no recorded answer", "path": request.path_qs}, status=404
+            )
+        index = self._served.get(key, 0)
+        self._served[key] = index + 1
+        return web.Response(
+            body=bodies[min(index, len(bodies) - 1)], content_type="application/json"
+        )
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        sessions = [s for s in self.sessions if s.matches(request.path)]
+        if not sessions:
+            raise web.HTTPNotFound(text=f"no recorded session for {request.path}")
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        self.connections += 1
+        number = self.connections
+        start = asyncio.Event()
+        if not self.start_on_message:
+            start.set()
+        pump = asyncio.create_task(self._pump(ws, sessions, start), name=f"replay-pump-{number}")
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    self.client_messages.append((number, msg.data))
+                    reply = _reply(msg.data)
+                    if reply is not None:
+                        await ws.send_str(reply)
+                    start.set()
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            self._sockets.discard(ws)
+        return ws
+
+    async def _pump(
+        self, ws: web.WebSocketResponse, sessions: list[RecordedSession], start: asyncio.Event
+    ) -> None:
+        await start.wait()
+        frames = heapq.merge(*(s.frames for s in sessions), key=lambda f: f[0])
+        loop = asyncio.get_running_loop()
+        speed = self.speed
+        began = loop.time()
+        first_ts: int | None = None
+        sent = 0
+        try:
+            for ts, text in frames:
+                if speed is not None:
+                    if first_ts is None:
+                        first_ts = ts
+                    delay = began + (ts - first_ts) / 1e9 / speed - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif sent % 256 == 255:
+                    await asyncio.sleep(0)  # let the handler read what the client sends
+                if ws.closed:
+                    return
+                await ws.send_str(text)
+                sent += 1
+                self.frames_sent += 1
+            if self.close_at_end:
+                await ws.close(code=1000, message=b"end of recording")
+        except ConnectionError:
+            return  # the client went away; the handler's loop ends on its own
+
+
+def _reply(text: str) -> str | None:
+    """What the venue would answer to a client message, where the recording cannot say."""
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    if msg.get("method") in ("SUBSCRIBE", "UNSUBSCRIBE") and "id" in msg:
+        return json.dumps({"result": None, "id": msg["id"]}, separators=(",", ":"))
+    if msg.get("event") == "ping":
+        reply = {"event": "pong"}
+        if "reqid" in msg:
+            reply["reqid"] = msg["reqid"]
+        return json.dumps(reply, separators=(",", ":"))
+    return None
