@@ -38,6 +38,27 @@ def _root(
     """tickloop: stream, book, bus, bots and dashboard in one event loop."""
 
 
+@app.command("sim")
+def _sim(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: a free one)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic flow."),
+    symbols: str = typer.Option("BTC-USD,ETH-USD", "--symbols", help="Comma-separated markets."),
+    rate: float = typer.Option(20.0, "--rate", help="Flow steps per second per symbol."),
+    heartbeat: float = typer.Option(1.0, "--heartbeat", help="Idle seconds before a heartbeat."),
+    fault: list[str] = typer.Option(  # noqa: B008
+        [], "--fault", help="NAME=VALUE, e.g. drop_every=5, latency=0.05 (repeatable)."
+    ),
+) -> None:
+    """Run the embedded exchange (REST + WebSocket) until Ctrl-C."""
+    from .sim.exchange import run_cli
+
+    run_cli(
+        host=host, port=port, seed=seed, symbols=symbols, rate=rate, heartbeat=heartbeat,
+        faults=fault,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""

@@ -15,7 +15,11 @@ everything, leaving nothing behind.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -261,3 +265,59 @@ class SimExchange:
 
     async def _disconnect_all(self) -> int:
         return await self._hub.disconnect_all()
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def run_cli(
+    *,
+    host: str,
+    port: int,
+    seed: int | None,
+    symbols: str,
+    rate: float,
+    heartbeat: float,
+    faults: Sequence[str] = (),
+) -> None:
+    """``tickloop sim``: run an exchange until Ctrl-C. A bad argument raises ConfigError whose
+    message names the option (the CLI prints it on one line and exits 2)."""
+    try:
+        ex = SimExchange(
+            seed=seed,
+            symbols=[s.strip() for s in symbols.split(",") if s.strip()],
+            rate=rate,
+            host=host,
+            port=port,
+            heartbeat=heartbeat,
+        )
+        for spec in faults:
+            ex.faults.apply_spec(spec)
+    except ConfigError as exc:
+        option = "--" + (exc.field or "option").replace("_", "-")
+        raise ConfigError(f"{option}: {exc.message}", field=exc.field) from None
+    try:
+        asyncio.run(_serve(ex))
+    except KeyboardInterrupt:
+        print("tickloop sim: stopped", file=sys.stderr)
+
+
+async def _serve(ex: SimExchange) -> None:
+    try:
+        await ex.start()
+    except ConfigError as exc:
+        raise ConfigError(f"--{exc.field}: {exc.message}", field=exc.field) from None
+    try:
+        key = ex.create_api_key()
+        print(f"tickloop sim: {', '.join(ex.symbols)} (seed {ex.seed}, {ex.rate:g} steps/s)")
+        print(f"  WebSocket  {ex.ws_url}")
+        print(f"  REST       {ex.rest_url}")
+        print(f"  demo key   {key.key_id}  secret {key.secret}")
+        print("Ctrl-C stops it.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):  # SIGTERM stops it cleanly too
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+    finally:
+        await ex.stop()

@@ -200,16 +200,16 @@ class SimServer:
         except web.HTTPException as exc:  # aiohttp's own 404/405 for unknown paths
             stats.rest_errors += 1
             code = "not_found" if exc.status == 404 else "invalid_request"
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             response = _json_response(
-                ApiError(exc.status, code, exc.reason).body(), exc.status, dict(exc.headers)
+                ApiError(exc.status, code, exc.reason).body(), exc.status, allow
             )
         if verdict is not None:
             self._limit_headers(response, verdict)
         if faults.take_drop_response():
             stats.dropped_responses += 1
             if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionResetError("sim fault: answer dropped")
+                request.transport.abort()  # the answer below goes nowhere: it is lost
         return response
 
     def _charge(self, request: web.Request, account: str | None, weight: int) -> Verdict:
