@@ -25,7 +25,7 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -226,6 +226,7 @@ class WsSession:
         self._ping_sent = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._lost_at: float | None = None
+        self._sent_at = 0.0
         self._attempts = 0
         # Per session:
         self._waiters: dict[Subscription, list[asyncio.Future[None]]] = {}
@@ -598,6 +599,16 @@ class WsSession:
                         transport.send(_TEXT, frame)
                 except Exception as exc:  # a dying transport: the watchdog will replace it
                     log.debug("%s: ping failed: %s", self.name, exc)
+        if (
+            now - self._sent_at >= self.heartbeat_timeout
+            and not self._helpers
+            and len(self._confirmed) < len(self._sent)
+        ):
+            # A subscribe answer that never came (lost, or the venue ignored it): ask again;
+            # subscribing twice is harmless.
+            unconfirmed = [s for s in self._sent if s not in self._confirmed]
+            self._sent.difference_update(unconfirmed)
+            self._spawn(self._resend(sorted(unconfirmed, key=_sort_key)))
         self._schedule_watchdog()
 
     # ------------------------------------------------------------------------------ sending
@@ -632,6 +643,7 @@ class WsSession:
                     except Exception as exc:
                         raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
                     self.stats.subscribe_messages += 1
+                    self._sent_at = loop.time()
                     self._next_send_at = max(now, self._next_send_at) + interval
 
     async def _login(self) -> None:
@@ -736,11 +748,20 @@ class WsSession:
             # One request named several streams and the venue did not say which one it refused:
             # ask again one stream per message to find it (bounded: each round refuses one).
             self._sent.difference_update(refused)
-            task = asyncio.get_running_loop().create_task(self._isolate(refused))
-            self._helpers.add(task)
-            task.add_done_callback(self._helpers.discard)
+            self._spawn(self._isolate(refused))
         else:
             log.warning("%s: refused request %s: %s", self.name, error.code, error.message)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"tickloop-{self.name}-control")
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _resend(self, subs: list[Subscription]) -> None:
+        try:
+            await self._send_subscribe([s for s in subs if s in self.subscriptions])
+        except NetworkError:
+            self._disconnect("send failed")
 
     async def _isolate(self, subs: list[Subscription]) -> None:
         assert self._codec is not None
