@@ -1,0 +1,1 @@
+"""Loopback benchmark harness: replay server, one process per contender, orchestrator."""

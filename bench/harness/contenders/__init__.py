@@ -1,0 +1,1 @@
+"""One module per contender; each runs in its own process (see _common.py)."""

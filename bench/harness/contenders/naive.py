@@ -1,0 +1,43 @@
+"""The naive baseline: ``websockets`` with its defaults, ``json.loads`` per frame, a callback.
+
+What a user writes in ten lines without a library: connect to the raw stream
+``/ws/btcusdt@aggTrade`` (or ``@depth@100ms``), decode every frame with the standard library and
+hand the dict to user code. No book is kept, no typed model is built, the default asyncio loop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import connect
+
+from ._common import SYMBOL_LOWER, Meter, execute, parse_args
+
+
+async def consume(port: int, kind: str, meter: Meter) -> None:
+    stream = "aggTrade" if kind == "trades" else "depth@100ms"
+    key = "a" if kind == "trades" else "u"
+
+    def user_code(msg: dict[str, Any]) -> None:
+        meter.hit(msg[key])
+
+    async with connect(f"ws://127.0.0.1:{port}/ws/{SYMBOL_LOWER}@{stream}") as ws:
+        async for frame in ws:
+            user_code(json.loads(frame))
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    execute(
+        "naive",
+        args,
+        lambda meter: consume(args.port, args.kind, meter),
+        {"websockets": websockets.__version__},
+        {"library": "websockets (defaults)", "decoder": "json.loads", "loop": "asyncio"},
+    )
+
+
+if __name__ == "__main__":
+    main()
