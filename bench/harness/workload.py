@@ -100,10 +100,7 @@ class Renderer:
             prefix, suffix = b"", b""
         self._templates: list[bytes] = []
         for _ in range(CYCLE):
-            if kind == "depth":
-                body = self._depth_body(rng)
-            else:
-                body = self._trade_body(rng, kind)
+            body = self._depth_body(rng) if kind == "depth" else self._trade_body(rng, kind)
             self._templates.append(prefix + body + suffix)
 
     @staticmethod
@@ -111,16 +108,15 @@ class Renderer:
         price = _price(_MID_TICKS + rng.randint(-500, 500))
         size = _size(rng.choice((100, 120, 500, 1_000, 2_500, 10_000, 37_000, 150_000)))
         maker = b"true" if rng.random() < 0.5 else b"false"
+        fields = (SYMBOL.encode(), price.encode(), size.encode(), maker)
         if kind == "aggTrade":
             return (
                 b'{"e":"aggTrade","E":%%d,"s":"%s","a":%%d,"p":"%s","q":"%s","f":%%d,"l":%%d,'
-                b'"T":%%d,"m":%s,"M":true}' % (SYMBOL.encode(), price.encode(), size.encode(), maker)
+                b'"T":%%d,"m":%s,"M":true}' % fields
             )
-        return b'{"e":"trade","E":%%d,"s":"%s","t":%%d,"p":"%s","q":"%s","T":%%d,"m":%s,"M":true}' % (
-            SYMBOL.encode(),
-            price.encode(),
-            size.encode(),
-            maker,
+        return (
+            b'{"e":"trade","E":%%d,"s":"%s","t":%%d,"p":"%s","q":"%s",'
+            b'"T":%%d,"m":%s,"M":true}' % fields
         )
 
     @staticmethod
@@ -158,7 +154,7 @@ class Renderer:
 
 
 def depth_snapshot(limit: int = 1000) -> bytes:
-    """The REST ``/api/v3/depth`` answer the diffs start from (``lastUpdateId = DEPTH_BASE - 1``)."""
+    """The REST ``/api/v3/depth`` answer the diffs start from (lastUpdateId = DEPTH_BASE - 1)."""
     rng = random.Random(_SEED + 1)
     limit = max(1, min(limit, 5000))
     out: dict[str, object] = {"lastUpdateId": DEPTH_BASE - 1}
@@ -214,7 +210,12 @@ def exchange_info(server_time_ms: int) -> bytes:
         "timezone": "UTC",
         "serverTime": server_time_ms,
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": 6000,
+            },
         ],
         "exchangeFilters": [],
         "symbols": [symbol],

@@ -73,8 +73,8 @@ class Meter:
         "last_seen",
         "n",
         "n0",
-        "recv",
         "record",
+        "recv",
         "rss",
         "t0",
         "t1",
@@ -201,14 +201,16 @@ def execute(
         if args.rss_every:
             meter.sample_rss(loop, args.rss_every)
         task = asyncio.ensure_future(body(meter))
-        finished, _ = await asyncio.wait({task, done}, timeout=args.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+        finished, _ = await asyncio.wait(
+            {task, done}, timeout=args.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if not finished:
             error = f"timed out after {args.timeout:.0f} s ({meter.n} messages reached user code)"
         elif done not in finished:
             exc = task.exception()
             error = (f"{type(exc).__name__}: {exc}" if exc else "stream ended early") + (
-                f" ({meter.n} messages reached user code)")
+                f" ({meter.n} messages reached user code)"
+            )
         report(name, args, meter, versions, extra, error)
         os._exit(0)  # no teardown: a library's close handshake can take seconds
 

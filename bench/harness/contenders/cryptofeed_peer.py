@@ -37,8 +37,10 @@ def _feed_class(port: int) -> type[Binance]:
     base = f"127.0.0.1:{port}"
 
     class LoopbackBinance(Binance):  # type: ignore[misc]
-        websocket_endpoints = [WebsocketEndpoint(f"ws://{base}")]
-        rest_endpoints = [RestEndpoint(f"http://{base}", routes=Binance.rest_endpoints[0].routes)]
+        websocket_endpoints = [WebsocketEndpoint(f"ws://{base}")]  # noqa: RUF012
+        rest_endpoints = [  # noqa: RUF012
+            RestEndpoint(f"http://{base}", routes=Binance.rest_endpoints[0].routes)
+        ]
 
     return LoopbackBinance
 
