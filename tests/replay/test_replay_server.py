@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -167,3 +168,22 @@ async def test_reconnecting_client_gets_the_session_again(shared_data: Path) -> 
 def test_rejects_a_bad_speed() -> None:
     with pytest.raises(ConfigError):
         ReplayServer(speed=0)
+
+
+async def test_command_line_server_in_its_own_process(shared_data: Path) -> None:
+    path = shared_data / "KRAKEN.ws.49.0"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickloop.replay.server", str(path),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        word, port = line.decode().split()
+        assert word == "READY"
+        frames, code = await receive_all(f"ws://127.0.0.1:{int(port)}/")
+        assert frames == recorded(path) and code == 1000
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0

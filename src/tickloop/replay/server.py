@@ -56,7 +56,7 @@ class RecordedSession:
     name: str  # file name, e.g. "KRAKEN.ws.50.0"
     venue: str  # lower-case file-name prefix, e.g. "kraken", "binance_us"
     url: str  # the recorded connection URL
-    frames: tuple[tuple[int, str], ...]  # (recorded ns, text frame)
+    frames: tuple[tuple[int, bytes], ...]  # (recorded ns, frame: UTF-8 text, sent as is)
 
     @classmethod
     def load(cls, path: str | Path) -> RecordedSession:
@@ -67,7 +67,8 @@ class RecordedSession:
             if rec.direction is Direction.OPEN and not url:
                 url = rec.url
             elif rec.direction is Direction.RECEIVED:
-                frames.append((rec.ts, rec.frame.decode()))
+                rec.frame.decode()  # a text frame must be UTF-8: fail at load, not mid-stream
+                frames.append((rec.ts, rec.frame))
         return cls(path.name, path.name.partition(".")[0].lower(), url, tuple(frames))
 
     def matches(self, path: str) -> bool:
@@ -236,7 +237,7 @@ class ReplayServer:
         first_ts: int | None = None
         sent = 0
         try:
-            for ts, text in frames:
+            for ts, frame in frames:
                 if speed is not None:
                     if first_ts is None:
                         first_ts = ts
@@ -247,7 +248,7 @@ class ReplayServer:
                     await asyncio.sleep(0)  # let the handler read what the client sends
                 if ws.closed:
                     return
-                await ws.send_str(text)
+                await ws.send_frame(frame, WSMsgType.TEXT)
                 sent += 1
                 self.frames_sent += 1
             if self.close_at_end:
@@ -272,3 +273,40 @@ def _reply(text: str) -> str | None:
             reply["reqid"] = msg["reqid"]
         return json.dumps(reply, separators=(",", ":"))
     return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m tickloop.replay.server [--speed S] [--http FILE]... [--port P] WS_FILE...``:
+    serve recordings until SIGINT/SIGTERM, printing ``READY <port>`` once listening."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tickloop.replay.server")
+    parser.add_argument("ws_files", nargs="*", help="recorded *.ws.* files to stream")
+    parser.add_argument("--http", action="append", default=[], help="recorded *.http.* file")
+    parser.add_argument("--speed", type=float, default=None, help="x recorded pace (default: max)")
+    parser.add_argument("--keep-open", action="store_true", help="do not close after the end")
+    parser.add_argument("--wait", action="store_true", help="stream after the client's 1st message")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = ReplayServer(
+            args.ws_files,
+            args.http,
+            speed=args.speed,
+            close_at_end=not args.keep_open,
+            start_on_message=args.wait,
+        )
+        async with server:
+            print(f"READY {server.port}", flush=True)
+            await stop.wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -64,6 +64,7 @@ VENUE = "binance"
 _new = tuple.__new__
 _MS = 1_000_000  # ns per ms
 
+_MAX_PENDING = 1024  # subscribe requests remembered until their ack
 _DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError)
 
 # ------------------------------------------------------------------------------------ symbols
@@ -313,6 +314,8 @@ class BinanceCodec(Codec):
         step = self.max_streams_per_message
         for start in range(0, len(names), step):
             request_id = self.next_request_id()
+            if len(self._pending) >= _MAX_PENDING:  # acks that never came: forget the oldest
+                del self._pending[next(iter(self._pending))]
             self._pending[request_id] = (
                 method == "SUBSCRIBE",
                 tuple(subscriptions[start : start + step]),
