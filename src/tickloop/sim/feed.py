@@ -24,6 +24,7 @@ import bisect
 import contextlib
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ INTERVALS = ("1s", "1m", "5m", "15m", "1h", "1d")
 
 #: Frames a connection may have queued before it counts as too slow and is disconnected.
 SEND_BUFFER = 10_000
+#: Flow steps (per symbol) run back to back before the flow task yields to the writers.
+FLOW_BATCH = 64
 
 _encode = msgspec.json.Encoder().encode
 
@@ -221,7 +224,7 @@ class _Mirror:
     mirror, which applies the updates one by one.
     """
 
-    __slots__ = ("ask_keys", "asks", "bid_keys", "bids", "spec")
+    __slots__ = ("_text", "ask_keys", "asks", "bid_keys", "bids", "spec")
 
     def __init__(
         self, spec: MarketSpec, bids: Sequence[tuple[int, int]], asks: Sequence[tuple[int, int]]
@@ -231,6 +234,8 @@ class _Mirror:
         self.asks = dict(asks)
         self.bid_keys = sorted(-p for p in self.bids)  # negated: best bid first
         self.ask_keys = sorted(self.asks)
+        # "price:size" of a level, memoised: the top levels change one at a time
+        self._text: dict[tuple[int, int], str] = {}
 
     def apply(self, update: BookUpdate) -> None:
         for price, lots in update.bids:
@@ -247,13 +252,27 @@ class _Mirror:
         elif levels.pop(price, None) is not None:
             del keys[bisect.bisect_left(keys, key)]
 
+    def _level(self, price: int, lots: int) -> str:
+        text = self._text.get((price, lots))
+        if text is None:
+            if len(self._text) >= 50_000:
+                self._text.clear()
+            text = f"{self.spec.price_text(price)}:{self.spec.size_text(lots)}"
+            self._text[(price, lots)] = text
+        return text
+
     def checksum(self) -> int:
-        bids, asks = self.bids, self.asks
-        return checksum_of(
-            self.spec,
-            [(-k, bids[-k]) for k in self.bid_keys[:10]],
-            [(k, asks[k]) for k in self.ask_keys[:10]],
-        )
+        """The protocol's checksum (see checksums.sim_checksum), from memoised level texts."""
+        bids, asks, level = self.bids, self.asks, self._level
+        bid_texts = [level(-k, bids[-k]) for k in self.bid_keys[:10]]
+        ask_texts = [level(k, asks[k]) for k in self.ask_keys[:10]]
+        parts: list[str] = []
+        for i in range(max(len(bid_texts), len(ask_texts))):
+            if i < len(bid_texts):
+                parts.append(bid_texts[i])
+            if i < len(ask_texts):
+                parts.append(ask_texts[i])
+        return zlib.crc32(":".join(parts).encode())
 
 
 # ------------------------------------------------------------------------------ connections
@@ -571,10 +590,15 @@ class Hub:
             last = now
             steps = int(credit)
             credit -= steps
-            for _ in range(steps):
-                ts = time.time_ns()
-                for symbol in self.symbols:
-                    self.step(symbol, ts)
+            while steps > 0:
+                batch = min(steps, FLOW_BATCH)
+                steps -= batch
+                for _ in range(batch):
+                    ts = time.time_ns()
+                    for symbol in self.symbols:
+                        self.step(symbol, ts)
+                if steps:
+                    await asyncio.sleep(0)  # let the writers drain between batches
 
     def step(self, symbol: str, ts: int) -> None:
         """One synthetic-flow action on ``symbol``, published."""
