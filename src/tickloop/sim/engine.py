@@ -361,9 +361,20 @@ class _Position:
 
 
 class _Account:
-    __slots__ = ("cids", "closed", "fills", "index", "locked", "name", "open", "positions", "total")
+    __slots__ = (
+        "cids",
+        "closed",
+        "fills",
+        "index",
+        "locked",
+        "name",
+        "open",
+        "positions",
+        "total",
+        "track_positions",
+    )
 
-    def __init__(self, name: str, assets: Iterable[str]) -> None:
+    def __init__(self, name: str, assets: Iterable[str], track_positions: bool = True) -> None:
         self.name = name
         self.total: dict[str, int] = dict.fromkeys(assets, 0)
         self.locked: dict[str, int] = dict.fromkeys(self.total, 0)
@@ -373,6 +384,7 @@ class _Account:
         self.cids: dict[str, str] = {}
         self.fills: deque[FillRecord] = deque()
         self.positions: dict[str, _Position] = {}
+        self.track_positions = track_positions
 
 
 class _Book:
@@ -568,21 +580,28 @@ class Engine:
     def has_account(self, account: str) -> bool:
         return account in self._accounts
 
-    def open_account(self, account: str, balances: Mapping[str, Decimal] | None = None) -> None:
+    def open_account(
+        self,
+        account: str,
+        balances: Mapping[str, Decimal] | None = None,
+        *,
+        track_positions: bool = True,
+    ) -> None:
         """Create ``account`` with ``balances`` (default :meth:`default_balances`); an account that
         exists already is left as it is. ValueError for a negative amount or one finer than
-        ``10**-scale``."""
+        ``10**-scale``. ``track_positions=False`` skips the position bookkeeping (exact rational
+        arithmetic on every fill) for accounts nobody asks about, like the synthetic flow's."""
         if account in self._accounts:
             return
         amounts = self.default_balances() if balances is None else balances
         units = {asset: self._to_units(Decimal(amount), asset) for asset, amount in amounts.items()}
-        acct = self._open(account)
+        acct = self._open(account, track_positions)
         for asset, value in units.items():
             acct.total[asset] = acct.total.get(asset, 0) + value
             acct.locked.setdefault(asset, 0)
 
-    def _open(self, account: str) -> _Account:
-        acct = self._accounts[account] = _Account(account, self._assets)
+    def _open(self, account: str, track_positions: bool = True) -> _Account:
+        acct = self._accounts[account] = _Account(account, self._assets, track_positions)
         return acct
 
     def _to_units(self, amount: Decimal, asset: str) -> int:
@@ -964,7 +983,8 @@ class Engine:
             fills.append(fill)
             if self.history_limit is not None and len(fills) > self.history_limit:
                 fills.popleft()
-            _move_position(acct, symbol, delta, price)
+            if acct.track_positions:
+                _move_position(acct, symbol, delta, price)
             events.append(OrderUpdate(o.account, _EV_FILL, o.snapshot(), fill, ts))
 
     def _retire(self, acct: _Account, order: _Order, status: OrderStatus, ts: int) -> None:

@@ -24,8 +24,8 @@ import random
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from ..models import OrderType, Side, TimeInForce
-from .engine import BookUpdate, Engine, EngineEvent, Rejected
+from ..models import OrderStatus, OrderType, Side, TimeInForce
+from .engine import BookUpdate, Engine, EngineEvent, OrderUpdate, Rejected
 
 __all__ = ["DEFAULT_START_PRICES", "Flow"]
 
@@ -45,6 +45,7 @@ _MIN_LEVELS = 3
 _BUY, _SELL = Side.BUY, Side.SELL
 _MARKET, _LIMIT = OrderType.MARKET, OrderType.LIMIT
 _IOC = TimeInForce.IOC
+_FILLED = OrderStatus.FILLED
 
 
 class _Symbol:
@@ -100,7 +101,8 @@ class Flow:
         for market in engine.markets.values():
             assets[market.base] = assets[market.quote] = _FUNDING
         for account in self.makers + self.takers:
-            engine.open_account(account, assets)
+            engine.open_account(account, assets, track_positions=False)
+        self._maker_index = {account: i for i, account in enumerate(self.makers)}
         self._symbols: dict[str, _Symbol] = {}
         for symbol in symbols:
             spec = engine.markets.get(symbol)
@@ -150,15 +152,18 @@ class Flow:
             return events
         maker = rng.randrange(len(self.makers))
         side = _BUY if rng.random() < 0.5 else _SELL
-        quotes = self._live_quotes(st, maker, side)
+        quotes = st.quotes[maker][0 if side is _BUY else 1]
+        if len(quotes) >= self.levels:
+            # Quotes filled by someone else's order are still listed: drop them first.
+            quotes = self._live_quotes(st, maker, side)
         action = rng.random()
         thin = (bids if side is _BUY else asks) <= _MIN_LEVELS
         if len(quotes) >= self.levels and not thin:
             self._cancel_farthest(st, maker, side, ts, events)
             if action < 0.5:
                 return events  # a plain cancel
-        # place (after a cancel: a requote)
-        self._quote(st, maker, side, rng.randrange(self.levels), ts, events)
+        # place (after a cancel: a requote), more often near the touch than deep in the book
+        self._quote(st, maker, side, int(self.levels * rng.random() ** 2), ts, events)
         return events
 
     # ------------------------------------------------------------------ actions
@@ -238,8 +243,14 @@ class Flow:
                 )
         except Rejected:
             return False
-        if not any(isinstance(ev, BookUpdate) for ev in new):
-            events.extend(new)
-            return False
         events.extend(new)
-        return True
+        changed = False
+        makers = self._maker_index
+        for ev in new:
+            if isinstance(ev, BookUpdate):
+                changed = True
+            elif isinstance(ev, OrderUpdate) and ev.order.status is _FILLED:
+                maker = makers.get(ev.account)
+                if maker is not None:
+                    st.quotes[maker][0 if ev.order.side is _BUY else 1].pop(ev.order.id, None)
+        return changed

@@ -1,0 +1,127 @@
+"""Synthetic order flow: deterministic per seed, changes the book every step, keeps it sane."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from tickloop.models import OrderType, Side
+from tickloop.sim.engine import DEFAULT_MARKETS, BookUpdate, Engine, EngineEvent, TradeEvent
+from tickloop.sim.flow import Flow
+from tickloop.sim.market import market_for
+
+SYMBOLS = ["BTC-USD", "SOL-USD", "XYZ-EUR"]
+
+
+def make(seed: int, **kw: object) -> tuple[Engine, Flow]:
+    engine = Engine([DEFAULT_MARKETS["BTC-USD"], DEFAULT_MARKETS["SOL-USD"], market_for("XYZ-EUR")])
+    flow = Flow(engine, rng=random.Random(seed), symbols=SYMBOLS, **kw)  # type: ignore[arg-type]
+    for symbol in SYMBOLS:
+        flow.seed_book(symbol, 0)
+    return engine, flow
+
+
+def units(engine: Engine) -> dict[str, int]:
+    sums: dict[str, int] = {}
+    for account in engine.accounts():
+        for asset, (total, _) in engine.balance_units(account).items():
+            sums[asset] = sums.get(asset, 0) + total
+    return sums
+
+
+def run(flow: Flow, steps: int, ts0: int = 1) -> list[list[EngineEvent]]:
+    return [flow.step(SYMBOLS[i % len(SYMBOLS)], ts0 + i) for i in range(steps)]
+
+
+def test_same_seed_same_events_other_seed_other_events() -> None:
+    one = run(make(7)[1], 600)
+    two = run(make(7)[1], 600)
+    assert one == two
+    assert run(make(8)[1], 600) != one
+
+
+def test_seed_book_places_a_ladder_per_maker() -> None:
+    engine, flow = make(1, makers=2, levels=5)
+    for symbol in SYMBOLS:
+        bids, asks = engine.depth(symbol)
+        assert len(bids) == 5 and len(asks) == 5
+        assert bids[0][0] < flow.fair_value(symbol) < asks[0][0]
+    for maker in flow.makers:
+        assert len(engine.orders(maker)) == 2 * 5 * len(SYMBOLS)
+    assert engine.last_trade_id("BTC-USD") == 0
+
+
+def test_every_step_changes_a_two_sided_uncrossed_book() -> None:
+    engine, flow = make(3)
+    initial = units(engine)
+    seqs = {s: engine.seq(s) for s in SYMBOLS}
+    trades = 0
+    for i in range(4500):
+        symbol = SYMBOLS[i % 3]
+        events = flow.step(symbol, 10 + i)
+        updates = [ev for ev in events if isinstance(ev, BookUpdate)]
+        assert updates and all(u.symbol == symbol for u in updates)
+        for update in updates:
+            assert update.prev_seq == seqs[symbol]
+            seqs[symbol] = update.seq
+        best_bid, best_ask = engine.best(symbol)
+        assert best_bid is not None and best_ask is not None and best_bid < best_ask
+        for ev in events:
+            if isinstance(ev, TradeEvent):
+                trades += 1
+                assert ev.taker_account in flow.takers and ev.maker_account in flow.makers
+    assert units(engine) == initial
+    assert trades > 500
+    for symbol in SYMBOLS:
+        ids = [t.trade_id for t in engine.trades(symbol)]
+        assert ids == list(range(1, len(ids) + 1))
+    # the ladders stay bounded and near the fair value
+    for maker in flow.makers:
+        assert len(engine.orders(maker)) <= 2 * flow.levels * len(SYMBOLS) + 6
+    for symbol in SYMBOLS:
+        bid, ask = engine.best(symbol)
+        assert bid is not None and ask is not None
+        spacing = max(1, round(flow.fair_value(symbol) * 0.0001))
+        assert abs((bid + ask) / 2 - flow.fair_value(symbol)) < flow.levels * spacing * 2
+
+
+def test_flow_refills_a_side_a_user_swept() -> None:
+    engine, flow = make(5)
+    engine.open_account("whale", {"BTC": Decimal(10**6), "USD": Decimal(10**12)})
+    engine.place("whale", "BTC-USD", Side.SELL, OrderType.MARKET, 10**9, ts=1)
+    assert engine.depth("BTC-USD")[0] == []
+    events = flow.step("BTC-USD", 2)
+    assert any(isinstance(ev, BookUpdate) for ev in events)
+    bid, ask = engine.best("BTC-USD")
+    assert bid is not None and ask is not None and bid < ask
+    run(flow, 300, ts0=3)
+    assert engine.level_counts("BTC-USD")[0] > 3
+
+
+def test_taker_rate_controls_trading() -> None:
+    engine, flow = make(11, taker_rate=0.0)
+    run(flow, 600)
+    assert all(engine.last_trade_id(s) == 0 for s in SYMBOLS)
+    engine, flow = make(11, taker_rate=1.0)
+    steps = run(flow, 300)
+    with_trades = sum(any(isinstance(ev, TradeEvent) for ev in events) for events in steps)
+    assert with_trades > 250
+
+
+def test_start_prices_and_arguments() -> None:
+    engine = Engine([DEFAULT_MARKETS["ETH-USD"]])
+    flow = Flow(engine, rng=random.Random(0), symbols=["ETH-USD"], start_prices={"ETH-USD": 123456})
+    flow.seed_book("ETH-USD", 0)
+    bid, ask = engine.best("ETH-USD")
+    assert bid is not None and ask is not None and bid < 123456 < ask
+    rng = random.Random(0)
+    with pytest.raises(ValueError, match="not a market"):
+        Flow(engine, rng=rng, symbols=["BTC-USD"])
+    with pytest.raises(ValueError):
+        Flow(engine, rng=rng, symbols=["ETH-USD"], makers=0)
+    with pytest.raises(ValueError):
+        Flow(engine, rng=rng, symbols=["ETH-USD"], taker_rate=1.5)
+    with pytest.raises(ValueError):
+        Flow(engine, rng=rng, symbols=["ETH-USD"], start_prices={"ETH-USD": 0})
