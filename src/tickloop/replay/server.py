@@ -202,7 +202,7 @@ class ReplayServer:
         sessions = [s for s in self.sessions if s.matches(request.path)]
         if not sessions:
             raise web.HTTPNotFound(text=f"no recorded session for {request.path}")
-        ws = web.WebSocketResponse(max_msg_size=0)
+        ws = web.WebSocketResponse(max_msg_size=1 << 22)
         await ws.prepare(request)
         self._sockets.add(ws)
         self.connections += 1
