@@ -310,7 +310,7 @@ class _Order:
         self.symbol = symbol
         self.side = side
         self.type = type_
-        self.price = price
+        self.price = 0 if price is None else price  # 0: a market order (never on the book)
         # Book key: the price for asks, minus the price for bids, so ascending keys are best first.
         self.key = 0 if price is None else (-price if side is _BUY else price)
         self.size = size
@@ -330,7 +330,7 @@ class _Order:
             self.symbol,
             self.side,
             self.type,
-            self.price,
+            self.price or None,
             self.size,
             self.filled,
             self.quote_filled,
@@ -535,7 +535,7 @@ class Engine:
         maker_fee: Decimal = Decimal(0),
         fee_account: str = "fees",
         history_limit: int | None = 10_000,
-        max_trades: int | None = 1_000_000,
+        max_trades: int | None = 100_000,
     ) -> None:
         taker_fee, maker_fee = Decimal(taker_fee), Decimal(maker_fee)
         for name, fee in (("taker_fee", taker_fee), ("maker_fee", maker_fee)):
@@ -765,7 +765,7 @@ class Engine:
                 f"client_order_id must be 1 to {MAX_CLIENT_ORDER_ID} characters",
             )
         opp_keys = book.ask_keys if is_buy else book.bid_keys
-        if post_only and opp_keys and opp_keys[0] <= limit_key:  # type: ignore[operator]
+        if post_only and opp_keys and limit_key is not None and opp_keys[0] <= limit_key:
             raise Rejected("post_only_would_take", None, "post-only order would take liquidity")
 
         # What the order will do, before anything changes: the fills it will get (skipping the
@@ -776,8 +776,8 @@ class Engine:
         rests = type_ is _LIMIT and tif is _GTC and fill_lots < size
         if is_buy:
             need = notional * (book.quote_unit + book.taker_fee_unit)
-            if rests:
-                need += (size - fill_lots) * price * book.buy_lock_unit  # type: ignore[operator]
+            if rests and price is not None:
+                need += (size - fill_lots) * price * book.buy_lock_unit
             asset = book.quote
         else:
             need = size * book.base_unit
@@ -810,7 +810,7 @@ class Engine:
             self._close(acct, order)
         elif rests:
             acct.locked[asset] += (
-                remaining * price * book.buy_lock_unit  # type: ignore[operator]
+                remaining * order.price * book.buy_lock_unit
                 if is_buy
                 else remaining * book.base_unit
             )
@@ -903,7 +903,6 @@ class Engine:
         events: list[EngineEvent],
     ) -> None:
         price = maker.price
-        assert price is not None
         notional = price * lots
         quote_units = notional * book.quote_unit
         base_units = lots * book.base_unit
@@ -993,7 +992,7 @@ class Engine:
         book = self._books[order.symbol]
         left = order.size - order.filled
         if order.side is _BUY:
-            acct.locked[book.quote] -= left * order.price * book.buy_lock_unit  # type: ignore[operator]
+            acct.locked[book.quote] -= left * order.price * book.buy_lock_unit
         else:
             acct.locked[book.base] -= left * book.base_unit
         order.status = status
@@ -1072,7 +1071,7 @@ class Engine:
         lots = order.size - new_size
         book.reduce(order, lots)
         if order.side is _BUY:
-            acct.locked[book.quote] -= lots * order.price * book.buy_lock_unit  # type: ignore[operator]
+            acct.locked[book.quote] -= lots * order.price * book.buy_lock_unit
         else:
             acct.locked[book.base] -= lots * book.base_unit
         order.size = new_size
