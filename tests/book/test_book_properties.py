@@ -1,0 +1,210 @@
+"""Property tests: any snapshot followed by any deltas gives the same book as a brute-force
+dict model, for every view, whenever it is read (reads in between matter: the engine sorts
+lazily and catches up on reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickloop.book import engine
+from tickloop.book.engine import OrderBook
+from tickloop.models import BookDelta, BookLevel, BookSnapshot, Side
+
+Levels = list[tuple[Decimal, Decimal]]
+
+# A small price grid so that levels collide, vanish and come back often; some prices written
+# with different digits ("1.5" and "1.50" are equal Decimals, as a venue could send).
+PRICES = [Decimal(f"{n / 4:.2f}") for n in range(1, 41)] + [Decimal("1.5"), Decimal("2.0")]
+SIZES = [Decimal(0), Decimal("0.5"), Decimal("1"), Decimal("2.25"), Decimal("0.001"), Decimal(7)]
+
+levels_st = st.lists(st.tuples(st.sampled_from(PRICES), st.sampled_from(SIZES)), max_size=12)
+step_st = st.tuples(levels_st, levels_st, st.booleans())  # bids, asks, read after this step
+
+
+class Model:
+    """Two dicts; every view recomputed from scratch by sorting."""
+
+    def __init__(self, depth: int | None) -> None:
+        self.depth = depth
+        self.bids: dict[Decimal, Decimal] = {}
+        self.asks: dict[Decimal, Decimal] = {}
+
+    def snapshot(self, bids: Levels, asks: Levels) -> None:
+        self.bids = {}
+        self.asks = {}
+        self.update(bids, asks)
+
+    def update(self, bids: Levels, asks: Levels) -> None:
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for p, s in levels:
+                if s:
+                    side[p] = s
+                else:
+                    side.pop(p, None)
+        if self.depth is not None:
+            self.bids = dict(self.sorted_bids()[: self.depth])
+            self.asks = dict(self.sorted_asks()[: self.depth])
+
+    def sorted_bids(self) -> Levels:
+        return sorted(self.bids.items(), key=lambda kv: kv[0], reverse=True)
+
+    def sorted_asks(self) -> Levels:
+        return sorted(self.asks.items(), key=lambda kv: kv[0])
+
+    def side(self, side: Side) -> Levels:
+        return self.sorted_bids() if side is Side.BUY else self.sorted_asks()
+
+    def best(self, side: Side) -> Decimal | None:
+        levels = self.side(side)
+        return levels[0][0] if levels else None
+
+    def mid(self) -> Decimal | None:
+        bid, ask = self.best(Side.BUY), self.best(Side.SELL)
+        return None if bid is None or ask is None else (bid + ask) / 2
+
+    def cumulative(self, side: Side, price: Decimal) -> Decimal:
+        if side is Side.BUY:
+            return sum((s for p, s in self.bids.items() if p >= price), Decimal(0))
+        return sum((s for p, s in self.asks.items() if p <= price), Decimal(0))
+
+    def within(self, side: Side, bps: int) -> Decimal:
+        mid = self.mid()
+        if mid is None:
+            return Decimal(0)
+        offset = mid * Decimal(bps) / Decimal(10_000)
+        return self.cumulative(side, mid - offset if side is Side.BUY else mid + offset)
+
+    def vwap(self, side: Side, size: Decimal) -> Decimal | None:
+        if size <= 0:
+            return None
+        left, notional = size, Decimal(0)
+        for p, s in self.side(side):
+            take = min(s, left)
+            notional += p * take
+            left -= take
+            if not left:
+                return notional / size
+        return None
+
+    def imbalance(self, n: int | None) -> Decimal | None:
+        b = sum((s for _, s in self.sorted_bids()[:n]), Decimal(0))
+        a = sum((s for _, s in self.sorted_asks()[:n]), Decimal(0))
+        return None if not a + b else (b - a) / (a + b)
+
+
+def check_views(book: OrderBook, model: Model) -> None:
+    for n in (None, 0, 1, 3, 100):
+        assert book.bids(n) == model.sorted_bids()[:n]
+        assert book.asks(n) == model.sorted_asks()[:n]
+        assert book.imbalance(n) == model.imbalance(n)
+    assert all(type(level) is BookLevel for level in book.bids() + book.asks())
+    assert book.best_bid == model.best(Side.BUY)
+    assert book.best_ask == model.best(Side.SELL)
+    for side in Side:
+        levels = model.side(side)
+        assert book.best(side) == (levels[0] if levels else None)
+        for bps in (0, 10, 600, 20_000):
+            assert book.depth_within(side, bps) == model.within(side, bps)
+        for price in (PRICES[0], PRICES[9], PRICES[25], PRICES[-3]):
+            assert book.cumulative_size(side, price) == model.cumulative(side, price)
+            assert book.size_at(side, price) == dict(levels).get(price, Decimal(0))
+        for size in (Decimal(0), Decimal("0.25"), Decimal(1), Decimal("3.3"), Decimal(40)):
+            assert book.vwap(side, size) == model.vwap(side, size)
+    bid, ask = model.best(Side.BUY), model.best(Side.SELL)
+    assert book.mid == model.mid()
+    assert book.spread == (None if bid is None or ask is None else ask - bid)
+    assert book.crossed == (bid is not None and ask is not None and bid > ask)
+    assert book.locked == (bid is not None and ask is not None and bid == ask)
+    assert len(book) == len(model.bids) + len(model.asks)
+    assert (book.bid_count, book.ask_count) == (len(model.bids), len(model.asks))
+
+
+@contextmanager
+def merge_threshold(value: int) -> Iterator[None]:
+    """Force the engine's catch-up path: one bisect per price, or one merge for any count."""
+    saved = engine._MERGE_AT
+    engine._MERGE_AT = value
+    try:
+        yield
+    finally:
+        engine._MERGE_AT = saved
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    snapshot=st.tuples(levels_st, levels_st),
+    steps=st.lists(step_st, max_size=25),
+    depth=st.one_of(st.none(), st.integers(1, 8)),
+    merge_at=st.sampled_from([0, 3, 128]),
+)
+def test_book_matches_the_dict_model(
+    snapshot: tuple[Levels, Levels],
+    steps: list[tuple[Levels, Levels, bool]],
+    depth: int | None,
+    merge_at: int,
+) -> None:
+    with merge_threshold(merge_at):
+        book = OrderBook("test", "X-Y", depth=depth)
+        model = Model(depth)
+        book.apply_snapshot(
+            BookSnapshot(
+                venue="test",
+                symbol="X-Y",
+                bids=tuple(BookLevel(p, s) for p, s in snapshot[0]),
+                asks=tuple(BookLevel(p, s) for p, s in snapshot[1]),
+                sequence=1,
+            )
+        )
+        model.snapshot(*snapshot)
+        check_views(book, model)
+        for seq, (bids, asks, read) in enumerate(steps, start=2):
+            book.apply_delta(
+                BookDelta(
+                    venue="test",
+                    symbol="X-Y",
+                    bids=tuple(BookLevel(p, s) for p, s in bids),
+                    asks=tuple(BookLevel(p, s) for p, s in asks),
+                    sequence=seq,
+                )
+            )
+            model.update(bids, asks)
+            # the cheap reads after every update, the full set only sometimes
+            assert book.best_bid == model.best(Side.BUY)
+            assert book.best_ask == model.best(Side.SELL)
+            if read:
+                check_views(book, model)
+        check_views(book, model)
+        assert book.sequence == len(steps) + 1
+        snap = book.snapshot()
+        assert list(snap.bids) == model.sorted_bids() and list(snap.asks) == model.sorted_asks()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.sampled_from(PRICES), st.sampled_from(SIZES)), max_size=60
+    ),
+    merge_at=st.sampled_from([0, 3, 128]),
+)
+def test_single_level_updates_match_the_dict_model(
+    steps: list[tuple[bool, Decimal, Decimal]], merge_at: int
+) -> None:
+    """``update_bid`` / ``update_ask`` (the per-level path) keep the same invariants."""
+    with merge_threshold(merge_at):
+        book = OrderBook()
+        model = Model(None)
+        for is_bid, price, size in steps:
+            if is_bid:
+                book.update_bid(price, size)
+                model.update([(price, size)], [])
+            else:
+                book.update_ask(price, size)
+                model.update([], [(price, size)])
+            assert book.best_bid == model.best(Side.BUY)
+            assert book.best_ask == model.best(Side.SELL)
+        check_views(book, model)
