@@ -12,7 +12,7 @@ import pytest
 
 from tickloop.checksums import decimal_text, kraken_checksum
 from tickloop.exceptions import ExchangeError, InvalidRequest, ProtocolError, RateLimitError
-from tickloop.models import BookDelta, BookSnapshot, Side, Ticker, Trade
+from tickloop.models import BookDelta, BookSnapshot, Candle, Side, Ticker, Trade
 from tickloop.venues import rest_codec, stream_codec
 from tickloop.venues.base import (
     Channel,
@@ -297,9 +297,43 @@ def test_subscribe_frames_are_what_kraken_documents() -> None:
     with pytest.raises(InvalidRequest):
         codec.subscribe([Subscription(Channel.BOOK, "BTC-USD", depth=7)])
     with pytest.raises(InvalidRequest):
-        codec.subscribe([Subscription(Channel.CANDLES, "BTC-USD", interval="1m")])
+        codec.subscribe([Subscription(Channel.CANDLES, "BTC-USD", interval="7m")])
+    with pytest.raises(InvalidRequest):
+        codec.subscribe([Subscription(Channel.ORDERS)])
     many = [Subscription(Channel.TRADES, f"A{i}-USD") for i in range(120)]
     assert [len(msgspec.json.decode(f)["pair"]) for f in codec.subscribe(many)] == [50, 50, 20]
+
+
+def test_candles_as_kraken_documents_them() -> None:
+    codec = KrakenCodec()
+    (frame,) = codec.subscribe([Subscription(Channel.CANDLES, "BTC-EUR", interval="5m")])
+    assert msgspec.json.decode(frame) == {
+        "event": "subscribe", "reqid": 1, "pair": ["XBT/EUR"],
+        "subscription": {"name": "ohlc", "interval": 5},
+    }  # fmt: skip
+    status = (
+        b'{"channelID":42,"channelName":"ohlc-5","event":"subscriptionStatus","pair":"XBT/EUR",'
+        b'"status":"subscribed","subscription":{"interval":5,"name":"ohlc"}}'
+    )
+    assert codec.decode(status, 0) == [
+        Subscribed((Subscription(Channel.CANDLES, "BTC-EUR", interval="5m"),))
+    ]
+    ohlc = (
+        b'[42,["1542057314.748456","1542057360.435743","3586.70000","3586.70000","3586.60000",'
+        b'"3586.60000","3586.68894","0.03373000",2],"ohlc-5","XBT/EUR"]'
+    )
+    (candle,) = codec.decode(ohlc, 8)
+    assert isinstance(candle, Candle)
+    assert (candle.symbol, candle.interval, candle.trades, candle.closed) == (
+        "BTC-EUR", "5m", 2, False,
+    )  # fmt: skip
+    assert candle.close_time == 1542057360_435743000
+    assert candle.close_time - candle.open_time == 300 * 10**9
+    assert str(candle.open) == "3586.70000" and str(candle.volume) == "0.03373000"
+    (unseen,) = KrakenCodec().decode(ohlc.replace(b"ohlc-5", b"ohlc-60"), 0)
+    assert isinstance(unseen, Candle) and unseen.interval == "1h"
+    with pytest.raises(ProtocolError):
+        KrakenCodec().decode(ohlc.replace(b"ohlc-5", b"ohlc-7"), 0)
 
 
 # ------------------------------------------------------------------------------------ v2

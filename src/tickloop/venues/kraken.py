@@ -34,7 +34,16 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
-from ..models import BookDelta, BookLevel, BookSnapshot, Instrument, Side, Ticker, Trade
+from ..models import (
+    BookDelta,
+    BookLevel,
+    BookSnapshot,
+    Candle,
+    Instrument,
+    Side,
+    Ticker,
+    Trade,
+)
 from .base import (
     Channel,
     Codec,
@@ -150,6 +159,25 @@ class _TickerFrame(msgspec.Struct, array_like=True, gc=False):
     pair: str
 
 
+class _OhlcRow(msgspec.Struct, array_like=True, gc=False):
+    last_update: str
+    end: str  # end of the interval, epoch seconds
+    open: str
+    high: str
+    low: str
+    close: str
+    vwap: str
+    volume: str
+    count: int
+
+
+class _OhlcFrame(msgspec.Struct, array_like=True, gc=False):
+    channel_id: int
+    ohlc: _OhlcRow
+    channel_name: str  # "ohlc-5": the interval in minutes
+    pair: str
+
+
 class _SubscriptionSpec(msgspec.Struct, gc=False):
     name: str
     depth: int | None = None
@@ -167,8 +195,19 @@ class _Event(msgspec.Struct, gc=False, rename="camel"):
     reqid: int | None = None
 
 
-_KIND_BY_NAME = {"book": Channel.BOOK, "trade": Channel.TRADES, "ticker": Channel.TICKER}
+_KIND_BY_NAME = {
+    "book": Channel.BOOK,
+    "trade": Channel.TRADES,
+    "ticker": Channel.TICKER,
+    "ohlc": Channel.CANDLES,
+}
 _NAME_BY_KIND = {v: k for k, v in _KIND_BY_NAME.items()}
+#: Kraken's candle intervals (minutes) and tickloop's names for them.
+_INTERVALS = {
+    1: "1m", 5: "5m", 15: "15m", 30: "30m", 60: "1h", 240: "4h", 1440: "1d", 10080: "1w",
+    21600: "15d",
+}  # fmt: skip
+_MINUTES = {v: k for k, v in _INTERVALS.items()}
 _BOOK_DEPTHS = (10, 25, 100, 500, 1000)
 
 
@@ -177,7 +216,7 @@ def _kind_of(channel_name: str) -> Channel | None:
 
 
 class KrakenCodec(Codec):
-    """Kraken WebSocket API v1, public channels ``book``, ``trade`` and ``ticker``."""
+    """Kraken WebSocket API v1, public channels ``book``, ``trade``, ``ticker`` and ``ohlc``."""
 
     venue: ClassVar[str] = VENUE
     default_url: ClassVar[str] = "wss://ws.kraken.com"
@@ -187,7 +226,7 @@ class KrakenCodec(Codec):
     max_messages_per_second: ClassVar[float] = 1.0
     max_streams_per_message: ClassVar[int] = 50
     channels: ClassVar[frozenset[Channel]] = frozenset(
-        {Channel.BOOK, Channel.TRADES, Channel.TICKER}
+        {Channel.BOOK, Channel.TRADES, Channel.TICKER, Channel.CANDLES}
     )
     contiguous_trade_ids: ClassVar[bool] = False  # v1 trades carry no id
 
@@ -200,6 +239,7 @@ class KrakenCodec(Codec):
         self._book_decoder = msgspec.json.Decoder(_BookFrame)
         self._trade_decoder = msgspec.json.Decoder(_TradeFrame)
         self._ticker_decoder = msgspec.json.Decoder(_TickerFrame)
+        self._ohlc_decoder = msgspec.json.Decoder(_OhlcFrame)
         self._peek_decoder = msgspec.json.Decoder(list[msgspec.Raw])
         self._str_decoder = msgspec.json.Decoder(str)
 
@@ -216,6 +256,7 @@ class KrakenCodec(Codec):
 
     # -- outgoing ------------------------------------------------------------------------------
     def _requests(self, event: str, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        # one message per channel and depth (book) or interval (candles)
         groups: dict[tuple[Channel, int | None], list[str]] = defaultdict(list)
         for sub in subscriptions:
             if sub.channel not in self.channels or sub.symbol is None:
@@ -224,21 +265,32 @@ class KrakenCodec(Codec):
                     field="channel",
                     venue=VENUE,
                 )
-            depth = None
+            param = None
             if sub.channel is Channel.BOOK:
-                depth = sub.depth or 10
-                if depth not in _BOOK_DEPTHS:
+                param = sub.depth or 10
+                if param not in _BOOK_DEPTHS:
                     raise InvalidRequest(
-                        f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {depth}",
+                        f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {param}",
                         field="depth",
                         venue=VENUE,
                     )
-            groups[(sub.channel, depth)].append(self.venue_symbol(sub.symbol))
+            elif sub.channel is Channel.CANDLES:
+                param = _MINUTES.get(sub.interval or "")
+                if param is None:
+                    raise InvalidRequest(
+                        f"Kraken candle interval must be one of {sorted(_MINUTES)}, "
+                        f"not {sub.interval!r}",
+                        field="interval",
+                        venue=VENUE,
+                    )
+            groups[(sub.channel, param)].append(self.venue_symbol(sub.symbol))
         frames = []
-        for (channel, depth), pairs in groups.items():
+        for (channel, param), pairs in groups.items():
             spec: dict[str, Any] = {"name": _NAME_BY_KIND[channel]}
-            if depth is not None:
-                spec["depth"] = depth
+            if channel is Channel.BOOK:
+                spec["depth"] = param
+            elif channel is Channel.CANDLES:
+                spec["interval"] = param
             for start in range(0, len(pairs), self.max_streams_per_message):
                 message = {
                     "event": event,
@@ -301,7 +353,9 @@ class KrakenCodec(Codec):
             return [self._book(self._book_decoder.decode(frame), symbol, recv_ts)]
         if kind is Channel.TRADES:
             return self._trades(self._trade_decoder.decode(frame), symbol, recv_ts)
-        return [self._ticker(self._ticker_decoder.decode(frame), symbol, recv_ts)]
+        if kind is Channel.TICKER:
+            return [self._ticker(self._ticker_decoder.decode(frame), symbol, recv_ts)]
+        return [self._candle(self._ohlc_decoder.decode(frame), symbol, recv_ts)]
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
         d = self._d
@@ -383,12 +437,39 @@ class KrakenCodec(Codec):
             recv_ts=recv_ts,
         )
 
+    def _candle(self, msg: _OhlcFrame, symbol: str, recv_ts: int) -> Candle:
+        minutes = int(msg.channel_name.partition("-")[2] or 1)
+        interval = _INTERVALS.get(minutes)
+        if interval is None:
+            raise ProtocolError(f"Kraken candle channel {msg.channel_name!r}", venue=VENUE)
+        row = msg.ohlc
+        d = self._d
+        end = _seconds_ns(row.end)
+        return Candle(
+            venue=VENUE,
+            symbol=symbol,
+            interval=interval,
+            open_time=end - minutes * 60_000_000_000,
+            close_time=end,
+            open=d(row.open),
+            high=d(row.high),
+            low=d(row.low),
+            close=d(row.close),
+            volume=d(row.volume),
+            trades=row.count,
+            closed=False,  # Kraken never says; the next interval's first update closes it
+            recv_ts=recv_ts,
+        )
+
     def _subscription(self, msg: _Event) -> Subscription | None:
         spec = msg.subscription
         kind = _KIND_BY_NAME.get(spec.name) if spec is not None else None
-        if kind is None or msg.pair is None:
+        if kind is None or msg.pair is None or spec is None:
             return None
-        depth = spec.depth if spec is not None and kind is Channel.BOOK else None
+        if kind is Channel.CANDLES:
+            interval = _INTERVALS.get(spec.interval or 1)
+            return Subscription(kind, self.symbol(msg.pair), interval=interval)
+        depth = spec.depth if kind is Channel.BOOK else None
         return Subscription(kind, self.symbol(msg.pair), depth=depth)
 
     def _decode_event(self, msg: _Event, recv_ts: int) -> list[Decoded]:
