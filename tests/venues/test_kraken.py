@@ -546,3 +546,10 @@ def test_mutated_recorded_frames_raise_only_protocol_error(shared_data: Path) ->
         except ProtocolError:
             rejected += 1
     assert rejected > 1000  # most mutations break the frame, and each is a ProtocolError
+
+
+def test_leading_whitespace_is_still_json() -> None:
+    codec = KrakenCodec()
+    assert codec.decode(b' \n{"event":"heartbeat"}', 4) == [Heartbeat(ts=4)]
+    (trade,) = codec.decode(b'  [7,[["1.0","2.0","1.5","b","l",""]],"trade","XBT/USD"]', 5)
+    assert isinstance(trade, Trade) and trade.recv_ts == 5 and trade.symbol == "BTC-USD"

@@ -318,16 +318,17 @@ class KrakenCodec(Codec):
                 return self._decode_data(frame, recv_ts)
             if first == b"{":
                 return self._decode_event(self._event_decoder.decode(frame), recv_ts)
-            return self._decode_other(frame)
+            return self._decode_other(frame, recv_ts)
         except _DECODE_ERRORS as exc:
             raise ProtocolError(f"malformed Kraken frame: {exc}", venue=VENUE) from exc
 
-    def _decode_other(self, frame: bytes) -> list[Decoded]:
-        value = msgspec.json.decode(frame.strip())
+    def _decode_other(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        # leading whitespace (never seen from Kraken, but valid JSON)
+        value = msgspec.json.decode(frame)
         if isinstance(value, dict):
-            return self._decode_event(msgspec.convert(value, _Event), 0)
+            return self._decode_event(msgspec.convert(value, _Event), recv_ts)
         if isinstance(value, list):
-            return self._decode_data(frame.strip(), 0)
+            return self._decode_data(frame.strip(), recv_ts)
         raise ProtocolError(f"Kraken frame is not an object or array: {frame[:40]!r}", venue=VENUE)
 
     def _decode_data(self, frame: bytes, recv_ts: int) -> list[Decoded]:
