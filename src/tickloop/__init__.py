@@ -3,6 +3,7 @@
 from ._version import __version__
 from .client.auth import Credentials
 from .client.rest import AsyncClient
+from .client.stream import StreamClient
 from .client.sync import Client
 from .exceptions import (
     AuthError,
@@ -37,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Selection",
+    "StreamClient",
     "StreamError",
     "SubscriptionError",
     "TickloopError",

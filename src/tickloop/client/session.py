@@ -305,7 +305,11 @@ class WsSession:
         if self._transport is not None and self.state is SessionState.OPEN:
             try:
                 if any(s.channel.private for s in new) and not self._logged_in:
-                    await self._login()
+                    try:
+                        await self._login()
+                    except AuthError as exc:
+                        self._refuse_private(exc)
+                        new = [s for s in new if not s.channel.private]
                 await self._send_subscribe(new)
             except NetworkError:
                 self._disconnect("send failed")  # restored after the reconnect

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..exceptions import (
+    AuthError,
     ConfigError,
     StreamError,
     SubscriptionError,
@@ -141,8 +142,19 @@ class Stream(Generic[T]):
     async def __anext__(self) -> T:
         if not self._started:
             await self._start()
-        item: T = await self._get()
+        try:
+            item: T = await self._get()
+        except asyncio.CancelledError:
+            # Like an async generator, a stream whose consumer is cancelled is finished: the
+            # cancelled task's traceback may keep this object alive, so leave now.
+            self._leave_now()
+            raise
         return item
+
+    def _leave_now(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not client.closed:
+            client._leave_soon(self._consumer)
 
     async def _start(self) -> None:
         self._started = True
@@ -165,9 +177,7 @@ class Stream(Generic[T]):
             await client._leave(self._consumer)
 
     def __del__(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and not client.closed:
-            client._leave_soon(self._consumer)
+        self._leave_now()
 
 
 class StreamClient:
@@ -517,25 +527,41 @@ class StreamClient:
                 if sub in self._placement:  # still carried (left and re-joined quickly)
                     by_session.setdefault(self._placement[sub], [])
                     continue
-                session = self._place(sub)
+                session = self._place(sub, by_session)
                 self._placement[sub] = session
                 by_session.setdefault(session, []).append(sub)
         for session, session_subs in by_session.items():
             await session.add(session_subs)
         if wait:
-            for session in by_session:
-                await session.wait_confirmed(
-                    [s for s in new if self._placement.get(s) is session], self.subscribe_timeout
-                )
+            try:
+                for session in by_session:
+                    await session.wait_confirmed(
+                        [s for s in new if self._placement.get(s) is session],
+                        self.subscribe_timeout,
+                    )
+            except StreamError as exc:
+                # One refused stream ends the consumer, which releases its other streams: the
+                # refusal is the error that matters.
+                refusal = consumer.error
+                if isinstance(refusal, SubscriptionError) and refusal is not exc:
+                    raise refusal from None
+                raise
 
-    def _place(self, sub: Subscription) -> WsSession:
+    def _place(self, sub: Subscription, planned: dict[WsSession, list[Subscription]]) -> WsSession:
+        """The connection for ``sub``: the first with room (the codec's streams-per-connection
+        limit, counting what ``planned`` is about to add), else a new one."""
         limit = self._codec_cls.max_streams_per_connection
+
+        def load(session: WsSession) -> int:
+            return len(session.subscriptions) + len(planned.get(session, ()))
+
         if sub.channel.private:
             for session in self.sessions:
-                if any(s.channel.private for s in session.subscriptions) and _usable(session):
+                carried = [*session.subscriptions, *planned.get(session, ())]
+                if any(s.channel.private for s in carried) and _usable(session):
                     return session
         for session in self.sessions:
-            if len(session.subscriptions) < limit and _usable(session):
+            if load(session) < limit and _usable(session):
                 return session
         return self._new_session()
 
@@ -610,9 +636,7 @@ class StreamClient:
         if self._token_provider is not None:
             return await self._token_provider()
         if self._credentials is None:
-            raise SubscriptionError(
-                "private channels need credentials=", channel="orders", venue=self.venue
-            )
+            raise AuthError("private channels need credentials=", venue=self.venue)
         via: Any = self._rest if self._rest is not None and hasattr(self._rest, "http") else None
         if via is None:
             via = self._rest_url or derive_rest_url(self.url)
