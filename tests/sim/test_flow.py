@@ -8,7 +8,14 @@ from decimal import Decimal
 import pytest
 
 from tickloop.models import OrderType, Side
-from tickloop.sim.engine import DEFAULT_MARKETS, BookUpdate, Engine, EngineEvent, TradeEvent
+from tickloop.sim.engine import (
+    DEFAULT_MARKETS,
+    BookUpdate,
+    Engine,
+    EngineEvent,
+    Rejected,
+    TradeEvent,
+)
 from tickloop.sim.flow import Flow
 from tickloop.sim.market import market_for
 
@@ -98,6 +105,38 @@ def test_flow_refills_a_side_a_user_swept() -> None:
     assert bid is not None and ask is not None and bid < ask
     run(flow, 300, ts0=3)
     assert engine.level_counts("BTC-USD")[0] > 3
+
+
+def test_flow_keeps_the_book_sane_around_user_orders() -> None:
+    engine, flow = make(9)
+    engine.open_account("user", dict.fromkeys(["BTC", "SOL", "XYZ", "USD", "EUR"], Decimal(10**7)))
+    initial = units(engine)
+    rng = random.Random(1)
+    swept = 0
+    for i in range(3000):
+        symbol = SYMBOLS[i % 3]
+        if rng.random() < 0.3:
+            bid, ask = engine.best(symbol)
+            assert bid is not None and ask is not None
+            side = rng.choice([Side.BUY, Side.SELL])
+            size = rng.choice([rng.randint(1, 5000), 10**8])
+            try:
+                if rng.random() < 0.2:
+                    engine.place("user", symbol, side, OrderType.MARKET, size, ts=i)
+                else:
+                    price = max(1, (bid + ask) // 2 + rng.randint(-5000, 5000))
+                    engine.place("user", symbol, side, OrderType.LIMIT, size, price, ts=i)
+            except Rejected:
+                pass
+            swept += 0 in engine.level_counts(symbol)
+        if rng.random() < 0.05:
+            engine.cancel_all("user", symbol, ts=i)
+        events = flow.step(symbol, i)
+        assert any(isinstance(ev, BookUpdate) for ev in events)
+        bid, ask = engine.best(symbol)
+        assert bid is not None and ask is not None and bid < ask
+    assert swept > 0  # the user did empty sides, and the flow refilled them
+    assert units(engine) == initial
 
 
 def test_taker_rate_controls_trading() -> None:

@@ -144,9 +144,10 @@ class Flow:
         events: list[EngineEvent] = []
         bids, asks = self.engine.level_counts(symbol)
         if bids == 0 or asks == 0:
-            # A user emptied a side: refill it before anything else.
-            side = _BUY if bids == 0 else _SELL
-            self._quote(st, rng.randrange(len(self.makers)), side, 0, ts, events)
+            # A user emptied a side (or both): refill before anything else.
+            for side, count in ((_BUY, bids), (_SELL, asks)):
+                if count == 0:
+                    self._quote(st, rng.randrange(len(self.makers)), side, 0, ts, events)
             return events
         if rng.random() < self.taker_rate and self._take(st, bids, asks, ts, events):
             return events
@@ -163,7 +164,7 @@ class Flow:
             if action < 0.5:
                 return events  # a plain cancel
         # place (after a cancel: a requote), more often near the touch than deep in the book
-        self._quote(st, maker, side, int(self.levels * rng.random() ** 2), ts, events)
+        self._quote(st, maker, side, int(self.levels * rng.random() ** 4), ts, events)
         return events
 
     # ------------------------------------------------------------------ actions
