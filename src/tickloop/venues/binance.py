@@ -416,7 +416,7 @@ class BinanceCodec(Codec):
 
     def _levels(self, levels: list[Level]) -> tuple[BookLevel, ...]:
         d = self._d
-        return tuple([_new(BookLevel, (d(p), d(q))) for p, q in levels])
+        return tuple([_new(BookLevel, (d[p], d[q])) for p, q in levels])
 
     def _convert(self, kind: int, data: Any, symbol: str | None, recv_ts: int) -> Decoded:
         d = self._d
@@ -436,8 +436,8 @@ class BinanceCodec(Codec):
                 venue=VENUE,
                 symbol=self.symbol(data.s),
                 id=data.a if kind == _AGG else data.t,
-                price=d(data.p),
-                size=d(data.q),
+                price=d[data.p],
+                size=d[data.q],
                 side=Side.SELL if data.m else Side.BUY,
                 ts=data.T * _MS,
                 recv_ts=recv_ts,
@@ -446,10 +446,10 @@ class BinanceCodec(Codec):
             return Quote(
                 venue=VENUE,
                 symbol=self.symbol(data.s),
-                bid=d(data.b),
-                bid_size=d(data.B),
-                ask=d(data.a),
-                ask_size=d(data.A),
+                bid=d[data.b],
+                bid_size=d[data.B],
+                ask=d[data.a],
+                ask_size=d[data.A],
                 ts=data.E * _MS if data.E is not None else recv_ts,  # spot sends no time
                 recv_ts=recv_ts,
             )
@@ -461,11 +461,11 @@ class BinanceCodec(Codec):
                 interval=k.i,
                 open_time=k.t * _MS,
                 close_time=(k.T + 1) * _MS,  # Binance gives the last ms of the interval
-                open=d(k.o),
-                high=d(k.h),
-                low=d(k.l),
-                close=d(k.c),
-                volume=d(k.v),
+                open=d[k.o],
+                high=d[k.h],
+                low=d[k.l],
+                close=d[k.c],
+                volume=d[k.v],
                 trades=k.n,
                 closed=k.x,
                 recv_ts=recv_ts,
@@ -474,12 +474,12 @@ class BinanceCodec(Codec):
             return Ticker(
                 venue=VENUE,
                 symbol=self.symbol(data.s),
-                bid=d(data.b),
-                bid_size=d(data.B),
-                ask=d(data.a),
-                ask_size=d(data.A),
-                last=d(data.c),
-                volume=d(data.v),
+                bid=d[data.b],
+                bid_size=d[data.B],
+                ask=d[data.a],
+                ask_size=d[data.A],
+                last=d[data.c],
+                volume=d[data.v],
                 ts=data.E * _MS,
                 recv_ts=recv_ts,
             )
@@ -644,8 +644,8 @@ class BinanceRest(PublicRest):
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=tuple([BookLevel(d(p), d(q)) for p, q in book.bids]),
-                asks=tuple([BookLevel(d(p), d(q)) for p, q in book.asks]),
+                bids=tuple([BookLevel(d[p], d[q]) for p, q in book.bids]),
+                asks=tuple([BookLevel(d[p], d[q]) for p, q in book.asks]),
                 sequence=book.lastUpdateId,
                 recv_ts=recv_ts,
             )
@@ -670,8 +670,8 @@ class BinanceRest(PublicRest):
                         venue=VENUE,
                         symbol=symbol,
                         id=trade_id,
-                        price=d(price),
-                        size=d(size),
+                        price=d[price],
+                        size=d[size],
                         side=None if maker is None else (Side.SELL if maker else Side.BUY),
                         ts=ts * _MS,
                         recv_ts=recv_ts,

@@ -253,7 +253,7 @@ class CoinbaseCodec(Codec):
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
         d = self._d
-        return tuple([_new(BookLevel, (d(lv.price), d(lv.size))) for lv in levels])
+        return tuple([_new(BookLevel, (d[lv.price], d[lv.size])) for lv in levels])
 
     def _on_l2update(self, frame: bytes, recv_ts: int) -> list[Decoded]:
         msg = self._l2update.decode(frame)
@@ -261,7 +261,7 @@ class CoinbaseCodec(Codec):
         bids = []
         asks = []
         for change in msg.changes:
-            level = _new(BookLevel, (d(change.price), d(change.size)))
+            level = _new(BookLevel, (d[change.price], d[change.size]))
             if change.side == "buy":
                 bids.append(level)
             elif change.side == "sell":
@@ -289,8 +289,8 @@ class CoinbaseCodec(Codec):
                 venue=VENUE,
                 symbol=msg.product_id,
                 id=msg.trade_id,
-                price=self._d(msg.price),
-                size=self._d(msg.size),
+                price=self._d[msg.price],
+                size=self._d[msg.size],
                 side=side,
                 ts=_ns(msg.time),
                 recv_ts=recv_ts,
@@ -317,12 +317,12 @@ class CoinbaseCodec(Codec):
             Ticker(
                 venue=VENUE,
                 symbol=msg.product_id,
-                bid=d(msg.best_bid) if msg.best_bid is not None else None,
-                bid_size=d(msg.best_bid_size) if msg.best_bid_size is not None else None,
-                ask=d(msg.best_ask) if msg.best_ask is not None else None,
-                ask_size=d(msg.best_ask_size) if msg.best_ask_size is not None else None,
-                last=d(msg.price) if msg.price is not None else None,
-                volume=d(msg.volume_24h) if msg.volume_24h is not None else None,
+                bid=d[msg.best_bid] if msg.best_bid is not None else None,
+                bid_size=d[msg.best_bid_size] if msg.best_bid_size is not None else None,
+                ask=d[msg.best_ask] if msg.best_ask is not None else None,
+                ask_size=d[msg.best_ask_size] if msg.best_ask_size is not None else None,
+                last=d[msg.price] if msg.price is not None else None,
+                volume=d[msg.volume_24h] if msg.volume_24h is not None else None,
                 ts=_ns(msg.time) if msg.time is not None else recv_ts,
                 recv_ts=recv_ts,
             )
@@ -479,8 +479,8 @@ class CoinbaseRest(PublicRest):
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=tuple([BookLevel(d(lv.price), d(lv.size)) for lv in book.bids]),
-                asks=tuple([BookLevel(d(lv.price), d(lv.size)) for lv in book.asks]),
+                bids=tuple([BookLevel(d[lv.price], d[lv.size]) for lv in book.bids]),
+                asks=tuple([BookLevel(d[lv.price], d[lv.size]) for lv in book.asks]),
                 sequence=book.sequence,
                 ts=_ns(book.time) if book.time is not None else 0,
                 recv_ts=recv_ts,
@@ -501,8 +501,8 @@ class CoinbaseRest(PublicRest):
                         venue=VENUE,
                         symbol=symbol,
                         id=t.trade_id,
-                        price=d(t.price),
-                        size=d(t.size),
+                        price=d[t.price],
+                        size=d[t.size],
                         side=side,
                         ts=_ns(t.time),
                         recv_ts=recv_ts,

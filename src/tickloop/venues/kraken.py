@@ -360,7 +360,7 @@ class KrakenCodec(Codec):
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
         d = self._d
-        return tuple([_new(BookLevel, (d(lv.price), d(lv.size))) for lv in levels])
+        return tuple([_new(BookLevel, (d[lv.price], d[lv.size])) for lv in levels])
 
     def _book(self, msg: _BookFrame, symbol: str, recv_ts: int) -> BookSnapshot | BookDelta:
         first = msg.first
@@ -413,8 +413,8 @@ class KrakenCodec(Codec):
                     venue=VENUE,
                     symbol=symbol,
                     id=None,
-                    price=d(row.price),
-                    size=d(row.volume),
+                    price=d[row.price],
+                    size=d[row.volume],
                     side=side,
                     ts=_seconds_ns(row.time),
                     recv_ts=recv_ts,
@@ -428,12 +428,12 @@ class KrakenCodec(Codec):
         return Ticker(
             venue=VENUE,
             symbol=symbol,
-            bid=d(t.b[0]),
-            bid_size=d(t.b[2]),
-            ask=d(t.a[0]),
-            ask_size=d(t.a[2]),
-            last=d(t.c[0]),
-            volume=d(t.v[1]),
+            bid=d[t.b[0]],
+            bid_size=d[t.b[2]],
+            ask=d[t.a[0]],
+            ask_size=d[t.a[2]],
+            last=d[t.c[0]],
+            volume=d[t.v[1]],
             ts=recv_ts,  # Kraken's v1 ticker carries no time of its own
             recv_ts=recv_ts,
         )
@@ -452,11 +452,11 @@ class KrakenCodec(Codec):
             interval=interval,
             open_time=end - minutes * 60_000_000_000,
             close_time=end,
-            open=d(row.open),
-            high=d(row.high),
-            low=d(row.low),
-            close=d(row.close),
-            volume=d(row.volume),
+            open=d[row.open],
+            high=d[row.high],
+            low=d[row.low],
+            close=d[row.close],
+            volume=d[row.volume],
             trades=row.count,
             closed=False,  # Kraken never says; the next interval's first update closes it
             recv_ts=recv_ts,
@@ -968,8 +968,8 @@ class KrakenRest(PublicRest):
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=tuple([BookLevel(d(p), d(s)) for p, s, _ in book.bids]),
-                asks=tuple([BookLevel(d(p), d(s)) for p, s, _ in book.asks]),
+                bids=tuple([BookLevel(d[p], d[s]) for p, s, _ in book.bids]),
+                asks=tuple([BookLevel(d[p], d[s]) for p, s, _ in book.asks]),
                 recv_ts=recv_ts,
             )
         except _DECODE_ERRORS as exc:
@@ -995,8 +995,8 @@ class KrakenRest(PublicRest):
                             venue=VENUE,
                             symbol=symbol,
                             id=row[6] if len(row) > 6 else None,
-                            price=d(price),
-                            size=d(volume),
+                            price=d[price],
+                            size=d[volume],
                             side=Side.BUY if side == "b" else Side.SELL,
                             ts=ns,
                             recv_ts=recv_ts,
