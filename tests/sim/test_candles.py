@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickloop.models import Candle, Side
 from tickloop.sim.candles import INTERVAL_NS, CandleAggregator
@@ -120,3 +122,46 @@ def test_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown interval"):
         CandleAggregator().candles("ABC-USD", "7s")
     assert list(INTERVAL_NS) == ["1s", "1m", "5m", "15m", "1h", "1d"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 3 * S),  # time to the next trade
+            st.integers(1, 500),  # price, ticks
+            st.integers(1, 100),  # size, lots
+            st.booleans(),  # call close_due first
+        ),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_candles_add_up_and_close_once(steps: list[tuple[int, int, int, bool]]) -> None:
+    agg = CandleAggregator(intervals=("1s", "5m", "1d"))
+    ts = DAY0 - 7 * S
+    closed: set[tuple[str, int]] = set()
+    for dt, price, size, housekeeping in steps:
+        ts += dt
+        out = agg.close_due(ts) if housekeeping else []
+        out += agg.on_trade(trade(1, price, size, ts), SPEC)
+        for c in out:
+            key = (c.interval, c.open_time)
+            assert key not in closed, "a candle changed after it closed"
+            if c.closed:
+                closed.add(key)
+    volume = sum(size for _, _, size, _ in steps)
+    prices = [Decimal(SPEC.price_text(price)) for _, price, _, _ in steps]
+    for interval in agg.intervals:
+        candles = agg.candles("ABC-USD", interval)
+        duration = INTERVAL_NS[interval]
+        assert sum(c.volume for c in candles) == Decimal(SPEC.size_text(volume))
+        assert sum(c.trades for c in candles) == len(steps)
+        assert max(c.high for c in candles) == max(prices)
+        assert min(c.low for c in candles) == min(prices)
+        assert candles[0].open == prices[0] and candles[-1].close == prices[-1]
+        for c in candles:
+            assert c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close)
+            assert c.open_time % duration == 0 and c.close_time == c.open_time + duration
+        assert [c.open_time for c in candles] == sorted({c.open_time for c in candles})
+        assert all(c.closed for c in candles[:-1])
