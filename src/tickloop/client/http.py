@@ -210,7 +210,7 @@ class HttpSession:
             await session.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        session = self._session
+        session = getattr(self, "_session", None)  # None if __init__ failed
         if session is None or session.closed:
             return
         if not self._warned:
@@ -236,6 +236,10 @@ class HttpSession:
                 headers=self._headers,
                 trust_env=False,
             )
+            # aiohttp silently resends idempotent requests once on a reused connection that
+            # broke; the retry policy here must be the only one (counted, budgeted, backed off)
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
         return session
 
     # -- requests --------------------------------------------------------------------------------
@@ -278,9 +282,10 @@ class HttpSession:
             attempt += 1
             await self._throttle_wait(request.weight, deadline)
             headers = await self._auth_headers(request, target, body)
+            session = self._get_session()  # a closed session fails here, without retries
             try:
                 status, answer, answer_headers = await self._exchange(
-                    request.method, url, body, headers, deadline
+                    session, request.method, url, body, headers, deadline
                 )
             except NetworkError as exc:
                 retryable = request.idempotent or isinstance(exc, _NotSent)
@@ -377,13 +382,13 @@ class HttpSession:
 
     async def _exchange(
         self,
+        session: aiohttp.ClientSession,
         method: str,
         url: URL,
         body: bytes,
         headers: dict[str, str],
         deadline: float,
     ) -> tuple[int, bytes, Mapping[str, str]]:
-        session = self._get_session()
         loop = asyncio.get_running_loop()
         if body:
             headers = {**headers, "Content-Type": "application/json"}

@@ -28,6 +28,8 @@ from ..exceptions import ConfigError
 
 __all__ = ["Throttle"]
 
+_EPSILON = 1e-9
+
 
 @dataclass
 class Throttle:
@@ -80,7 +82,8 @@ class Throttle:
         tolerance = self.burst * interval
         self._tat = max(self._tat, now) + weight * interval  # an idle bucket is simply full
         allowed_at = self._tat - tolerance
-        return max(0.0, allowed_at - now, self.blocked_until - now)
+        delay = max(allowed_at - now, self.blocked_until - now)
+        return delay if delay > _EPSILON else 0.0  # float dust is not a wait
 
     def wait_time(self, now: float) -> float:
         """Seconds a request that already reserved must still wait because of a 429 block."""
