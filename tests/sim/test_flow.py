@@ -6,6 +6,8 @@ import random
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickloop.models import OrderType, Side
 from tickloop.sim.engine import (
@@ -164,3 +166,34 @@ def test_start_prices_and_arguments() -> None:
         Flow(engine, rng=rng, symbols=["ETH-USD"], taker_rate=1.5)
     with pytest.raises(ValueError):
         Flow(engine, rng=rng, symbols=["ETH-USD"], start_prices={"ETH-USD": 0})
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), taker_rate=st.sampled_from([0.0, 0.3, 0.9]))
+def test_any_seed_keeps_the_flow_guarantees(seed: int, taker_rate: float) -> None:
+    engine = Engine([DEFAULT_MARKETS["SOL-USD"]])
+    flow = Flow(
+        engine,
+        rng=random.Random(seed),
+        symbols=["SOL-USD"],
+        makers=2,
+        levels=5,
+        taker_rate=taker_rate,
+    )
+    book: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    initial = units(engine)
+    for i in range(250):
+        events = flow.seed_book("SOL-USD", 0) if i == 0 else flow.step("SOL-USD", i)
+        updates = [ev for ev in events if isinstance(ev, BookUpdate)]
+        assert updates
+        for update in updates:
+            for side, levels in zip(book, (update.bids, update.asks), strict=True):
+                for price, size in levels:
+                    if size:
+                        side[price] = size
+                    else:
+                        del side[price]
+        bids, asks = engine.depth("SOL-USD")
+        assert sorted(book[0].items(), reverse=True) == bids and sorted(book[1].items()) == asks
+        assert bids and asks and bids[0][0] < asks[0][0]
+    assert units(engine) == initial
