@@ -38,6 +38,7 @@ from rich.table import Table
 from sortedcontainers import SortedDict
 
 from tickloop.book.engine import OrderBook
+from tickloop.book.sync import CoinbaseSync
 from tickloop.models import BookDelta, BookLevel, BookSnapshot
 
 Update = tuple[bool, Decimal, Decimal]  # (is_bid, price, size); size zero deletes
@@ -128,7 +129,7 @@ class Contender(Protocol):
 
 
 class Tickloop:
-    name = "tickloop OrderBook (dict + bisect list)"
+    name = "tickloop OrderBook.update_bid/ask (per level)"
 
     def load(self, snapshot: BookSnapshot) -> None:
         self.book = OrderBook.from_snapshot(snapshot)
@@ -219,6 +220,41 @@ class TickloopDelta(Tickloop):
         apply = book.apply_delta
         for delta in self._as_deltas(updates):
             apply(delta)
+            book.bids(10)
+            book.asks(10)
+
+
+class TickloopSync(TickloopDelta):
+    """The whole path a stream takes: a synchroniser (Coinbase rules: apply, then the crossed
+    check) fed 1-level BookDeltas, as the StreamClient will feed it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.name = "tickloop CoinbaseSync.on_delta (1-level BookDelta)"
+
+    def load(self, snapshot: BookSnapshot) -> None:
+        self.sync = CoinbaseSync(snapshot.symbol)
+        self.sync.on_snapshot(snapshot)
+        self.book = self.sync.book
+
+    def apply(self, updates: Sequence[Update]) -> None:
+        on_delta = self.sync.on_delta
+        for delta in self._as_deltas(updates):
+            on_delta(delta)
+
+    def apply_best(self, updates: Sequence[Update]) -> None:
+        on_delta = self.sync.on_delta
+        book = self.book
+        for delta in self._as_deltas(updates):
+            on_delta(delta)
+            book.best_bid  # noqa: B018
+            book.best_ask  # noqa: B018
+
+    def apply_top10(self, updates: Sequence[Update]) -> None:
+        on_delta = self.sync.on_delta
+        book = self.book
+        for delta in self._as_deltas(updates):
+            on_delta(delta)
             book.bids(10)
             book.asks(10)
 
@@ -399,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         Tickloop(),
         TickloopDelta(1),
         TickloopDelta(10),
+        TickloopSync(),
         SortedDictBook(),
         CryptofeedBook(),
     ]
@@ -449,8 +486,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     console.print(ratios)
     console.print(
-        "Rates are levels per second. The 1- and 10-level BookDelta rows read the best price "
-        "(or the top 10) after each message, the other rows after each level."
+        "Rates are levels per second. The BookDelta rows read the best price (or the top 10) "
+        "after each message, the other rows after each level."
     )
 
 

@@ -152,10 +152,43 @@ class OrderBook:
     def apply_delta(self, delta: BookDelta) -> None:
         """Apply the changed levels of ``delta`` in order (size zero deletes), then truncate
         each side to ``depth``. Sequence numbers are recorded, not judged."""
-        if delta.bids:
-            self.update_bids(delta.bids)
-        if delta.asks:
-            self.update_asks(delta.asks)
+        # The loops of update_bids/update_asks, inlined: this is the per-message hot path.
+        levels = delta.bids
+        if levels:
+            bids = self._bids
+            pending = self._bid_pending
+            for price, size in levels:
+                if size:
+                    if price not in bids:
+                        pending.setdefault(price, False)
+                        best = self.best_bid
+                        if best is None or price > best:
+                            self.best_bid = price
+                    bids[price] = size
+                elif price in bids:
+                    del bids[price]
+                    pending.setdefault(price, True)
+                    if price == self.best_bid:
+                        px = self._flush_bids()
+                        self.best_bid = px[-1] if px else None
+        levels = delta.asks
+        if levels:
+            asks = self._asks
+            pending = self._ask_pending
+            for price, size in levels:
+                if size:
+                    if price not in asks:
+                        pending.setdefault(price, False)
+                        best = self.best_ask
+                        if best is None or price < best:
+                            self.best_ask = price
+                    asks[price] = size
+                elif price in asks:
+                    del asks[price]
+                    pending.setdefault(price, True)
+                    if price == self.best_ask:
+                        px = self._flush_asks()
+                        self.best_ask = px[0] if px else None
         depth = self.depth
         if depth is not None and (len(self._bids) > depth or len(self._asks) > depth):
             self._truncate(depth)

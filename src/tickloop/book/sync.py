@@ -87,6 +87,8 @@ _TRANSITIONS: dict[tuple[SyncState, _Input], SyncState] = {
     (S.LIVE, _Input.INVALIDATED): S.WAITING,
 }
 del S
+_WAITING = SyncState.WAITING
+_BRIDGING = SyncState.BRIDGING
 
 
 class SnapshotVia(enum.Enum):
@@ -98,6 +100,10 @@ class _Verdict(enum.Enum):
     APPLY = "apply"
     STALE = "stale"  # already reflected in the book: drop
     GAP = "gap"  # something is missing between the book and this delta
+
+
+_APPLY = _Verdict.APPLY
+_STALE = _Verdict.STALE
 
 
 # ------------------------------------------------------------------------------ actions
@@ -150,6 +156,10 @@ class BookSync:
     truncates: ClassVar[bool] = False
     #: Whether the first delta after a snapshot follows a looser rule (Binance).
     bridges: ClassVar[bool] = False
+    #: Whether deltas are judged by ``_sequence_verdict`` (venues with sequence numbers).
+    sequenced: ClassVar[bool] = False
+    #: Whether updates carry a checksum that ``_check_book`` verifies.
+    checksummed: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -217,10 +227,10 @@ class BookSync:
     def on_update(self, message: BookSnapshot | BookDelta) -> tuple[Action, ...]:
         """A book message from the stream."""
         if type(message) is BookDelta:
-            return self._on_delta(message)
+            return self.on_delta(message)
         if isinstance(message, BookSnapshot):
             return self.on_snapshot(message)
-        return self._on_delta(message)
+        return self.on_delta(message)
 
     def on_disconnect(self, ts: int) -> tuple[Action, ...]:
         """The stream carrying this book was lost: the book can no longer be trusted."""
@@ -290,29 +300,38 @@ class BookSync:
             return self._need(reason)
         return self._invalidate(reason, sequence, ts)
 
-    def _on_delta(self, delta: BookDelta) -> tuple[Action, ...]:
+    def on_delta(self, delta: BookDelta) -> tuple[Action, ...]:
+        """A delta from the stream (what ``on_update`` does for a delta, one call less)."""
         state = self.state
-        if state is SyncState.WAITING:
+        if state is _WAITING:
             if self.buffers:
                 if len(self._buffer) == self._buffer.maxlen:
                     self.overflowed += 1
                 self._buffer.append(delta)
             return _NOTHING
         book = self.book
-        verdict = self._sequence_verdict(delta, book, state is SyncState.BRIDGING)
-        if verdict is not _Verdict.APPLY:
-            if verdict is _Verdict.STALE:
-                self.stale += 1
-                return _NOTHING
-            actions = self._invalidate("gap", delta.sequence, delta.recv_ts or delta.ts)
-            if self.buffers:
-                self._buffer.append(delta)  # it may be needed on top of the next snapshot
-            return actions
+        if self.sequenced:
+            verdict = self._sequence_verdict(delta, book, state is _BRIDGING)
+            if verdict is not _APPLY:
+                if verdict is _STALE:
+                    self.stale += 1
+                    return _NOTHING
+                actions = self._invalidate("gap", delta.sequence, delta.recv_ts or delta.ts)
+                if self.buffers:
+                    self._buffer.append(delta)  # it may be needed on top of the next snapshot
+                return actions
         book.apply_delta(delta)
-        reason = self._check_book(book, delta)
-        if reason is not None:
-            return self._invalidate(reason, delta.sequence, delta.recv_ts or delta.ts)
-        if state is SyncState.BRIDGING:
+        if self.checksummed:
+            reason = self._check_book(book, delta)
+            if reason is not None:
+                return self._invalidate(reason, delta.sequence, delta.recv_ts or delta.ts)
+        else:  # _check_book's crossed test, inlined: this is the per-message hot path
+            bid = book.best_bid
+            if bid is not None:
+                ask = book.best_ask
+                if ask is not None and bid >= ask:
+                    return self._invalidate("crossed", delta.sequence, delta.recv_ts or delta.ts)
+        if state is _BRIDGING:
             self._move(_Input.BRIDGED)
         self.applied += 1
         return self._applied
@@ -359,6 +378,7 @@ class BookSync:
 class _ChecksumSync(BookSync, abc.ABC):
     """A venue whose updates carry a checksum of the book after them."""
 
+    checksummed = True
     #: How many levels a side the venue's checksum reads.
     checksum_depth: ClassVar[int] = 10
 
@@ -387,6 +407,7 @@ class BinanceSync(BookSync):
     initial_snapshot = True
     buffers = True
     bridges = True
+    sequenced = True
 
     def _sequence_verdict(self, delta: BookDelta, book: OrderBook, first: bool) -> _Verdict:
         last = book.sequence
@@ -438,6 +459,7 @@ class SimSync(_ChecksumSync):
 
     venue = "sim"
     buffers = True
+    sequenced = True
 
     @staticmethod
     def _checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int:
