@@ -64,7 +64,7 @@ def test_429_storm_slows_down_and_success_recovers() -> None:
     t = Throttle(100, 1.0)
     nominal = t.rate
     for i in range(20):
-        t.rate_limited(None, now=float(i))
+        t.rate_limited(None, now=float(i))  # a second apart: each one a new block
     assert t.rate == pytest.approx(nominal * t.min_rate_factor)
     for _ in range(1000):
         t.succeeded()
@@ -96,3 +96,12 @@ def test_bad_configuration(limit: float, period: float, burst_fraction: float) -
 def test_negative_weight_refused() -> None:
     with pytest.raises(ConfigError):
         Throttle(10).reserve(-1, 0.0)
+
+
+def test_one_burst_of_429s_halves_the_rate_once() -> None:
+    t = Throttle(100, 1.0)
+    for _ in range(10):  # ten answers to requests that were in flight together
+        t.rate_limited(0.5, now=1.0)
+    assert t.rate_factor == 0.5
+    t.rate_limited(0.5, now=2.0)  # after the block: a new lesson
+    assert t.rate_factor == 0.25

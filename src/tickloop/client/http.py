@@ -13,10 +13,10 @@ It owns one aiohttp session (one connection pool) and applies, in this order, to
 5. **retries**: with exponential backoff and full jitter (:class:`~tickloop.client.backoff.Backoff`)
    and a budget shared by the session (:class:`~tickloop.client.backoff.RetryBudget`).
 
-Which failures are retried: a 429 always (the venue did not process the request; the wait is the
-venue's ``Retry-After``); a connection that could not be made always (nothing was sent); a lost
-answer, a timeout or a 5xx only for ``idempotent`` requests, because the request may have been
-processed. Order placement is idempotent only because it carries a client order id that the
+Which failures are retried: a 429 and a 503 always (the venue refused to process the request;
+a 429's wait is the venue's ``Retry-After``); a connection that could not be made always (nothing
+was sent); a lost answer, a timeout or another 5xx only for ``idempotent`` requests, because the
+request may have been processed. Order placement is idempotent only because it carries a client order id that the
 venue deduplicates, so a retry can never create a second order.
 
 Errors: aiohttp's exceptions never leave this module. Network failures become
@@ -327,7 +327,7 @@ class HttpSession:
                 token_renewed = True
                 self.credentials.invalidate(headers["Authorization"].removeprefix("Bearer "))
                 continue
-            if status in _RETRY_STATUSES and request.idempotent:
+            if status in _RETRY_STATUSES and (request.idempotent or status == 503):
                 wait = backoff.next_wait()
                 if wait is not None and self.retry_budget.try_spend(loop.time()):
                     self.stats.retries += 1

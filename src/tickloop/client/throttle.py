@@ -90,8 +90,13 @@ class Throttle:
         return max(0.0, self.blocked_until - now)
 
     def rate_limited(self, retry_after: float | None, now: float) -> None:
-        """The venue answered 429: block until ``now + retry_after``, restart empty, slow down."""
-        self.rate_factor = max(self.min_rate_factor, self.rate_factor * 0.5)
+        """The venue answered 429: block until ``now + retry_after``, restart empty, slow down.
+
+        The rate is halved once per block: the other 429s of the same burst answer requests
+        sent before the block began and teach nothing new.
+        """
+        if now >= self.blocked_until:
+            self.rate_factor = max(self.min_rate_factor, self.rate_factor * 0.5)
         if retry_after is None or retry_after <= 0:
             retry_after = 1.0 / self.rate  # no hint: at least one request interval
         until = now + retry_after
