@@ -1,8 +1,9 @@
 """The naive baseline: ``websockets`` with its defaults, ``json.loads`` per frame, a callback.
 
-What a user writes in ten lines without a library: connect to the raw stream
-``/ws/btcusdt@aggTrade`` (or ``@depth@100ms``), decode every frame with the standard library and
-hand the dict to user code. No book is kept, no typed model is built, the default asyncio loop.
+What a user writes in ten lines without a library: connect to the combined stream
+``/stream?streams=btcusdt@aggTrade`` (or ``@depth@100ms``; the same frames tickloop's Binance codec
+and cryptofeed read), decode every frame with the standard library and hand the event dict to
+user code. No book is kept, no typed model is built, the default asyncio loop.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ async def consume(port: int, kind: str, meter: Meter) -> None:
     stream = "aggTrade" if kind == "trades" else "depth@100ms"
     key = "a" if kind == "trades" else "u"
 
-    def user_code(msg: dict[str, Any]) -> None:
-        meter.hit(msg[key])
+    def user_code(event: dict[str, Any]) -> None:
+        meter.hit(event[key])
 
-    async with connect(f"ws://127.0.0.1:{port}/ws/{SYMBOL_LOWER}@{stream}") as ws:
+    async with connect(f"ws://127.0.0.1:{port}/stream?streams={SYMBOL_LOWER}@{stream}") as ws:
         async for frame in ws:
-            user_code(json.loads(frame))
+            user_code(json.loads(frame)["data"])
 
 
 def main() -> None:
