@@ -8,7 +8,7 @@ attribute and property becomes a read-only property. The constructor takes Async
 parameters. Nothing is written by hand per method, so the twins cannot drift apart.
 
     python scripts/gen_sync.py           # rewrite the module
-    python scripts/gen_sync.py --check   # exit 1 if the committed module is stale (a test runs this)
+    python scripts/gen_sync.py --check   # exit 1 if the committed module is stale (tests run it)
 
 The output is passed through ``ruff check --select I --fix`` and ``ruff format`` so that the
 committed file is lint-clean and formatting tools leave it alone.
@@ -27,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "src" / "tickloop" / "client" / "sync.py"
+#: The name ruff formats the text as (its settings come from the project's pyproject.toml).
+STDIN_NAME = "src/tickloop/client/sync.py"
 sys.path.insert(0, str(ROOT / "src"))
 
 #: AsyncClient members that are not mirrored: lifecycle (written in the template) and objects
@@ -174,11 +176,12 @@ class Client:
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if self._closed:
             coro.close()
-            raise NetworkError(f"Client({{self._async.venue!r}}) is closed", venue=self._async.venue)
+            venue = self._async.venue
+            raise NetworkError(f"Client({{venue!r}}) is closed", venue=venue)
         return self._runner.run(coro)
 '''
 
-INIT = '''\
+INIT = """\
     def __init__{signature}:
         self._closed = True  # until the AsyncClient exists
         self._runner = _LoopThread(f"tickloop-client-{{venue}}")
@@ -188,18 +191,18 @@ INIT = '''\
             self._runner.stop()
             raise
         self._closed = False
-'''
+"""
 
-METHOD = '''\
+METHOD = """\
     def {name}{signature}:
 {doc}        return self._run(self._async.{name}({call}))
-'''
+"""
 
-PROPERTY = '''\
+PROPERTY = """\
     @property
     def {name}(self) -> {annotation}:
 {doc}        return self._async.{name}
-'''
+"""
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -212,8 +215,10 @@ def _docstring(obj: Any, indent: str = "        ") -> str:
         raise SystemExit(f"gen_sync: docstring of {obj!r} must not contain triple quotes or \\")
     lines = doc.splitlines()
     body = "\n".join((indent + line) if line else "" for line in lines)
-    return f'{indent}"""{body.lstrip()}\n{indent}"""\n' if len(lines) > 1 else (
-        f'{indent}"""{doc}"""\n'
+    return (
+        f'{indent}"""{body.lstrip()}\n{indent}"""\n'
+        if len(lines) > 1
+        else (f'{indent}"""{doc}"""\n')
     )
 
 
@@ -274,7 +279,8 @@ def _imports(names: set[str], namespace: dict[str, Any]) -> str:
             raise SystemExit(f"gen_sync: cannot tell where {name!r} comes from")
         lines.setdefault(module, set()).add(name)
     return "\n".join(
-        f"from {module} import {', '.join(sorted(items))}" for module, items in sorted(lines.items())
+        f"from {module} import {', '.join(sorted(items))}"
+        for module, items in sorted(lines.items())
     )
 
 
@@ -321,7 +327,7 @@ def generate() -> str:
 
 
 def _ruff(text: str) -> str:
-    stdin = str(TARGET.relative_to(ROOT))
+    stdin = STDIN_NAME
     for args in (
         ["check", "--select", "I,F401", "--fix-only", "--quiet", "--stdin-filename", stdin],
         ["format", "--quiet", "--stdin-filename", stdin],
@@ -348,13 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     current = TARGET.read_text() if TARGET.exists() else ""
     if args.check:
         if current != text:
-            print(f"{TARGET.relative_to(ROOT)} is stale: run python scripts/gen_sync.py")
+            print(f"{TARGET} is stale: run python scripts/gen_sync.py")
             return 1
-        print(f"{TARGET.relative_to(ROOT)} is up to date")
+        print(f"{TARGET} is up to date")
         return 0
     if current != text:
         TARGET.write_text(text)
-        print(f"wrote {TARGET.relative_to(ROOT)}")
+        print(f"wrote {TARGET}")
     return 0
 
 

@@ -5,9 +5,9 @@ It owns one aiohttp session (one connection pool) and applies, in this order, to
 
 1. **deadline**: the whole call, retries and waits included, ends by ``timeout`` seconds
    (:class:`tickloop.TimeoutError`); each attempt also has its own ``attempt_timeout``;
-2. **throttle**: the venue's token bucket (:mod:`tickloop.client.throttle`), charged the
+2. **concurrency**: at most ``max_concurrency`` requests in flight;
+3. **throttle**: the venue's token bucket (:mod:`tickloop.client.throttle`), charged the
    request's ``weight``, and blocked while a ``Retry-After`` runs;
-3. **concurrency**: at most ``max_concurrency`` requests in flight;
 4. **auth**: private requests are signed (login) or carry the shared session token
    (:class:`~tickloop.client.auth.Credentials`); a refused token is renewed once;
 5. **retries**: with exponential backoff and full jitter (:class:`~tickloop.client.backoff.Backoff`)
@@ -16,8 +16,12 @@ It owns one aiohttp session (one connection pool) and applies, in this order, to
 Which failures are retried: a 429 and a 503 always (the venue refused to process the request;
 a 429's wait is the venue's ``Retry-After``); a connection that could not be made always (nothing
 was sent); a lost answer, a timeout or another 5xx only for ``idempotent`` requests, because the
-request may have been processed. Order placement is idempotent only because it carries a client order id that the
-venue deduplicates, so a retry can never create a second order.
+request may have been processed. Order placement is idempotent only because it carries a client
+order id that the venue deduplicates, so a retry can never create a second order.
+
+Rate-limit headers (``TL-RateLimit-Limit``/``-Remaining`` for the sim, named by the codec) teach
+the throttle the key's real budget, and tokens are reserved only when a request holds one of the
+``max_concurrency`` slots, so what is learnt applies to every request not yet sent.
 
 Errors: aiohttp's exceptions never leave this module. Network failures become
 :class:`~tickloop.NetworkError` / :class:`~tickloop.TimeoutError` (the aiohttp exception kept as
@@ -113,6 +117,18 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def _float_header(headers: Mapping[str, str], name: str | None) -> float | None:
+    if name is None:
+        return None
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _encode_query(params: tuple[tuple[str, str], ...]) -> str:
     # commas and parentheses stay readable (field selections); the signature covers the query
     # exactly as sent, so the URL is passed to aiohttp already encoded
@@ -143,6 +159,7 @@ class HttpSession:
         backoff_max: float = 2.0,
         retry_budget: RetryBudget | None = None,
         remaining_header: str | None = None,
+        limit_header: str | None = None,
         headers: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
         owner: str | None = None,
@@ -172,6 +189,7 @@ class HttpSession:
         self._backoff_max = backoff_max
         self.retry_budget = retry_budget or RetryBudget(max_retries=100, window=10.0)
         self._remaining_header = remaining_header
+        self._limit_header = limit_header
         self._headers = dict(headers or {})
         self._rng = rng or random.Random()
         self._owner = owner or f"HttpSession({self.base_url!r})"
@@ -280,12 +298,11 @@ class HttpSession:
         attempt = 0
         while True:
             attempt += 1
-            await self._throttle_wait(request.weight, deadline)
             headers = await self._auth_headers(request, target, body)
             session = self._get_session()  # a closed session fails here, without retries
             try:
                 status, answer, answer_headers = await self._exchange(
-                    session, request.method, url, body, headers, deadline
+                    session, request, url, body, headers, deadline
                 )
             except NetworkError as exc:
                 retryable = request.idempotent or isinstance(exc, _NotSent)
@@ -301,6 +318,8 @@ class HttpSession:
                     self._observe(answer_headers, loop.time())
                 backoff.succeeded()
                 return Response(status, answer, answer_headers, time.time_ns(), attempts=attempt)
+            if status == 429:
+                self._observe(answer_headers, loop.time())
             error = self._error(status, answer, answer_headers)
             if error.venue is None:
                 error.venue = self.venue
@@ -359,13 +378,13 @@ class HttpSession:
             delay = throttle.wait_time(loop.time())  # a 429 may have blocked us meanwhile
 
     def _observe(self, headers: Mapping[str, str], now: float) -> None:
-        name = self._remaining_header
-        if name is None or self.throttle is None:
+        """Learn the venue's budget from its rate-limit headers, where it sends them."""
+        if self.throttle is None:
             return
-        value = headers.get(name)
-        if value is not None:
-            with contextlib.suppress(ValueError):
-                self.throttle.observe(float(value), now)
+        remaining = _float_header(headers, self._remaining_header)
+        limit = _float_header(headers, self._limit_header)
+        if remaining is not None or limit is not None:
+            self.throttle.observe(remaining, now, limit)
 
     async def _auth_headers(self, request: RestRequest, target: str, body: bytes) -> dict[str, str]:
         if not request.private:
@@ -383,7 +402,7 @@ class HttpSession:
     async def _exchange(
         self,
         session: aiohttp.ClientSession,
-        method: str,
+        request: RestRequest,
         url: URL,
         body: bytes,
         headers: dict[str, str],
@@ -392,7 +411,11 @@ class HttpSession:
         loop = asyncio.get_running_loop()
         if body:
             headers = {**headers, "Content-Type": "application/json"}
+        method = request.method
         async with self._semaphore:
+            # tokens are reserved only once a slot is free, just before sending: a budget learnt
+            # from the venue's first answers applies to every request that has not gone yet
+            await self._throttle_wait(request.weight, deadline)
             self.stats.attempts += 1
             self.stats.in_flight += 1
             try:

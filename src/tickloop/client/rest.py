@@ -94,6 +94,7 @@ class AsyncClient:
             attempt_timeout=attempt_timeout,
             max_retries=max_retries,
             remaining_header=getattr(codec_cls, "remaining_header", None),
+            limit_header=getattr(codec_cls, "limit_header", None),
             owner=f"AsyncClient({venue!r})",
         )
 

@@ -190,7 +190,8 @@ class Client:
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if self._closed:
             coro.close()
-            raise NetworkError(f"Client({self._async.venue!r}) is closed", venue=self._async.venue)
+            venue = self._async.venue
+            raise NetworkError(f"Client({venue!r}) is closed", venue=venue)
         return self._runner.run(coro)
 
     @property

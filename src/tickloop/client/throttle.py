@@ -111,9 +111,13 @@ class Throttle:
         if self.rate_factor < 1.0:
             self.rate_factor = min(1.0, self.rate_factor + self.recovery_step)
 
-    def observe(self, remaining: float, now: float) -> None:
-        """The venue reported ``remaining`` units in its window: never believe we have more."""
-        if remaining < 0:
+    def observe(self, remaining: float | None, now: float, limit: float | None = None) -> None:
+        """The venue reported its budget (``limit`` units per period) and/or the ``remaining``
+        units of its window: never believe in more than the venue grants."""
+        if limit is not None and 0 < limit < self.limit:
+            self.limit = limit  # the key's real budget is smaller than the published one
+            self._tat = min(self._tat, now + self.burst / self.rate)
+        if remaining is None or remaining < 0:
             return
         if self.available(now) > remaining:
             self._tat = now + (self.burst - remaining) / self.rate

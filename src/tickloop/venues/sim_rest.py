@@ -233,6 +233,8 @@ class SimRest(PublicRest):
     rate_limit: ClassVar[tuple[float, float]] = (200.0, 1.0)
     #: Header carrying the budget left in the current window (the HTTP session watches it).
     remaining_header: ClassVar[str] = "TL-RateLimit-Remaining"
+    #: Header carrying the key's budget per window, which may be below ``rate_limit``.
+    limit_header: ClassVar[str] = "TL-RateLimit-Limit"
 
     # -- public: the PublicRest contract ---------------------------------------------------------
     def markets_request(self, fields: Selection | None = None) -> RestRequest:
