@@ -290,9 +290,7 @@ def _market(instrument: Instrument) -> Market:
 
 def _select(market: Market, fields: Selection) -> Market:
     """Apply a selection client-side for venues that cannot (InvalidRequest names a bad field)."""
-    raw: dict[str, Any] = msgspec.to_builtins(market)
-    for name in ("book", "ticker"):
-        raw.setdefault(name, None)  # known to the model, not offered by this venue
+    raw: dict[str, Any] = msgspec.to_builtins(market)  # UNSET fields (book, ticker) are absent
     selected = fields.apply(raw)
     selected["venue"] = market.venue
     return msgspec.convert(selected, Market)
