@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tickloop import AsyncClient, Client, ConfigError, InvalidRequest, Selection
+from tickloop import AsyncClient, Client, ConfigError, ExchangeError, InvalidRequest, Selection
 from tickloop.client.results import UNSET
 from tickloop.replay import ReplayServer
 
@@ -92,8 +92,9 @@ async def test_binance_recorded_depth_snapshots(shared_data: Path) -> None:
         assert [t.id for t in trades] == [26130, 26131]
         with pytest.raises(ConfigError):
             await client.balances()  # trading through tickloop's REST client is the sim's
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(ExchangeError) as missing:
             await client.book("NOPE-USDT", depth=1000)  # the replay answers 404
+        assert missing.value.status == 404 and missing.value.venue == "binance"
 
 
 async def test_coinbase_public_rest() -> None:
