@@ -61,10 +61,9 @@ _CLOSED = _Closed()
 class ConsumerStats:
     """Counters of one consumer: what it got, what it lost, how far behind it fell."""
 
-    __slots__ = ("conflated", "delivered", "dropped", "handler_errors", "high_water", "received")
+    __slots__ = ("conflated", "delivered", "dropped", "handler_errors", "high_water")
 
     def __init__(self) -> None:
-        self.received = 0  # events offered to this consumer
         self.delivered = 0  # events handed to user code
         self.conflated = 0  # events replaced by a newer value (CONFLATE)
         self.dropped = 0  # events lost to an overflow (ERROR: then the consumer is detached)
@@ -151,7 +150,6 @@ class Consumer:
 
     def _call_handler(self, event: Any) -> None:
         stats = self.stats
-        stats.received += 1
         handler = self._handler
         assert handler is not None
         try:
@@ -194,7 +192,6 @@ class Consumer:
     def _push_error(self, event: Any) -> None:
         buffer = self._buffer
         stats = self.stats
-        stats.received += 1
         size = len(buffer)
         if size >= self.maxsize:
             self._overflow()
@@ -211,7 +208,6 @@ class Consumer:
     def _push_conflate(self, event: Any) -> None:
         latest = self._latest
         stats = self.stats
-        stats.received += 1
         key = self._key(event)
         if key in latest:
             stats.conflated += 1

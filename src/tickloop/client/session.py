@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from time import time_ns
 from typing import Any, Protocol
 
 import picows
@@ -35,7 +36,6 @@ import picows
 from ..exceptions import (
     AuthError,
     NetworkError,
-    ProtocolError,
     StreamError,
     SubscriptionError,
     TickloopError,
@@ -75,7 +75,6 @@ class SessionState(Enum):
 
 @dataclass
 class SessionStats:
-    events: int = 0
     malformed: int = 0  # frames that could not be decoded (counted, skipped)
     connects: int = 0
     reconnects: int = 0
@@ -112,12 +111,12 @@ class _Listener(picows.WSListener):
         self.decode = codec.decode
         self.dispatch = session._dispatch
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.recv_ts = 0
         self.fragments: bytearray | None = None
+        self.rx = 0  # frames received (read by the watchdog)
+        self.events = 0
 
     def on_ws_frame(self, transport: Any, frame: Any) -> None:
-        session = self.session
-        session._rx += 1
+        self.rx += 1
         msg_type = frame.msg_type
         if msg_type is _TEXT or msg_type is _BINARY:
             if not frame.fin:
@@ -132,24 +131,18 @@ class _Listener(picows.WSListener):
                 return
             payload, self.fragments = bytes(self.fragments), None
         elif msg_type is _CLOSE:
-            session._close_reason = f"closed by the venue ({frame.get_close_code()})"
+            self.session._close_reason = f"closed by the venue ({frame.get_close_code()})"
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
         else:
             return
-        # One wall-clock read per socket read, not per frame.
-        recv_ts = self.recv_ts or time.time_ns()
-        self.recv_ts = 0 if frame.last_in_buffer else recv_ts
         try:
-            events = self.decode(payload, recv_ts)
-        except ProtocolError as exc:
-            session._malformed(exc, payload)
+            events = self.decode(payload, time_ns())
+        except Exception as exc:  # ProtocolError, or a codec bug: never fatal to the connection
+            self.session._malformed(exc, payload)
             return
-        except Exception as exc:  # a codec bug must not take the connection down
-            session._malformed(exc, payload)
-            return
-        session.stats.events += len(events)
+        self.events += len(events)
         dispatch = self.dispatch
         try:
             for event in events:
@@ -157,7 +150,7 @@ class _Listener(picows.WSListener):
                 if sink is not None:
                     sink(event)
         except Exception:
-            log.exception("%s: error while dispatching an event", session.name)
+            log.exception("%s: error while dispatching an event", self.session.name)
 
     def on_ws_disconnected(self, transport: Any) -> None:
         if not self.closed.done():
@@ -220,7 +213,9 @@ class WsSession:
         self._logged_in = False
         self._login_waiter: asyncio.Future[None] | None = None
         self._close_reason = ""
-        self._rx = 0
+        self._rx_before = 0  # frames of earlier connections
+        self._events_before = 0
+        self._listener: _Listener | None = None
         self._rx_seen = 0
         self._last_rx_at = 0.0
         self._ping_sent = False
@@ -251,7 +246,14 @@ class WsSession:
     @property
     def frames(self) -> int:
         """Frames received over every connection of this session."""
-        return self._rx
+        listener = self._listener
+        return self._rx_before + (listener.rx if listener is not None else 0)
+
+    @property
+    def events(self) -> int:
+        """Events decoded over every connection of this session."""
+        listener = self._listener
+        return self._events_before + (listener.events if listener is not None else 0)
 
     @property
     def malformed(self) -> int:
@@ -469,6 +471,7 @@ class WsSession:
         except (OSError, picows.WSError) as exc:
             raise NetworkError(f"cannot connect to {url}: {exc}", venue=self.venue) from exc
         assert listener is not None
+        self._listener = listener
         self._transport = transport
         self._codec = codec
         self._close_reason = ""
@@ -481,7 +484,7 @@ class WsSession:
     async def _open(self, listener: _Listener) -> None:
         loop = asyncio.get_running_loop()
         self.state = SessionState.OPEN
-        self._rx_seen = self._rx
+        self._rx_seen = -1
         self._last_rx_at = loop.time()
         self._ping_sent = False
         self._schedule_watchdog()
@@ -529,6 +532,10 @@ class WsSession:
         loop = asyncio.get_running_loop()
         was_open = self._transport is not None
         self._drop_transport()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self._rx_before += listener.rx
+            self._events_before += listener.events
         self._lost_at = loop.time()
         lost = [s for s in self.subscriptions if s in self._sent or s in self._confirmed]
         self._sent.clear()
@@ -574,8 +581,9 @@ class WsSession:
         if transport is None:
             return
         now = asyncio.get_running_loop().time()
-        if self._rx != self._rx_seen:
-            self._rx_seen = self._rx
+        rx = self._listener.rx if self._listener is not None else 0
+        if rx != self._rx_seen:
+            self._rx_seen = rx
             self._last_rx_at = now
             self._ping_sent = False
         else:

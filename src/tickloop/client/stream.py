@@ -130,6 +130,8 @@ class Stream(Generic[T]):
         self._subscriptions = subscriptions
         self._started = False
         self._get = consumer.get
+        self._buffer = consumer._buffer
+        self._stats = consumer.stats
 
     @property
     def consumer(self) -> Consumer:
@@ -140,10 +142,15 @@ class Stream(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        buffer = self._buffer
+        if buffer:  # the hot path: an event is waiting
+            self._stats.delivered += 1
+            item: T = buffer.popleft()
+            return item
         if not self._started:
             await self._start()
         try:
-            item: T = await self._get()
+            item = await self._get()
         except asyncio.CancelledError:
             # Like an async generator, a stream whose consumer is cancelled is finished: the
             # cancelled task's traceback may keep this object alive, so leave now.
@@ -813,7 +820,7 @@ class StreamClient:
             "connections": len(sessions),
             "connected": sum(1 for s in sessions if s.connected),
             "frames": sum(s.frames for s in sessions),
-            "events": sum(s.stats.events for s in sessions),
+            "events": sum(s.events for s in sessions),
             "malformed": sum(s.stats.malformed for s in sessions),
             "unknown": sum(s.unknown for s in sessions),
             "reconnects": sum(s.stats.reconnects for s in sessions),
