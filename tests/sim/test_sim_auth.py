@@ -147,3 +147,17 @@ def test_rate_limiter_windows_and_weights() -> None:
     assert limiter.check("a", 5, now=1.0).allowed  # new window
     too_heavy = limiter.check("c", 11, now=0.0)
     assert not too_heavy.allowed and too_heavy.retry_after == 1.0
+
+
+async def test_failed_auth_costs_the_address_budget() -> None:
+    async with (
+        SimExchange(seed=5, symbols=["BTC-USD"], rate=0, rate_limit_weight=3) as ex,
+        aiohttp.ClientSession() as http,
+    ):
+        statuses = []
+        for _ in range(4):
+            async with http.get(ex.rest_url + "/balances") as resp:
+                statuses.append(resp.status)
+                if resp.status == 401:
+                    assert resp.headers["TL-RateLimit-Weight"] == "1"
+        assert statuses == [401, 401, 401, 429]

@@ -184,7 +184,12 @@ class SimServer:
                     account = await self._authenticate(request)
                 except AuthFailure as exc:
                     stats.rejected_auth += 1
-                    self._charge(request, None, 1)  # failed attempts count against the address
+                    # a failed attempt costs 1 of the address's budget
+                    verdict = self._charge(request, None, 1)
+                    if not verdict.allowed:
+                        stats.rate_limited += 1
+                        stats.rest_errors += 1
+                        return self._rate_limited(verdict.retry_after, verdict)
                     raise ApiError(401, exc.code, exc.message) from None
             verdict = self._charge(request, account, self._weight(request))
             if not verdict.allowed:
@@ -339,7 +344,9 @@ class SimServer:
 
     def _rejected(self, exc: Rejected) -> ApiError:
         if exc.reason == "unknown_order":
-            return ApiError(404, "unknown_order", exc.message, field=exc.field)
+            return ApiError(404, "unknown_order", exc.message, field="id")
+        if exc.reason in ("amend_not_smaller", "amend_below_filled"):
+            return ApiError(400, "invalid_request", exc.message, field="size")
         if exc.field is not None:
             return ApiError(400, "invalid_request", exc.message, field=exc.field)
         return ApiError(422, "order_rejected", exc.reason)
