@@ -59,6 +59,36 @@ def _sim(
     )
 
 
+@app.command("run")
+def _run(
+    venue: str = typer.Option("sim", "--venue", help="sim, binance, coinbase or kraken."),
+    url: str | None = typer.Option(
+        None, "--url", help="WebSocket address (default: start the embedded exchange)."
+    ),
+    symbols: str = typer.Option(
+        "BTC-USD,ETH-USD,SOL-USD", "--symbols", help="Comma-separated markets."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the embedded exchange."),
+    rate: float = typer.Option(20.0, "--rate", help="Embedded flow steps per second per symbol."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after N seconds."),
+) -> None:
+    """Live terminal view of markets through StreamClient (the embedded exchange by default)."""
+    import asyncio
+    import contextlib
+
+    from .live import run_live
+
+    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    if not names:
+        raise ConfigError("no symbol given", field="--symbols")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_live(
+                venue=venue, url=url, symbols=names, seed=seed, rate=rate, duration=duration
+            )
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""

@@ -1,0 +1,193 @@
+"""The live terminal view of ``tickloop run``: markets consumed through StreamClient.
+
+With no arguments it starts the embedded exchange in-process and shows, per market, the last
+trades, the top of book (from the ticker stream), the message rate, and the connection's
+reconnects and gaps, refreshed a few times a second with rich. :class:`LiveView` holds the state
+and renders it (no I/O, testable by feeding events); :func:`run_live` wires it to a StreamClient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .client.stream import StreamClient
+from .models import Connected, Disconnected, Gap, Reconnected, Side, Stale, Ticker, Trade
+
+__all__ = ["LiveView", "MarketState", "run_live"]
+
+DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
+
+
+@dataclass
+class MarketState:
+    symbol: str
+    trades: deque[Trade] = field(default_factory=lambda: deque(maxlen=3))
+    ticker: Ticker | None = None
+    trade_count: int = 0
+    volume: Decimal = Decimal(0)
+
+
+class LiveView:
+    """State of the live view, fed by StreamClient handlers, rendered on demand."""
+
+    def __init__(self, symbols: Sequence[str], *, venue: str, url: str) -> None:
+        self.venue = venue
+        self.url = url
+        self.markets = {s: MarketState(s) for s in symbols}
+        self.status_log: deque[str] = deque(maxlen=4)
+        self.reconnects = 0
+        self.stale = 0
+        self.gaps = 0
+        self.gaps_recovered = 0
+        self.connected = False
+        self.started = time.monotonic()
+        self._rate_mark: tuple[float, int] | None = None
+        self.rate = 0.0
+
+    # ---------------------------------------------------------------------------- handlers
+    def on_trade(self, trade: Trade) -> None:
+        market = self.markets.get(trade.symbol)
+        if market is not None:
+            market.trades.appendleft(trade)
+            market.trade_count += 1
+            market.volume += trade.size
+
+    def on_ticker(self, ticker: Ticker) -> None:
+        market = self.markets.get(ticker.symbol)
+        if market is not None:
+            market.ticker = ticker
+
+    def on_status(self, event: Any) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        match event:
+            case Connected():
+                self.connected = True
+                self.status_log.appendleft(f"{stamp} connected to {event.url}")
+            case Disconnected():
+                self.connected = False
+                self.status_log.appendleft(f"{stamp} disconnected: {event.reason}")
+            case Reconnected():
+                self.connected = True
+                self.reconnects += 1
+                self.status_log.appendleft(
+                    f"{stamp} reconnected after {event.downtime * 1000:.0f} ms"
+                )
+            case Stale():
+                self.stale += 1
+                self.status_log.appendleft(f"{stamp} silent for {event.silent_for:.1f}s: replaced")
+            case Gap():
+                self.gaps += 1
+                self.gaps_recovered += event.recovered
+                how = "recovered" if event.recovered else "NOT recovered"
+                self.status_log.appendleft(
+                    f"{stamp} {event.symbol} trades {event.first_missing}..{event.last_missing} "
+                    f"missed, {how}"
+                )
+
+    def sample_rate(self, frames: int, now: float) -> None:
+        """Update the message rate from the client's frame counter."""
+        mark = self._rate_mark
+        if mark is not None and now > mark[0]:
+            self.rate = (frames - mark[1]) / (now - mark[0])
+        if mark is None or now - mark[0] >= 1.0:
+            self._rate_mark = (now, frames)
+
+    # ---------------------------------------------------------------------------- render
+    def render(self, now: float | None = None) -> Group:
+        now = time.monotonic() if now is None else now
+        table = Table(title=f"tickloop live - {self.venue} {self.url}", expand=False)
+        columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+            ("market", "left"),
+            ("bid", "right"),
+            ("ask", "right"),
+            ("spread", "right"),
+            ("last trades (newest first)", "left"),
+            ("trades", "right"),
+            ("volume", "right"),
+        )
+        for name, justify in columns:
+            table.add_column(
+                name, justify=justify, no_wrap=name == "market", min_width=len(name) // 2 + 1
+            )
+        for market in self.markets.values():
+            t = market.ticker
+            bid = f"{t.bid} x {t.bid_size}" if t and t.bid is not None else "-"
+            ask = f"{t.ask} x {t.ask_size}" if t and t.ask is not None else "-"
+            spread = str(t.ask - t.bid) if t and t.ask is not None and t.bid is not None else "-"
+            last = Text()
+            for i, trade in enumerate(market.trades):
+                if i:
+                    last.append("  ")
+                style = "green" if trade.side is Side.BUY else "red"
+                last.append(f"{trade.price}x{trade.size}", style=style)
+            table.add_row(
+                market.symbol, bid, ask, spread, last, str(market.trade_count), str(market.volume)
+            )
+        state = "[green]connected[/]" if self.connected else "[yellow]connecting[/]"
+        footer = Text.from_markup(
+            f"{state}   {self.rate:,.0f} msgs/s   reconnects {self.reconnects}   "
+            f"stale {self.stale}   gaps {self.gaps} ({self.gaps_recovered} recovered)   "
+            f"up {now - self.started:,.0f}s   Ctrl-C to quit"
+        )
+        log = Text("\n".join(self.status_log), style="dim")
+        return Group(table, footer, log)
+
+
+@contextlib.asynccontextmanager
+async def _exchange(
+    url: str | None, venue: str, symbols: Sequence[str], seed: int | None, rate: float
+) -> AsyncIterator[str]:
+    if url is not None or venue != "sim":
+        yield url or StreamClient(venue).url
+        return
+    from .sim import SimExchange
+
+    async with SimExchange(seed=seed, symbols=list(symbols), rate=rate) as ex:
+        yield ex.ws_url
+
+
+async def run_live(
+    *,
+    venue: str = "sim",
+    url: str | None = None,
+    symbols: Sequence[str] | None = None,
+    seed: int | None = None,
+    rate: float = 20.0,
+    duration: float | None = None,
+    refresh: float = 4.0,
+    console: Console | None = None,
+) -> LiveView:
+    """Show the live view until ``duration`` seconds passed (None: until cancelled).
+
+    Without ``url`` (venue ``sim``) the embedded exchange runs in-process. Returns the view's
+    final state.
+    """
+    symbols = list(symbols or DEFAULT_SYMBOLS)
+    console = console or Console()
+    async with _exchange(url, venue, symbols, seed, rate) as ws_url:
+        view = LiveView(symbols, venue=venue, url=ws_url)
+        async with StreamClient(venue, url=ws_url) as feed:
+            feed.subscribe_status(view.on_status)
+            await feed.subscribe_trades(symbols, handler=view.on_trade)
+            await feed.subscribe_tickers(symbols, handler=view.on_ticker)
+            loop = asyncio.get_running_loop()
+            deadline = None if duration is None else loop.time() + duration
+            with Live(view.render(), console=console, refresh_per_second=refresh) as live:
+                while deadline is None or loop.time() < deadline:
+                    await asyncio.sleep(1.0 / refresh)
+                    now = time.monotonic()
+                    view.sample_rate(feed.stats()["frames"], now)
+                    live.update(view.render(now))
+    return view
