@@ -401,3 +401,20 @@ def test_status_events_carry_the_message_time() -> None:
     assert isinstance(valid, Emit) and valid.event == BookValid(
         venue="sim", symbol="BTC-USD", sequence=100, ts=777
     )
+
+
+def test_failed_snapshot_request_is_asked_again() -> None:
+    sync = BinanceSync("BTC-USD")
+    (first,) = sync.start()
+    assert isinstance(first, NeedSnapshot) and sync.start() == ()
+    (again,) = sync.on_snapshot_failed()
+    assert isinstance(again, NeedSnapshot) and again.reason == "retry"
+    assert again.via is SnapshotVia.REST
+    sync.on_snapshot(Venue("binance").snapshot())
+    assert sync.on_snapshot_failed() == ()  # nothing outstanding any more
+
+
+def test_snapshot_of_another_symbol_is_refused() -> None:
+    snap = msgspec.structs.replace(Venue().snapshot(), symbol="ETH-USD")
+    with pytest.raises(BookError):
+        SimSync("BTC-USD").on_snapshot(snap)

@@ -240,8 +240,22 @@ class BookSync:
             return _NOTHING
         return self._invalidate("disconnected", self.book.sequence, ts, ask=False)
 
+    def on_snapshot_failed(self) -> tuple[Action, ...]:
+        """The snapshot a NeedSnapshot asked for could not be had (the shell gave up on that
+        request): ask again. The shell waits (its backoff) before acting on the answer."""
+        if self.state is not _WAITING and not self._snapshot_pending:
+            return _NOTHING
+        self._snapshot_pending = False
+        return self._need("retry")
+
     def on_snapshot(self, snapshot: BookSnapshot) -> tuple[Action, ...]:
         """A snapshot, from the stream or from the REST request a NeedSnapshot asked for."""
+        if snapshot.symbol != self.symbol:
+            raise BookError(
+                f"snapshot of {snapshot.symbol!r} given to the {self.symbol!r} book",
+                symbol=self.symbol,
+                venue=self.venue_name,
+            )
         self._snapshot_pending = False
         ts = snapshot.recv_ts or snapshot.ts
         if (
