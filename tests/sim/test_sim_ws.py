@@ -28,17 +28,20 @@ async def ex() -> AsyncIterator[SimExchange]:
         yield ex
 
 
-async def recv(ws: Any) -> dict[str, Any]:
-    """The next message; a hang guard of 5 s (not a timing assertion)."""
-    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
-    return message
+async def recv(ws: Any, *, heartbeats: bool = False) -> dict[str, Any]:
+    """The next message, skipping heartbeats unless asked (they come whenever the test is slow);
+    5 s is a hang guard, not a timing assertion."""
+    while True:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+        if heartbeats or message.get("type") != "heartbeat":
+            return message
 
 
 async def until(ws: Any, kind: str) -> tuple[dict[str, Any], list[Any]]:
     """Read until a message of type ``kind``; returns it and everything read before it."""
     before = []
     while True:
-        message = await recv(ws)
+        message = await recv(ws, heartbeats=kind == "heartbeat")
         if message.get("type") == kind:
             return message, before
         before.append(message)

@@ -374,11 +374,16 @@ class Hub:
     async def close_all(self) -> None:
         """Close every connection with a close frame (1001, going away), then wait for them."""
         conns = list(self._conns.values())
-        for conn in conns:
+
+        async def close(conn: Connection) -> None:
             conn.closed = True
             conn.wake.set()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(conn.ws.close(code=1001, message=b"exchange stopping"), 1.0)
+            except (TimeoutError, ConnectionError, RuntimeError):
+                conn.abort()  # the client did not answer the close: cut it
+
+        await asyncio.gather(*(close(conn) for conn in conns))
         await self._wait_done(conns)
 
     async def disconnect_all(self) -> int:
