@@ -19,6 +19,9 @@ from rich.table import Table
 
 BASE = "tickloop"
 MiB = 2**20
+#: A median latency above this means the consumer cannot keep up with the rate: its latency is
+#: then queueing that grows with the length of the run, not a property of the client.
+FALLS_BEHIND_US = 100_000.0
 
 
 def _median(values: Iterable[float]) -> float | None:
@@ -37,6 +40,7 @@ class Figure:
         self.values: dict[str, float | None] = {}
         self.errors: dict[str, str] = {}
         self.runs: dict[str, int] = {}
+        self.flags: set[str] = set()  # † : cannot keep up at this rate
 
     def ratio(self, key: str) -> float | None:
         """tickloop's advantage over ``key`` (> 1: tickloop ahead)."""
@@ -50,6 +54,8 @@ class Figure:
         if value is None:
             return "failed" if key in self.errors else "—"
         text = self.fmt(value)
+        if key in self.flags:
+            text += " †"
         if key != BASE:
             r = self.ratio(key)
             if r is not None:
@@ -138,6 +144,8 @@ def aggregate(data: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                     continue
                 fig.values[key] = agg[q]
                 fig.runs[key] = agg["ok"]
+                if (agg["p50"] or 0) > FALLS_BEHIND_US:
+                    fig.flags.add(key)
                 if agg["error"] and agg[q] is None:
                     fig.errors[key] = agg["error"]
             figures.append(fig)
@@ -334,6 +342,11 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
         "ahead, below 1× it is behind. The reference is `tickloop (callback)`."
     )
     add("")
+    add(
+        "† : the contender cannot keep up with this rate, so its latency is a queue that grows "
+        "with the length of the run. *failed*: see *Runs that failed* below."
+    )
+    add("")
     add("| figure | " + " | ".join(labels[k] for k in keys) + " |")
     add("|---|" + "---:|" * len(keys))
     for fig in figures:
@@ -519,8 +532,25 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
         f"* {fig.name}: behind {labels[k]} ({fig.ratio(k):.2f}×)"
         for fig in figures
         for k in keys
-        if k != BASE and fig.ratio(k) is not None and fig.ratio(k) < 1  # type: ignore[operator]
+        if not k.startswith(BASE) and fig.ratio(k) is not None and fig.ratio(k) < 1  # type: ignore[operator]
     ]
+    book = data.get("book") or {}
+    if book.get("ok"):
+        med, names = book["median"], book["names"]
+        t = med[names["tickloop"]]
+        for short, full in names.items():
+            if short == "tickloop":
+                continue
+            for metric, what, higher in (
+                ("apply", "book apply updates/s", True),
+                ("apply_best", "book apply + best read updates/s", True),
+                ("top10_us", "book top-10 read on an unchanged book", False),
+                ("apply_top10_us", "book apply + top-10 read per update", False),
+            ):
+                v = med[full][metric]
+                r = t[metric] / v if higher else v / t[metric]
+                if r < 1:
+                    behind.append(f"* {what}: behind {full} ({r:.2f}×)")
     add("## Where tickloop is behind, and why")
     add("")
     if behind:

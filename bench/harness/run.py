@@ -380,7 +380,19 @@ def main(argv: list[str] | None = None) -> None:
         "--phases", default="throughput,latency,soak,book", help="comma-separated subset"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--render-only", action="store_true", help="re-render the page from the last results"
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        from .report import render, summary_table
+
+        data = json.loads((ROOT / "bench" / "harness" / "results" / "last.json").read_text())
+        notes_file = Path(__file__).with_name("notes.md")
+        notes = notes_file.read_text() if notes_file.exists() else ""
+        render(data, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "img", notes)
+        console.print(summary_table(data))
+        return
     plan = make_plan(args)
     command = ".venv/bin/python -m bench.harness.run" + (
         " " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -52,8 +52,6 @@ def codec_class() -> Any:
 async def consume(port: int, kind: str, style: str, meter: Meter) -> None:
     from tickloop.client.stream import StreamClient
 
-    if kind != "trades":
-        raise RuntimeError("StreamClient has no public book/diff stream yet")
     hit = meter.hit
     async with StreamClient(
         "binance",
@@ -61,16 +59,24 @@ async def consume(port: int, kind: str, style: str, meter: Meter) -> None:
         rest_url=f"http://127.0.0.1:{port}",
         codec=codec_class(),
     ) as feed:
+        if kind == "trades":
+            if style == "iter":
+                async for trade in feed.trades("BTC-USDT"):
+                    hit(trade.id)
+            else:
+                await feed.subscribe_trades("BTC-USDT", handler=lambda trade: hit(trade.id))
+                await asyncio.Event().wait()  # the meter ends the run
+            return
+        # depth diffs: the maintained book after each diff (Binance REST snapshot sync)
+        name = "books" if style == "iter" else "subscribe_books"
+        if not hasattr(feed, name):
+            raise RuntimeError(f"StreamClient has no {name}() (no public book stream yet)")
         if style == "iter":
-            async for trade in feed.trades("BTC-USDT"):
-                hit(trade.id)
+            async for book in feed.books("BTC-USDT"):
+                hit(book.sequence)
         else:
-
-            def on_trade(trade: Any) -> None:
-                hit(trade.id)
-
-            await feed.subscribe_trades("BTC-USDT", handler=on_trade)
-            await asyncio.Event().wait()  # the meter ends the run
+            await feed.subscribe_books("BTC-USDT", handler=lambda book: hit(book.sequence))
+            await asyncio.Event().wait()
 
 
 def main() -> None:
