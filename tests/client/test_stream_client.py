@@ -13,7 +13,7 @@ import pytest
 from tickloop import ConsumerOverflow, StreamClient, SubscriptionError
 from tickloop.client.auth import Credentials
 from tickloop.client.rest import AsyncClient
-from tickloop.models import Connected, Fill, OrderEvent, StatusEvent, Ticker, Trade
+from tickloop.models import Connected, Fill, Gap, OrderEvent, StatusEvent, Ticker, Trade
 from tickloop.sim import SimExchange
 from tickloop.venues.base import Channel, Subscription
 from tickloop.venues.sim import SimCodec
@@ -260,3 +260,35 @@ async def test_private_stream_without_credentials_is_refused(ex: SimExchange) ->
         with pytest.raises(SubscriptionError):
             async for _ in feed.orders():
                 pass
+
+
+async def test_rejected_credentials_end_the_private_stream(ex: SimExchange) -> None:
+    wrong = Credentials("no-such-key", "not-the-secret")
+    async with feed_for(ex, credentials=wrong) as feed:
+        with pytest.raises(SubscriptionError) as info:
+            async for _ in feed.fills():
+                pass
+        assert info.value.channel == "fills"
+        assert "not-the-secret" not in str(info.value)
+
+
+class NoTradeIds(SimCodec):
+    contiguous_trade_ids: ClassVar[bool] = False
+
+
+@pytest.mark.parametrize("options", [{"codec": NoTradeIds}, {"backfill": False}])
+async def test_without_backfill_a_reconnect_is_reported_as_a_gap(
+    ex: SimExchange, options: dict[str, Any]
+) -> None:
+    async with feed_for(ex, **options) as feed:
+        gaps: list[Gap] = []
+        feed.subscribe_status(lambda e: gaps.append(e) if isinstance(e, Gap) else None)
+        got: list[Trade] = []
+        await feed.subscribe_trades("BTC-USD", handler=got.append)
+        await until(lambda: bool(got), "first trade")
+        await ex.faults.disconnect_all()
+        await until(lambda: bool(gaps), "a gap is reported")
+        gap = gaps[0]
+        assert not gap.recovered and gap.channel == "trades" and gap.symbol == "BTC-USD"
+        assert gap.start_ts is not None and gap.end_ts is not None
+        assert gap.start_ts <= gap.end_ts

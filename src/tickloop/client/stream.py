@@ -29,6 +29,7 @@ leaving ``async with`` (or :meth:`close`) ends every consumer and awaits every t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -161,7 +162,9 @@ class Stream(Generic[T]):
     def _leave_now(self) -> None:
         client, self._client = self._client, None
         if client is not None and not client.closed:
-            client._leave_soon(self._consumer)
+            # Finalised after its event loop closed: there is nothing left to tell.
+            with contextlib.suppress(RuntimeError):
+                client._leave_soon(self._consumer)
 
     async def _start(self) -> None:
         self._started = True
@@ -245,9 +248,13 @@ class StreamClient:
         self._rest: Any = rest
         self._own_rest = False
         self._rest_url = rest_url
-        if rest is None and rest_url is None and venue == "sim" and url is not None:
-            self._rest_url = derive_rest_url(url)
-        self._backfill_enabled = backfill and self._codec_cls.contiguous_trade_ids
+        if rest is None and rest_url is None and venue == "sim":
+            self._rest_url = derive_rest_url(self.url)
+        # Ids are tracked (dedupe, gap detection, backfill) only where the venue's trade ids are
+        # contiguous; elsewhere an interruption is reported as a Gap with its time range.
+        self._track_ids = self._codec_cls.contiguous_trade_ids
+        self._backfill_enabled = backfill and self._track_ids
+        self._interrupted: dict[str, int] = {}
         self._fanout = Fanout()
         self._fanout.on_unneeded = self._unneeded_soon
         self._trade_routes = self._fanout.routes[Channel.TRADES]
@@ -525,7 +532,7 @@ class StreamClient:
         if not new:
             return
         for sub in new:
-            if sub.channel is Channel.TRADES and sub.symbol is not None:
+            if self._track_ids and sub.channel is Channel.TRADES and sub.symbol is not None:
                 self._continuity.setdefault(sub.symbol, TradeContinuity(self.venue, sub.symbol))
         by_session: dict[WsSession, list[Subscription]] = {}
         assert self._lock is not None
@@ -663,6 +670,20 @@ class StreamClient:
                 cont = self._continuity.get(sub.symbol)
                 if cont is not None and cont.recovering:
                     self._recover(cont)
+                start = self._interrupted.pop(sub.symbol, None)
+                if start is not None:
+                    now = time.time_ns()
+                    self._gap(
+                        Gap(
+                            venue=self.venue,
+                            symbol=sub.symbol,
+                            channel=Channel.TRADES.value,
+                            start_ts=start,
+                            end_ts=now,
+                            recovered=False,
+                            ts=now,
+                        )
+                    )
 
     def on_lost(self, session: WsSession, subscriptions: list[Subscription], ts: int) -> None:
         for sub in subscriptions:
@@ -670,6 +691,8 @@ class StreamClient:
                 cont = self._continuity.get(sub.symbol)
                 if cont is not None:
                     cont.begin_recovery(ts)
+                elif not self._track_ids:
+                    self._interrupted.setdefault(sub.symbol, ts)
 
     def on_refused(
         self, session: WsSession, subscription: Subscription, error: StreamError
@@ -749,11 +772,9 @@ class StreamClient:
     def _trade_source(self) -> TradeSource | None:
         if not self._backfill_enabled:
             return None
-        if self._rest is None and self._rest_url is not None:
-            try:
-                from .rest import AsyncClient
-            except ImportError:
-                return None
+        if self._rest is None:
+            from .rest import AsyncClient
+
             self._rest = AsyncClient(self.venue, url=self._rest_url, credentials=self._credentials)
             self._own_rest = True
         source: TradeSource | None = self._rest
