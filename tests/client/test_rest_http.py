@@ -568,3 +568,12 @@ def test_unclosed_sync_client_warns_once_and_ends_its_thread(
     messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert messages == ["tickloop Client('sim') was never closed"]
     assert not thread.is_alive()
+
+
+async def test_throttle_wait_beyond_the_deadline_fails_at_once(fake: FakeExchange) -> None:
+    # a budget of 1 request per 10 s: the second call cannot go out within its 1 s timeout
+    async with client(fake, rate_limit=(1.0, 10.0), timeout=1.0) as c:
+        await c.trades("BTC-USD")
+        with pytest.raises(TimeoutError, match="rate limit"):
+            await c.trades("BTC-USD")
+        assert c.stats.retries == 0 and fake.requests == 1

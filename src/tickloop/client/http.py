@@ -74,6 +74,10 @@ class _NotSent(NetworkError):
     """The connection could not be made: nothing was sent, so any request may be retried."""
 
 
+class _OutOfTime(TimeoutError):
+    """The throttle cannot let the request go before the call's deadline: never retried."""
+
+
 class Response(msgspec.Struct, frozen=True, gc=False):
     """A successful (2xx) answer."""
 
@@ -304,6 +308,8 @@ class HttpSession:
                 status, answer, answer_headers = await self._exchange(
                     session, request, url, body, headers, deadline
                 )
+            except _OutOfTime:
+                raise
             except NetworkError as exc:
                 retryable = request.idempotent or isinstance(exc, _NotSent)
                 wait = backoff.next_wait() if retryable else None
@@ -369,7 +375,7 @@ class HttpSession:
         delay = throttle.reserve(weight, loop.time())
         while delay > 0:
             if loop.time() + delay >= deadline:
-                raise TimeoutError(
+                raise _OutOfTime(
                     f"rate limit: the request could not be sent before its {self.timeout:g} s "
                     "timeout",
                     venue=self.venue,
@@ -418,14 +424,15 @@ class HttpSession:
             await self._throttle_wait(request.weight, deadline)
             self.stats.attempts += 1
             self.stats.in_flight += 1
+            until = min(deadline, loop.time() + self.attempt_timeout)
             try:
-                async with asyncio.timeout_at(min(deadline, loop.time() + self.attempt_timeout)):
+                async with asyncio.timeout_at(until):
                     async with session.request(
                         method, url, data=body or None, headers=headers, allow_redirects=False
                     ) as resp:
                         return resp.status, await resp.read(), resp.headers
             except builtins.TimeoutError:
-                if loop.time() >= deadline:
+                if until >= deadline:
                     raise  # the call's deadline: request() reports it
                 self.stats.timeouts += 1
                 raise TimeoutError(
