@@ -353,11 +353,9 @@ class Hub:
         self._conns: dict[int, Connection] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._run_flow(), name="tickloop-sim-flow"),
             asyncio.create_task(self._housekeeping(), name="tickloop-sim-housekeeping"),
@@ -405,8 +403,8 @@ class Hub:
 
     @property
     def now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
+        """The monotonic clock shared with the faults' deadlines."""
+        return time.monotonic()
 
     # -- connections -----------------------------------------------------------------------
     def connect(self, ws: web.WebSocketResponse, request: web.Request) -> Connection:
@@ -489,14 +487,14 @@ class Hub:
 
     async def write_loop(self, conn: Connection) -> None:
         """Drain one connection's buffer to its socket (one task per connection)."""
-        ws, buf, loop = conn.ws, conn.buf, asyncio.get_running_loop()
+        ws, buf, clock = conn.ws, conn.buf, time.monotonic
         while not conn.closed:
             if not buf:
                 conn.wake.clear()
                 await conn.wake.wait()
                 continue
             send_at, opcode, payload = buf[0]
-            now = loop.time()
+            now = clock()
             if send_at > now:
                 await asyncio.sleep(send_at - now)
                 continue
@@ -606,41 +604,50 @@ class Hub:
                     await asyncio.sleep(0)  # let the writers drain between batches
 
     def step(self, symbol: str, ts: int) -> None:
-        """One synthetic-flow action on ``symbol``, published."""
+        """One synthetic-flow action on ``symbol``, published. A failure is logged (the first
+        few) and counted in ``stats.flow_errors``; the flow goes on."""
         try:
             events = self.flow.step(symbol, ts)
+            self.stats.flow_steps += 1
+            self.publish(events)
         except Exception:
             self.stats.flow_errors += 1
             if self.stats.flow_errors <= 3:
                 log.exception("sim: flow step failed on %s", symbol)
-            return
-        self.stats.flow_steps += 1
-        self.publish(events)
 
     async def _housekeeping(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_drop_check = loop.time() + 1.0
+        next_drop_check = self.now + 1.0
         while True:
             await asyncio.sleep(0.1)
-            now = loop.time()
-            ts = time.time_ns()
-            if self._ticker_dirty:
-                dirty, self._ticker_dirty = self._ticker_dirty, set()
-                for symbol in dirty:
-                    key: SubKey = ("ticker", symbol, None)
-                    if key in self._subs:
-                        message = ticker_json(self.engine, symbol, self.volume[symbol], ts)
-                        self.broadcast(key, {"type": "ticker", **message})
-            for candle in self.candles.close_due(ts):
-                self._publish_candle(candle)
-            if not self.faults.stalled(now):
-                beat = self.heartbeat
-                for conn in list(self._conns.values()):
-                    if conn.subs and now - conn.last_activity >= beat:
-                        self.send_json(conn, {"type": "heartbeat", "ts": ts})
-            if now >= next_drop_check:
-                next_drop_check = now + 1.0
-                conns = list(self._conns.values())
-                drop_all, picked = self.faults.due_drops(now, len(conns))
-                for conn in conns if drop_all else [conns[i] for i in picked]:
-                    self._drop(conn)
+            try:
+                next_drop_check = self._housekeep(next_drop_check)
+            except Exception:
+                self.stats.flow_errors += 1
+                if self.stats.flow_errors <= 3:
+                    log.exception("sim: housekeeping failed")
+
+    def _housekeep(self, next_drop_check: float) -> float:
+        """Tickers, candle closes, heartbeats and periodic drops; returns the next drop check."""
+        now = self.now
+        ts = time.time_ns()
+        if self._ticker_dirty:
+            dirty, self._ticker_dirty = self._ticker_dirty, set()
+            for symbol in dirty:
+                key: SubKey = ("ticker", symbol, None)
+                if key in self._subs:
+                    message = ticker_json(self.engine, symbol, self.volume[symbol], ts)
+                    self.broadcast(key, {"type": "ticker", **message})
+        for candle in self.candles.close_due(ts):
+            self._publish_candle(candle)
+        if not self.faults.stalled(now):
+            beat = self.heartbeat
+            for conn in list(self._conns.values()):
+                if conn.subs and now - conn.last_activity >= beat:
+                    self.send_json(conn, {"type": "heartbeat", "ts": ts})
+        if now >= next_drop_check:
+            next_drop_check = now + 1.0
+            conns = list(self._conns.values())
+            drop_all, picked = self.faults.due_drops(now, len(conns))
+            for conn in conns if drop_all else [conns[i] for i in picked]:
+                self._drop(conn)
+        return next_drop_check

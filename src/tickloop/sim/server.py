@@ -202,6 +202,8 @@ class SimServer:
         except ApiError as exc:
             stats.rest_errors += 1
             response = _json_response(exc.body(), exc.status)
+        except (asyncio.CancelledError, ConnectionError):
+            raise  # the client went away: nobody to answer
         except web.HTTPException as exc:  # aiohttp's own 404/405 for unknown paths
             stats.rest_errors += 1
             code = "not_found" if exc.status == 404 else "invalid_request"
@@ -209,6 +211,12 @@ class SimServer:
             response = _json_response(
                 ApiError(exc.status, code, exc.reason).body(), exc.status, allow
             )
+        except Exception:
+            # A bug of the exchange, not the client's fault: say so in JSON and log it.
+            log.exception("sim: %s %s failed", request.method, request.path)
+            stats.rest_errors += 1
+            body = ApiError(500, "internal", "the exchange failed to answer").body()
+            response = _json_response(body, 500)
         if verdict is not None:
             self._limit_headers(response, verdict)
         if faults.take_drop_response():
