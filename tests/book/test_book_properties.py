@@ -140,7 +140,7 @@ def merge_threshold(value: int) -> Iterator[None]:
     snapshot=st.tuples(levels_st, levels_st),
     steps=st.lists(step_st, max_size=25),
     depth=st.one_of(st.none(), st.integers(1, 8)),
-    merge_at=st.sampled_from([0, 3, 128]),
+    merge_at=st.sampled_from([0, 3, 10**6]),
 )
 def test_book_matches_the_dict_model(
     snapshot: tuple[Levels, Levels],
@@ -189,7 +189,7 @@ def test_book_matches_the_dict_model(
     steps=st.lists(
         st.tuples(st.booleans(), st.sampled_from(PRICES), st.sampled_from(SIZES)), max_size=60
     ),
-    merge_at=st.sampled_from([0, 3, 128]),
+    merge_at=st.sampled_from([0, 3, 10**6]),
 )
 def test_single_level_updates_match_the_dict_model(
     steps: list[tuple[bool, Decimal, Decimal]], merge_at: int

@@ -50,8 +50,10 @@ _ZERO = Decimal(0)
 _TWO = Decimal(2)
 _BPS = Decimal(10_000)
 #: Above this many pending prices a side's sorted list is rebuilt by one merge rather than by
-#: one bisect each (measured break-even on 1.5k levels: about 200).
-_MERGE_AT = 128
+#: one bisect each. Measured on 1.5k levels, half new and half deleted prices: 128 pending take
+#: 47 µs by bisect and 89 µs by merge, 256 about 100 µs either way, 1024 take 780 µs by bisect
+#: and 290 µs by merge.
+_MERGE_AT = 400
 _new = tuple.__new__
 
 
