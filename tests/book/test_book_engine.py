@@ -188,3 +188,15 @@ def test_single_level_updates() -> None:
     book.update_ask(D("9"), D("0"))  # absent: no-op
     assert (book.best_bid, book.best_ask) == (D(1), D(5))
     assert "bids=1" in repr(book) and "valid=False" in repr(book)
+
+
+def test_public_names_exist() -> None:
+    import tickloop.book
+    import tickloop.book.engine
+    import tickloop.book.sync
+
+    for module in (tickloop.book, tickloop.book.engine, tickloop.book.sync):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+    assert set(tickloop.book.engine.__all__) <= set(tickloop.book.__all__)
+    assert set(tickloop.book.sync.__all__) <= set(tickloop.book.__all__)
