@@ -224,6 +224,7 @@ def test_bad_fault_arguments_name_the_field() -> None:
         (lambda: faults.fail_requests(1, status=200), "status"),
         (lambda: faults.rate_limit(1, retry_after=0), "retry_after"),
         (lambda: faults.apply_spec("explode=1"), "fault"),
+        (lambda: faults.skip_sequence("FOO-USD"), "symbol"),
     ):
         with pytest.raises(ConfigError) as info:
             call()

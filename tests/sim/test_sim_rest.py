@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +22,7 @@ from tickloop.checksums import sim_checksum
 from tickloop.sim import SimApiKey, SimExchange
 
 SYM = "BTC-USD"
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture
@@ -314,3 +320,59 @@ async def test_weighted_rate_limit_answers_429() -> None:
         api = Api(ex, http, ex.create_api_key())
         status, _, headers = await api.call("GET", "/balances")
         assert status == 200 and headers["TL-RateLimit-Remaining"] == "24"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--port", "70000"], "--port"),
+        (["--port", "abc"], "--port"),
+        (["--symbols", "btc"], "--symbols"),
+        (["--rate", "-1"], "--rate"),
+        (["--fault", "explode=1"], "--fault"),
+    ],
+)
+def test_sim_command_bad_arguments(
+    args: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tickloop.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["sim", *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and option in err
+
+
+async def test_sim_command_serves_until_stopped() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tickloop",
+        "sim",
+        "--port",
+        "0",
+        "--rate",
+        "5",
+        "--seed",
+        "7",
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=SRC),
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not any("demo key" in line for line in lines):
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            assert line, f"tickloop sim exited early: {lines}"
+            lines.append(line)
+        rest = next(line.split()[-1] for line in lines if "REST" in line)
+        assert any(line.split()[-1].endswith("/ws") for line in lines if "WebSocket" in line)
+        async with aiohttp.ClientSession() as http, http.get(rest + "/markets") as resp:
+            assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)  # Ctrl-C works too, if the test runner lets it through
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -102,7 +102,7 @@ class SimExchange:
         self._keys = KeyStore(token_ttl=token_ttl)
         self.faults = Faults(
             disconnect=self._disconnect_all,
-            skip=self._engine.skip_sequence,
+            skip=self._skip_sequence,
             clock=time.monotonic,
             rng=random.Random(rng.random()),
         )
@@ -262,6 +262,10 @@ class SimExchange:
         key = self._keys.create()
         self._engine.open_account(key.key_id)  # the engine's default funding is the protocol's
         return key
+
+    def _skip_sequence(self, symbol: str) -> None:
+        self._spec(symbol)
+        self._engine.skip_sequence(symbol)
 
     async def _disconnect_all(self) -> int:
         return await self._hub.disconnect_all()
