@@ -577,3 +577,21 @@ async def test_throttle_wait_beyond_the_deadline_fails_at_once(fake: FakeExchang
         with pytest.raises(TimeoutError, match="rate limit"):
             await c.trades("BTC-USD")
         assert c.stats.retries == 0 and fake.requests == 1
+
+
+async def test_logs_carry_no_secret_token_or_signature(
+    fake: FakeExchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="tickloop")
+    creds = Credentials(KEY, SECRET)
+    async with client(fake, credentials=creds) as c:
+        await c.orders()
+        fake.tokens.clear()
+        fake.faults.extend(["503", "429", "drop"])
+        await c.orders()
+        await c.orders()
+    text = caplog.text
+    assert "rate limited" in text and "logging in again" in text and "retry in" in text
+    token = creds.cached_token()
+    assert token is not None and token not in text
+    assert SECRET not in text and "TL-SIGN" not in text and "Bearer" not in text

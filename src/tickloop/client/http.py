@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import random
 import time
 import warnings
@@ -68,6 +69,10 @@ __all__ = ["ErrorMapper", "HttpSession", "HttpStats", "Response", "default_error
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], TickloopError]
 
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+# Logged: method, path (never the query, headers or body: no signature, token or secret), the
+# error's own message, and waits.
+log = logging.getLogger(__name__)
 
 
 class _NotSent(NetworkError):
@@ -316,6 +321,9 @@ class HttpSession:
                 if wait is None or not self.retry_budget.try_spend(loop.time()):
                     raise
                 self.stats.retries += 1
+                log.debug(
+                    "%s %s: retry in %.3f s after %s", request.method, request.path, wait, exc
+                )
                 await self._sleep(wait, deadline, exc)
                 continue
             if 200 <= status < 300:
@@ -338,6 +346,12 @@ class HttpSession:
                 if wait is None:
                     raise error
                 self.stats.retries += 1
+                log.info(
+                    "%s %s: rate limited, retry after %s s",
+                    request.method,
+                    request.path,
+                    retry_after,
+                )
                 # the throttle already blocks until Retry-After; without one, back off here
                 if self.throttle is None:
                     await self._sleep(max(wait, retry_after or 0.0), deadline, error)
@@ -350,12 +364,18 @@ class HttpSession:
             ):
                 # the shared token was refused (expired, or the venue restarted): renew it once
                 token_renewed = True
+                log.info(
+                    "%s %s: session token refused, logging in again", request.method, request.path
+                )
                 self.credentials.invalidate(headers["Authorization"].removeprefix("Bearer "))
                 continue
             if status in _RETRY_STATUSES and (request.idempotent or status == 503):
                 wait = backoff.next_wait()
                 if wait is not None and self.retry_budget.try_spend(loop.time()):
                     self.stats.retries += 1
+                    log.debug(
+                        "%s %s: retry in %.3f s after %s", request.method, request.path, wait, error
+                    )
                     await self._sleep(wait, deadline, error)
                     continue
             raise error

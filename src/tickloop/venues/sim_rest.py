@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import msgspec
 
@@ -206,15 +207,15 @@ def _number(value: Decimal | str | int, name: str) -> str:
 
 
 def _symbol_path(symbol: str) -> str:
-    if not symbol or "/" in symbol or "?" in symbol:
-        raise InvalidRequest(f"bad symbol {symbol!r}", field="symbol")
-    return symbol
+    return _id_path(symbol, "symbol")
 
 
 def _id_path(value: str, name: str) -> str:
-    if not value or "/" in value or "?" in value or "#" in value:
-        raise InvalidRequest(f"bad {name} {value!r}", field=name)
-    return value
+    """A path segment, percent-encoded: whatever the caller passes, it stays one segment (the
+    exchange answers 404 for a name it does not know)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{name} must be a non-empty string, got {value!r}", field=name)
+    return quote(value, safe="")
 
 
 def _positive(value: int | None, name: str, maximum: int) -> None:
