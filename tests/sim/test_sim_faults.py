@@ -94,6 +94,7 @@ async def test_stall_sends_nothing_then_resumes(ex: SimExchange) -> None:
     await ws.send(json.dumps({"op": "ping", "id": 2}))
     message = await recv(ws)
     assert message["type"] == "pong" and message["id"] == 2
+    await asyncio.wait_for(await ws.ping(), 5.0)  # WebSocket-level pings are answered again
     await ws.close()
 
 
