@@ -191,14 +191,10 @@ class Consumer:
     # ------------------------------------------------------------------------------ producing
     def _push_error(self, event: Any) -> None:
         buffer = self._buffer
-        stats = self.stats
-        size = len(buffer)
-        if size >= self.maxsize:
+        if len(buffer) >= self.maxsize:
             self._overflow()
             return
         buffer.append(event)
-        if size >= stats.high_water:
-            stats.high_water = size + 1
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -290,6 +286,10 @@ class Consumer:
         """The next event, waiting for one."""
         while True:
             buffer = self._buffer
+            if len(buffer) > self.stats.high_water:
+                # Measured when the consumer comes back for more: it drains its whole backlog
+                # before waiting again, so this is the largest backlog it had.
+                self.stats.high_water = len(buffer)
             if buffer:
                 self.stats.delivered += 1
                 return buffer.popleft()
