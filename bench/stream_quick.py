@@ -93,7 +93,7 @@ def _serve(port_queue: Any, n: int) -> None:
 # ----------------------------------------------------------------------------------- clients
 
 
-async def run_naive(url: str, n: int) -> float:
+async def run_naive(url: str, n: int) -> tuple[float, float]:
     import websockets
 
     async with websockets.connect(url, max_queue=None) as ws:
@@ -106,13 +106,21 @@ async def run_naive(url: str, n: int) -> float:
             if message.get("type") == "trade":
                 count += 1
                 if count == 1:
-                    first = time.perf_counter()
+                    first, cpu = time.perf_counter(), time.process_time()
                 if count == n:
                     break
-        return (n - 1) / (time.perf_counter() - first)
+        return _result(n, first, cpu)
 
 
-async def run_stream_iter(url: str, n: int) -> float:
+def _result(n: int, first: float, cpu: float) -> tuple[float, float]:
+    """(messages/s wall clock, client CPU microseconds per message)."""
+    return (
+        (n - 1) / (time.perf_counter() - first),
+        (time.process_time() - cpu) / (n - 1) * 1e6,
+    )
+
+
+async def run_stream_iter(url: str, n: int) -> tuple[float, float]:
     from tickloop import StreamClient
 
     async with StreamClient("sim", url=url, backfill=False, buffer_size=1_000_000) as feed:
@@ -121,31 +129,32 @@ async def run_stream_iter(url: str, n: int) -> float:
         async for _trade in feed.trades("BTC-USD"):
             count += 1
             if count == 1:
-                first = time.perf_counter()
+                first, cpu = time.perf_counter(), time.process_time()
             if count == n:
                 break
-        return (n - 1) / (time.perf_counter() - first)
+        return _result(n, first, cpu)
 
 
-async def run_stream_callback(url: str, n: int) -> float:
+async def run_stream_callback(url: str, n: int) -> tuple[float, float]:
     from tickloop import StreamClient
     from tickloop.models import Trade
 
     done = asyncio.Event()
-    state = {"count": 0, "first": 0.0, "last": 0.0}
+    state = {"count": 0, "first": 0.0, "cpu": 0.0}
+    result: list[tuple[float, float]] = []
 
     def on_trade(trade: Trade) -> None:
         count = state["count"] = state["count"] + 1
         if count == 1:
-            state["first"] = time.perf_counter()
+            state["first"], state["cpu"] = time.perf_counter(), time.process_time()
         elif count == n:
-            state["last"] = time.perf_counter()
+            result.append(_result(n, state["first"], state["cpu"]))
             done.set()
 
     async with StreamClient("sim", url=url, backfill=False) as feed:
         await feed.subscribe_trades("BTC-USD", handler=on_trade)
         await done.wait()
-    return (n - 1) / (state["last"] - state["first"])
+    return result[0]
 
 
 CONTENDERS = {
@@ -170,24 +179,35 @@ def main() -> None:
     server.start()
     url = f"ws://127.0.0.1:{ports.get(timeout=30)}/ws"
     results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     try:
         for _ in range(args.rounds):
             for name in CONTENDERS:  # alternate contenders within each round
                 out: Any = ctx.Queue()
                 client = ctx.Process(target=_client, args=(name, url, args.n, out))
                 client.start()
-                results[name].append(out.get(timeout=300))
+                rate, cpu_us = out.get(timeout=300)
+                results[name].append(rate)
+                cpu[name].append(cpu_us)
                 client.join()
     finally:
         server.terminate()
         server.join()
     base = statistics.median(results["naive"])
+    base_cpu = statistics.median(cpu["naive"])
     print(f"{args.n} trade frames, {args.rounds} rounds, server and client in separate processes")
-    print(f"{'contender':<16} {'median msgs/s':>14} {'vs naive':>9}   runs")
+    print(
+        f"{'contender':<16} {'median msgs/s':>14} {'vs naive':>9} "
+        f"{'client CPU/msg':>15} {'vs naive':>9}   runs"
+    )
     for name, runs in results.items():
         median = statistics.median(runs)
+        cpu_median = statistics.median(cpu[name])
         shown = ", ".join(f"{r / 1000:.0f}k" for r in runs)
-        print(f"{name:<16} {median:>14,.0f} {median / base:>8.2f}x   {shown}")
+        print(
+            f"{name:<16} {median:>14,.0f} {median / base:>8.2f}x "
+            f"{cpu_median:>12.2f} us {base_cpu / cpu_median:>8.2f}x   {shown}"
+        )
 
 
 if __name__ == "__main__":
