@@ -3,10 +3,15 @@ deliberately broken) snapshots and deltas with real sequence numbers and checksu
 
 from __future__ import annotations
 
+import asyncio
+import json
 from decimal import Decimal
+from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
+import websockets
 
 from tickloop.book import (
     Apply,
@@ -26,6 +31,10 @@ from tickloop.book.sync import _TRANSITIONS, _Input
 from tickloop.checksums import kraken_checksum, sim_checksum
 from tickloop.exceptions import BookError, ConfigError
 from tickloop.models import BookDelta, BookInvalid, BookLevel, BookSnapshot, BookValid
+from tickloop.sim import SimExchange
+from tickloop.venues.base import Channel, Pong, Subscription
+from tickloop.venues.sim import SimCodec
+from tickloop.venues.sim_rest import SimRest
 
 D = Decimal
 
@@ -418,3 +427,81 @@ def test_snapshot_of_another_symbol_is_refused() -> None:
     snap = msgspec.structs.replace(Venue().snapshot(), symbol="ETH-USD")
     with pytest.raises(BookError):
         SimSync("BTC-USD").on_snapshot(snap)
+
+
+# ----------------------------------------------------------- the real embedded exchange (loopback)
+
+
+async def _read_until_pong(ws: Any, codec: SimCodec, sync: SimSync, req_id: int) -> list[object]:
+    """Feed every book message the server queued before now to ``sync``; the actions taken."""
+    await ws.send(json.dumps({"op": "ping", "id": req_id}))
+    actions: list[object] = []
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), 5.0)  # a hang guard, not a timing assertion
+        for msg in codec.decode(frame.encode() if isinstance(frame, str) else frame, 1):
+            if isinstance(msg, BookSnapshot | BookDelta):
+                actions.extend(sync.on_update(msg))
+            elif isinstance(msg, Pong) and msg.request_id == req_id:
+                return actions
+
+
+def _same_book(book: OrderBook, truth: BookSnapshot) -> bool:
+    return (
+        book.bids() == list(truth.bids)
+        and book.asks() == list(truth.asks)
+        and book.sequence == truth.sequence
+    )
+
+
+async def test_sim_sync_against_the_embedded_exchange() -> None:
+    """The sim's own book stream, decoded by the sim codec: every checksum verifies, the book
+    equals the exchange's true book, a skipped sequence number is caught and a resubscribe
+    recovers, and a REST snapshot (GET /book) works as well."""
+    symbol = "BTC-USD"
+    async with SimExchange(seed=11, symbols=[symbol], rate=0, heartbeat=0.5) as ex:
+        codec = SimCodec()
+        sync = SimSync(symbol)
+        sub = Subscription(Channel.BOOK, symbol)
+        async with websockets.connect(ex.ws_url) as ws:
+            for frame in codec.subscribe([sub]):
+                await ws.send(frame.decode())
+            assert sync.start() == ()
+            first = await _read_until_pong(ws, codec, sync, 1)
+            assert kinds(tuple(first)) == ["BookValid", "Apply"]
+            ex.step(symbol, 200)
+            applied = await _read_until_pong(ws, codec, sync, 2)
+            assert applied and all(isinstance(a, Apply) for a in applied)
+            assert sync.applied == len(applied) and _same_book(sync.book, ex.book(symbol))
+
+            ex.faults.skip_sequence(symbol)
+            ex.step(symbol, 50)
+            actions = await _read_until_pong(ws, codec, sync, 3)
+            assert kinds(tuple(actions)) == ["BookInvalid", "NeedSnapshot"]
+            need = actions[1]
+            assert isinstance(need, NeedSnapshot) and need.via is SnapshotVia.SUBSCRIBE
+            assert not sync.valid and sync.invalidations == {"gap": 1}
+            for frame in codec.subscribe([sub]):  # the shell's answer: subscribe again
+                await ws.send(frame.decode())
+            ex.step(symbol, 20)
+            actions = await _read_until_pong(ws, codec, sync, 4)
+            assert kinds(tuple(actions))[:2] == ["BookValid", "Apply"]
+            assert sync.valid and sync.resyncs == 1
+            assert _same_book(sync.book, ex.book(symbol))
+
+            # the REST path: a snapshot taken now, with updates buffered around it
+            sync.on_disconnect(ts=0)
+            ex.step(symbol, 10)
+            assert await _read_until_pong(ws, codec, sync, 5) == []  # buffered
+            rest = SimRest()
+            request = rest.book_request(symbol, depth=1000)
+            url = ex.rest_url + request.path
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url, params=request.params) as resp,
+            ):
+                body = await resp.read()
+            ex.step(symbol, 10)
+            await _read_until_pong(ws, codec, sync, 6)  # buffered too
+            actions = list(sync.on_snapshot(rest.parse_book(body, symbol)))
+            assert kinds(tuple(actions)) == ["BookValid", "Apply"]
+            assert _same_book(sync.book, ex.book(symbol))
