@@ -165,9 +165,10 @@ class _Listener(picows.WSListener):
             log.exception("%s: error while dispatching an event", conn.session.name)
 
     def on_ws_disconnected(self, transport: Any) -> None:
-        closed = self.conn.closed
-        if not closed.done():
-            closed.set_result(None)
+        conn = self.conn
+        if not conn.closed.done():
+            conn.closed.set_result(None)
+        conn.session._abort_login()
 
 
 class WsSession:
@@ -424,6 +425,9 @@ class WsSession:
         except asyncio.CancelledError:
             self._drop_transport()
             raise
+        except Exception as exc:  # a bug must end the streams loudly, not hang them
+            log.exception("%s: session failed", self.name)
+            self._fail(NetworkError(f"session failed: {exc!r}", venue=self.venue))
 
     def _wait_or_fail(self, exc: TickloopError) -> bool:
         if self.backoff.exhausted:
@@ -551,9 +555,7 @@ class WsSession:
         self._sent.clear()
         self._confirmed.clear()
         self._restoring.clear()
-        if self._login_waiter is not None and not self._login_waiter.done():
-            self._login_waiter.set_exception(NetworkError("disconnected", venue=self.venue))
-            self._login_waiter.exception()
+        self._abort_login()
         if was_open and self.state is not SessionState.CLOSED:
             ts = time.time_ns()
             self.owner.on_lost(self, lost, ts)
@@ -690,6 +692,12 @@ class WsSession:
         finally:
             self._login_waiter = None
         self._logged_in = True
+
+    def _abort_login(self) -> None:
+        waiter = self._login_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(NetworkError("disconnected during login", venue=self.venue))
+            waiter.exception()  # retrieved: the login coroutine may be gone already
 
     def _refuse_private(self, error: TickloopError) -> None:
         for sub in [s for s in self.subscriptions if s.channel.private]:
