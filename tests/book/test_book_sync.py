@@ -319,6 +319,24 @@ def test_binance_first_diff_past_the_snapshot_is_a_gap() -> None:
     assert isinstance(actions[1], NeedSnapshot) and actions[1].via is SnapshotVia.REST
 
 
+def test_binance_live_duplicate_and_crossing_diffs() -> None:
+    venue = Venue("binance")
+    sync = BinanceSync("BTC-USD")
+    sync.start()
+    sync.on_snapshot(venue.snapshot())
+    d = venue.update(bids=[("96.00", "1.0000")], count=2)  # 99-102 straddles 101
+    d = msgspec.structs.replace(d, first_sequence=99)
+    assert sync.on_update(d) == (Apply(sync.book),) and sync.state is SyncState.LIVE
+    follow = venue.update(asks=[("102.00", "0")], count=3)
+    assert sync.on_update(follow) == (Apply(sync.book),)
+    assert sync.on_update(follow) == () and sync.stale == 1  # a duplicate
+    crossing = venue.update(bids=[("101.50", "1.0000")])
+    actions = sync.on_update(crossing)
+    assert kinds(actions) == ["BookInvalid", "NeedSnapshot"]
+    assert isinstance(actions[0], Emit) and actions[0].event.reason == "crossed"
+    assert not sync.valid and sync.applied == 2
+
+
 # --------------------------------------------------------------------------- Kraken, Coinbase
 
 

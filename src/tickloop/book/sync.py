@@ -89,6 +89,7 @@ _TRANSITIONS: dict[tuple[SyncState, _Input], SyncState] = {
 del S
 _WAITING = SyncState.WAITING
 _BRIDGING = SyncState.BRIDGING
+_LIVE = SyncState.LIVE
 
 
 class SnapshotVia(enum.Enum):
@@ -422,6 +423,23 @@ class BinanceSync(BookSync):
     buffers = True
     bridges = True
     sequenced = True
+
+    def on_delta(self, delta: BookDelta) -> tuple[Action, ...]:
+        # Fast path for the common case (live, the diff follows the last one, the book stays
+        # uncrossed), about a third cheaper than the general path; everything else goes there.
+        if self.state is _LIVE:
+            book = self.book
+            last = book.sequence
+            u = delta.sequence
+            if last is not None and u is not None and u > last and delta.first_sequence == last + 1:
+                book.apply_delta(delta)
+                bid = book.best_bid
+                ask = book.best_ask
+                if bid is None or ask is None or bid < ask:
+                    self.applied += 1
+                    return self._applied
+                return self._invalidate("crossed", u, delta.recv_ts or delta.ts)
+        return super().on_delta(delta)
 
     def _sequence_verdict(self, delta: BookDelta, book: OrderBook, first: bool) -> _Verdict:
         last = book.sequence
