@@ -114,6 +114,13 @@ def test_deltas_change_add_and_delete_levels() -> None:
     assert book.best_bid is None and len(book) == 0
 
 
+def test_apply_dispatches_on_the_message_type() -> None:
+    book = OrderBook()
+    book.apply(SNAP)
+    book.apply(delta(bids=[("100.00", "0")], seq=8))
+    assert book.valid and book.sequence == 8 and book.best_bid == D("99.50")
+
+
 def test_snapshot_replaces_everything() -> None:
     book = OrderBook.from_snapshot(SNAP)
     book.apply_snapshot(snapshot([("5", "1")], [("6", "1")], seq=None))

@@ -126,6 +126,15 @@ class OrderBook:
         self.best_bid = None
         self.best_ask = None
 
+    def apply(self, update: BookSnapshot | BookDelta) -> None:
+        """``apply_snapshot`` or ``apply_delta``, whichever ``update`` calls for."""
+        if type(update) is BookDelta:
+            self.apply_delta(update)
+        elif isinstance(update, BookSnapshot):
+            self.apply_snapshot(update)
+        else:
+            self.apply_delta(update)
+
     def apply_snapshot(self, snapshot: BookSnapshot) -> None:
         """Replace the whole book with ``snapshot`` and mark it valid."""
         self.clear()
