@@ -292,3 +292,31 @@ async def test_without_backfill_a_reconnect_is_reported_as_a_gap(
         assert not gap.recovered and gap.channel == "trades" and gap.symbol == "BTC-USD"
         assert gap.start_ts is not None and gap.end_ts is not None
         assert gap.start_ts <= gap.end_ts
+
+
+async def test_five_hundred_symbols_just_work() -> None:
+    symbols = [f"X{i:03d}-USD" for i in range(500)]
+    async with (
+        SimExchange(seed=5, symbols=symbols, rate=0.2) as ex,
+        feed_for(ex, codec=TinyLimits) as feed,
+    ):
+        await feed.subscribe_trades(symbols, handler=lambda t: None)  # returns once confirmed
+        assert len(feed.upstream()) == 500
+        assert len(feed.sessions) == 63  # 8 streams per connection
+        assert all(s.confirmed == s.subscriptions for s in feed.sessions)
+
+
+async def test_candles_and_tickers_iterators(ex: SimExchange) -> None:
+    async with feed_for(ex) as feed:
+        candles = feed.candles("BTC-USD", "1s")
+        candle = await anext(candles)
+        assert candle.symbol == "BTC-USD" and candle.interval == "1s"
+        seen = set()
+        async for ticker in feed.tickers(SYMBOLS):
+            seen.add(ticker.symbol)
+            if seen == set(SYMBOLS):
+                break
+        # Breaking out released the tickers; the candles stream is still held by `candles`.
+        assert feed.upstream() == {Subscription(Channel.CANDLES, "BTC-USD", "1s"): 1}
+        await candles.aclose()
+        assert feed.upstream() == {}
