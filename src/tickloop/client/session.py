@@ -683,7 +683,11 @@ class WsSession:
         if transport is None:
             raise NetworkError("not connected", venue=self.venue)
         waiter = self._login_waiter = asyncio.get_running_loop().create_future()
-        transport.send(_TEXT, frame)
+        try:
+            transport.send(_TEXT, frame)
+        except Exception as exc:
+            self._login_waiter = None
+            raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await waiter

@@ -417,7 +417,13 @@ class StreamClient:
     async def subscribe_trades(
         self, symbols: str | Iterable[str], handler: Handler, *, buffer: int | None = None
     ) -> None:
-        """Call ``handler(trade)`` (sync or async) for every trade of ``symbols``."""
+        """Call ``handler(trade)`` (sync or async) for every trade of ``symbols``.
+
+        Every ``subscribe_*`` returns once the venue confirmed the streams. It raises
+        SubscriptionError when the venue refuses one (the handler is then not subscribed), and
+        tickloop's TimeoutError when no confirmation came within ``subscribe_timeout`` (the
+        venue may be unreachable: the subscription stays registered and is made as soon as it
+        is back)."""
         subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
         await self._subscribe_handler(Channel.TRADES, subs, handler, buffer)
 
@@ -864,8 +870,17 @@ class _StatusStream:
         return self
 
     async def __anext__(self) -> StatusEvent:
-        event: StatusEvent = await self._consumer.get()
+        try:
+            event: StatusEvent = await self._consumer.get()
+        except asyncio.CancelledError:
+            self._remove()
+            raise
         return event
+
+    def _remove(self) -> None:
+        client = self._client()
+        if client is not None:
+            client._fanout.remove_status(self._consumer)
 
     async def aclose(self) -> None:
         self._consumer.on_detach = None
@@ -875,9 +890,7 @@ class _StatusStream:
             client._fanout.remove_status(self._consumer)
 
     def __del__(self) -> None:
-        client = self._client()
-        if client is not None:
-            client._fanout.remove_status(self._consumer)
+        self._remove()
 
 
 def _usable(session: WsSession) -> bool:
