@@ -494,6 +494,8 @@ class StreamClient:
         chan = _channel(channel)
         changed = 0
         for consumer in self._handlers[chan]:
+            if consumer.closed:
+                continue
             if old_handler is None or consumer.handler == old_handler:
                 consumer.set_handler(new_handler)
                 changed += 1
@@ -503,10 +505,12 @@ class StreamClient:
         self, channel: Channel, subs: list[Subscription], handler: Handler, buffer: int | None
     ) -> None:
         self._check_open()
-        consumer = next((c for c in self._handlers[channel] if c.handler == handler), None)
-        if consumer is None or consumer.closed:
+        handlers = self._handlers[channel]
+        handlers[:] = [c for c in handlers if not c.closed]  # overflowed or refused ones
+        consumer = next((c for c in handlers if c.handler == handler), None)
+        if consumer is None:
             consumer = self._consumer(channel, buffer, handler)
-            self._handlers[channel].append(consumer)
+            handlers.append(consumer)
         try:
             await self._attach(consumer, tuple(subs), wait=True)
         except BaseException:
