@@ -361,6 +361,10 @@ class WsSession:
                 continue
             if self.error is not None:
                 raise self.error
+            if sub not in self.subscriptions:  # refused (or removed) before we came to wait
+                raise StreamError(
+                    f"{sub.channel.value} {sub.symbol or ''} is not subscribed", venue=self.venue
+                )
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(sub, []).append(future)
             futures.append(future)
