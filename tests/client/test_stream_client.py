@@ -147,6 +147,11 @@ async def test_fifty_symbols_are_sharded_over_several_connections() -> None:
         assert ex.stats.open_connections == 7
         # 8 streams per connection, 3 per message: 3 subscribe messages a full connection.
         assert feed.sessions[0].stats.subscribe_messages == 3
+        # Every shard reconnects and restores its own streams.
+        await ex.faults.disconnect_all()
+        await until(lambda: feed.counters["reconnected"] == 7, "all shards reconnected")
+        seen.clear()
+        await until(lambda: seen == set(symbols), "every symbol receives data again")
 
 
 async def test_unknown_symbol_ends_the_stream_with_subscription_error(ex: SimExchange) -> None:

@@ -80,6 +80,8 @@ async def test_fifty_disconnects_five_stalls_trades_equal_the_log() -> None:
                 before = reconnected()
                 if i % 10 == 3:
                     ex.faults.malformed(2)  # truncated frames: their trades are lost in transit
+                if i % 10 == 7:
+                    ex.faults.rate_limit(2)  # the backfill's REST calls meet 429s
                 await ex.faults.disconnect_all()
                 await _until(lambda b=before: reconnected() > b, f"reconnect {i}")  # type: ignore[misc]
             for i in range(5):
