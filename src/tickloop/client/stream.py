@@ -400,17 +400,26 @@ class StreamClient:
         self, channel: Channel, subs: tuple[Subscription, ...], buffer: int | None
     ) -> Stream[Any]:
         self._check_open()
-        consumer = self._consumer(channel, buffer, None)
+        consumer = self._consumer(channel, buffer, None, subs)
         return Stream(self, consumer, subs)
 
-    def _consumer(self, channel: Channel, buffer: int | None, handler: Handler | None) -> Consumer:
+    def _consumer(
+        self,
+        channel: Channel,
+        buffer: int | None,
+        handler: Handler | None,
+        subs: Iterable[Subscription],
+    ) -> Consumer:
+        symbols = [s.symbol for s in subs if s.symbol is not None]
+        shown = ",".join(symbols[:3]) + (f",+{len(symbols) - 3}" if len(symbols) > 3 else "")
+        kind = "iterator" if handler is None else getattr(handler, "__qualname__", "handler")
         return Consumer(
             channel,
             policy=POLICIES[channel],
             maxsize=buffer if buffer is not None else self.buffer_size,
             key=KEYS.get(channel),
             handler=handler,
-            name=f"{self.venue}:{channel.value}",
+            name=f"{self.venue}:{channel.value}:{shown or '-'}:{kind}",
         )
 
     # ------------------------------------------------------------------------ callback streams
@@ -509,7 +518,7 @@ class StreamClient:
         handlers[:] = [c for c in handlers if not c.closed]  # overflowed or refused ones
         consumer = next((c for c in handlers if c.handler == handler), None)
         if consumer is None:
-            consumer = self._consumer(channel, buffer, handler)
+            consumer = self._consumer(channel, buffer, handler, subs)
             handlers.append(consumer)
         try:
             await self._attach(consumer, tuple(subs), wait=True)
@@ -849,7 +858,7 @@ class StreamClient:
         return {
             "venue": self.venue,
             "connections": len(sessions),
-            "connected": sum(1 for s in sessions if s.connected),
+            "connections_open": sum(1 for s in sessions if s.connected),
             "frames": sum(s.frames for s in sessions),
             "events": sum(s.events for s in sessions),
             "malformed": sum(s.stats.malformed for s in sessions),
