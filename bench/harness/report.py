@@ -363,6 +363,12 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
             add(
                 f"{book['updates']:,} single-level updates on ~{book['levels']:,} levels a side, "
                 f"20% deletes, median of {book['repeat']}. Ratio = tickloop's advantage."
+                + (
+                    " Measured on the server's core while the soak ran (its server sleeps "
+                    "between 1 ms ticks, the contenders are on the other core)."
+                    if book.get("during_soak")
+                    else ""
+                )
             )
             add("")
             add(

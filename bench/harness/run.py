@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,11 @@ SERVER_CPU, CLIENT_CPU = cpus()
 class Server:
     """One loopback server process for one phase; every contender gets its own replay."""
 
-    def __init__(self, frames: int, rate: float = 0.0, send_log: str | None = None) -> None:
+    def __init__(
+        self, frames: int, rate: float = 0.0, send_log: str | None = None, tick_ms: float = 0.0
+    ) -> None:
         cmd = [PY, "-m", "bench.harness.server", "--frames", str(frames), "--rate", str(rate)]
+        cmd += ["--tick-ms", str(tick_ms)]
         if send_log:
             cmd += ["--send-log", send_log]
         if SERVER_CPU is not None:
@@ -284,7 +288,11 @@ def phase_latency(plan: Plan, progress: Progress, tmp: str) -> list[dict[str, An
     return results
 
 
-def phase_soak(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
+def phase_soak(
+    plan: Plan, progress: Progress, during: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every contender at once on a paced stream; ``during`` (the book phase) runs meanwhile on
+    the server's core, which the ms-tick pacing leaves nearly idle."""
     chosen = [c for c in plan.contenders if c.soak]
     rate = plan.soak_rate
     warmup = rate * 5
@@ -292,7 +300,7 @@ def phase_soak(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
     todo = progress.add_task(f"soak {plan.soak_seconds:.0f} s", total=plan.soak_seconds + 5)
     results: list[dict[str, Any]] = []
     timeout = plan.soak_seconds + 90
-    with Server(warmup + count + plan.tail, rate=rate) as server:
+    with Server(warmup + count + plan.tail, rate=rate, tick_ms=1.0) as server:
         procs = []
         for c in chosen:
             cmd = contender_cmd(
@@ -307,6 +315,8 @@ def phase_soak(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
                 )
             )
         start = time.monotonic()
+        if during is not None:
+            during()
         while any(p.poll() is None for _, p in procs):
             progress.update(todo, completed=min(time.monotonic() - start, plan.soak_seconds + 5))
             time.sleep(0.5)
@@ -329,12 +339,12 @@ def phase_soak(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
     return results
 
 
-def phase_book(plan: Plan, progress: Progress) -> dict[str, Any]:
+def phase_book(plan: Plan, progress: Progress, cpu: int | None) -> dict[str, Any]:
     todo = progress.add_task("book (bench/bench_book.py)", total=1)
     cmd = [PY, "-m", "bench.harness.book_micro", "--updates", str(plan.book_updates)]
     cmd += ["--repeat", str(plan.book_repeat)]
-    if CLIENT_CPU is not None:
-        cmd += ["--cpu", str(CLIENT_CPU)]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
         out, err = proc.stdout, proc.stderr
@@ -421,10 +431,17 @@ def main(argv: list[str] | None = None) -> None:
             data["throughput"] = phase_throughput(plan, progress)
         if "latency" in plan.phases:
             data["latency"] = phase_latency(plan, progress, tmp)
-        if "soak" in plan.phases:
+        if "soak" in plan.phases and "book" in plan.phases:
+
+            def book_meanwhile() -> None:
+                data["book"] = phase_book(plan, progress, SERVER_CPU)
+                data["book"]["during_soak"] = True
+
+            data["soak"] = phase_soak(plan, progress, book_meanwhile)
+        elif "soak" in plan.phases:
             data["soak"] = phase_soak(plan, progress)
-        if "book" in plan.phases:
-            data["book"] = phase_book(plan, progress)
+        elif "book" in plan.phases:
+            data["book"] = phase_book(plan, progress, CLIENT_CPU)
     data["wall_seconds"] = round(time.monotonic() - started, 1)
 
     from .report import render, summary_table

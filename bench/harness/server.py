@@ -46,6 +46,7 @@ class Options:
     frames: int
     rate: float  # frames/s, 0 = as fast as the client reads
     send_log: str | None
+    tick: float = 0.0  # paced: seconds between writes (0: spin, one write per due frame)
 
 
 class Streams:
@@ -98,8 +99,10 @@ class Streams:
             return
         log = array("q", bytes(8 * total)) if self.options.send_log else None
         try:
-            # Busy pacing: sleep(0) keeps the loop responsive; timers are ms-granular, too coarse
-            # for 50k frames/s. The server has its own core, so spinning costs contenders nothing.
+            # Busy pacing (tick 0): sleep(0) keeps the loop responsive; timers are ms-granular,
+            # too coarse for 50k frames/s. The server has its own core, so spinning costs the
+            # contenders nothing. The soak, which measures memory, not latency, uses a tick
+            # instead and leaves the core to the book phase.
             i = 0
             t0 = time.monotonic_ns()
             per_ns = rate / 1e9
@@ -114,7 +117,7 @@ class Streams:
                         for j in range(i, due):
                             log[j] = sent
                     i = due
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.options.tick)
         finally:
             if log is not None and self.options.send_log:
                 # a few hundred kB once per stream, after the measured window
@@ -233,13 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=200_000, help="frames per stream")
     parser.add_argument("--rate", type=float, default=0.0, help="frames/s; 0 = full speed")
     parser.add_argument("--send-log", default=None, help="path prefix for paced send times")
+    parser.add_argument(
+        "--tick-ms", type=float, default=0.0, help="paced: sleep between writes (0: spin)"
+    )
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {args.cpu})
-    options = Options(frames=args.frames, rate=args.rate, send_log=args.send_log)
+    options = Options(
+        frames=args.frames, rate=args.rate, send_log=args.send_log, tick=args.tick_ms / 1000
+    )
     runner: object = asyncio.run
     if not args.no_uvloop:
         try:

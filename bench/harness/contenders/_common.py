@@ -39,6 +39,20 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def peak_rss_bytes() -> int:
+    """This process's RSS high-water mark. ``VmHWM`` belongs to the address space created at
+    exec; ``ru_maxrss`` would also carry the forking parent's peak across the exec (Linux keeps
+    it in the signal struct), which inflates a small child's figure to the orchestrator's."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)
@@ -166,7 +180,7 @@ def report(
         "frames": frames,
         "elapsed": elapsed,
         "cpu": meter.cpu1 - meter.cpu0 if meter.done else 0.0,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss": peak_rss_bytes(),
         "rss_end": rss_bytes(),
         "rss": meter.rss,
         "versions": versions,
