@@ -20,7 +20,23 @@ Given cryptofeed-format recordings (:mod:`tickloop.venues.recorded`), it listens
 
 With ``close_at_end`` (the default) the server closes a connection (code 1000) after its last
 frame, so a consumer knows the session is over; a client that reconnects gets the session again
-from the start. Each connection's pump is a task owned by its handler and cancelled with it; the
+from the start.
+
+Two knobs make a replay behave more like the venue for end-to-end client tests:
+
+* ``subscribed_only``: a connection gets only the data of the streams it subscribed to (Binance
+  stream names from ``SUBSCRIBE`` or the ``?streams=`` of a combined-stream URL, Coinbase
+  channel x product, Kraken v1 channel x pair), as a venue sends a sharded client's connections
+  each their own streams. A Kraken ``subscriptionStatus`` goes where its channel and pair
+  were subscribed; frames of no stream (status, heartbeats, Coinbase ``subscriptions``,
+  anything the server cannot attribute) go to every connection.
+* ``drop_after=N, drop_lost=K``: the first connection that reaches position N of the recording
+  is closed (code 1012); every later connection resumes at position N + K, the K frames in
+  between being what the venue sent while the client was away. A resumed connection first gets
+  the skipped frames that are not stream data (the recorded answers to subscriptions, status),
+  as a venue answers a new connection's subscriptions, then the data from N + K on.
+
+Each connection's pump is a task owned by its handler and cancelled with it; the
 server closes every open connection when it stops.
 
     async with ReplayServer(ws_files=[path], http_files=[path2], speed=None) as srv:
@@ -46,7 +62,7 @@ from aiohttp import WSMsgType, web
 from ..exceptions import ConfigError
 from ..venues.recorded import Direction, read_recording
 
-__all__ = ["RecordedSession", "ReplayServer"]
+__all__ = ["RecordedSession", "ReplayServer", "stream_key"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,10 @@ class RecordedSession:
     venue: str  # lower-case file-name prefix, e.g. "kraken", "binance_us"
     url: str  # the recorded connection URL
     frames: tuple[tuple[int, bytes], ...]  # (recorded ns, frame: UTF-8 text, sent as is)
+    #: Per frame, the venue stream it belongs to (see :func:`stream_key`), None for none.
+    keys: tuple[str | None, ...] = ()
+    #: Per frame, whether it is stream data (not an answer to a subscription, not status).
+    data: tuple[bool, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path) -> RecordedSession:
@@ -69,7 +89,13 @@ class RecordedSession:
             elif rec.direction is Direction.RECEIVED:
                 rec.frame.decode()  # a text frame must be UTF-8: fail at load, not mid-stream
                 frames.append((rec.ts, rec.frame))
-        return cls(path.name, path.name.partition(".")[0].lower(), url, tuple(frames))
+        keys = tuple(stream_key(frame) for _, frame in frames)
+        data = tuple(
+            key is not None and b'"subscriptionStatus"' not in frame
+            for key, (_, frame) in zip(keys, frames, strict=True)
+        )
+        name = path.name
+        return cls(name, name.partition(".")[0].lower(), url, tuple(frames), keys, data)
 
     def matches(self, path: str) -> bool:
         wanted = path.rstrip("/")
@@ -97,9 +123,21 @@ class ReplayServer:
         start_on_message: bool = False,
         http_bodies: Mapping[str, bytes] | None = None,
         max_client_messages: int = 10_000,
+        subscribed_only: bool = False,
+        drop_after: int | None = None,
+        drop_lost: int = 0,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError("speed must be > 0, or None for as fast as possible", field="speed")
+        if drop_after is not None and drop_after < 0:
+            raise ConfigError("drop_after must be >= 0", field="drop_after")
+        if drop_lost < 0:
+            raise ConfigError("drop_lost must be >= 0", field="drop_lost")
+        self.subscribed_only = subscribed_only
+        self.drop_after = drop_after
+        self.drop_lost = drop_lost
+        #: Where connections opened after the drop start in the recording (None: no drop yet).
+        self.resume_at: int | None = None
         self.speed = speed
         self.close_at_end = close_at_end
         self.start_on_message = start_on_message
@@ -210,11 +248,22 @@ class ReplayServer:
         start = asyncio.Event()
         if not self.start_on_message:
             start.set()
-        pump = asyncio.create_task(self._pump(ws, sessions, start), name=f"replay-pump-{number}")
+        # The streams this connection subscribed to (read only with ``subscribed_only``).
+        wanted: set[str] = set(_url_streams(request.query.get("streams", "")))
+        pump = asyncio.create_task(
+            self._pump(ws, sessions, start, wanted), name=f"replay-pump-{number}"
+        )
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
                     self.client_messages.append((number, msg.data))
+                    change = _subscription_change(msg.data)
+                    if change is not None:
+                        add, keys = change
+                        if add:
+                            wanted.update(keys)
+                        else:
+                            wanted.difference_update(keys)
                     reply = _reply(msg.data)
                     if reply is not None:
                         await ws.send_str(reply)
@@ -227,17 +276,35 @@ class ReplayServer:
         return ws
 
     async def _pump(
-        self, ws: web.WebSocketResponse, sessions: list[RecordedSession], start: asyncio.Event
+        self,
+        ws: web.WebSocketResponse,
+        sessions: list[RecordedSession],
+        start: asyncio.Event,
+        wanted: set[str],
     ) -> None:
         await start.wait()
-        frames = heapq.merge(*(s.frames for s in sessions), key=lambda f: f[0])
+        merged = heapq.merge(
+            *(zip(s.frames, s.keys, s.data, strict=True) for s in sessions),
+            key=lambda f: f[0][0],
+        )
         loop = asyncio.get_running_loop()
         speed = self.speed
+        filtering = self.subscribed_only
+        resume_at = self.resume_at
+        drop_at = self.drop_after if resume_at is None else None
         began = loop.time()
         first_ts: int | None = None
         sent = 0
         try:
-            for ts, frame in frames:
+            for position, ((ts, frame), key, is_data) in enumerate(merged):
+                if drop_at is not None and position >= drop_at and self.resume_at is None:
+                    self.resume_at = drop_at + self.drop_lost
+                    await ws.close(code=1012, message=b"replay: connection dropped")
+                    return
+                if resume_at is not None and position < resume_at and is_data:
+                    continue  # data sent while the client was away: lost
+                if filtering and key is not None and key not in wanted:
+                    continue
                 if speed is not None:
                     if first_ts is None:
                         first_ts = ts
@@ -255,6 +322,93 @@ class ReplayServer:
                 await ws.close(code=1000, message=b"end of recording")
         except ConnectionError:
             return  # the client went away; the handler's loop ends on its own
+
+
+# Coinbase message types -> the channel that carries them (level2_batch/level2_50 and
+# ticker_batch carry the same messages as level2 and ticker).
+_COINBASE_CHANNELS = {
+    "match": "matches",
+    "last_match": "matches",
+    "l2update": "level2",
+    "snapshot": "level2",
+    "ticker": "ticker",
+    "heartbeat": "heartbeat",
+}
+_COINBASE_ALIASES = {"level2_batch": "level2", "level2_50": "level2", "ticker_batch": "ticker"}
+
+
+def stream_key(frame: bytes) -> str | None:
+    """The venue stream a recorded frame belongs to: a Binance stream name (``nknusdt@aggTrade``),
+    ``"<channel> <product>"`` for Coinbase (``matches BTC-USD``), ``"<channelName> <pair>"`` for
+    Kraken v1 data and subscription answers (``trade XBT/USD``, ``book-10 XBT/USD``). None for
+    frames of no stream (status, heartbeats, other answers) and frames that are not JSON."""
+    try:
+        msg = json.loads(frame)
+    except ValueError:
+        return None
+    if isinstance(msg, list):  # Kraken v1 data: [channelID, payload..., channelName, pair]
+        if len(msg) >= 4 and isinstance(msg[-2], str) and isinstance(msg[-1], str):
+            return f"{msg[-2]} {msg[-1]}"
+        return None
+    if not isinstance(msg, dict):
+        return None
+    stream = msg.get("stream")
+    if isinstance(stream, str) and "data" in msg:
+        return stream
+    channel = _COINBASE_CHANNELS.get(msg.get("type", ""))
+    if channel is not None and isinstance(msg.get("product_id"), str):
+        return f"{channel} {msg['product_id']}"
+    if msg.get("event") == "subscriptionStatus" and msg.get("status") in (
+        "subscribed",
+        "unsubscribed",
+    ):
+        name, pair = msg.get("channelName"), msg.get("pair")
+        if isinstance(name, str) and isinstance(pair, str):
+            return f"{name} {pair}"
+    return None
+
+
+def _url_streams(query: str) -> list[str]:
+    """Binance combined-stream URL ``?streams=a@trade/b@trade`` -> its stream names."""
+    return [s for s in query.split("/") if s]
+
+
+def _subscription_change(text: str) -> tuple[bool, list[str]] | None:
+    """(subscribe?, stream keys) of a client's subscribe/unsubscribe message, or None."""
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    method = msg.get("method")
+    if method in ("SUBSCRIBE", "UNSUBSCRIBE"):  # Binance
+        params = msg.get("params")
+        names = [p for p in params if isinstance(p, str)] if isinstance(params, list) else []
+        return method == "SUBSCRIBE", names
+    kind = msg.get("type")
+    if kind in ("subscribe", "unsubscribe"):  # Coinbase
+        products = msg.get("product_ids") or []
+        keys: list[str] = []
+        for channel in msg.get("channels") or []:
+            if isinstance(channel, dict):
+                name, ids = channel.get("name", ""), channel.get("product_ids") or products
+            else:
+                name, ids = channel, products
+            name = _COINBASE_ALIASES.get(name, name)
+            keys.extend(f"{name} {product}" for product in ids)
+        return kind == "subscribe", keys
+    event = msg.get("event")
+    spec = msg.get("subscription")
+    if event in ("subscribe", "unsubscribe") and isinstance(spec, dict):  # Kraken v1
+        name = spec.get("name", "")
+        if name == "book":
+            name = f"book-{spec.get('depth', 10)}"
+        elif name == "ohlc":
+            name = f"ohlc-{spec.get('interval', 1)}"
+        pairs = msg.get("pair") or []
+        return event == "subscribe", [f"{name} {pair}" for pair in pairs]
+    return None
 
 
 def _reply(text: str) -> str | None:
@@ -287,6 +441,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--speed", type=float, default=None, help="x recorded pace (default: max)")
     parser.add_argument("--keep-open", action="store_true", help="do not close after the end")
     parser.add_argument("--wait", action="store_true", help="stream after the client's 1st message")
+    parser.add_argument(
+        "--subscribed-only", action="store_true", help="send each connection its own streams"
+    )
     args = parser.parse_args(argv)
 
     async def serve() -> None:
@@ -300,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             speed=args.speed,
             close_at_end=not args.keep_open,
             start_on_message=args.wait,
+            subscribed_only=args.subscribed_only,
         )
         async with server:
             print(f"READY {server.port}", flush=True)

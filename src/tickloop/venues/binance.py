@@ -248,10 +248,15 @@ class BinanceCodec(Codec):
         *,
         trade_stream: Literal["aggTrade", "trade"] = "aggTrade",
         depth_speed: Literal["100ms", "1000ms"] = "100ms",
+        ticker_stream: Literal["ticker", "bookTicker"] = "ticker",
         instruments: Iterable[Instrument] = (),
     ) -> None:
         super().__init__()
         self.trade_stream = trade_stream
+        # "bookTicker": Channel.TICKER is the real-time best bid/offer, decoded as a Ticker
+        # (no last price or volume); "ticker": the 24 h rolling ticker, once a second.
+        self.ticker_stream = ticker_stream
+        self._book_ticker_as_ticker = ticker_stream == "bookTicker"
         self.depth_speed = depth_speed
         self._d = DecimalCache()
         self._symbols: dict[str, str] = {i.venue_symbol: i.symbol for i in instruments}
@@ -299,7 +304,7 @@ class BinanceCodec(Codec):
         if sub.channel is Channel.BOOK:
             return f"{name}@depth@{self.depth_speed}"
         if sub.channel is Channel.TICKER:
-            return f"{name}@ticker"
+            return f"{name}@{self.ticker_stream}"
         if sub.interval not in _INTERVALS:
             raise InvalidRequest(
                 f"Binance kline interval {sub.interval!r} is not one of {sorted(_INTERVALS)}",
@@ -332,6 +337,10 @@ class BinanceCodec(Codec):
 
     # -- incoming ------------------------------------------------------------------------------
     def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        if type(frame) is not bytes:
+            # The session hands over picows' memoryview of the payload (valid only during the
+            # call); the byte scans below need bytes.
+            frame = bytes(frame)
         try:
             if frame.startswith(b'{"stream":"'):
                 end = frame.find(b'"', 11)
@@ -443,6 +452,17 @@ class BinanceCodec(Codec):
                 recv_ts=recv_ts,
             )
         if kind == _BOOK_TICKER:
+            if self._book_ticker_as_ticker:
+                return Ticker(
+                    venue=VENUE,
+                    symbol=self.symbol(data.s),
+                    bid=d[data.b],
+                    bid_size=d[data.B],
+                    ask=d[data.a],
+                    ask_size=d[data.A],
+                    ts=data.E * _MS if data.E is not None else recv_ts,
+                    recv_ts=recv_ts,
+                )
             return Quote(
                 venue=VENUE,
                 symbol=self.symbol(data.s),

@@ -237,6 +237,10 @@ class CoinbaseCodec(Codec):
 
     # -- incoming ------------------------------------------------------------------------------
     def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        if type(frame) is not bytes:
+            # The session hands over picows' memoryview of the payload (valid only during the
+            # call); the byte scans below need bytes.
+            frame = bytes(frame)
         try:
             if frame.startswith(b'{"type":"'):
                 kind = frame[9 : frame.find(b'"', 9)]

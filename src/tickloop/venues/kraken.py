@@ -312,6 +312,10 @@ class KrakenCodec(Codec):
 
     # -- incoming ------------------------------------------------------------------------------
     def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+        if type(frame) is not bytes:
+            # The session hands over picows' memoryview of the payload (valid only during the
+            # call); the byte scans below need bytes.
+            frame = bytes(frame)
         try:
             first = frame[:1]
             if first == b"[":
