@@ -220,6 +220,15 @@ class Consumer:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def offer(self, event: Any) -> None:
+        """Hand over an event that a subclass may hold back (books conflate by time); a plain
+        consumer pushes it at once."""
+        self.push(event)
+
+    def discard(self, key: Hashable) -> None:
+        """Forget the pending value of ``key`` (CONFLATE): it must not be delivered any more."""
+        self._latest.pop(key, None)
+
     def _overflow(self) -> None:
         dropped = len(self._buffer) + 1
         self.stats.dropped += dropped

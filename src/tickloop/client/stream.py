@@ -18,8 +18,10 @@ and the venue is unsubscribed when the last one leaves. Subscriptions are spread
 restores its subscriptions by itself; after any interruption the trades of each symbol are
 backfilled over REST and deduplicated by id (:mod:`tickloop.client.continuity`), so a consumer
 sees the exchange's trade log with no gap and no duplicate, or a :class:`~tickloop.models.Gap`
-saying what could not be recovered. Connection status (Connected, Disconnected, Reconnected,
-Stale, Gap) is data: ``feed.status()`` / ``feed.subscribe_status(handler)``.
+saying what could not be recovered. Order books (``feed.books``) are kept by one synchroniser
+per symbol (:mod:`tickloop.client.books`), resynchronised one symbol at a time without touching
+the connection. Connection and data-quality status (Connected, Disconnected, Reconnected, Stale,
+Gap, BookInvalid, BookValid) is data: ``feed.status()`` / ``feed.subscribe_status(handler)``.
 
 Ownership: the client owns its sessions, its reconciler task (which unsubscribes streams that
 consumers left synchronously, e.g. by breaking out of ``async for``) and its backfill tasks;
@@ -36,6 +38,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..book import OrderBook, make_sync
 from ..exceptions import (
     AuthError,
     ConfigError,
@@ -45,7 +48,9 @@ from ..exceptions import (
 )
 from ..models import (
     BookDelta,
+    BookInvalid,
     BookSnapshot,
+    BookValid,
     Candle,
     Fill,
     Gap,
@@ -57,6 +62,7 @@ from ..models import (
 from ..venues import stream_codec
 from ..venues.base import Channel, Codec, Subscription
 from .backoff import Backoff
+from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .consumers import Consumer, Fanout, Handler, Overflow
 from .continuity import Merge, TradeContinuity
 from .session import SessionState, WsSession
@@ -198,7 +204,9 @@ class StreamClient:
     how long a connection may stay silent before it is replaced (an application ping goes out
     after ``ping_interval`` of silence). ``buffer_size`` bounds each consumer. ``rest`` (or
     ``rest_url``; derived from ``url`` for the sim) is used for trade backfill; ``credentials``
-    (:class:`tickloop.client.auth.Credentials`) for private streams.
+    (:class:`tickloop.client.auth.Credentials`) for private streams. ``book_sync`` makes each
+    symbol's book synchroniser (default :func:`tickloop.book.make_sync`); ``book_snapshot_retries``
+    bounds the retries of one REST book snapshot before the book stream ends with BookError.
     """
 
     def __init__(
@@ -223,6 +231,8 @@ class StreamClient:
         backfill_page: int = 1000,
         codec: type[Codec] | None = None,
         codec_options: dict[str, Any] | None = None,
+        book_sync: SyncFactory | None = None,
+        book_snapshot_retries: int = 8,
     ) -> None:
         self.venue = venue
         self._codec_cls = codec if codec is not None else stream_codec(venue)
@@ -262,6 +272,16 @@ class StreamClient:
         self._candle_routes = self._fanout.routes[Channel.CANDLES]
         self._book_routes = self._fanout.routes[Channel.BOOK]
         self._order_routes = self._fanout.routes[Channel.ORDERS]
+        self._book_rest: Any = None
+        self._books = BookFeed(
+            venue,
+            sync_factory=book_sync if book_sync is not None else make_sync,
+            routes=self._book_routes,
+            publish=self._book_status,
+            resubscribe=self._resubscribe,
+            source=self._book_source,
+            snapshot_retries=book_snapshot_retries,
+        )
         self._fill_routes = self._fanout.routes[Channel.FILLS]
         self.sessions: list[WsSession] = []
         self._placement: dict[Subscription, WsSession] = {}
@@ -290,8 +310,8 @@ class StreamClient:
             Trade: self._on_trade,
             Ticker: self._on_ticker,
             Candle: self._on_candle,
-            BookSnapshot: self._on_book,
-            BookDelta: self._on_book,
+            BookSnapshot: self._books.on_update,
+            BookDelta: self._books.on_update,
             OrderEvent: self._on_order,
             Fill: self._on_fill,
         }
@@ -345,8 +365,12 @@ class StreamClient:
             except Exception:
                 log.exception("%s: task failed during close", self.venue)
         self._backfills.clear()
+        await self._books.aclose()
         for session in self.sessions:
             await session.close()
+        if self._book_rest is not None:
+            await self._book_rest.close()
+            self._book_rest = None
         if self._own_rest and self._rest is not None:
             closer = getattr(self._rest, "aclose", None) or getattr(self._rest, "close", None)
             if closer is not None:
@@ -389,8 +413,40 @@ class StreamClient:
         """The account's fills (private: needs ``credentials``). Never dropped."""
         return self._stream(Channel.FILLS, (Subscription(Channel.FILLS),), buffer)
 
+    def books(
+        self,
+        symbols: str | Iterable[str],
+        *,
+        depth: int | None = None,
+        conflate: float | None = None,
+        buffer: int | None = None,
+    ) -> Stream[BookView]:
+        """Local order books, kept in sync (snapshots, deltas, sequence rules, checksums, resync).
+
+        Yields a :class:`~tickloop.client.books.BookView` per delivery: an immutable copy of the
+        top ``depth`` levels a side (all when None) taken at delivery, so it is the latest state
+        then and never changes under you; a book known to be wrong is never delivered, and
+        ``view.valid`` turns False if its book is found wrong later. ``conflate`` (milliseconds,
+        event-loop clock): at most one book per symbol per interval, the latest, and the final
+        state after a burst; None or 0: every update (a slow reader still gets only the latest
+        pending book, never a queue of stale ones). ``depth`` is also the depth subscribed where
+        the venue takes one (Kraken) and of REST snapshots (Binance): consumers of one symbol
+        share one book, and asking for more levels than it is kept at raises ConfigError.
+        BookInvalid / BookValid go to :meth:`status`."""
+        self._check_open()
+        subs = tuple(Subscription(Channel.BOOK, s) for s in _symbols(symbols))
+        consumer = self._book_consumer(subs, buffer, None, depth, conflate)
+        return Stream(self, consumer, subs)
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The live synchronised book of ``symbol`` while some consumer wants it (else None).
+        It changes with every update and is replaced after a resync: check ``valid``, and take
+        ``snapshot(n)`` to keep a copy."""
+        return self._books.book(symbol)
+
     def status(self, *, buffer: int = 1000) -> AsyncIterator[StatusEvent]:
-        """Connection and data-quality events: Connected, Disconnected, Reconnected, Stale, Gap."""
+        """Connection and data-quality events: Connected, Disconnected, Reconnected, Stale, Gap,
+        BookInvalid, BookValid."""
         self._check_open()
         consumer = Consumer("status", policy=Overflow.ERROR, maxsize=buffer, name="status")
         self._fanout.add_status(consumer)
@@ -420,6 +476,30 @@ class StreamClient:
             key=KEYS.get(channel),
             handler=handler,
             name=f"{self.venue}:{channel.value}:{shown or '-'}:{kind}",
+        )
+
+    def _book_consumer(
+        self,
+        subs: Iterable[Subscription],
+        buffer: int | None,
+        handler: Handler | None,
+        depth: int | None,
+        conflate: float | None,
+    ) -> BookConsumer:
+        if depth is not None and (isinstance(depth, bool) or depth < 1):
+            raise ConfigError("depth must be >= 1 or None", field="depth", venue=self.venue)
+        if conflate is not None and not conflate >= 0:  # also refuses NaN
+            raise ConfigError("conflate must be >= 0 ms or None", field="conflate")
+        symbols = [s.symbol for s in subs if s.symbol is not None]
+        shown = ",".join(symbols[:3]) + (f",+{len(symbols) - 3}" if len(symbols) > 3 else "")
+        kind = "iterator" if handler is None else getattr(handler, "__qualname__", "handler")
+        return BookConsumer(
+            loop=asyncio.get_running_loop(),
+            depth=depth,
+            conflate=conflate / 1000.0 if conflate else None,
+            maxsize=buffer if buffer is not None else self.buffer_size,
+            handler=handler,
+            name=f"{self.venue}:book:{shown or '-'}:{kind}",
         )
 
     # ------------------------------------------------------------------------ callback streams
@@ -485,6 +565,56 @@ class StreamClient:
     async def unsubscribe_fills(self, handler: Handler | None = None) -> None:
         await self._unsubscribe_handler(Channel.FILLS, [Subscription(Channel.FILLS)], handler)
 
+    async def subscribe_books(
+        self,
+        symbols: str | Iterable[str],
+        handler: Handler,
+        *,
+        depth: int | None = None,
+        conflate: float | None = None,
+        buffer: int | None = None,
+    ) -> None:
+        """Call ``handler(view)`` (sync or async) with the book of ``symbols`` as :meth:`books`
+        yields it (same ``depth`` and ``conflate``). A sync handler is called inline with a view
+        taken then; an async one gets the latest book each time it is ready for the next."""
+        subs = [Subscription(Channel.BOOK, s) for s in _symbols(symbols)]
+        interval = conflate / 1000.0 if conflate else None
+
+        def same(c: Consumer) -> bool:
+            return (
+                isinstance(c, BookConsumer)
+                and c.handler == handler
+                and c.depth == depth
+                and c.conflate == interval
+            )
+
+        await self._subscribe_handler(
+            Channel.BOOK,
+            subs,
+            handler,
+            buffer,
+            same=same,
+            make=lambda: self._book_consumer(subs, buffer, handler, depth, conflate),
+        )
+
+    async def unsubscribe_books(
+        self, symbols: str | Iterable[str], handler: Handler | None = None
+    ) -> None:
+        """Stop calling ``handler`` (every book handler when None) for ``symbols``."""
+        self._check_open()
+        wanted = set(_symbols(symbols))
+        handlers = self._handlers[Channel.BOOK]
+        for consumer in list(handlers):
+            if handler is not None and consumer.handler != handler:
+                continue
+            subs = [s for s in consumer.subscriptions if s.symbol in wanted]
+            gone = self._fanout.detach(consumer, subs)
+            if not consumer.subscriptions:
+                handlers.remove(consumer)
+                await consumer.aclose()
+            if gone:
+                await self._unsubscribe_upstream(gone)
+
     def subscribe_status(self, handler: Handler, *, buffer: int = 1000) -> None:
         """Call ``handler(event)`` for every status event (see :meth:`status`)."""
         self._check_open()
@@ -511,14 +641,27 @@ class StreamClient:
         return changed
 
     async def _subscribe_handler(
-        self, channel: Channel, subs: list[Subscription], handler: Handler, buffer: int | None
+        self,
+        channel: Channel,
+        subs: list[Subscription],
+        handler: Handler,
+        buffer: int | None,
+        *,
+        same: Callable[[Consumer], bool] | None = None,
+        make: Callable[[], Consumer] | None = None,
     ) -> None:
         self._check_open()
         handlers = self._handlers[channel]
         handlers[:] = [c for c in handlers if not c.closed]  # overflowed or refused ones
-        consumer = next((c for c in handlers if c.handler == handler), None)
+        if same is None:
+            consumer = next((c for c in handlers if c.handler == handler), None)
+        else:
+            consumer = next((c for c in handlers if same(c)), None)
         if consumer is None:
-            consumer = self._consumer(channel, buffer, handler, subs)
+            if make is not None:
+                consumer = make()
+            else:
+                consumer = self._consumer(channel, buffer, handler, subs)
             handlers.append(consumer)
         try:
             await self._attach(consumer, tuple(subs), wait=True)
@@ -547,6 +690,8 @@ class StreamClient:
         self, consumer: Consumer, subs: tuple[Subscription, ...], *, wait: bool
     ) -> None:
         self._check_open()
+        if isinstance(consumer, BookConsumer):
+            subs = self._resolve_books(consumer, subs)
         new = self._fanout.attach(consumer, subs)
         if not new:
             return
@@ -579,6 +724,63 @@ class StreamClient:
                 if isinstance(refusal, SubscriptionError) and refusal is not exc:
                     raise refusal from None
                 raise
+
+    def _resolve_books(
+        self, consumer: BookConsumer, subs: tuple[Subscription, ...]
+    ) -> tuple[Subscription, ...]:
+        """The shared upstream subscription of each book (one synchroniser per symbol)."""
+        resolved: list[Subscription] = []
+        try:
+            for sub in subs:
+                if sub.channel is Channel.BOOK and sub not in consumer.subscriptions:
+                    sub = self._books.resolve(sub, consumer.depth)
+                resolved.append(sub)
+        except BaseException:
+            for sub in resolved:
+                if sub.channel is Channel.BOOK:
+                    self._books.unused(sub)
+            raise
+        return tuple(resolved)
+
+    async def _resubscribe(self, sub: Subscription) -> None:
+        """Send ``sub`` again on its connection (unsubscribe, subscribe): the venue answers with
+        a fresh snapshot. The connection and its other streams are not touched."""
+        session = self._placement.get(sub)
+        if session is None or not _usable(session):
+            return
+        try:
+            await session.remove([sub])
+        finally:
+            # Put it back even if the removal's send failed (the session reconnects and
+            # restores it), unless every consumer left meanwhile.
+            if (
+                not self._closed
+                and self._fanout.refs.get(sub, 0) > 0
+                and self._placement.get(sub) is session
+            ):
+                await session.add([sub])
+
+    def _book_source(self) -> BookSource:
+        rest = self._rest
+        if rest is None:
+            from .rest import AsyncClient
+
+            rest = self._rest = AsyncClient(
+                self.venue, url=self._rest_url, credentials=self._credentials
+            )
+            self._own_rest = True
+        if hasattr(rest, "book"):
+            source: BookSource = rest
+            return source
+        if self._book_rest is None:
+            from .rest import AsyncClient
+
+            self._book_rest = AsyncClient(self.venue, url=self._rest_url)
+        book_rest: BookSource = self._book_rest
+        return book_rest
+
+    def _book_status(self, event: BookInvalid | BookValid) -> None:
+        self._fanout.publish_status(event)
 
     def _place(self, sub: Subscription, planned: dict[WsSession, list[Subscription]]) -> WsSession:
         """The connection for ``sub``: the first with room (the codec's streams-per-connection
@@ -662,6 +864,8 @@ class StreamClient:
                 task = self._backfills.pop(sub.symbol, None)
                 if task is not None:
                     task.cancel()
+            elif sub.channel is Channel.BOOK:
+                self._books.drop(sub)
         for session, session_subs in by_session.items():
             await session.remove(session_subs)
 
@@ -685,7 +889,9 @@ class StreamClient:
 
     def on_confirmed(self, session: WsSession, subscriptions: tuple[Subscription, ...]) -> None:
         for sub in subscriptions:
-            if sub.channel is Channel.TRADES and sub.symbol is not None:
+            if sub.channel is Channel.BOOK:
+                self._books.on_confirmed(sub)
+            elif sub.channel is Channel.TRADES and sub.symbol is not None:
                 cont = self._continuity.get(sub.symbol)
                 if cont is not None and cont.recovering:
                     self._recover(cont)
@@ -706,7 +912,9 @@ class StreamClient:
 
     def on_lost(self, session: WsSession, subscriptions: list[Subscription], ts: int) -> None:
         for sub in subscriptions:
-            if sub.channel is Channel.TRADES and sub.symbol is not None:
+            if sub.channel is Channel.BOOK:
+                self._books.on_lost(sub, ts)
+            elif sub.channel is Channel.TRADES and sub.symbol is not None:
                 cont = self._continuity.get(sub.symbol)
                 if cont is not None:
                     cont.begin_recovery(ts)
@@ -721,11 +929,15 @@ class StreamClient:
         self._fanout.fail(subscription, error)
         if subscription.channel is Channel.TRADES and subscription.symbol is not None:
             self._continuity.pop(subscription.symbol, None)
+        elif subscription.channel is Channel.BOOK:
+            self._books.drop(subscription)
 
     def on_failed(self, session: WsSession, error: TickloopError) -> None:
         for sub in list(session.subscriptions):
             self._placement.pop(sub, None)
             self._fanout.fail(sub, StreamError(f"stream ended: {error.message}", venue=self.venue))
+            if sub.channel is Channel.BOOK:
+                self._books.drop(sub)
         for consumer in self._handlers_all():
             if consumer.closed and consumer.error is not None:
                 log.error("%s: %s", consumer.name, consumer.error)
@@ -756,12 +968,6 @@ class StreamClient:
         if consumers:
             for consumer in consumers:
                 consumer.push(candle)
-
-    def _on_book(self, event: BookSnapshot | BookDelta) -> None:
-        consumers = self._book_routes.get(event.symbol)
-        if consumers:
-            for consumer in consumers:
-                consumer.push(event)
 
     def _on_order(self, event: OrderEvent) -> None:
         for consumer in self._order_routes.get(None, ()):
@@ -867,6 +1073,8 @@ class StreamClient:
             "stale": sum(s.stats.stale for s in sessions),
             "duplicates": sum(c.duplicates for c in self._continuity.values()),
             **self.counters,
+            **self._books.counters,
+            "books": self._books.stats(),
             "consumers": [
                 {"name": c.name, "backlog": len(c), **c.stats.as_dict()}
                 for c in [*self._fanout.consumers, *self._fanout.status]
@@ -919,6 +1127,6 @@ def _symbols(symbols: str | Iterable[str]) -> list[str]:
 
 def _channel(channel: str | Channel) -> Channel:
     try:
-        return Channel(channel if channel != "tickers" else "ticker")
+        return Channel({"tickers": "ticker", "books": "book"}.get(str(channel), channel))
     except ValueError:
         raise ConfigError(f"unknown channel {channel!r}", field="channel") from None

@@ -1,0 +1,543 @@
+"""Local order books on the streaming client: what ``feed.books(...)`` runs on.
+
+Theory of operation. For every symbol whose book at least one consumer wants, :class:`BookFeed`
+keeps one synchroniser (:mod:`tickloop.book.sync`, sans-I/O) fed with the stream's snapshots and
+deltas, and carries out the actions it answers with, the same way for every venue:
+
+* ``Apply(book)`` - offer the live :class:`~tickloop.book.OrderBook` to the symbol's consumers.
+  A :class:`BookConsumer` either queues it at once (``conflate`` None) or holds it back so that
+  at most one book per ``conflate`` interval (event-loop clock) is queued, with a timer that
+  delivers the final state after a burst. The consumer's buffer keeps one pending book per
+  symbol (the latest); nothing stale is ever queued.
+* ``Emit(BookInvalid | BookValid)`` - published on the client's status stream and counted; an
+  invalidation also drops every pending delivery of that symbol.
+* ``NeedSnapshot(via=REST)`` - an owned task GETs the venue's REST snapshot (``AsyncClient.book``:
+  throttle, retries, timeouts) and hands it to the synchroniser, which has buffered the deltas
+  meanwhile and swaps the rebuilt book in only when it checks out. A failed request is retried
+  with backoff (``on_snapshot_failed``); when the retries are spent the symbol's book consumers
+  end with :class:`~tickloop.exceptions.BookError`.
+* ``NeedSnapshot(via=SUBSCRIBE)`` - that one symbol's book subscription is sent again
+  (unsubscribe, subscribe) on its connection; the venue answers with a fresh snapshot on the
+  stream. The connection and the other symbols on it are not touched.
+
+A lost connection invalidates its books (``on_disconnect``: one ``BookInvalid("disconnected")``);
+the reconnect's resubscription brings a snapshot and one ``BookValid``.
+
+What consumers receive. Each delivery is a :class:`BookView`: an immutable copy of the top
+``depth`` levels a side (all levels when ``depth`` is None), taken at the moment of delivery
+(when the iterator or async handler takes it, or when a sync handler is called), so it is the
+latest state at that moment and never changes under the consumer afterwards. A book that is not
+valid at that moment is never delivered. ``view.valid`` reads the live book the view was taken
+from: it turns False when that book is found wrong (or replaced) later, so a consumer holding a
+view across ``await`` can tell whether it is still backed by a trusted book. The live book itself
+is ``feed.book(symbol)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Hashable
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ..book import Apply, BookSync, Emit, NeedSnapshot, OrderBook, SnapshotVia
+from ..exceptions import BookError, ConfigError, TickloopError
+from ..models import BookDelta, BookInvalid, BookLevel, BookSnapshot, BookValid, Side
+from ..venues.base import Channel, Subscription
+from .backoff import Backoff
+from .consumers import Consumer, Handler, Overflow
+
+__all__ = ["BookConsumer", "BookFeed", "BookSource", "BookView", "SyncFactory"]
+
+log = logging.getLogger("tickloop.client.books")
+
+_TWO = Decimal(2)
+
+
+class BookSource(Protocol):
+    """What a REST snapshot needs (``tickloop.client.rest.AsyncClient``)."""
+
+    async def book(self, symbol: str, *, depth: int | None = None) -> BookSnapshot: ...
+
+
+class SyncFactory(Protocol):
+    """Makes the synchroniser of one symbol (default :func:`tickloop.book.make_sync`)."""
+
+    def __call__(self, venue: str, symbol: str, *, depth: int | None = None) -> BookSync: ...
+
+
+# ------------------------------------------------------------------------------------- view
+
+
+class BookView:
+    """An immutable copy of a synchronised book's top levels, taken when it was delivered.
+
+    ``bids(n)`` / ``asks(n)`` return up to ``n`` levels best first as
+    :class:`~tickloop.models.BookLevel` ``(price, size)`` pairs, equal to a ``BookSnapshot``'s
+    levels. ``sequence`` and ``ts`` are those of the book at that moment. ``valid`` is live: it
+    is False once the book this view was copied from has been found wrong or replaced.
+    """
+
+    __slots__ = ("_asks", "_bids", "_source", "depth", "sequence", "symbol", "ts", "venue")
+
+    venue: str
+    symbol: str
+    sequence: int | None
+    ts: int
+    depth: int | None
+    _bids: tuple[BookLevel, ...]
+    _asks: tuple[BookLevel, ...]
+    _source: OrderBook
+
+    def __init__(self, book: OrderBook, depth: int | None = None) -> None:
+        init = object.__setattr__
+        init(self, "_bids", tuple(book.bids(depth)))
+        init(self, "_asks", tuple(book.asks(depth)))
+        init(self, "_source", book)
+        init(self, "venue", book.venue)
+        init(self, "symbol", book.symbol)
+        init(self, "sequence", book.sequence)
+        init(self, "ts", book.ts)
+        init(self, "depth", depth)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"BookView is immutable: cannot set {name!r}")
+
+    @property
+    def valid(self) -> bool:
+        """Whether the live book this view was copied from is still the trusted one."""
+        return self._source.valid
+
+    def bids(self, n: int | None = None) -> list[BookLevel]:
+        """Up to ``n`` bid levels (all held when None), best (highest) first."""
+        if n is None:
+            return list(self._bids)
+        return list(self._bids[:n]) if n > 0 else []
+
+    def asks(self, n: int | None = None) -> list[BookLevel]:
+        """Up to ``n`` ask levels (all held when None), best (lowest) first."""
+        if n is None:
+            return list(self._asks)
+        return list(self._asks[:n]) if n > 0 else []
+
+    def levels(self, side: Side, n: int | None = None) -> list[BookLevel]:
+        """``bids(n)`` for ``Side.BUY`` (the bid side), ``asks(n)`` for ``Side.SELL``."""
+        return self.bids(n) if side is Side.BUY else self.asks(n)
+
+    def best(self, side: Side) -> BookLevel | None:
+        levels = self._bids if side is Side.BUY else self._asks
+        return levels[0] if levels else None
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        return self._bids[0].price if self._bids else None
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        return self._asks[0].price if self._asks else None
+
+    @property
+    def mid(self) -> Decimal | None:
+        if not self._bids or not self._asks:
+            return None
+        return (self._bids[0].price + self._asks[0].price) / _TWO
+
+    @property
+    def spread(self) -> Decimal | None:
+        if not self._bids or not self._asks:
+            return None
+        return self._asks[0].price - self._bids[0].price
+
+    def snapshot(self) -> BookSnapshot:
+        """The view as a :class:`~tickloop.models.BookSnapshot` (what the bus carries)."""
+        return BookSnapshot(
+            venue=self.venue,
+            symbol=self.symbol,
+            bids=self._bids,
+            asks=self._asks,
+            sequence=self.sequence,
+            ts=self.ts,
+        )
+
+    def to_book(self) -> OrderBook:
+        """A private OrderBook built from the view, for statistics (vwap, imbalance, ...)."""
+        return OrderBook.from_snapshot(self.snapshot())
+
+    def __repr__(self) -> str:
+        return (
+            f"BookView({self.venue}:{self.symbol} seq={self.sequence} "
+            f"best={self.best_bid}/{self.best_ask} levels={len(self._bids)}/{len(self._asks)} "
+            f"valid={self.valid})"
+        )
+
+
+# ---------------------------------------------------------------------------------- consumer
+
+
+def _book_key(book: Any) -> Hashable:
+    return str(book.symbol)
+
+
+class BookConsumer(Consumer):
+    """A book consumer: conflates by time (``conflate`` seconds, None: every update), keeps one
+    pending book per symbol, and hands out a :class:`BookView` of ``depth`` levels taken at
+    delivery. Invalid books are skipped (counted in ``skipped``)."""
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        depth: int | None,
+        conflate: float | None,
+        maxsize: int,
+        handler: Handler | None = None,
+        name: str = "",
+    ) -> None:
+        # Set before Consumer.__init__: set_handler may already deliver through _call_handler.
+        self.depth = depth
+        self.conflate = conflate
+        self.skipped = 0
+        self._loop = loop
+        self._next_at: dict[str, float] = {}
+        self._held: dict[str, OrderBook] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        super().__init__(
+            Channel.BOOK,
+            policy=Overflow.CONFLATE,
+            maxsize=maxsize,
+            key=_book_key,
+            handler=handler,
+            name=name,
+        )
+
+    # ------------------------------------------------------------------------------ producing
+    def offer(self, event: Any) -> None:
+        interval = self.conflate
+        if interval is None:
+            self.push(event)
+            return
+        symbol: str = event.symbol
+        timers = self._timers
+        if symbol in timers:  # a delivery is scheduled: it will take this (latest) book
+            self._held[symbol] = event
+            return
+        loop = self._loop
+        now = loop.time()
+        at = self._next_at.get(symbol, 0.0)
+        if now >= at:
+            self._next_at[symbol] = now + interval
+            self.push(event)
+        else:
+            self._held[symbol] = event
+            timers[symbol] = loop.call_at(at, self._release, symbol)
+
+    def _release(self, symbol: str) -> None:
+        self._timers.pop(symbol, None)
+        book = self._held.pop(symbol, None)
+        if book is None or not book.valid or self.closed or self.conflate is None:
+            return
+        self._next_at[symbol] = self._loop.time() + self.conflate
+        self.push(book)
+
+    def discard(self, key: Hashable) -> None:
+        timer = self._timers.pop(str(key), None)
+        if timer is not None:
+            timer.cancel()
+        self._held.pop(str(key), None)
+        super().discard(key)
+
+    def close(self, end: BaseException | None = None) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._held.clear()
+        super().close(end)
+
+    # ------------------------------------------------------------------------------ consuming
+    def _view(self, event: Any) -> Any:
+        if type(event) is OrderBook:
+            return BookView(event, self.depth) if event.valid else None
+        return event
+
+    def _call_handler(self, event: Any) -> None:
+        view = self._view(event)
+        if view is None:
+            self.skipped += 1
+            return
+        super()._call_handler(view)
+
+    def get_nowait(self) -> Any:
+        while True:
+            view = self._view(super().get_nowait())
+            if view is not None:
+                return view
+            self.stats.delivered -= 1
+            self.skipped += 1
+
+    async def get(self) -> Any:
+        while True:
+            view = self._view(await super().get())
+            if view is not None:
+                return view
+            self.stats.delivered -= 1
+            self.skipped += 1
+
+
+# -------------------------------------------------------------------------------------- feed
+
+
+class _Book:
+    """One symbol's synchroniser and its resync tasks."""
+
+    __slots__ = ("depth", "fetches", "limit", "subscription", "symbol", "sync", "tasks")
+
+    def __init__(self, sync: BookSync, subscription: Subscription, depth: int | None) -> None:
+        self.sync = sync
+        self.symbol = sync.symbol
+        self.subscription = subscription
+        self.depth = depth
+        # Levels a side the shared book can serve: bounded where the venue's book is truncated
+        # to the subscribed depth, or where the snapshot is a depth-limited REST answer.
+        self.limit = sync.depth if sync.truncates or sync.snapshot_via is SnapshotVia.REST else None
+        self.tasks: set[asyncio.Task[None]] = set()  # resubscriptions: run to their end
+        self.fetches: set[asyncio.Task[None]] = set()  # REST snapshots: cancelled on a loss
+
+
+class BookFeed:
+    """The books of one StreamClient (module docstring). The client calls :meth:`resolve` when
+    a consumer attaches, :meth:`on_update` from the socket callback, :meth:`on_confirmed` and
+    :meth:`on_lost` from its sessions, :meth:`drop` when a book subscription ends, and
+    :meth:`aclose` when it closes."""
+
+    def __init__(
+        self,
+        venue: str,
+        *,
+        sync_factory: SyncFactory,
+        routes: dict[Hashable, tuple[Consumer, ...]],
+        publish: Callable[[BookInvalid | BookValid], None],
+        resubscribe: Callable[[Subscription], Coroutine[Any, Any, None]],
+        source: Callable[[], BookSource],
+        snapshot_retries: int = 8,
+    ) -> None:
+        self.venue = venue
+        self._factory = sync_factory
+        self._routes = routes
+        self._publish = publish
+        self._resubscribe = resubscribe
+        self._source = source
+        self._snapshot_retries = snapshot_retries
+        self._books: dict[str, _Book] = {}
+        self._closed = False
+        self.counters: dict[str, int] = {
+            "book_invalid": 0,
+            "book_valid": 0,
+            "book_rest_snapshots": 0,
+            "book_resubscribes": 0,
+            "book_snapshot_failures": 0,
+        }
+
+    # -------------------------------------------------------------------------------- control
+    def book(self, symbol: str) -> OrderBook | None:
+        state = self._books.get(symbol.upper())
+        return state.sync.book if state is not None else None
+
+    def resolve(self, sub: Subscription, depth: int | None) -> Subscription:
+        """The upstream subscription a consumer of ``sub.symbol`` at ``depth`` levels shares,
+        creating the symbol's synchroniser on first use. ConfigError when the shared book
+        cannot serve ``depth`` levels."""
+        symbol = sub.symbol
+        if symbol is None:
+            raise ConfigError("a book needs a symbol", field="symbols")
+        state = self._books.get(symbol)
+        if state is None:
+            sync = self._factory(self.venue, symbol, depth=depth)
+            upstream = Subscription(
+                Channel.BOOK, symbol, depth=sync.depth if sync.truncates else None
+            )
+            state = self._books[symbol] = _Book(sync, upstream, depth)
+            return upstream
+        limit = state.limit
+        if limit is not None and (depth is None or depth > limit):
+            raise ConfigError(
+                f"the {symbol} book is kept at {limit} levels a side for another consumer; "
+                f"cannot serve depth={depth}",
+                field="depth",
+                venue=self.venue,
+            )
+        return state.subscription
+
+    def drop(self, sub: Subscription) -> None:
+        """The book subscription ``sub`` ended: forget its synchroniser, cancel its tasks. The
+        book is no longer maintained, so it is marked invalid for whoever still holds it."""
+        state = self._books.get(sub.symbol or "")
+        if state is None or state.subscription != sub:
+            return
+        del self._books[state.symbol]
+        for task in [*state.tasks, *state.fetches]:
+            task.cancel()
+        state.sync.book.valid = False
+
+    def unused(self, sub: Subscription) -> None:
+        """A consumer resolved ``sub`` but never attached (it failed first)."""
+        state = self._books.get(sub.symbol or "")
+        if state is not None and state.subscription == sub and not self._routes.get(state.symbol):
+            self.drop(sub)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks = [t for state in self._books.values() for t in [*state.tasks, *state.fetches]]
+        for state in list(self._books.values()):
+            self.drop(state.subscription)
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception:
+                log.exception("%s: book task failed during close", self.venue)
+
+    # ------------------------------------------------------------------------ session events
+    def on_update(self, event: BookSnapshot | BookDelta) -> None:
+        """The hot path: a book message from the stream (a sink of the sessions)."""
+        state = self._books.get(event.symbol)
+        if state is None:
+            return
+        for action in state.sync.on_update(event):
+            if type(action) is Apply:
+                consumers = self._routes.get(event.symbol)
+                if consumers:
+                    book = action.book
+                    for consumer in consumers:
+                        consumer.offer(book)
+            else:
+                self._act(state, action)
+
+    def on_confirmed(self, sub: Subscription) -> None:
+        state = self._books.get(sub.symbol or "")
+        if state is not None and state.subscription == sub:
+            self._run(state, state.sync.start())
+
+    def on_lost(self, sub: Subscription, ts: int) -> None:
+        state = self._books.get(sub.symbol or "")
+        if state is None or state.subscription != sub:
+            return
+        for task in state.fetches:
+            task.cancel()  # an answer to a request made before the loss must not be used
+        self._run(state, state.sync.on_disconnect(ts))
+
+    # ---------------------------------------------------------------------------- actions
+    def _run(self, state: _Book, actions: tuple[Any, ...]) -> None:
+        for action in actions:
+            self._act(state, action)
+
+    def _act(self, state: _Book, action: Any) -> None:
+        if type(action) is Apply:
+            book = action.book
+            for consumer in self._routes.get(state.symbol, ()):
+                consumer.offer(book)
+        elif type(action) is Emit:
+            self._emit(state, action.event)
+        elif type(action) is NeedSnapshot:
+            self._need(state, action)
+
+    def _emit(self, state: _Book, event: BookInvalid | BookValid) -> None:
+        if isinstance(event, BookInvalid):
+            self.counters["book_invalid"] += 1
+            for consumer in self._routes.get(state.symbol, ()):
+                consumer.discard(state.symbol)
+        else:
+            self.counters["book_valid"] += 1
+        self._publish(event)
+
+    def _need(self, state: _Book, need: NeedSnapshot) -> None:
+        if self._closed:
+            return
+        if need.via is SnapshotVia.REST:
+            self._spawn(state.fetches, self._fetch(state, need), "snapshot", state.symbol)
+        else:
+            # Not cancelled when the connection drops: it must put the subscription back.
+            self.counters["book_resubscribes"] += 1
+            coro = self._resubscribe(state.subscription)
+            self._spawn(state.tasks, coro, "resubscribe", state.symbol)
+
+    def _spawn(
+        self,
+        owner: set[asyncio.Task[None]],
+        coro: Coroutine[Any, Any, None],
+        what: str,
+        symbol: str,
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._guard(coro, what, symbol), name=f"tickloop-book-{what}-{symbol}"
+        )
+        owner.add(task)
+        task.add_done_callback(owner.discard)
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], what: str, symbol: str) -> None:
+        try:
+            await coro
+        except TickloopError as exc:
+            log.warning("%s: book %s of %s failed: %s", self.venue, what, symbol, exc)
+
+    async def _fetch(self, state: _Book, need: NeedSnapshot | None) -> None:
+        """Get REST snapshots until the synchroniser stops asking (owned by ``state``)."""
+        backoff = Backoff(base_wait=0.05, max_wait=2.0, max_retries=self._snapshot_retries)
+        sync = state.sync
+        while need is not None and self._books.get(state.symbol) is state:
+            try:
+                snapshot = await self._source().book(need.symbol, depth=need.depth)
+            except (TickloopError, OSError) as exc:
+                self.counters["book_snapshot_failures"] += 1
+                wait = backoff.next_wait()
+                if wait is None:
+                    self._give_up(state, exc)
+                    return
+                again = sync.on_snapshot_failed()
+                await asyncio.sleep(wait)
+                need = self._next_need(state, again)
+                continue
+            self.counters["book_rest_snapshots"] += 1
+            need = self._next_need(state, sync.on_snapshot(snapshot))
+
+    def _next_need(self, state: _Book, actions: tuple[Any, ...]) -> NeedSnapshot | None:
+        """Carry out ``actions``; a REST NeedSnapshot among them is returned to the running
+        fetch loop instead of starting another task."""
+        need: NeedSnapshot | None = None
+        for action in actions:
+            if type(action) is NeedSnapshot and action.via is SnapshotVia.REST:
+                need = action
+            else:
+                self._act(state, action)
+        return need
+
+    def _give_up(self, state: _Book, cause: BaseException) -> None:
+        error = BookError(
+            f"the {state.symbol} book could not be resynchronised: {cause}",
+            symbol=state.symbol,
+            venue=self.venue,
+        )
+        log.error("%s", error)
+        for consumer in self._routes.get(state.symbol, ()):
+            consumer.close(error)
+
+    # -------------------------------------------------------------------------------- insight
+    def stats(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for symbol, state in self._books.items():
+            sync = state.sync
+            out[symbol] = {
+                "state": sync.state.value,
+                "valid": sync.valid,
+                "sequence": sync.book.sequence,
+                "applied": sync.applied,
+                "stale": sync.stale,
+                "buffered": sync.buffered,
+                "overflowed": sync.overflowed,
+                "invalidations": dict(sync.invalidations),
+                "resyncs": sync.resyncs,
+            }
+        return out
