@@ -734,11 +734,13 @@ class WsSession:
                 confirmed.append(match)
         if not confirmed:
             return
-        self.owner.on_confirmed(self, tuple(confirmed))
+        # Connected/Reconnected first, then what the owner reports about the confirmed streams
+        # (a Gap for what the outage may have cost), so status reads in the order things happened.
         if self._restoring:
             self._restoring.difference_update(confirmed)
             if not self._restoring:
                 self._restored()
+        self.owner.on_confirmed(self, tuple(confirmed))
 
     def _matching(self, sub: Subscription) -> list[Subscription]:
         # A venue may answer without the interval or depth the request carried.

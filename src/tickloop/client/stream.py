@@ -916,9 +916,11 @@ class StreamClient:
                 self._books.on_lost(sub, ts)
             elif sub.channel is Channel.TRADES and sub.symbol is not None:
                 cont = self._continuity.get(sub.symbol)
-                if cont is not None:
+                if cont is not None and cont.last_id is not None:
                     cont.begin_recovery(ts)
-                elif not self._track_ids:
+                elif cont is not None or not self._track_ids:
+                    # No id to backfill from (no trade seen yet, or a venue without ids): the
+                    # outage is reported as a time-range Gap once resubscribed.
                     self._interrupted.setdefault(sub.symbol, ts)
 
     def on_refused(

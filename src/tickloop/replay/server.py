@@ -154,6 +154,7 @@ class ReplayServer:
         self.client_messages: deque[tuple[int, str]] = deque(maxlen=max_client_messages)
         self.connections = 0  # WebSocket connections accepted so far
         self.frames_sent = 0
+        self.ended = 0  # connections that were sent the recording to its end
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -318,6 +319,7 @@ class ReplayServer:
                 await ws.send_frame(frame, WSMsgType.TEXT)
                 sent += 1
                 self.frames_sent += 1
+            self.ended += 1
             if self.close_at_end:
                 await ws.close(code=1000, message=b"end of recording")
         except ConnectionError:
