@@ -563,3 +563,40 @@ async def test_sharding_spreads_streams_over_connections(
             assert sorted(named) == own
     assert by_symbol(handled) == by_symbol(expected) and len(handled) == len(expected)
     assert stats["connections"] == connections and stats["duplicates"] == 0
+
+
+async def test_backfill_that_cannot_be_answered_ends_in_an_unrecovered_gap(
+    shared_data: Path,
+) -> None:
+    path = shared_data / "BINANCE_US.ws.1.0"
+    drop_after, drop_lost = 225, 10  # aggTrades 425089-425092 are sent while away
+    trades = positions(path, "binance")
+    lost_ids = [t.id for i, t in trades if drop_after <= i < drop_after + drop_lost]
+    expected = [t for i, t in trades if not drop_after <= i < drop_after + drop_lost]
+    async with (
+        ReplayServer(
+            [path],
+            start_on_message=True,
+            close_at_end=False,
+            subscribed_only=True,
+            drop_after=drop_after,
+            drop_lost=drop_lost,
+        ) as srv,  # no REST answers: every backfill request is a 404
+        StreamClient(
+            "binance", url=srv.url("/stream"), rest_url=srv.rest_url, base_wait=0.01, max_wait=0.05
+        ) as feed,
+    ):
+        statuses: list[Any] = []
+        feed.subscribe_status(statuses.append)
+        handled: list[Trade] = []
+        await feed.subscribe_trades("OMG-BUSD", handled.append)
+        await until(lambda: len(handled) >= len(expected), "the trades held back delivered")
+        stats = feed.stats()
+    # the trades sent while away are missing; those held back during the backfill attempts
+    # come after the Gap, once each and in order
+    assert [digits(t) for t in handled] == [digits(t) for t in expected]
+    gaps = [s for s in statuses if isinstance(s, Gap)]
+    assert gaps and all(not g.recovered and g.symbol == "OMG-BUSD" for g in gaps)
+    assert gaps[0].first_missing == lost_ids[0]
+    assert gaps[0].last_missing in (lost_ids[-1], None)
+    assert stats["gaps_recovered"] == 0 and stats["backfilled"] == 0
