@@ -197,8 +197,9 @@ class BookConsumer(Consumer):
         # Set before Consumer.__init__: set_handler may already deliver through _call_handler.
         self.depth = depth
         self.conflate = conflate
-        self.skipped = 0
+        self.skipped = 0  # books not delivered: found invalid, or unchanged since the last one
         self._loop = loop
+        self._last: dict[str, tuple[int, int | None, int]] = {}  # symbol -> what was delivered
         self._next_at: dict[str, float] = {}
         self._held: dict[str, OrderBook] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -257,7 +258,15 @@ class BookConsumer(Consumer):
     # ------------------------------------------------------------------------------ consuming
     def _view(self, event: Any) -> Any:
         if type(event) is OrderBook:
-            return BookView(event, self.depth) if event.valid else None
+            if not event.valid:
+                return None
+            # A book already delivered in this very state (a held-back book released after the
+            # reader had taken the same state) is not delivered twice.
+            version = (id(event), event.sequence, event.ts)
+            if (event.sequence is not None or event.ts) and self._last.get(event.symbol) == version:
+                return None
+            self._last[event.symbol] = version
+            return BookView(event, self.depth)
         return event
 
     def _call_handler(self, event: Any) -> None:
