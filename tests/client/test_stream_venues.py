@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import websockets
 
 from tickloop import StreamClient
 from tickloop.models import (
@@ -600,3 +601,34 @@ async def test_backfill_that_cannot_be_answered_ends_in_an_unrecovered_gap(
     assert gaps[0].first_missing == lost_ids[0]
     assert gaps[0].last_missing in (lost_ids[-1], None)
     assert stats["gaps_recovered"] == 0 and stats["backfilled"] == 0
+
+
+# ------------------------------------------------------------- the replay server's new knobs
+
+
+async def test_replay_sends_a_connection_only_what_it_subscribed(shared_data: Path) -> None:
+    path = shared_data / "BINANCE_US.ws.1.0"
+    frames = received(path)
+    async with ReplayServer([path], subscribed_only=True, start_on_message=True) as srv:
+        # a combined-stream URL names its streams; a SUBSCRIBE adds, an UNSUBSCRIBE removes
+        url = srv.url("/stream") + "?streams=omgbusd@aggTrade/crvusdt@bookTicker"
+        got: list[bytes] = []
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send(
+                json.dumps({"method": "SUBSCRIBE", "params": ["omgbusd@kline_1m"], "id": 1})
+            )
+            await ws.send(
+                json.dumps({"method": "UNSUBSCRIBE", "params": ["crvusdt@bookTicker"], "id": 2})
+            )
+            async for msg in ws:
+                got.append(msg.encode() if isinstance(msg, str) else msg)
+    data = [f for f in got if f.startswith(b'{"stream"')]
+    wanted = [
+        f
+        for f in frames
+        if f.startswith((b'{"stream":"omgbusd@aggTrade"', b'{"stream":"omgbusd@kline_1m"'))
+    ]
+    # the bookTicker frames sent before the UNSUBSCRIBE arrived may be there; no others
+    assert [f for f in data if b"@bookTicker" not in f] == wanted
+    assert all(f.startswith(b'{"stream":"crvusdt@bookTicker"') for f in data if f not in wanted)
+    assert srv.ended == 1 and len(wanted) == 11 + 5  # aggTrades and kline updates
