@@ -32,6 +32,7 @@ from tickloop.models import (
 from tickloop.replay import ReplayServer
 from tickloop.venues import stream_codec
 from tickloop.venues.base import Codec, Subscribed
+from tickloop.venues.binance import BinanceCodec
 from tickloop.venues.coinbase import CoinbaseCodec
 from tickloop.venues.kraken import KrakenCodec
 from tickloop.venues.recorded import Direction, read_recording
@@ -524,9 +525,31 @@ class TinyCoinbase(CoinbaseCodec):
     max_messages_per_second = 1000.0
 
 
+class TinyBinance(BinanceCodec):
+    max_streams_per_connection = 1
+    max_messages_per_second = 1000.0
+
+
+def named_symbols(venue: str, messages: list[dict[str, Any]]) -> list[str]:
+    """The symbols a connection's subscribe frames name, tickloop style."""
+    if venue == "binance":
+        return sorted(
+            BinanceCodec().symbol(p.partition("@")[0].upper())
+            for m in messages
+            for p in m["params"]
+        )
+    if venue == "kraken":
+        return sorted(KrakenCodec().symbol(p) for m in messages for p in m["pair"])
+    return sorted(p for m in messages for p in m["product_ids"])
+
+
 @pytest.mark.parametrize(
     "venue, file, codec",
-    [("kraken", "KRAKEN.ws.48.0", TinyKraken), ("coinbase", "COINBASE.ws.28.0", TinyCoinbase)],
+    [
+        ("binance", "BINANCE_US.ws.1.0", TinyBinance),
+        ("kraken", "KRAKEN.ws.48.0", TinyKraken),
+        ("coinbase", "COINBASE.ws.28.0", TinyCoinbase),
+    ],
 )
 async def test_sharding_spreads_streams_over_connections(
     venue: str, file: str, codec: type[Codec], shared_data: Path
@@ -555,13 +578,7 @@ async def test_sharding_spreads_streams_over_connections(
     assert all(len(c) <= limit for c in carried)
     assert sorted(s for c in carried for s in c) == symbols  # each stream on one connection
     # each connection subscribed its own streams, in the venue's format
-    for number, msgs in messages.items():
-        named = [p for m in msgs for p in m.get("pair", m.get("product_ids", []))]
-        own = carried[number - 1]
-        if venue == "kraken":
-            assert sorted(KrakenCodec().symbol(p) for p in named) == own
-        else:
-            assert sorted(named) == own
+    assert sorted(named_symbols(venue, msgs) for msgs in messages.values()) == sorted(carried)
     assert by_symbol(handled) == by_symbol(expected) and len(handled) == len(expected)
     assert stats["connections"] == connections and stats["duplicates"] == 0
 
