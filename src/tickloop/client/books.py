@@ -218,6 +218,8 @@ class BookConsumer(Consumer):
         if interval is None:
             self.push(event)
             return
+        if self.closed:
+            return
         symbol: str = event.symbol
         timers = self._timers
         if symbol in timers:  # a delivery is scheduled: it will take this (latest) book
