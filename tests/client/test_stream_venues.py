@@ -421,11 +421,15 @@ async def test_kraken_disconnect_reconnects_resubscribes_and_reports_time_gaps(
     ):
         statuses: list[Any] = []
         feed.subscribe_status(statuses.append)
+        status_stream = feed.status()
         handled: list[Trade] = []
         async with feed.trades(symbols) as stream:
             await feed.subscribe_trades(symbols, handled.append)
             iterated = await read_until_caught_up(stream, handled, len(expected))
         await until(lambda: feed.counters["gaps"] == len(symbols), "a gap per symbol")
+        # the iterator view of status sees the same events as the callback
+        from_iterator = [await anext(status_stream) for _ in statuses]
+        assert from_iterator == statuses
         stats = feed.stats()
     assert [digits(t) for t in handled] == [digits(t) for t in expected]
     assert [digits(t) for t in iterated] == [digits(t) for t in expected]
