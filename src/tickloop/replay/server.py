@@ -432,8 +432,9 @@ def _reply(text: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tickloop.replay.server [--speed S] [--http FILE]... [--port P] WS_FILE...``:
-    serve recordings until SIGINT/SIGTERM, printing ``READY <port>`` once listening."""
+    """``python -m tickloop.replay.server [--speed S] [--http FILE]... [--keep-open] [--wait]
+    [--subscribed-only] WS_FILE...``: serve recordings until SIGINT/SIGTERM, printing
+    ``READY <port>`` once listening."""
     import argparse
     import signal
 
