@@ -227,6 +227,11 @@ async def test_stream_equals_offline_decode(case: Case, shared_data: Path) -> No
         async with subscribe_stream(feed, case, symbols) as stream:
             await subscribe_handler(feed, case, symbols, handled.append)
             iterated = await read_until_caught_up(stream, handled, len(expected))
+            await until(
+                lambda: srv.ended == 1 and feed.stats()["frames"] >= srv.frames_sent,
+                "the whole recording read",
+            )
+            assert len(stream.consumer) == 0  # nothing more came after the expected events
             conflated = stream.consumer.stats.conflated
         stats = feed.stats()
         check_subscribe_frames(case, path, sent_by_client(srv))
