@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tickloop.book import BookSync, SimSync, SnapshotVia
-from tickloop.client.books import BookView
+from tickloop.book import BookSync, OrderBook, SimSync, SnapshotVia
+from tickloop.client.books import BookConsumer, BookView
 from tickloop.client.stream import StreamClient
 from tickloop.exceptions import BookError, ConfigError, NetworkError
-from tickloop.models import BookInvalid, BookSnapshot, BookValid, StatusEvent, Trade
+from tickloop.models import BookInvalid, BookLevel, BookSnapshot, BookValid, StatusEvent, Trade
 from tickloop.sim import SimExchange
 
 from .helpers import until
@@ -428,3 +429,120 @@ async def test_depth_limits_and_bad_arguments() -> None:
         await again.aclose()
         await shallow.aclose()
         assert feed.upstream() == {}
+
+
+async def test_conflated_handler_at_most_once_per_interval_then_the_final_state() -> None:
+    async with (
+        SimExchange(seed=8, symbols=SYMBOLS, rate=300) as ex,
+        StreamClient("sim", url=ex.ws_url) as feed,
+    ):
+        loop = asyncio.get_running_loop()
+        calls: dict[str, list[tuple[float, BookView]]] = {A: [], B: []}
+
+        def on_book(view: BookView) -> None:
+            assert view.valid
+            calls[view.symbol].append((loop.time(), view))
+
+        await feed.subscribe_books(SYMBOLS, handler=on_book, conflate=30)
+        await until(lambda: all(len(c) >= 10 for c in calls.values()), "books of both symbols")
+        ex.pause_flow()
+        for symbol in SYMBOLS:
+            truth = ex.book(symbol)
+            await until(
+                lambda s=symbol, t=truth: calls[s][-1][1].sequence == t.sequence,  # type: ignore[misc]
+                f"final {symbol} book",
+            )
+            _equal(calls[symbol][-1][1], truth)
+        applied = sum(feed.stats()["books"][s]["applied"] for s in SYMBOLS)
+        assert sum(len(c) for c in calls.values()) < applied
+        await feed.unsubscribe_books(SYMBOLS)
+        assert feed.upstream() == {}
+
+
+class _Handle:
+    def __init__(self, when: float, callback: Any, args: tuple[Any, ...]) -> None:
+        self.when, self.callback, self.args, self.cancelled = when, callback, args, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _FakeLoop:
+    """The two loop methods a BookConsumer uses, on a clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.handles: list[_Handle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Any, *args: Any) -> _Handle:
+        handle = _Handle(when, callback, args)
+        self.handles.append(handle)
+        return handle
+
+    def advance(self, to: float) -> None:
+        self.now = to
+        for handle in sorted(self.handles, key=lambda h: h.when):
+            if handle.when <= to and not handle.cancelled:
+                self.handles.remove(handle)
+                handle.callback(*handle.args)
+
+
+def _book(sequence: int) -> OrderBook:
+    book = OrderBook("sim", A)
+    book.apply_snapshot(
+        BookSnapshot(
+            venue="sim",
+            symbol=A,
+            bids=(BookLevel(Decimal("99"), Decimal("1")),),
+            asks=(BookLevel(Decimal("101"), Decimal("1")),),
+            sequence=sequence,
+        )
+    )
+    return book
+
+
+def test_conflation_on_the_loop_clock_at_most_once_per_interval() -> None:
+    loop = _FakeLoop()
+    got: list[tuple[float, int | None]] = []
+    consumer = BookConsumer(
+        loop=loop,  # type: ignore[arg-type]
+        depth=None,
+        conflate=0.05,
+        maxsize=10,
+        handler=lambda view: got.append((loop.now, view.sequence)),
+        name="test",
+    )
+    book = _book(1)
+    consumer.offer(book)  # quiet before: delivered at once
+    for t, seq in ((0.01, 2), (0.02, 3), (0.04, 4)):
+        loop.advance(t)
+        book.sequence = seq
+        consumer.offer(book)  # held: one timer, for the end of the interval
+    assert len(loop.handles) == 1 and got == [(0.0, 1)]
+    loop.advance(0.05)
+    assert got == [(0.0, 1), (0.05, 4)]  # the latest, once, at the end of the burst
+    loop.advance(0.5)
+    assert got == [(0.0, 1), (0.05, 4)]  # nothing changed: nothing more
+    book.sequence = 5
+    consumer.offer(book)  # quiet for longer than the interval: at once again
+    assert got[-1] == (0.5, 5)
+    loop.advance(0.51)
+    book.sequence = 6
+    consumer.offer(book)
+    consumer.discard(A)  # the book was found wrong: the held delivery is dropped
+    loop.advance(0.6)
+    assert got[-1] == (0.5, 5) and not [h for h in loop.handles if not h.cancelled]
+    loop.advance(0.7)
+    book.sequence = 7
+    book.valid = False  # never delivered, even when offered
+    consumer.offer(book)
+    assert got[-1] == (0.5, 5) and consumer.skipped == 1
+    fresh = _book(8)
+    consumer.offer(fresh)  # within the interval of the last offer: held, then released
+    loop.advance(0.8)
+    assert got[-1] == (0.8, 8)
+    consumer.close()
+    assert consumer.closed
