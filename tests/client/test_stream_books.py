@@ -36,7 +36,7 @@ class _Watch:
     def __init__(self) -> None:
         self.latest: dict[str, BookView] = {}
         self.views = 0
-        self.status: list[StatusEvent] = []
+        self.status: list[BookInvalid | BookValid] = []
 
     def on_status(self, event: StatusEvent) -> None:
         if isinstance(event, BookInvalid | BookValid):
@@ -89,7 +89,7 @@ async def _settle(ex: SimExchange, feed: StreamClient, watch: _Watch, symbols: l
     for symbol in symbols:
         truth = ex.book(symbol)
         await until(
-            lambda s=symbol, t=truth: (  # type: ignore[misc]
+            lambda s=symbol, t=truth: (
                 s in watch.latest
                 and watch.latest[s].sequence == t.sequence
                 and watch.latest[s].valid
@@ -124,7 +124,7 @@ async def test_faults_each_give_one_invalid_then_one_valid_and_the_true_book() -
             mark = len(watch.status)
             ex.resume_flow()
             ex.faults.skip_sequence(A)
-            await until(lambda m=mark: len(watch.events(A, m)) == 2, "A resynced")  # type: ignore[misc]
+            await until(lambda m=mark: len(watch.events(A, m)) == 2, "A resynced")
             await _settle(ex, feed, watch, SYMBOLS)
             assert watch.events(A, mark) == ["BookInvalid:gap", "BookValid:"], round_
             assert watch.events(B, mark) == []
@@ -138,7 +138,7 @@ async def test_faults_each_give_one_invalid_then_one_valid_and_the_true_book() -
             malformed = ex.stats.malformed_sent
             ex.resume_flow()
             ex.faults.malformed(1)
-            await until(lambda m=mark: len(watch.status) >= m + 2, "the hit book resynced")  # type: ignore[misc]
+            await until(lambda m=mark: len(watch.status) >= m + 2, "the hit book resynced")
             await _settle(ex, feed, watch, SYMBOLS)
             assert ex.stats.malformed_sent == malformed + 1
             hit = [s for s in SYMBOLS if watch.events(s, mark)]
@@ -152,7 +152,7 @@ async def test_faults_each_give_one_invalid_then_one_valid_and_the_true_book() -
             ex.resume_flow()
             assert await ex.faults.disconnect_all() == 1
             await until(
-                lambda m=mark: all(len(watch.events(s, m)) == 2 for s in SYMBOLS),  # type: ignore[misc]
+                lambda m=mark: all(len(watch.events(s, m)) == 2 for s in SYMBOLS),
                 "books back after the reconnect",
             )
             await _settle(ex, feed, watch, SYMBOLS)
@@ -231,7 +231,7 @@ async def test_rest_snapshot_resync_with_failing_requests() -> None:
             ex.resume_flow()
             ex.faults.fail_requests(2)  # the snapshot request meets 503s first: retried
             ex.faults.skip_sequence(B)
-            await until(lambda m=mark: len(watch.events(B, m)) == 2, "B resynced over REST")  # type: ignore[misc]
+            await until(lambda m=mark: len(watch.events(B, m)) == 2, "B resynced over REST")
             await _settle(ex, feed, watch, SYMBOLS)
             assert watch.events(B, mark) == ["BookInvalid:gap", "BookValid:"], round_
             assert watch.events(A, mark) == []
@@ -364,7 +364,7 @@ async def test_views_are_immutable_and_report_invalidation() -> None:
         stream = feed.books(A, depth=3)
         view = await anext(stream)
         with pytest.raises(AttributeError):
-            view.sequence = 1  # type: ignore[misc]
+            view.sequence = 1
         assert len(view.bids()) == 3 and view.bids(1) == [view.bids()[0]]
         assert view.best_bid == view.bids()[0].price and view.mid is not None
         snap = view.snapshot()
@@ -449,7 +449,7 @@ async def test_conflated_handler_at_most_once_per_interval_then_the_final_state(
         for symbol in SYMBOLS:
             truth = ex.book(symbol)
             await until(
-                lambda s=symbol, t=truth: calls[s][-1][1].sequence == t.sequence,  # type: ignore[misc]
+                lambda s=symbol, t=truth: calls[s][-1][1].sequence == t.sequence,
                 f"final {symbol} book",
             )
             _equal(calls[symbol][-1][1], truth)
