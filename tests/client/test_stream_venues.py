@@ -31,7 +31,7 @@ from tickloop.models import (
 )
 from tickloop.replay import ReplayServer
 from tickloop.venues import stream_codec
-from tickloop.venues.base import Codec, Subscribed
+from tickloop.venues.base import Channel, Codec, Subscribed, Subscription
 from tickloop.venues.binance import BinanceCodec
 from tickloop.venues.coinbase import CoinbaseCodec
 from tickloop.venues.kraken import KrakenCodec
@@ -658,3 +658,26 @@ async def test_replay_sends_a_connection_only_what_it_subscribed(shared_data: Pa
     assert [f for f in data if b"@bookTicker" not in f] == wanted
     assert all(f.startswith(b'{"stream":"crvusdt@bookTicker"') for f in data if f not in wanted)
     assert srv.ended == 1 and len(wanted) == 11 + 5  # aggTrades and kline updates
+
+
+async def test_an_outage_of_a_stream_left_meanwhile_is_not_reported_later() -> None:
+    # The session's owner API, driven directly (nothing listens on the address): a Kraken trade
+    # stream is lost, its consumer leaves during the outage, a new one subscribes later; when
+    # that one is confirmed, no Gap dates back to the old outage.
+    async with StreamClient("kraken", url="ws://127.0.0.1:9/", base_wait=0.05) as feed:
+        statuses: list[Any] = []
+        feed.subscribe_status(statuses.append)
+        sub = Subscription(Channel.TRADES, "XMR-USD")
+        first = feed.trades("XMR-USD")
+        async with first:
+            (session,) = feed.sessions
+            feed.on_lost(session, [sub], 1)
+        second = feed.trades("XMR-USD")
+        async with second:
+            feed.on_confirmed(session, (sub,))
+            assert not [s for s in statuses if isinstance(s, Gap)]
+            # while a stream that was carried through an outage does get its Gap
+            feed.on_lost(session, [sub], 2)
+            feed.on_confirmed(session, (sub,))
+        gaps = [s for s in statuses if isinstance(s, Gap)]
+        assert len(gaps) == 1 and gaps[0].start_ts == 2 and not gaps[0].recovered

@@ -861,6 +861,7 @@ class StreamClient:
                 by_session.setdefault(session, []).append(sub)
             if sub.channel is Channel.TRADES and sub.symbol is not None:
                 self._continuity.pop(sub.symbol, None)
+                self._interrupted.pop(sub.symbol, None)  # an outage of a stream no one reads
                 task = self._backfills.pop(sub.symbol, None)
                 if task is not None:
                     task.cancel()
