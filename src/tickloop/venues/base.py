@@ -213,8 +213,12 @@ class Codec(abc.ABC):
 
     # -- incoming ------------------------------------------------------------------------------
     @abc.abstractmethod
-    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
-        """Events in one received frame. Raises ProtocolError for a malformed frame."""
+    def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
+        """Events in one received frame. Raises ProtocolError for a malformed frame.
+
+        The session hands over the transport's view of the payload (picows gives a memoryview,
+        valid only during the call): a codec that needs ``bytes`` methods converts it, one that
+        only feeds msgspec decodes the view directly and saves the copy."""
 
     @classmethod
     def create(cls, **options: Any) -> Codec:

@@ -336,7 +336,7 @@ class BinanceCodec(Codec):
         return self._requests("UNSUBSCRIBE", subscriptions)
 
     # -- incoming ------------------------------------------------------------------------------
-    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+    def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
         if type(frame) is not bytes:
             # The session hands over picows' memoryview of the payload (valid only during the
             # call); the byte scans below need bytes.

@@ -236,7 +236,7 @@ class CoinbaseCodec(Codec):
         return self._requests("unsubscribe", subscriptions)
 
     # -- incoming ------------------------------------------------------------------------------
-    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+    def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
         if type(frame) is not bytes:
             # The session hands over picows' memoryview of the payload (valid only during the
             # call); the byte scans below need bytes.

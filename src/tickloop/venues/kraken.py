@@ -311,7 +311,7 @@ class KrakenCodec(Codec):
         return msgspec.json.encode({"event": "ping", "reqid": self.next_request_id()})
 
     # -- incoming ------------------------------------------------------------------------------
-    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+    def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
         if type(frame) is not bytes:
             # The session hands over picows' memoryview of the payload (valid only during the
             # call); the byte scans below need bytes.
@@ -714,7 +714,7 @@ class KrakenV2Codec(Codec):
     def ping(self) -> bytes | None:
         return msgspec.json.encode({"method": "ping", "req_id": self.next_request_id()})
 
-    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+    def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
         try:
             head = self._head_decoder.decode(frame)
             channel = head.channel

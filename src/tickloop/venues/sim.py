@@ -306,7 +306,7 @@ class SimCodec(Codec):
         return _encode({"op": "login", "token": token, "id": self.next_request_id()})
 
     # -- incoming ------------------------------------------------------------------------------
-    def decode(self, frame: bytes, recv_ts: int) -> list[Decoded]:
+    def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
         try:
             msg = _DECODER.decode(frame)
         except msgspec.ValidationError as exc:
@@ -335,7 +335,7 @@ class SimCodec(Codec):
                 f"bad number in {type(msg).__name__[1:]}: {exc}", venue=VENUE
             ) from exc
 
-    def _undecodable(self, frame: bytes, exc: msgspec.ValidationError) -> list[Decoded]:
+    def _undecodable(self, frame: bytes | memoryview, exc: msgspec.ValidationError) -> list[Decoded]:
         try:
             envelope = _ENVELOPE.decode(frame)
         except msgspec.DecodeError:
