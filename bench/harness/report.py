@@ -317,7 +317,8 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
     add(f"* **Mode:** {mode}; {plan.get('runs')} run(s) per figure, contenders alternated")
     add(
         f"* **Machine:** {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}, "
-        f"Python {m.get('python')}; load average at start {m.get('load_at_start')}; server pinned "
+        f"Python {m.get('python')}; load average {m.get('load_at_start')} at start, "
+        f"{m.get('load_at_end', '?')} at the end (other jobs share the machine); server pinned "
         f"to CPU {m.get('server_cpu')}, each contender to CPU {m.get('client_cpu')}"
     )
     versions: dict[str, str] = {}

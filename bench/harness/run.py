@@ -54,11 +54,20 @@ class Contender:
     module: str
     args: tuple[str, ...] = ()
     soak: bool = True
+    kinds: tuple[str, ...] = ("trades", "depth")  # throughput streams; latency is trades
 
 
 CONTENDERS: list[Contender] = [
     Contender("tickloop", "tickloop (callback)", "tickloop_client", ("--style", "callback")),
     Contender("tickloop-iter", "tickloop (async for)", "tickloop_client", ("--style", "iter")),
+    Contender(
+        "tickloop-top20",
+        "tickloop (callback, books depth=20)",
+        "tickloop_client",
+        ("--style", "callback", "--book-depth", "20"),
+        soak=False,
+        kinds=("depth",),
+    ),
     Contender("naive", "naive websockets + json.loads", "naive"),
     Contender("cryptofeed", "cryptofeed", "cryptofeed_peer"),
     Contender("ccxt", "ccxt.pro", "ccxt_peer"),
@@ -188,6 +197,12 @@ def parse_result(c: Contender, proc_out: str, proc_err: str, rc: int | None) -> 
             result: dict[str, Any] = json.loads(line[7:])
             result["key"] = c.key
             result["label"] = c.label
+            if result.get("ok") and result.get("frames", 0) < 0.5 * result.get("count", 0):
+                # e.g. a client that synced its book after most of the window: not a figure
+                result["ok"] = False
+                result["error"] = (
+                    f"measured window too short: {result['frames']} of {result['count']} frames"
+                )
             if not result.get("ok"):
                 result["stderr"] = proc_err[-1500:]
             return result
@@ -225,11 +240,13 @@ def rotated(items: list[Contender], shift: int) -> list[Contender]:
 
 def phase_throughput(plan: Plan, progress: Progress) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    todo = progress.add_task("throughput", total=2 * plan.runs * len(plan.contenders))
+    total = plan.runs * sum(len(c.kinds) for c in plan.contenders)
+    todo = progress.add_task("throughput", total=total)
     for kind, count in (("trades", plan.trades), ("depth", plan.depth)):
+        chosen = [c for c in plan.contenders if kind in c.kinds]
         with Server(plan.warmup + count + plan.tail) as server:
             for run in range(plan.runs):
-                for c in rotated(plan.contenders, run):
+                for c in rotated(chosen, run):
                     progress.update(todo, description=f"throughput {kind} {c.label} #{run + 1}")
                     timeout = 120.0 if not plan.quick else 40.0
                     cmd = contender_cmd(c, server.port, kind, plan.warmup, count, timeout)
@@ -244,16 +261,16 @@ def phase_latency(plan: Plan, progress: Progress, tmp: str) -> list[dict[str, An
     import numpy as np
 
     results: list[dict[str, Any]] = []
-    todo = progress.add_task(
-        "latency", total=len(plan.latency_rates) * plan.runs * len(plan.contenders)
-    )
+    chosen = [c for c in plan.contenders if "trades" in c.kinds]
+    total = len(plan.latency_rates) * plan.runs * len(chosen)
+    todo = progress.add_task("latency", total=total)
     for rate in plan.latency_rates:
         warmup = rate // 2
         count = int(rate * plan.latency_seconds)
         prefix = os.path.join(tmp, f"send{rate}")
         with Server(warmup + count + plan.tail, rate=rate, send_log=prefix) as server:
             for run in range(plan.runs):
-                for c in rotated(plan.contenders, run):
+                for c in rotated(chosen, run):
                     progress.update(
                         todo, description=f"latency {rate // 1000}k/s {c.label} #{run + 1}"
                     )
@@ -293,7 +310,7 @@ def phase_soak(
 ) -> list[dict[str, Any]]:
     """Every contender at once on a paced stream; ``during`` (the book phase) runs meanwhile on
     the server's core, which the ms-tick pacing leaves nearly idle."""
-    chosen = [c for c in plan.contenders if c.soak]
+    chosen = [c for c in plan.contenders if c.soak and "trades" in c.kinds]
     rate = plan.soak_rate
     warmup = rate * 5
     count = int(rate * plan.soak_seconds)
@@ -443,6 +460,8 @@ def main(argv: list[str] | None = None) -> None:
         elif "book" in plan.phases:
             data["book"] = phase_book(plan, progress, CLIENT_CPU)
     data["wall_seconds"] = round(time.monotonic() - started, 1)
+    if hasattr(os, "getloadavg"):
+        data["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
     from .report import render, summary_table
 

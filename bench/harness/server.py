@@ -3,7 +3,9 @@
 It answers what Binance clients ask for at start and then streams the workload of
 :mod:`bench.harness.workload` to every subscriber, identically:
 
-* ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``, ``/api/v3/depth``;
+* ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``, ``/api/v3/depth`` (the book
+  as of the frames the latest depth stream has written, with that ``lastUpdateId``, as Binance's
+  snapshot reflects its stream's current position);
 * WebSocket on ``/ws``, ``/ws/<stream>`` and ``/ws/<anything>`` (raw events, streams named in the
   path or subscribed with ``{"method": "SUBSCRIBE", "params": [...], "id": n}``) and on
   ``/stream?streams=a/b`` (combined events ``{"stream": ..., "data": ...}``, same subscribe
@@ -35,10 +37,16 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
-from .workload import Renderer, depth_snapshot, exchange_info, stream_kind, ws_frame
+from .workload import DepthBook, Renderer, exchange_info, stream_kind, ws_frame
 
 _CHUNK = 256  # frames rendered and written per write at full speed
 _HIGH_WATER = 1 << 20  # bytes buffered in the transport before the pump waits for the reader
+# A depth stream pauses after this many frames until a client asks for the REST snapshot (or
+# 2 s pass, for clients that never do): at full speed the socket buffers would otherwise hold
+# the whole run before a client's snapshot request is answered, and every diff would be older
+# than the snapshot. Binance streams depth every 100 ms, so a real snapshot is never that late.
+_DEPTH_HOLD = 1000
+_DEPTH_HOLD_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,10 @@ class Streams:
     """The pumps of one WebSocket connection; each is a task owned here and cancelled on close."""
 
     counter = 0
+    #: frames written by the most recently started depth stream (for REST snapshots)
+    depth_sent = 0
+    #: set when a REST depth snapshot is asked for (reset when a depth stream starts)
+    snapshot_asked: asyncio.Event | None = None
 
     def __init__(self, transport: asyncio.Transport, combined: bool, options: Options) -> None:
         self.transport = transport
@@ -65,6 +77,9 @@ class Streams:
         if kind is None or stream in self.tasks:
             return
         Streams.counter += 1
+        if kind == "depth":
+            Streams.depth_sent = 0
+            Streams.snapshot_asked = asyncio.Event()
         renderer = Renderer(kind, self.combined, stream)
         self.tasks[stream] = asyncio.create_task(self._pump(renderer, Streams.counter))
 
@@ -85,8 +100,10 @@ class Streams:
         transport = self.transport
         total = self.options.frames
         rate = self.options.rate
+        depth = renderer.kind == "depth"
         if rate <= 0:
             i = 0
+            held = not depth
             while i < total and not transport.is_closing():
                 while transport.get_write_buffer_size() > _HIGH_WATER:
                     await asyncio.sleep(0.0005)
@@ -95,6 +112,14 @@ class Streams:
                 stop = min(total, i + _CHUNK)
                 transport.write(renderer.frames(i, stop, time.time_ns() // 1_000_000))
                 i = stop
+                if depth:
+                    Streams.depth_sent = i
+                    if not held and i >= _DEPTH_HOLD and Streams.snapshot_asked is not None:
+                        held = True
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                Streams.snapshot_asked.wait(), _DEPTH_HOLD_SECONDS
+                            )
                 await asyncio.sleep(0)  # let REST requests and control frames through
             return
         log = array("q", bytes(8 * total)) if self.options.send_log else None
@@ -117,6 +142,8 @@ class Streams:
                         for j in range(i, due):
                             log[j] = sent
                     i = due
+                    if depth:
+                        Streams.depth_sent = i
                 await asyncio.sleep(self.options.tick)
         finally:
             if log is not None and self.options.send_log:
@@ -147,7 +174,11 @@ async def depth(request: web.Request) -> web.Response:
     except ValueError:
         error = {"code": -1100, "msg": "Illegal characters in 'limit'"}
         return web.json_response(error, status=400)
-    return _json(depth_snapshot(limit))
+    book: DepthBook = request.app["book"]
+    body = book.snapshot(Streams.depth_sent, limit)
+    if Streams.snapshot_asked is not None:
+        Streams.snapshot_asked.set()
+    return _json(body)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -201,6 +232,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 def make_app(options: Options) -> web.Application:
     app = web.Application()
     app["options"] = options
+    app["book"] = DepthBook()
     app.router.add_get("/api/v3/ping", ping)
     app.router.add_get("/api/v3/time", server_time)
     app.router.add_get("/api/v3/exchangeInfo", info)

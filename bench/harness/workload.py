@@ -121,16 +121,9 @@ class Renderer:
 
     @staticmethod
     def _depth_body(rng: random.Random) -> bytes:
-        sides = []
-        for sign in (-1, 1):
-            levels = []
-            for _ in range(rng.randint(1, 3)):
-                # activity concentrates near the top of the book
-                k = min(_GRID, 1 + int(rng.expovariate(1 / 40)))
-                size = "0.00000000" if rng.random() < 0.2 else _size(rng.randint(1, 400_000))
-                levels.append(f'["{_price(_MID_TICKS + sign * k)}","{size}"]')
-            sides.append("[" + ",".join(levels) + "]")
-        bids, asks = sides
+        bids, asks = (
+            "[" + ",".join(f'["{p}","{q}"]' for p, q in side) + "]" for side in _depth_levels(rng)
+        )
         return b'{"e":"depthUpdate","E":%%d,"s":"%s","U":%%d,"u":%%d,"b":%s,"a":%s}' % (
             SYMBOL.encode(),
             bids.encode(),
@@ -153,15 +146,74 @@ class Renderer:
         return b"".join([ws_frame(payload(i, now_ms)) for i in range(start, stop)])
 
 
+Level = tuple[str, str]
+
+
+def _depth_levels(rng: random.Random) -> tuple[list[Level], list[Level]]:
+    """One diff's (bids, asks): 1-3 levels a side, 20% removals, near the top of the book."""
+    sides: list[list[Level]] = []
+    for sign in (-1, 1):
+        levels = []
+        for _ in range(rng.randint(1, 3)):
+            k = min(_GRID, 1 + int(rng.expovariate(1 / 40)))
+            size = "0.00000000" if rng.random() < 0.2 else _size(rng.randint(1, 400_000))
+            levels.append((_price(_MID_TICKS + sign * k), size))
+        sides.append(levels)
+    return sides[0], sides[1]
+
+
+class DepthBook:
+    """The book the depth stream describes, after any number of frames, for REST snapshots.
+
+    A real ``/api/v3/depth`` reflects the stream's current position, and a client that fetched its
+    snapshot late (after its bounded buffer dropped early diffs) asks again and expects a newer
+    ``lastUpdateId``. Frames repeat a cycle of :data:`CYCLE` diffs and applying the cycle twice
+    leaves what applying it once does, so the book after ``n`` frames is the initial book, overlaid
+    with the whole cycle when ``n > CYCLE``, overlaid with the first ``n mod CYCLE`` diffs.
+    """
+
+    def __init__(self) -> None:
+        rng = random.Random(_SEED)
+        self.cycle = [_depth_levels(rng) for _ in range(CYCLE)]
+        rng = random.Random(_SEED + 1)
+        self.initial: list[dict[str, str]] = []
+        for sign in (-1, 1):
+            ks = sorted(rng.sample(range(1, _GRID + 1), _SNAPSHOT_LEVELS))
+            self.initial.append(
+                {_price(_MID_TICKS + sign * k): _size(rng.randint(1, 400_000)) for k in ks}
+            )
+        self.after_cycle = self._overlay(self.initial, CYCLE)
+
+    def _overlay(self, base: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+        bids, asks = dict(base[0]), dict(base[1])
+        for diff_bids, diff_asks in self.cycle[:n]:
+            for side, levels in ((bids, diff_bids), (asks, diff_asks)):
+                for price, size in levels:
+                    if size == "0.00000000":
+                        side.pop(price, None)
+                    else:
+                        side[price] = size
+        return [bids, asks]
+
+    def snapshot(self, sent: int, limit: int = 1000) -> bytes:
+        """The answer after ``sent`` frames (0: before any), ``limit`` levels a side."""
+        limit = max(1, min(limit, 5000))
+        if sent <= CYCLE:
+            bids, asks = self._overlay(self.initial, max(0, sent))
+        else:
+            bids, asks = self._overlay(self.after_cycle, sent % CYCLE)
+        # every price has the same number of digits, so text order is numeric order
+        out = {
+            "lastUpdateId": DEPTH_BASE + 2 * sent - 1 if sent > 0 else DEPTH_BASE - 1,
+            "bids": [[p, bids[p]] for p in sorted(bids, reverse=True)[:limit]],
+            "asks": [[p, asks[p]] for p in sorted(asks)[:limit]],
+        }
+        return json.dumps(out, separators=(",", ":")).encode()
+
+
 def depth_snapshot(limit: int = 1000) -> bytes:
-    """The REST ``/api/v3/depth`` answer the diffs start from (lastUpdateId = DEPTH_BASE - 1)."""
-    rng = random.Random(_SEED + 1)
-    limit = max(1, min(limit, 5000))
-    out: dict[str, object] = {"lastUpdateId": DEPTH_BASE - 1}
-    for key, sign in (("bids", -1), ("asks", 1)):
-        ks = sorted(rng.sample(range(1, _GRID + 1), _SNAPSHOT_LEVELS))[:limit]
-        out[key] = [[_price(_MID_TICKS + sign * k), _size(rng.randint(1, 400_000))] for k in ks]
-    return json.dumps(out, separators=(",", ":")).encode()
+    """The REST answer before any diff (``lastUpdateId = DEPTH_BASE - 1``)."""
+    return DepthBook().snapshot(0, limit)
 
 
 def exchange_info(server_time_ms: int) -> bytes:

@@ -2,9 +2,11 @@
 
 ``async with StreamClient("binance", url="ws://127.0.0.1:PORT/stream") as feed`` then either
 ``async for trade in feed.trades("BTC-USDT")`` (``--style iter``, the default) or
-``await feed.subscribe_trades("BTC-USDT", handler=fn)`` (``--style callback``). The Binance codec
-connects to the combined-stream endpoint and subscribes with ``SUBSCRIBE``; user code gets typed
-:class:`tickloop.models.Trade` structs with exact Decimal prices. The client's defaults are kept
+``await feed.subscribe_trades("BTC-USDT", handler=fn)`` (``--style callback``); books through
+``feed.books()`` / ``subscribe_books()`` (all levels by default, ``--book-depth N`` for the top
+N). The Binance codec connects to the combined-stream endpoint and subscribes with
+``SUBSCRIBE``; user code gets typed :class:`tickloop.models.Trade` structs with exact Decimal
+prices. The client's defaults are kept
 (bounded consumer buffer, trades never dropped); the loop is uvloop unless ``--loop asyncio``.
 """
 
@@ -23,9 +25,10 @@ def _extra_args() -> tuple[str, str]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--style", choices=("iter", "callback"), default="iter")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--book-depth", type=int, default=None, help="books(depth=N)")
     known, rest = parser.parse_known_args()
     sys.argv[1:] = rest
-    return known.style, known.loop
+    return known.style, known.loop, known.book_depth
 
 
 SHIM: list[str] = []
@@ -49,7 +52,7 @@ def codec_class() -> Any:
     return BinanceCodec
 
 
-async def consume(port: int, kind: str, style: str, meter: Meter) -> None:
+async def consume(port: int, kind: str, style: str, depth: int | None, meter: Meter) -> None:
     from tickloop.client.stream import StreamClient
 
     hit = meter.hit
@@ -72,15 +75,17 @@ async def consume(port: int, kind: str, style: str, meter: Meter) -> None:
         if not hasattr(feed, name):
             raise RuntimeError(f"StreamClient has no {name}() (no public book stream yet)")
         if style == "iter":
-            async for book in feed.books("BTC-USDT"):
+            async for book in feed.books("BTC-USDT", depth=depth):
                 hit(book.sequence)
         else:
-            await feed.subscribe_books("BTC-USDT", handler=lambda book: hit(book.sequence))
+            await feed.subscribe_books(
+                "BTC-USDT", handler=lambda book: hit(book.sequence), depth=depth
+            )
             await asyncio.Event().wait()
 
 
 def main() -> None:
-    style, loop = _extra_args()
+    style, loop, depth = _extra_args()
     args = parse_args(__doc__.splitlines()[0])
     loop_factory = None
     if loop == "uvloop":
@@ -88,9 +93,10 @@ def main() -> None:
 
         loop_factory = uvloop.new_event_loop
     execute(
-        "tickloop" if style == "iter" else "tickloop (callback)",
+        ("tickloop" if style == "iter" else "tickloop (callback)")
+        + (f" depth={depth}" if depth else ""),
         args,
-        lambda meter: consume(args.port, args.kind, style, meter),
+        lambda meter: consume(args.port, args.kind, style, depth, meter),
         {
             "tickloop": version("tickloop"),
             "picows": version("picows"),
