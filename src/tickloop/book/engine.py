@@ -45,6 +45,8 @@ __all__ = ["ChecksumFn", "OrderBook"]
 
 #: A venue checksum: top levels as ``(price, size)`` strings, best first -> the venue's integer.
 ChecksumFn = Callable[[Sequence[tuple[str, str]], Sequence[tuple[str, str]]], int]
+#: A venue's text of one level, from its price and size (``"100.50:1.25"`` for the sim).
+LevelText = Callable[[Decimal, Decimal], str]
 
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
@@ -54,6 +56,9 @@ _BPS = Decimal(10_000)
 #: 47 µs by bisect and 89 µs by merge, 256 about 100 µs either way, 1024 take 780 µs by bisect
 #: and 290 µs by merge.
 _MERGE_AT = 400
+#: Level texts memoised a side (:meth:`OrderBook.top_texts`) before the memo is emptied: the
+#: top levels drift as the market moves, so old prices must not pile up.
+_TEXT_MEMO = 4_096
 _new = tuple.__new__
 
 
@@ -72,10 +77,13 @@ class OrderBook:
     __slots__ = (
         "_ask_pending",
         "_ask_px",
+        "_ask_text",
         "_asks",
         "_bid_pending",
         "_bid_px",
+        "_bid_text",
         "_bids",
+        "_text_fn",
         "best_ask",
         "best_bid",
         "depth",
@@ -101,6 +109,10 @@ class OrderBook:
         self._ask_px: list[Decimal] = []  # ascending: best ask first
         self._bid_pending: dict[Decimal, bool] = {}  # price -> was in _bid_px
         self._ask_pending: dict[Decimal, bool] = {}
+        # top_texts memos: price -> (price, size, text) of the level when the text was made
+        self._bid_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
+        self._ask_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
+        self._text_fn: LevelText | None = None
         #: Best (highest) bid / best (lowest) ask price, None when the side is empty. Plain
         #: attributes kept current by every update, so reading them costs nothing; read-only for
         #: users.
@@ -481,6 +493,53 @@ class OrderBook:
         bids = [(decimal_text(p), decimal_text(s)) for p, s in self.bids(n)]
         asks = [(decimal_text(p), decimal_text(s)) for p, s in self.asks(n)]
         return bids, asks
+
+    def top_texts(self, n: int, level_text: LevelText) -> tuple[list[str], list[str]]:
+        """``level_text(price, size)`` of the top ``n`` levels a side, best first: exactly
+        ``[level_text(p, s) for p, s in self.bids(n)]`` and the same for asks.
+
+        The cheap way to check a venue checksum after every update: each level's text is
+        memoised (per side, by price) with the exact price and size objects it was made from,
+        so a level whose price and size are the same objects as last time costs a dict lookup
+        and two identity tests instead of formatting two Decimals. Any other object, even an
+        equal one written with other digits (``1.5`` and ``1.50``), makes the text again.
+        """
+        return self.side_texts(Side.BUY, n, level_text)[0], self.side_texts(
+            Side.SELL, n, level_text
+        )[0]
+
+    def side_texts(
+        self, side: Side, n: int, level_text: LevelText
+    ) -> tuple[list[str], Decimal | None]:
+        """One side of :meth:`top_texts`, and the price of its ``n``-th best level (None when
+        the side has fewer than ``n`` levels): a change strictly worse than that price cannot
+        change these texts."""
+        if level_text is not self._text_fn:
+            self._text_fn = level_text
+            self._bid_text = {}
+            self._ask_text = {}
+        if side is Side.BUY:
+            px = self._bid_px if not self._bid_pending else self._flush_bids()
+            levels = self._bids
+            memo = self._bid_text
+            top = px[-n:] if n > 0 else []
+            top.reverse()
+        else:
+            px = self._ask_px if not self._ask_pending else self._flush_asks()
+            levels = self._asks
+            memo = self._ask_text
+            top = px[:n] if n > 0 else []
+        if len(memo) > _TEXT_MEMO:
+            memo.clear()
+        texts: list[str] = []
+        append = texts.append
+        for price in top:
+            size = levels[price]
+            entry = memo.get(price)
+            if entry is None or entry[1] is not size or entry[0] is not price:
+                entry = memo[price] = (price, size, level_text(price, size))
+            append(entry[2])
+        return texts, (top[-1] if n > 0 and len(top) == n else None)
 
     def checksum(self, fn: ChecksumFn, n: int = 25) -> int:
         """The venue checksum ``fn`` of the top ``n`` levels (n >= what ``fn`` reads)."""
