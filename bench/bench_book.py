@@ -12,14 +12,31 @@ Measured per contender:
 * apply + best: the updates, reading best bid and best ask after every one;
 * top-10 read: the 10 best levels of both sides on an unchanged book, and after each update.
 
-Run: ``.venv/bin/python bench/bench_book.py [--quick] [--repeat N]``. Needs ``sortedcontainers``
-and ``order-book`` (cryptofeed's C extension) installed.
+A second table measures **apply + checksum verify per update**, the path of the checksum
+synchronisers (``SimSync``, ``KrakenSync``), on two realistic streams, each contender checking
+every checksum (a run that fails one stops):
+
+* sim: the embedded exchange's own book stream (its matching engine and synthetic flow, seed 7,
+  in this process, encoded as the protocol's JSON and decoded by the sim codec): ~20 levels a
+  side, 1-2 levels an update, a CRC32 of the top 10 a side on every update;
+* Kraken: the recorded ``KRAKEN.ws.50.0`` session (10 pairs, 4,269 updates with checksums,
+  books of up to 849 levels; ``$TICKLOOP_SHARED_DATA`` or ``../shared/data``), replayed
+  ``--kraken-rounds`` times.
+
+Contenders: the synchroniser (sequence check, apply, checksum, crossed check); the reference
+path, ``OrderBook.apply_delta`` then ``book.checksum(fn, 10)`` (formats the top levels with
+``decimal_text`` and calls the function of :mod:`tickloop.checksums`: what the synchronisers did
+before); and a straightforward baseline, a ``SortedDict`` a side formatted the same way.
+
+Run: ``.venv/bin/python bench/bench_book.py [--quick] [--repeat N] [--only book|checksum]``.
+Needs ``sortedcontainers`` and ``order-book`` (cryptofeed's C extension) installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import random
 import statistics
@@ -32,14 +49,20 @@ from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import msgspec
 import order_book  # cryptofeed's C extension (pip install order-book)
 from rich.console import Console
 from rich.table import Table
 from sortedcontainers import SortedDict
 
 from tickloop.book.engine import OrderBook
-from tickloop.book.sync import CoinbaseSync
+from tickloop.book.sync import BookSync, CoinbaseSync, KrakenSync, SimSync
+from tickloop.checksums import decimal_text, kraken_checksum, sim_checksum
 from tickloop.models import BookDelta, BookLevel, BookSnapshot
+from tickloop.sim.exchange import SimExchange
+from tickloop.venues.kraken import KrakenCodec
+from tickloop.venues.recorded import Direction, read_recording
+from tickloop.venues.sim import SimCodec
 
 Update = tuple[bool, Decimal, Decimal]  # (is_bid, price, size); size zero deletes
 ZERO = Decimal(0)
@@ -415,6 +438,175 @@ def check_agree(contenders: Sequence[Any], snapshot: BookSnapshot, updates: list
             raise SystemExit(f"{c.name} disagrees with {contenders[0].name}")
 
 
+# ----------------------------------------------------------------------------- checksum path
+
+BookMessage = BookSnapshot | BookDelta
+ChecksumFnT = Callable[[Sequence[tuple[str, str]], Sequence[tuple[str, str]]], int]
+SHARED_DATA = Path(
+    os.environ.get("TICKLOOP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def sim_stream(n_updates: int, seed: int) -> list[BookMessage]:
+    """A snapshot and ``n_updates`` book updates of the embedded exchange, as a client gets them.
+
+    The exchange is not started: its flow is stepped in this process, and its hub's broadcast
+    (which would queue the frame to subscribers) is replaced by a list, so the frames are
+    exactly those the server sends (one JSON object each, checksum included)."""
+    symbol = "BTC-USD"
+    ex = SimExchange(seed=seed, symbols=[symbol], rate=0)
+    hub = ex._hub
+    frames: list[bytes] = []
+    hub._subs[("book", symbol, None)] = set()
+    hub.broadcast = lambda key, message: frames.append(msgspec.json.encode(message))  # type: ignore[method-assign]
+    first = msgspec.json.encode(hub.snapshot_message(symbol))
+    while len(frames) < n_updates:
+        ex.step(symbol)
+    codec = SimCodec()
+    out: list[BookMessage] = []
+    for frame in [first, *frames[:n_updates]]:
+        out.extend(m for m in codec.decode(frame, 0) if isinstance(m, BookSnapshot | BookDelta))
+    return out
+
+
+def kraken_stream() -> list[BookMessage]:
+    """The recorded Kraken session's book messages, decoded by the Kraken codec."""
+    path = SHARED_DATA / "cryptofeed" / "KRAKEN.ws.50.0"
+    codec = KrakenCodec()
+    out: list[BookMessage] = []
+    for rec in read_recording(path):
+        if rec.direction is Direction.RECEIVED:
+            out.extend(
+                m
+                for m in codec.decode(rec.frame, rec.ts)
+                if isinstance(m, BookSnapshot | BookDelta)
+            )
+    return out
+
+
+def run_sync(make: Callable[[str], BookSync], messages: Sequence[BookMessage]) -> int:
+    """The synchroniser path; returns the deltas applied (all of them, or it raises)."""
+    syncs: dict[str, BookSync] = {}
+    for msg in messages:
+        sync = syncs.get(msg.symbol)
+        if sync is None:
+            sync = syncs[msg.symbol] = make(msg.symbol)
+        sync.on_update(msg)
+    applied = sum(s.applied for s in syncs.values())
+    bad = {k: v for s in syncs.values() for k, v in s.invalidations.items()}
+    if bad:
+        raise SystemExit(f"synchroniser refused updates: {bad}")
+    return applied
+
+
+def run_reference(fn: ChecksumFnT, depth: int | None, messages: Sequence[BookMessage]) -> int:
+    """apply_delta then ``book.checksum(fn, 10)`` after every update (the path before)."""
+    books: dict[str, OrderBook] = {}
+    n = 0
+    for msg in messages:
+        if type(msg) is BookSnapshot:
+            books[msg.symbol] = OrderBook.from_snapshot(msg, depth=depth)
+            continue
+        book = books[msg.symbol]
+        book.apply_delta(msg)  # type: ignore[arg-type]
+        if msg.checksum is not None and book.checksum(fn, 10) != msg.checksum:
+            raise SystemExit("reference path: checksum mismatch")
+        n += 1
+    return n
+
+
+def run_sorteddict(fn: ChecksumFnT, depth: int | None, messages: Sequence[BookMessage]) -> int:
+    """The straightforward way: a SortedDict a side, top 10 formatted after every update."""
+    books: dict[str, tuple[SortedDict, SortedDict]] = {}
+    n = 0
+    for msg in messages:
+        if type(msg) is BookSnapshot:
+            bids = SortedDict({p: s for p, s in msg.bids if s})
+            asks = SortedDict({p: s for p, s in msg.asks if s})
+            books[msg.symbol] = (bids, asks)
+        else:
+            bids, asks = books[msg.symbol]
+            for side, levels in ((bids, msg.bids), (asks, msg.asks)):
+                for p, s in levels:
+                    if s:
+                        side[p] = s
+                    else:
+                        side.pop(p, None)
+            n += 1
+        if depth is not None:
+            while len(bids) > depth:
+                bids.popitem(0)
+            while len(asks) > depth:
+                asks.popitem(-1)
+        if msg.checksum is None:
+            continue
+        top_b = [(decimal_text(p), decimal_text(s)) for p, s in bids.items()[-1:-11:-1]]
+        top_a = [(decimal_text(p), decimal_text(s)) for p, s in asks.items()[:10]]
+        if fn(top_b, top_a) != msg.checksum:
+            raise SystemExit("SortedDict baseline: checksum mismatch")
+    return n
+
+
+def timed_count(fn: Callable[[], int]) -> tuple[float, int]:
+    result: list[int] = []
+    seconds = timed(lambda: result.append(fn()))
+    return seconds, result[0]
+
+
+def checksum_rows(
+    quick: bool, repeat: int, seed: int, kraken_rounds: int
+) -> list[tuple[str, str, float]]:
+    """(stream, contender, µs per update), median of ``repeat`` alternating runs."""
+    sim = sim_stream(20_000 if quick else 100_000, seed)
+    kraken = kraken_stream() * kraken_rounds
+    streams: list[tuple[str, list[BookMessage], list[tuple[str, Callable[[], int]]]]] = [
+        (
+            f"sim ({len(sim) - 1:,} updates)",
+            sim,
+            [
+                ("tickloop SimSync.on_update", lambda: run_sync(SimSync, sim)),
+                (
+                    "reference: apply_delta + book.checksum(sim_checksum)",
+                    lambda: run_reference(sim_checksum, None, sim),
+                ),
+                (
+                    "SortedDict + decimal_text + sim_checksum",
+                    lambda: run_sorteddict(sim_checksum, None, sim),
+                ),
+            ],
+        ),
+        (
+            f"Kraken recorded, depth 1000 ({kraken_rounds} x 4,269 updates)",
+            kraken,
+            [
+                (
+                    "tickloop KrakenSync.on_update",
+                    lambda: run_sync(lambda s: KrakenSync(s, depth=1000), kraken),
+                ),
+                (
+                    "reference: apply_delta + book.checksum(kraken_checksum)",
+                    lambda: run_reference(kraken_checksum, 1000, kraken),
+                ),
+                (
+                    "SortedDict + decimal_text + kraken_checksum",
+                    lambda: run_sorteddict(kraken_checksum, 1000, kraken),
+                ),
+            ],
+        ),
+    ]
+    rows: list[tuple[str, str, float]] = []
+    for stream, _, contenders in streams:
+        times: dict[str, list[float]] = {name: [] for name, _ in contenders}
+        counts: dict[str, int] = {}
+        for _ in range(repeat):
+            for name, fn in contenders:
+                seconds, counts[name] = timed_count(fn)
+                times[name].append(seconds)
+        for name, _ in contenders:
+            rows.append((stream, name, statistics.median(times[name]) / counts[name] * 1e6))
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100k updates instead of 1M")
@@ -422,9 +614,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--levels", type=int, default=1_500, help="levels per side")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only", choices=["book", "checksum"], default=None)
+    parser.add_argument(
+        "--kraken-rounds",
+        type=int,
+        default=None,
+        help="replays of the Kraken recording (10; 3 quick)",
+    )
     args = parser.parse_args(argv)
+    console = Console(width=200)
+    if args.only != "checksum":
+        book_tables(args, console)
+    if args.only != "book":
+        rounds = args.kraken_rounds or (3 if args.quick else 10)
+        table = Table(title="Apply + checksum verify per update (every checksum checked)")
+        table.add_column("stream")
+        table.add_column("path")
+        table.add_column("µs/update", justify="right")
+        table.add_column("vs reference", justify="right")
+        rows = checksum_rows(args.quick, args.repeat, args.seed, rounds)
+        reference = {stream: us for stream, name, us in rows if name.startswith("reference")}
+        for stream, name, us in rows:
+            table.add_row(stream, name, f"{us:.2f}", f"{reference[stream] / us:.2f}x")
+        console.print(table)
+    console.print(
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
+
+
+def book_tables(args: argparse.Namespace, console: Console) -> None:
     n = args.updates or (100_000 if args.quick else 1_000_000)
-    console = Console()
     console.print(
         f"[bold]L2 book[/] {n:,} updates, ~{args.levels:,} levels a side, 20% deletes, "
         f"seed {args.seed}; Python {platform.python_version()}, median of {args.repeat}"
