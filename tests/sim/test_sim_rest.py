@@ -367,9 +367,21 @@ async def test_sim_command_serves_until_stopped() -> None:
             assert line, f"tickloop sim exited early: {lines}"
             lines.append(line)
         rest = next(line.split()[-1] for line in lines if "REST" in line)
-        assert any(line.split()[-1].endswith("/ws") for line in lines if "WebSocket" in line)
+        ws_url = next(line.split()[-1] for line in lines if "WebSocket" in line)
+        assert ws_url.endswith("/ws")
         async with aiohttp.ClientSession() as http, http.get(rest + "/markets") as resp:
             assert resp.status == 200
+        # A plain client that is not ours subscribes and sees a live market.
+        import websockets
+
+        async with websockets.connect(ws_url) as ws:
+            await ws.send(
+                json.dumps({"op": "subscribe", "channel": "book", "symbols": ["BTC-USD"]})
+            )
+            seen: set[str] = set()
+            while "book_update" not in seen:
+                seen.add(json.loads(await asyncio.wait_for(ws.recv(), 30))["type"])
+            assert {"subscribed", "book_snapshot"} <= seen
         proc.send_signal(signal.SIGTERM)  # Ctrl-C works too, if the test runner lets it through
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
