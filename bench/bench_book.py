@@ -44,6 +44,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -438,6 +439,99 @@ def check_agree(contenders: Sequence[Any], snapshot: BookSnapshot, updates: list
             raise SystemExit(f"{c.name} disagrees with {contenders[0].name}")
 
 
+# ----------------------------------------------------------------------------- apply limits
+
+
+class _NoOp:
+    """The per-level call and nothing else."""
+
+    def update_bid(self, price: Decimal, size: Decimal) -> None:
+        pass
+
+    def update_ask(self, price: Decimal, size: Decimal) -> None:
+        pass
+
+
+class _DictOnly:
+    """The per-level call and the dict store or delete, no best price and no order: the floor
+    of any pure-Python book with a per-level method."""
+
+    def __init__(self, snapshot: BookSnapshot) -> None:
+        self.bids = dict(snapshot.bids)
+        self.asks = dict(snapshot.asks)
+
+    def update_bid(self, price: Decimal, size: Decimal) -> None:
+        if size:
+            self.bids[price] = size
+        else:
+            self.bids.pop(price, None)
+
+    def update_ask(self, price: Decimal, size: Decimal) -> None:
+        if size:
+            self.asks[price] = size
+        else:
+            self.asks.pop(price, None)
+
+
+def _per_level(target: Any, updates: Sequence[Update]) -> None:
+    ub = target.update_bid
+    ua = target.update_ask
+    for is_bid, p, s in updates:
+        if is_bid:
+            ub(p, s)
+        else:
+            ua(p, s)
+
+
+def limits_table(snapshot: BookSnapshot, updates: list[Update], repeat: int) -> Table:
+    """Where the per-level apply time goes (ns a level, median of ``repeat``)."""
+    spent = [0.0]
+    catch_up = OrderBook.__dict__["_catch_up"].__func__
+
+    def timed_catch_up(
+        prices: list[Decimal], pending: dict[Decimal, bool], levels: dict[Decimal, Decimal]
+    ) -> list[Decimal]:
+        start = time.perf_counter()
+        try:
+            return catch_up(prices, pending, levels)  # type: ignore[no-any-return]
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    cf = CryptofeedBook()
+    rows: dict[str, list[float]] = {
+        "loop + a method call that does nothing": [],
+        "loop + a method that only stores/deletes in a dict (the pure-Python floor)": [],
+        "tickloop update_bid/update_ask": [],
+        "  of which sorted-list catch-ups (Decimal comparisons)": [],
+        "cryptofeed C book (loop + C setitem)": [],
+    }
+    names = list(rows)
+    n = len(updates)
+    for _ in range(repeat):
+        rows[names[0]].append(timed(partial(_per_level, _NoOp(), updates)) / n * 1e9)
+        run = partial(_per_level, _DictOnly(snapshot), updates)
+        rows[names[1]].append(timed(run) / n * 1e9)
+        run = partial(_per_level, OrderBook.from_snapshot(snapshot), updates)
+        rows[names[2]].append(timed(run) / n * 1e9)
+        spent[0] = 0.0
+        OrderBook._catch_up = staticmethod(timed_catch_up)  # type: ignore[method-assign]
+        try:
+            timed(partial(_per_level, OrderBook.from_snapshot(snapshot), updates))
+        finally:
+            OrderBook._catch_up = staticmethod(catch_up)  # type: ignore[method-assign]
+        rows[names[3]].append(spent[0] / n * 1e9)
+        cf.load(snapshot)
+        rows[names[4]].append(timed(lambda: cf.apply(updates)) / n * 1e9)
+    table = Table(title="What limits apply alone (per level, no reads)")
+    table.add_column("path")
+    table.add_column("ns/level", justify="right")
+    table.add_column("levels/s", justify="right")
+    for name, values in rows.items():
+        ns = statistics.median(values)
+        table.add_row(name, f"{ns:.0f}", f"{1e3 / ns:.2f}M" if "of which" not in name else "")
+    return table
+
+
 # ----------------------------------------------------------------------------- checksum path
 
 BookMessage = BookSnapshot | BookDelta
@@ -705,6 +799,7 @@ def book_tables(args: argparse.Namespace, console: Console) -> None:
             f"{m['apply_best'] / cf['apply_best']:.0f}x",
         )
     console.print(ratios)
+    console.print(limits_table(snapshot, updates, args.repeat))
     console.print(
         "Rates are levels per second. The BookDelta rows read the best price (or the top 10) "
         "after each message, the other rows after each level."

@@ -501,9 +501,10 @@ class _ChecksumSync(BookSync, abc.ABC):
 
 def _plain(value: Decimal) -> str:
     """``decimal_text(value)``, about three times faster where ``str`` already gives plain
-    notation (it switches to an exponent only for large exponents)."""
+    notation (it writes an exponent only for very small or positive exponents; ``e`` when the
+    context says ``capitals=0``)."""
     text = str(value)
-    return decimal_text(value) if "E" in text else text
+    return decimal_text(value) if "E" in text or "e" in text else text
 
 
 def _kraken_digits(value: Decimal) -> str:
