@@ -496,7 +496,11 @@ class _ChecksumSync(BookSync, abc.ABC):
                 if self.book_checksum(book) != expected:
                     return "checksum"
                 self.rechecks += 1
-        return super()._check_book(book, update)
+        bid = book.best_bid  # BookSync._check_book's crossed test, inlined (hot path)
+        ask = book.best_ask
+        if bid is not None and ask is not None and bid >= ask:
+            return "crossed"
+        return None
 
 
 def _plain(value: Decimal) -> str:
@@ -625,6 +629,22 @@ class SimSync(_ChecksumSync):
             common = min(n, len(ask_texts))
             parts += bid_texts[common:] if n > common else ask_texts[common:]
         return crc32(":".join(parts).encode())
+
+    def on_delta(self, delta: BookDelta) -> tuple[Action, ...]:
+        # Fast path for the common case (live, the update links to the last one, checksum and
+        # book fine), as BinanceSync's; everything else goes through the general path.
+        if self.state is _LIVE:
+            book = self.book
+            last = book.sequence
+            seq = delta.sequence
+            if last is not None and seq is not None and seq > last and delta.prev_sequence == last:
+                book.apply_delta(delta)
+                reason = self._check_book(book, delta)
+                if reason is None:
+                    self.applied += 1
+                    return self._applied
+                return self._invalidate(reason, seq, delta.recv_ts or delta.ts)
+        return super().on_delta(delta)
 
     def _sequence_verdict(self, delta: BookDelta, book: OrderBook, first: bool) -> _Verdict:
         last = book.sequence
