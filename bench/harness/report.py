@@ -75,6 +75,10 @@ def _mib(v: float) -> str:
     return f"{v:,.1f}"
 
 
+def _run(result: dict[str, Any]) -> int:
+    return int(result.get("run", 0))
+
+
 def _first_error(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         if not r.get("ok"):
@@ -133,6 +137,9 @@ def aggregate(data: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
         lat[(key, rate)]["delivered_ratio"] = _median(
             r["delivered"] / max(1, r["frames"]) for r in ok
         )
+        lat[(key, rate)]["each"] = [
+            (r["latency_us"]["p50"], r["latency_us"]["p99"]) for r in sorted(ok, key=_run)
+        ]
     detail["latency"] = lat
     for rate in sorted({rate for _, rate in lat}):
         for q in ("p50", "p99", "p99.9"):
@@ -457,9 +464,9 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
         add("")
         add(
             "| contender | rate | p50 µs | p99 µs | p99.9 µs | max µs | delivered/frames "
-            "| runs ok |"
+            "| runs ok | each run p50 / p99 µs |"
         )
-        add("|---|---:|---:|---:|---:|---:|---:|---:|")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for key in keys:
             for rate in sorted({r for _, r in lat}):
                 a = lat.get((key, rate))
@@ -475,7 +482,9 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
                 add(
                     f"| {labels[key]} | {rate // 1000}k | {_us(a['p50'])} | {_us(a['p99'])} | "
                     f"{_us(a['p99.9'])} | {_us(a['max'])} | {a['delivered_ratio']:.2f} | "
-                    f"{a['ok']}/{a['runs']} |"
+                    f"{a['ok']}/{a['runs']} | "
+                    + ", ".join(f"{_us(p50)} / {_us(p99)}" for p50, p99 in a["each"])
+                    + " |"
                 )
         add("")
     soak = detail.get("soak", {})
