@@ -26,6 +26,10 @@ Invariants:
   is compared with it, and deleting the best flushes the side's sorted list to find the next.
 * Prices and sizes are the Decimal objects the codec produced, so the venue's digits (trailing
   zeros included) come back out unchanged and checksums can be computed from them.
+* ``_bid_text`` / ``_ask_text`` (the :meth:`OrderBook.top_texts` memo) map a price to the
+  ``(price, size, text)`` a level's text was made from; an entry is used only when both objects
+  are the very ones in the book now, so a stale entry is never read, and the memo is emptied
+  past ``_TEXT_MEMO`` entries or when another text function is passed.
 * With ``depth`` set, each side holds at most ``depth`` levels after every snapshot or delta;
   the worst levels beyond it are dropped (Kraken truncates this way and sends the replacement
   level when a level inside the limit is deleted).
