@@ -414,11 +414,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.render_only:
         from .report import render, summary_table
 
-        data = json.loads((ROOT / "bench" / "harness" / "results" / "last.json").read_text())
+        saved = json.loads((ROOT / "bench" / "harness" / "results" / "last.json").read_text())
         notes_file = Path(__file__).with_name("notes.md")
         notes = notes_file.read_text() if notes_file.exists() else ""
-        render(data, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "img", notes)
-        console.print(summary_table(data))
+        render(saved, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "img", notes)
+        console.print(summary_table(saved))
         return
     plan = make_plan(args)
     command = ".venv/bin/python -m bench.harness.run" + (

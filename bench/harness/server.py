@@ -34,6 +34,7 @@ import sys
 import time
 from array import array
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -189,7 +190,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if transport is None:
         return ws
     combined = request.path.startswith("/stream")
-    streams = Streams(transport, combined, options)  # type: ignore[arg-type]
+    streams = Streams(transport, combined, options)
     named: list[str] = []
     if combined:
         named = [s for s in request.query.get("streams", "").split("/") if s]
@@ -248,8 +249,9 @@ async def serve(host: str, port: int, options: Options) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=128)
     await site.start()
-    server = site._server  # the bound socket: the only way aiohttp exposes port 0's choice
-    bound = server.sockets[0].getsockname()[1] if server is not None else port  # type: ignore[union-attr]
+    # the bound socket: the only way aiohttp exposes port 0's choice
+    server = cast("asyncio.Server | None", site._server)
+    bound = server.sockets[0].getsockname()[1] if server is not None else port
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

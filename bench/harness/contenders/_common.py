@@ -216,7 +216,12 @@ def execute(
         nonlocal error
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        meter.on_done(lambda: done.done() or done.set_result(None))
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        meter.on_done(finish)
         if args.rss_every:
             meter.sample_rss(loop, args.rss_every)
         task = asyncio.ensure_future(body(meter))

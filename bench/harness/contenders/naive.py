@@ -9,9 +9,9 @@ user code. No book is kept, no typed model is built, the default asyncio loop.
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from typing import Any
 
-import websockets
 from websockets.asyncio.client import connect
 
 from ._common import SYMBOL_LOWER, Meter, execute, parse_args
@@ -35,7 +35,7 @@ def main() -> None:
         "naive",
         args,
         lambda meter: consume(args.port, args.kind, meter),
-        {"websockets": websockets.__version__},
+        {"websockets": version("websockets")},
         {"library": "websockets (defaults)", "decoder": "json.loads", "loop": "asyncio"},
     )
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
 from ._common import Meter, execute, parse_args
 
 
-def _extra_args() -> tuple[str, str]:
+def _extra_args() -> tuple[str, str, int | None]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--style", choices=("iter", "callback"), default="iter")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
@@ -43,7 +44,7 @@ def codec_class() -> Any:
         BinanceCodec().decode(memoryview(b'{"result":null,"id":1}'), 0)
     except Exception:
 
-        class BytesBinanceCodec(BinanceCodec):  # type: ignore[misc]
+        class BytesBinanceCodec(BinanceCodec):
             def decode(self, frame: Any, recv_ts: int) -> Any:
                 return super().decode(bytes(frame), recv_ts)
 
@@ -55,7 +56,7 @@ def codec_class() -> Any:
 async def consume(port: int, kind: str, style: str, depth: int | None, meter: Meter) -> None:
     from tickloop.client.stream import StreamClient
 
-    hit = meter.hit
+    hit: Callable[[Any], None] = meter.hit  # ids are ints here; Trade.id is typed int | None
     async with StreamClient(
         "binance",
         url=f"ws://127.0.0.1:{port}/stream",
