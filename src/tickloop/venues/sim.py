@@ -335,7 +335,9 @@ class SimCodec(Codec):
                 f"bad number in {type(msg).__name__[1:]}: {exc}", venue=VENUE
             ) from exc
 
-    def _undecodable(self, frame: bytes | memoryview, exc: msgspec.ValidationError) -> list[Decoded]:
+    def _undecodable(
+        self, frame: bytes | memoryview, exc: msgspec.ValidationError
+    ) -> list[Decoded]:
         try:
             envelope = _ENVELOPE.decode(frame)
         except msgspec.DecodeError:
