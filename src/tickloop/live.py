@@ -1,8 +1,9 @@
 """The live terminal view of ``tickloop run``: markets consumed through StreamClient.
 
 With no arguments it starts the embedded exchange in-process and shows, per market, the last
-trades, the top of book (from the ticker stream), the message rate, and the connection's
-reconnects and gaps, refreshed a few times a second with rich. :class:`LiveView` holds the state
+trades, the top of book (from the ticker stream), the message rate, the connection's reconnects
+and gaps, and a drawn depth ladder of the first market (from its synchronised local book),
+refreshed a few times a second with rich. :class:`LiveView` holds the state
 and renders it (no I/O, testable by feeding events); :func:`run_live` wires it to a StreamClient.
 """
 
@@ -23,11 +24,25 @@ from rich.table import Table
 from rich.text import Text
 
 from .client.stream import StreamClient
-from .models import Connected, Disconnected, Gap, Reconnected, Side, Stale, Ticker, Trade
+from .models import (
+    BookInvalid,
+    BookLevel,
+    BookValid,
+    Connected,
+    Disconnected,
+    Gap,
+    Reconnected,
+    Side,
+    Stale,
+    Ticker,
+    Trade,
+)
 
 __all__ = ["LiveView", "MarketState", "run_live"]
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
+LADDER_LEVELS = 8  # levels a side in the depth ladder
+LADDER_WIDTH = 40  # characters of the longest cumulative-size bar
 
 
 @dataclass
@@ -55,6 +70,10 @@ class LiveView:
         self.started = time.monotonic()
         self._rate_mark: tuple[float, int] | None = None
         self.rate = 0.0
+        self.focus = next(iter(self.markets), None)  # the market whose depth is drawn
+        self.ladder: tuple[list[BookLevel], list[BookLevel]] | None = None
+        self.book_sequence: int | None = None
+        self.book_valid = False
 
     # ---------------------------------------------------------------------------- handlers
     def on_trade(self, trade: Trade) -> None:
@@ -68,6 +87,13 @@ class LiveView:
         market = self.markets.get(ticker.symbol)
         if market is not None:
             market.ticker = ticker
+
+    def on_book(self, book: Any) -> None:
+        """A synchronised book of the focus market (a ``BookView``): keep the top levels."""
+        if book.symbol == self.focus:
+            self.ladder = (list(book.bids(LADDER_LEVELS)), list(book.asks(LADDER_LEVELS)))
+            self.book_sequence = book.sequence
+            self.book_valid = True
 
     def on_status(self, event: Any) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -87,6 +113,13 @@ class LiveView:
             case Stale():
                 self.stale += 1
                 self.status_log.appendleft(f"{stamp} silent for {event.silent_for:.1f}s: replaced")
+            case BookInvalid() if event.symbol == self.focus:
+                self.book_valid = False
+                self.status_log.appendleft(f"{stamp} {event.symbol} book invalid: {event.reason}")
+            case BookValid() if event.symbol == self.focus:
+                self.status_log.appendleft(
+                    f"{stamp} {event.symbol} book valid at seq {event.sequence}"
+                )
             case Gap():
                 self.gaps += 1
                 self.gaps_recovered += event.recovered
@@ -142,7 +175,43 @@ class LiveView:
             f"up {now - self.started:,.0f}s   Ctrl-C to quit"
         )
         log = Text("\n".join(self.status_log), style="dim")
-        return Group(table, footer, log)
+        return Group(table, footer, self.render_ladder(), log)
+
+    def render_ladder(self) -> Table:
+        """The focus market's depth: asks above, bids below, bars of cumulative size."""
+        title = f"{self.focus} depth"
+        if self.book_sequence is not None:
+            title += f" (seq {self.book_sequence}{'' if self.book_valid else ', RESYNCING'})"
+        ladder = Table(title=title, show_header=True, box=None, padding=(0, 1))
+        ladder.add_column("price", justify="right")
+        ladder.add_column("size", justify="right")
+        ladder.add_column("cumulative", justify="left", min_width=LADDER_WIDTH)
+        if self.ladder is None:
+            ladder.add_row("-", "-", Text("waiting for the book", style="dim"))
+            return ladder
+        bids, asks = self.ladder
+        cum_bids = _cumulative(bids)
+        cum_asks = _cumulative(asks)
+        top = max([*cum_bids, *cum_asks, Decimal(0)])
+        for level, cum in reversed(list(zip(asks, cum_asks, strict=True))):
+            ladder.add_row(str(level.price), str(level.size), _bar(cum, top, "red"))
+        for level, cum in zip(bids, cum_bids, strict=True):
+            ladder.add_row(str(level.price), str(level.size), _bar(cum, top, "green"))
+        return ladder
+
+
+def _cumulative(levels: Sequence[BookLevel]) -> list[Decimal]:
+    total = Decimal(0)
+    out = []
+    for level in levels:
+        total += level.size
+        out.append(total)
+    return out
+
+
+def _bar(value: Decimal, top: Decimal, style: str) -> Text:
+    width = 0 if not top else max(1, round(float(value / top) * LADDER_WIDTH))
+    return Text("█" * width + f" {value}", style=style)
 
 
 @contextlib.asynccontextmanager
@@ -182,6 +251,7 @@ async def run_live(
             feed.subscribe_status(view.on_status)
             await feed.subscribe_trades(symbols, handler=view.on_trade)
             await feed.subscribe_tickers(symbols, handler=view.on_ticker)
+            await feed.subscribe_books(symbols[0], view.on_book, depth=LADDER_LEVELS, conflate=250)
             loop = asyncio.get_running_loop()
             deadline = None if duration is None else loop.time() + duration
             with Live(view.render(), console=console, refresh_per_second=refresh) as live:
