@@ -6,8 +6,11 @@
 ``feed.books()`` / ``subscribe_books()`` (all levels by default, ``--book-depth N`` for the top
 N). The Binance codec connects to the combined-stream endpoint and subscribes with
 ``SUBSCRIBE``; user code gets typed :class:`tickloop.models.Trade` structs with exact Decimal
-prices. The client's defaults are kept
-(bounded consumer buffer, trades never dropped); the loop is uvloop unless ``--loop asyncio``.
+prices. The client's defaults are kept (bounded consumer buffer, trades never dropped), except
+that the ``async for`` trades consumer opts into ``overflow="backpressure"``: the policy a user
+who wants every trade at full speed picks (a replay, a backtest, a benchmark), which pauses
+reading the socket while the consumer is a buffer behind instead of detaching it with
+ConsumerOverflow. The loop is uvloop unless ``--loop asyncio``.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ async def consume(port: int, kind: str, style: str, depth: int | None, meter: Me
     ) as feed:
         if kind == "trades":
             if style == "iter":
-                async for trade in feed.trades("BTC-USDT"):
+                async for trade in feed.trades("BTC-USDT", overflow="backpressure"):
                     hit(trade.id)
             else:
                 await feed.subscribe_trades("BTC-USDT", handler=lambda trade: hit(trade.id))

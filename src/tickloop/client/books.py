@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -46,13 +46,14 @@ from ..exceptions import BookError, ConfigError, TickloopError
 from ..models import BookDelta, BookInvalid, BookLevel, BookSnapshot, BookValid, Side
 from ..venues.base import Channel, Subscription
 from .backoff import Backoff
-from .consumers import Consumer, Handler, Overflow
+from .consumers import Consumer, Handler, Overflow, _is_async
 
 __all__ = ["BookConsumer", "BookFeed", "BookSource", "BookView", "SyncFactory"]
 
 log = logging.getLogger("tickloop.client.books")
 
 _TWO = Decimal(2)
+_new = tuple.__new__
 
 
 class BookSource(Protocol):
@@ -77,29 +78,71 @@ class BookView:
     :class:`~tickloop.models.BookLevel` ``(price, size)`` pairs, equal to a ``BookSnapshot``'s
     levels. ``sequence`` and ``ts`` are those of the book at that moment. ``valid`` is live: it
     is False once the book this view was copied from has been found wrong or replaced.
+
+    Cost: the copy is made of C-level copies only (the sorted price list sliced to ``depth``,
+    and the sizes: the side's dict copied whole, or looked up for the ``depth`` prices), so a
+    delivery costs a few microseconds even for a deep book; the ``BookLevel`` tuples are built
+    only when ``bids()`` / ``asks()`` are read, and only as many as asked for.
     """
 
-    __slots__ = ("_asks", "_bids", "_source", "depth", "sequence", "symbol", "ts", "venue")
+    __slots__ = (
+        "_ask_px",
+        "_ask_sz",
+        "_bid_px",
+        "_bid_sz",
+        "_source",
+        "best_ask",
+        "best_bid",
+        "depth",
+        "sequence",
+        "symbol",
+        "ts",
+        "venue",
+    )
 
     venue: str
     symbol: str
     sequence: int | None
     ts: int
     depth: int | None
-    _bids: tuple[BookLevel, ...]
-    _asks: tuple[BookLevel, ...]
+    best_bid: Decimal | None
+    best_ask: Decimal | None
+    _bid_px: list[Decimal]  # best (highest) first
+    _ask_px: list[Decimal]  # best (lowest) first
+    _bid_sz: dict[Decimal, Decimal]
+    _ask_sz: dict[Decimal, Decimal]
     _source: OrderBook
 
     def __init__(self, book: OrderBook, depth: int | None = None) -> None:
+        # The engine's sorted price lists (ascending) and level dicts. Flushed first: the
+        # lists catch up lazily with the dicts.
+        bid_px = book._flush_bids()
+        ask_px = book._flush_asks()
+        bids = book._bids
+        asks = book._asks
+        if depth is None:
+            bpx = bid_px[::-1]
+            apx = ask_px[:]
+            bsz = bids.copy()
+            asz = asks.copy()
+        else:
+            bpx = bid_px[: -depth - 1 : -1]
+            apx = ask_px[:depth]
+            bsz = dict(zip(bpx, map(bids.__getitem__, bpx), strict=True))
+            asz = dict(zip(apx, map(asks.__getitem__, apx), strict=True))
         init = object.__setattr__
-        init(self, "_bids", tuple(book.bids(depth)))
-        init(self, "_asks", tuple(book.asks(depth)))
+        init(self, "_bid_px", bpx)
+        init(self, "_ask_px", apx)
+        init(self, "_bid_sz", bsz)
+        init(self, "_ask_sz", asz)
         init(self, "_source", book)
         init(self, "venue", book.venue)
         init(self, "symbol", book.symbol)
         init(self, "sequence", book.sequence)
         init(self, "ts", book.ts)
         init(self, "depth", depth)
+        init(self, "best_bid", bpx[0] if bpx else None)
+        init(self, "best_ask", apx[0] if apx else None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"BookView is immutable: cannot set {name!r}")
@@ -111,51 +154,46 @@ class BookView:
 
     def bids(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` bid levels (all held when None), best (highest) first."""
-        if n is None:
-            return list(self._bids)
-        return list(self._bids[:n]) if n > 0 else []
+        px = self._bid_px if n is None else self._bid_px[:n] if n > 0 else ()
+        sizes = self._bid_sz
+        return [_new(BookLevel, (p, sizes[p])) for p in px]
 
     def asks(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` ask levels (all held when None), best (lowest) first."""
-        if n is None:
-            return list(self._asks)
-        return list(self._asks[:n]) if n > 0 else []
+        px = self._ask_px if n is None else self._ask_px[:n] if n > 0 else ()
+        sizes = self._ask_sz
+        return [_new(BookLevel, (p, sizes[p])) for p in px]
 
     def levels(self, side: Side, n: int | None = None) -> list[BookLevel]:
         """``bids(n)`` for ``Side.BUY`` (the bid side), ``asks(n)`` for ``Side.SELL``."""
         return self.bids(n) if side is Side.BUY else self.asks(n)
 
     def best(self, side: Side) -> BookLevel | None:
-        levels = self._bids if side is Side.BUY else self._asks
-        return levels[0] if levels else None
-
-    @property
-    def best_bid(self) -> Decimal | None:
-        return self._bids[0].price if self._bids else None
-
-    @property
-    def best_ask(self) -> Decimal | None:
-        return self._asks[0].price if self._asks else None
+        if side is Side.BUY:
+            price = self.best_bid
+            return None if price is None else BookLevel(price, self._bid_sz[price])
+        price = self.best_ask
+        return None if price is None else BookLevel(price, self._ask_sz[price])
 
     @property
     def mid(self) -> Decimal | None:
-        if not self._bids or not self._asks:
+        if self.best_bid is None or self.best_ask is None:
             return None
-        return (self._bids[0].price + self._asks[0].price) / _TWO
+        return (self.best_bid + self.best_ask) / _TWO
 
     @property
     def spread(self) -> Decimal | None:
-        if not self._bids or not self._asks:
+        if self.best_bid is None or self.best_ask is None:
             return None
-        return self._asks[0].price - self._bids[0].price
+        return self.best_ask - self.best_bid
 
     def snapshot(self) -> BookSnapshot:
         """The view as a :class:`~tickloop.models.BookSnapshot` (what the bus carries)."""
         return BookSnapshot(
             venue=self.venue,
             symbol=self.symbol,
-            bids=self._bids,
-            asks=self._asks,
+            bids=tuple(self.bids()),
+            asks=tuple(self.asks()),
             sequence=self.sequence,
             ts=self.ts,
         )
@@ -167,8 +205,8 @@ class BookView:
     def __repr__(self) -> str:
         return (
             f"BookView({self.venue}:{self.symbol} seq={self.sequence} "
-            f"best={self.best_bid}/{self.best_ask} levels={len(self._bids)}/{len(self._asks)} "
-            f"valid={self.valid})"
+            f"best={self.best_bid}/{self.best_ask} "
+            f"levels={len(self._bid_px)}/{len(self._ask_px)} valid={self.valid})"
         )
 
 
@@ -182,7 +220,11 @@ def _book_key(book: Any) -> Hashable:
 class BookConsumer(Consumer):
     """A book consumer: conflates by time (``conflate`` seconds, None: every update), keeps one
     pending book per symbol, and hands out a :class:`BookView` of ``depth`` levels taken at
-    delivery. Invalid books are skipped (counted in ``skipped``)."""
+    delivery. Invalid books are skipped (counted in ``skipped``).
+
+    ``live=True`` (sync handlers only) hands the handler the live, valid
+    :class:`~tickloop.book.OrderBook` itself, inline, with no copy: the handler must not keep
+    it past the call (it changes with the next update and may be replaced by a resync)."""
 
     def __init__(
         self,
@@ -193,8 +235,10 @@ class BookConsumer(Consumer):
         maxsize: int,
         handler: Handler | None = None,
         name: str = "",
+        live: bool = False,
     ) -> None:
         # Set before Consumer.__init__: set_handler may already deliver through _call_handler.
+        self.live = live
         self.depth = depth
         self.conflate = conflate
         self.skipped = 0  # books not delivered: found invalid, or unchanged since the last one
@@ -257,6 +301,14 @@ class BookConsumer(Consumer):
         self._held.clear()
         super().close(end)
 
+    def set_handler(self, handler: Handler | None) -> None:
+        if self.live and (handler is None or _is_async(handler)):
+            raise ConfigError(
+                "live=True hands over the live book inline: it needs a sync handler",
+                field="live",
+            )
+        super().set_handler(handler)
+
     # ------------------------------------------------------------------------------ consuming
     def _view(self, event: Any) -> Any:
         if type(event) is OrderBook:
@@ -268,7 +320,7 @@ class BookConsumer(Consumer):
             if (event.sequence is not None or event.ts) and self._last.get(event.symbol) == version:
                 return None
             self._last[event.symbol] = version
-            return BookView(event, self.depth)
+            return event if self.live else BookView(event, self.depth)
         return event
 
     def _call_handler(self, event: Any) -> None:
@@ -331,8 +383,15 @@ class BookFeed:
         resubscribe: Callable[[Subscription], Coroutine[Any, Any, None]],
         source: Callable[[], BookSource],
         snapshot_retries: int = 8,
+        snapshot_wait: float = 0.05,
+        snapshot_max_wait: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        Backoff(base_wait=snapshot_wait, max_wait=snapshot_max_wait, max_retries=snapshot_retries)
         self.venue = venue
+        self._snapshot_wait = snapshot_wait
+        self._snapshot_max_wait = snapshot_max_wait
+        self._sleep = sleep
         self._factory = sync_factory
         self._routes = routes
         self._publish = publish
@@ -346,7 +405,9 @@ class BookFeed:
             "book_valid": 0,
             "book_rest_snapshots": 0,
             "book_resubscribes": 0,
-            "book_snapshot_failures": 0,
+            "book_snapshot_failures": 0,  # REST snapshot requests that failed
+            "book_snapshots_unusable": 0,  # snapshots that did not bridge the buffered deltas
+            "book_snapshot_retries": 0,  # re-requests, each after a backoff wait
         }
 
     # -------------------------------------------------------------------------------- control
@@ -495,24 +556,55 @@ class BookFeed:
             log.warning("%s: book %s of %s failed: %s", self.venue, what, symbol, exc)
 
     async def _fetch(self, state: _Book, need: NeedSnapshot | None) -> None:
-        """Get REST snapshots until the synchroniser stops asking (owned by ``state``)."""
-        backoff = Backoff(base_wait=0.05, max_wait=2.0, max_retries=self._snapshot_retries)
+        """Get REST snapshots until the synchroniser stops asking (owned by ``state``).
+
+        Every re-request, whether the last request failed or its snapshot was unusable (too old
+        to bridge the buffered deltas, or not checking out), waits first: exponential backoff
+        with full jitter, ``snapshot_retries`` consecutive re-requests at most, after which the
+        symbol's book consumers end with BookError. A snapshot that makes the book valid resets
+        the count. Without the wait, a venue whose snapshots lag its stream would be asked
+        many times a second for as long as the lag lasts."""
+        backoff = Backoff(
+            base_wait=self._snapshot_wait,
+            max_wait=self._snapshot_max_wait,
+            max_retries=self._snapshot_retries,
+        )
         sync = state.sync
+        counters = self.counters
         while need is not None and self._books.get(state.symbol) is state:
             try:
                 snapshot = await self._source().book(need.symbol, depth=need.depth)
             except (TickloopError, OSError) as exc:
-                self.counters["book_snapshot_failures"] += 1
+                counters["book_snapshot_failures"] += 1
                 wait = backoff.next_wait()
                 if wait is None:
                     self._give_up(state, exc)
                     return
                 again = sync.on_snapshot_failed()
-                await asyncio.sleep(wait)
+                counters["book_snapshot_retries"] += 1
+                await self._sleep(wait)
                 need = self._next_need(state, again)
                 continue
-            self.counters["book_rest_snapshots"] += 1
+            counters["book_rest_snapshots"] += 1
             need = self._next_need(state, sync.on_snapshot(snapshot))
+            if need is None:
+                backoff.succeeded()
+                continue
+            counters["book_snapshots_unusable"] += 1
+            wait = backoff.next_wait()
+            if wait is None:
+                self._give_up(
+                    state,
+                    BookError(
+                        f"{self._snapshot_retries} snapshots in a row could not be used "
+                        f"(last: {need.reason})",
+                        symbol=state.symbol,
+                        venue=self.venue,
+                    ),
+                )
+                return
+            counters["book_snapshot_retries"] += 1
+            await self._sleep(wait)
 
     def _next_need(self, state: _Book, actions: tuple[Any, ...]) -> NeedSnapshot | None:
         """Carry out ``actions``; a REST NeedSnapshot among them is returned to the running

@@ -15,6 +15,16 @@ behind is detached and gets :class:`~tickloop.exceptions.ConsumerOverflow`; ``CO
 streams where only the latest value matters (tickers, candles, books) — a new value replaces the
 pending one with the same key. A slow consumer never delays the others: nothing here waits.
 
+``BACKPRESSURE`` is the opt-in exception, for consumers that would rather slow the source than
+fail or lose values (replay, backtests, benchmarks, bots that must see every trade): events are
+queued without loss, and when the backlog reaches the high water mark (``maxsize``) the consumer
+calls ``on_pressure(self, True)``, which pauses reading the connection(s) carrying its streams;
+once it has drained to the low water mark (``low_water``, default a quarter of ``maxsize``) it
+calls ``on_pressure(self, False)``. While paused, frames of a socket read already under way are
+still queued, so the backlog may pass ``maxsize`` by one read's worth (and by a trade backfill's
+pages); it is bounded by those reads, not by the venue's rate. Pausing delays every consumer of
+those connections: that is the price of the policy.
+
 Reference counting: :class:`Fanout` counts consumers per upstream
 :class:`~tickloop.venues.base.Subscription`; ``attach`` returns the subscriptions that just became
 needed and ``detach`` those no longer needed, which the caller subscribes and unsubscribes.
@@ -49,6 +59,7 @@ Handler = Callable[[Any], Awaitable[None] | None]
 class Overflow(StrEnum):
     ERROR = "error"  # never drop: detach the consumer with ConsumerOverflow
     CONFLATE = "conflate"  # keep the latest value per key
+    BACKPRESSURE = "backpressure"  # never drop: pause the source above the high water mark
 
 
 class _Closed:
@@ -61,7 +72,7 @@ _CLOSED = _Closed()
 class ConsumerStats:
     """Counters of one consumer: what it got, what it lost, how far behind it fell."""
 
-    __slots__ = ("conflated", "delivered", "dropped", "handler_errors", "high_water")
+    __slots__ = ("conflated", "delivered", "dropped", "handler_errors", "high_water", "pauses")
 
     def __init__(self) -> None:
         self.delivered = 0  # events handed to user code
@@ -69,6 +80,7 @@ class ConsumerStats:
         self.dropped = 0  # events lost to an overflow (ERROR: then the consumer is detached)
         self.handler_errors = 0
         self.high_water = 0  # the largest backlog seen
+        self.pauses = 0  # times this consumer paused its source (BACKPRESSURE)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -78,7 +90,9 @@ class Consumer:
     """One consumer's bounded buffer, or its direct handler (module docstring).
 
     ``key`` maps an event to its conflation key (CONFLATE only). ``on_detach`` is called once
-    when the consumer leaves the fan-out by itself (overflow).
+    when the consumer leaves the fan-out by itself (overflow). ``low_water`` (BACKPRESSURE
+    only; default ``maxsize // 4``) is the backlog at which a paused source is resumed;
+    ``on_pressure(consumer, paused)`` is how the owner pauses and resumes it.
     """
 
     def __init__(
@@ -90,12 +104,21 @@ class Consumer:
         key: Callable[[Any], Hashable] | None = None,
         handler: Handler | None = None,
         name: str = "",
+        low_water: int | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
+        if low_water is None:
+            low_water = maxsize // 4
+        if not 0 <= low_water < maxsize:
+            raise ValueError("low_water must be >= 0 and below maxsize")
         self.channel = channel
         self.policy = policy
         self.maxsize = maxsize
+        self.low_water = low_water
+        self.on_pressure: Callable[[Consumer, bool], None] | None = None
+        #: True while this consumer holds its source paused (BACKPRESSURE).
+        self.paused = False
         self.name = name
         self.stats = ConsumerStats()
         self.subscriptions: tuple[Subscription, ...] = ()
@@ -142,7 +165,7 @@ class Consumer:
             while len(self):
                 self._call_handler(self._pop())
             return
-        self.push = self._push_error if self.policy is Overflow.ERROR else self._push_conflate
+        self.push = self._pusher()
         if self._handler_is_async and self._worker is None and self._end is None:
             self._worker = asyncio.get_running_loop().create_task(
                 self._run_handler(), name=f"tickloop-handler-{self.name or self.channel}"
@@ -188,7 +211,35 @@ class Consumer:
         finally:
             self._worker = None
 
+    def _pusher(self) -> Callable[[Any], None]:
+        if self.policy is Overflow.ERROR:
+            return self._push_error
+        if self.policy is Overflow.BACKPRESSURE:
+            return self._push_backpressure
+        return self._push_conflate
+
     # ------------------------------------------------------------------------------ producing
+    def _push_backpressure(self, event: Any) -> None:
+        buffer = self._buffer
+        buffer.append(event)
+        if len(buffer) >= self.maxsize and not self.paused:
+            self.paused = True
+            self.stats.pauses += 1
+            if self.on_pressure is not None:
+                self.on_pressure(self, True)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _relieve(self) -> None:
+        """Resume the source this consumer paused (its backlog is down to ``low_water``, or it
+        ended)."""
+        self.paused = False
+        if self.on_pressure is not None:
+            self.on_pressure(self, False)
+
     def _push_error(self, event: Any) -> None:
         buffer = self._buffer
         if len(buffer) >= self.maxsize:
@@ -249,6 +300,8 @@ class Consumer:
             self.push = _ignore
             if end is not None and self.policy is Overflow.CONFLATE:
                 self._latest.clear()
+        if self.paused:
+            self._relieve()  # an ended consumer never holds the connection paused
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -283,6 +336,8 @@ class Consumer:
         nothing is buffered yet."""
         if self._buffer or self._latest:
             self.stats.delivered += 1
+            if self.paused and len(self._buffer) <= self.low_water + 1:
+                self._relieve()
             return self._pop()
         end = self._end
         if end is None:
@@ -301,6 +356,8 @@ class Consumer:
                 self.stats.high_water = len(buffer)
             if buffer:
                 self.stats.delivered += 1
+                if self.paused and len(buffer) <= self.low_water + 1:
+                    self._relieve()
                 return buffer.popleft()
             if self._latest:
                 self.stats.delivered += 1

@@ -81,6 +81,7 @@ class SessionStats:
     stale: int = 0  # connections replaced by the watchdog
     venue_errors: int = 0
     subscribe_messages: int = 0
+    pauses: int = 0  # times reading was paused for flow control (a consumer's high water mark)
 
 
 class SessionOwner(Protocol):
@@ -245,6 +246,9 @@ class WsSession:
         self._task: asyncio.Task[None] | None = None
         self._helpers: set[asyncio.Task[None]] = set()
         self._ever_connected = False
+        #: Who asked to stop reading the socket (flow control: consumers above their high
+        #: water mark). Reading is paused while this is not empty, on every physical connection.
+        self._pausers: set[object] = set()
 
     def __repr__(self) -> str:
         return f"<WsSession {self.name} {self.state.value} streams={len(self.subscriptions)}>"
@@ -252,6 +256,46 @@ class WsSession:
     @property
     def connected(self) -> bool:
         return self._transport is not None
+
+    @property
+    def paused(self) -> bool:
+        """Whether reading the socket is paused for flow control (:meth:`pause_reading`)."""
+        return bool(self._pausers)
+
+    def pause_reading(self, owner: object) -> None:
+        """Stop reading the socket until every ``owner`` that asked has called
+        :meth:`resume_reading`: the venue's frames wait in the kernel's buffers (and then the
+        venue's) instead of in a consumer's. Frames of a socket read already under way are
+        still delivered. Delays every stream of this connection."""
+        first = not self._pausers
+        self._pausers.add(owner)
+        if first:
+            self.stats.pauses += 1
+            self._set_reading(False)
+
+    def resume_reading(self, owner: object) -> None:
+        if owner not in self._pausers:
+            return
+        self._pausers.discard(owner)
+        if not self._pausers:
+            self._set_reading(True)
+
+    def _set_reading(self, reading: bool) -> None:
+        transport = self._transport
+        if transport is None:
+            return  # applied to the next connection when it is made
+        raw = transport.underlying_transport
+        try:
+            if reading:
+                raw.resume_reading()
+            else:
+                raw.pause_reading()
+        except (AttributeError, RuntimeError) as exc:  # a closing transport
+            log.debug("%s: cannot %s reading: %s", self.name, "resume" if reading else "pause", exc)
+        if reading:
+            # Silence while paused was ours, not the venue's: the watchdog starts afresh.
+            self._last_rx_at = asyncio.get_running_loop().time()
+            self._ping_sent = False
 
     @property
     def confirmed(self) -> frozenset[Subscription]:
@@ -497,6 +541,8 @@ class WsSession:
         self._confirmed.clear()
         self._logged_in = False
         self.stats.connects += 1
+        if self._pausers:
+            self._set_reading(False)
         return listener
 
     async def _open(self, listener: _Conn) -> None:
@@ -598,7 +644,11 @@ class WsSession:
             return
         now = asyncio.get_running_loop().time()
         rx = self._listener.rx if self._listener is not None else 0
-        if rx != self._rx_seen:
+        if self._pausers:
+            # Reading is paused on purpose (flow control): silence proves nothing.
+            self._rx_seen = rx
+            self._last_rx_at = now
+        elif rx != self._rx_seen:
             self._rx_seen = rx
             self._last_rx_at = now
             self._ping_sent = False

@@ -63,7 +63,7 @@ from ..venues import stream_codec
 from ..venues.base import Channel, Codec, Subscription
 from .backoff import Backoff
 from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
-from .consumers import Consumer, Fanout, Handler, Overflow
+from .consumers import Consumer, Fanout, Handler, Overflow, _is_async
 from .continuity import Merge, TradeContinuity
 from .session import SessionState, WsSession
 
@@ -100,6 +100,38 @@ def _candle_key(candle: Candle) -> tuple[str, str, int]:
 
 def _symbol_key(event: Any) -> str:
     return str(event.symbol)
+
+
+#: The policies a consumer may choose instead (``overflow=``). Books always conflate: a view is
+#: taken at delivery, so queueing every update would queue copies of one live book.
+ALLOWED: dict[Channel, frozenset[Overflow]] = {
+    Channel.TRADES: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
+    Channel.ORDERS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
+    Channel.FILLS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
+    Channel.TICKER: frozenset(Overflow),
+    Channel.CANDLES: frozenset(Overflow),
+    Channel.BOOK: frozenset({Overflow.CONFLATE}),
+}
+
+
+def _policy(channel: Channel, overflow: Overflow | str | None) -> Overflow:
+    if overflow is None:
+        return POLICIES[channel]
+    try:
+        policy = Overflow(overflow)
+    except ValueError:
+        raise ConfigError(
+            f"unknown overflow policy {overflow!r}: one of "
+            + ", ".join(repr(o.value) for o in Overflow),
+            field="overflow",
+        ) from None
+    if policy not in ALLOWED[channel]:
+        raise ConfigError(
+            f"overflow={policy.value!r} is not available for {channel.value}: one of "
+            + ", ".join(sorted(repr(o.value) for o in ALLOWED[channel])),
+            field="overflow",
+        )
+    return policy
 
 
 KEYS: dict[Channel, Callable[[Any], Any]] = {
@@ -139,6 +171,7 @@ class Stream(Generic[T]):
         self._get = consumer.get
         self._buffer = consumer._buffer
         self._stats = consumer.stats
+        self._low = consumer.low_water + 1
 
     @property
     def consumer(self) -> Consumer:
@@ -150,8 +183,11 @@ class Stream(Generic[T]):
 
     async def __anext__(self) -> T:
         buffer = self._buffer
-        if buffer:  # the hot path: an event is waiting
+        if buffer:  # the hot path: an event is waiting (no future, no await)
             self._stats.delivered += 1
+            consumer = self._consumer
+            if consumer.paused and len(buffer) <= self._low:
+                consumer._relieve()
             item: T = buffer.popleft()
             return item
         if not self._started:
@@ -205,8 +241,10 @@ class StreamClient:
     after ``ping_interval`` of silence). ``buffer_size`` bounds each consumer. ``rest`` (or
     ``rest_url``; derived from ``url`` for the sim) is used for trade backfill; ``credentials``
     (:class:`tickloop.client.auth.Credentials`) for private streams. ``book_sync`` makes each
-    symbol's book synchroniser (default :func:`tickloop.book.make_sync`); ``book_snapshot_retries``
-    bounds the retries of one REST book snapshot before the book stream ends with BookError.
+    symbol's book synchroniser (default :func:`tickloop.book.make_sync`); a REST book snapshot
+    that failed or could not be used is asked for again after an exponential backoff with
+    jitter (``book_snapshot_wait`` doubling up to ``book_snapshot_max_wait`` seconds), at most
+    ``book_snapshot_retries`` times in a row before the book stream ends with BookError.
     """
 
     def __init__(
@@ -233,6 +271,8 @@ class StreamClient:
         codec_options: dict[str, Any] | None = None,
         book_sync: SyncFactory | None = None,
         book_snapshot_retries: int = 8,
+        book_snapshot_wait: float = 0.05,
+        book_snapshot_max_wait: float = 2.0,
     ) -> None:
         self.venue = venue
         self._codec_cls = codec if codec is not None else stream_codec(venue)
@@ -281,6 +321,8 @@ class StreamClient:
             resubscribe=self._resubscribe,
             source=self._book_source,
             snapshot_retries=book_snapshot_retries,
+            snapshot_wait=book_snapshot_wait,
+            snapshot_max_wait=book_snapshot_max_wait,
         )
         self._fill_routes = self._fanout.routes[Channel.FILLS]
         self.sessions: list[WsSession] = []
@@ -291,6 +333,7 @@ class StreamClient:
         self._status_handlers: list[Consumer] = []
         self._unneeded: set[Subscription] = set()
         self._leaving: list[Consumer] = []
+        self._paused_by: dict[Consumer, set[WsSession]] = {}  # BACKPRESSURE consumers holding
         self._wake: asyncio.Event | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -388,30 +431,62 @@ class StreamClient:
             )
 
     # ------------------------------------------------------------------ async-iterator streams
-    def trades(self, symbols: str | Iterable[str], *, buffer: int | None = None) -> Stream[Trade]:
-        """Trades of one or several symbols, in trade-id order per symbol, none missed."""
-        subs = tuple(Subscription(Channel.TRADES, s) for s in _symbols(symbols))
-        return self._stream(Channel.TRADES, subs, buffer)
+    def trades(
+        self,
+        symbols: str | Iterable[str],
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
+    ) -> Stream[Trade]:
+        """Trades of one or several symbols, in trade-id order per symbol, none missed.
 
-    def tickers(self, symbols: str | Iterable[str], *, buffer: int | None = None) -> Stream[Ticker]:
-        """Tickers; a slow consumer gets the latest ticker of each symbol (conflated)."""
+        ``overflow``: ``"error"`` (default) detaches a consumer that falls ``buffer`` trades
+        behind with ConsumerOverflow, so it never delays the others; ``"backpressure"`` pauses
+        reading the connection(s) carrying these trades while this consumer is ``buffer`` behind
+        and resumes at a quarter of it: nothing is lost, but every consumer of those
+        connections is slowed to this one's pace (for replay, backtests, benchmarks, and bots
+        that must see every trade at full speed)."""
+        subs = tuple(Subscription(Channel.TRADES, s) for s in _symbols(symbols))
+        return self._stream(Channel.TRADES, subs, buffer, overflow)
+
+    def tickers(
+        self,
+        symbols: str | Iterable[str],
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
+    ) -> Stream[Ticker]:
+        """Tickers; a slow consumer gets the latest ticker of each symbol (``overflow``
+        ``"conflate"``, the default; ``"error"`` and ``"backpressure"`` as for trades)."""
         subs = tuple(Subscription(Channel.TICKER, s) for s in _symbols(symbols))
-        return self._stream(Channel.TICKER, subs, buffer)
+        return self._stream(Channel.TICKER, subs, buffer, overflow)
 
     def candles(
-        self, symbols: str | Iterable[str], interval: str = "1m", *, buffer: int | None = None
+        self,
+        symbols: str | Iterable[str],
+        interval: str = "1m",
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
     ) -> Stream[Candle]:
-        """Candle updates; conflated per candle (a closed candle is never conflated away)."""
+        """Candle updates; conflated per candle (a closed candle is never conflated away);
+        ``overflow`` as for tickers."""
         subs = tuple(Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols))
-        return self._stream(Channel.CANDLES, subs, buffer)
+        return self._stream(Channel.CANDLES, subs, buffer, overflow)
 
-    def orders(self, *, buffer: int | None = None) -> Stream[OrderEvent]:
-        """The account's order events (private: needs ``credentials``). Never dropped."""
-        return self._stream(Channel.ORDERS, (Subscription(Channel.ORDERS),), buffer)
+    def orders(
+        self, *, buffer: int | None = None, overflow: Overflow | str | None = None
+    ) -> Stream[OrderEvent]:
+        """The account's order events (private: needs ``credentials``). Never dropped;
+        ``overflow`` as for trades."""
+        return self._stream(Channel.ORDERS, (Subscription(Channel.ORDERS),), buffer, overflow)
 
-    def fills(self, *, buffer: int | None = None) -> Stream[Fill]:
-        """The account's fills (private: needs ``credentials``). Never dropped."""
-        return self._stream(Channel.FILLS, (Subscription(Channel.FILLS),), buffer)
+    def fills(
+        self, *, buffer: int | None = None, overflow: Overflow | str | None = None
+    ) -> Stream[Fill]:
+        """The account's fills (private: needs ``credentials``). Never dropped; ``overflow``
+        as for trades."""
+        return self._stream(Channel.FILLS, (Subscription(Channel.FILLS),), buffer, overflow)
 
     def books(
         self,
@@ -453,10 +528,14 @@ class StreamClient:
         return _StatusStream(self, consumer)
 
     def _stream(
-        self, channel: Channel, subs: tuple[Subscription, ...], buffer: int | None
+        self,
+        channel: Channel,
+        subs: tuple[Subscription, ...],
+        buffer: int | None,
+        overflow: Overflow | str | None = None,
     ) -> Stream[Any]:
         self._check_open()
-        consumer = self._consumer(channel, buffer, None, subs)
+        consumer = self._consumer(channel, buffer, None, subs, overflow)
         return Stream(self, consumer, subs)
 
     def _consumer(
@@ -465,18 +544,39 @@ class StreamClient:
         buffer: int | None,
         handler: Handler | None,
         subs: Iterable[Subscription],
+        overflow: Overflow | str | None = None,
     ) -> Consumer:
+        policy = _policy(channel, overflow)
+        if buffer is not None and buffer < 1:
+            raise ConfigError("buffer must be >= 1", field="buffer")
         symbols = [s.symbol for s in subs if s.symbol is not None]
         shown = ",".join(symbols[:3]) + (f",+{len(symbols) - 3}" if len(symbols) > 3 else "")
         kind = "iterator" if handler is None else getattr(handler, "__qualname__", "handler")
-        return Consumer(
+        consumer = Consumer(
             channel,
-            policy=POLICIES[channel],
+            policy=policy,
             maxsize=buffer if buffer is not None else self.buffer_size,
             key=KEYS.get(channel),
             handler=handler,
             name=f"{self.venue}:{channel.value}:{shown or '-'}:{kind}",
         )
+        if policy is Overflow.BACKPRESSURE:
+            consumer.on_pressure = self._pressure
+        return consumer
+
+    def _pressure(self, consumer: Consumer, paused: bool) -> None:
+        """A BACKPRESSURE consumer crossed a water mark: pause (or resume) reading every
+        connection carrying its streams."""
+        if paused:
+            sessions = {
+                self._placement[s] for s in consumer.subscriptions if s in self._placement
+            }
+            self._paused_by[consumer] = sessions
+            for session in sessions:
+                session.pause_reading(consumer)
+        else:
+            for session in self._paused_by.pop(consumer, ()):
+                session.resume_reading(consumer)
 
     def _book_consumer(
         self,
@@ -485,6 +585,7 @@ class StreamClient:
         handler: Handler | None,
         depth: int | None,
         conflate: float | None,
+        live: bool = False,
     ) -> BookConsumer:
         if depth is not None and (isinstance(depth, bool) or depth < 1):
             raise ConfigError("depth must be >= 1 or None", field="depth", venue=self.venue)
@@ -500,11 +601,17 @@ class StreamClient:
             maxsize=buffer if buffer is not None else self.buffer_size,
             handler=handler,
             name=f"{self.venue}:book:{shown or '-'}:{kind}",
+            live=live,
         )
 
     # ------------------------------------------------------------------------ callback streams
     async def subscribe_trades(
-        self, symbols: str | Iterable[str], handler: Handler, *, buffer: int | None = None
+        self,
+        symbols: str | Iterable[str],
+        handler: Handler,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
     ) -> None:
         """Call ``handler(trade)`` (sync or async) for every trade of ``symbols``.
 
@@ -512,9 +619,10 @@ class StreamClient:
         SubscriptionError when the venue refuses one (the handler is then not subscribed), and
         tickloop's TimeoutError when no confirmation came within ``subscribe_timeout`` (the
         venue may be unreachable: the subscription stays registered and is made as soon as it
-        is back)."""
+        is back). ``overflow`` is as for :meth:`trades`; it matters for async handlers (a sync
+        handler is called inline and never falls behind)."""
         subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
-        await self._subscribe_handler(Channel.TRADES, subs, handler, buffer)
+        await self._subscribe_handler(Channel.TRADES, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_trades(
         self, symbols: str | Iterable[str], handler: Handler | None = None
@@ -523,10 +631,15 @@ class StreamClient:
         await self._unsubscribe_handler(Channel.TRADES, subs, handler)
 
     async def subscribe_tickers(
-        self, symbols: str | Iterable[str], handler: Handler, *, buffer: int | None = None
+        self,
+        symbols: str | Iterable[str],
+        handler: Handler,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
     ) -> None:
         subs = [Subscription(Channel.TICKER, s) for s in _symbols(symbols)]
-        await self._subscribe_handler(Channel.TICKER, subs, handler, buffer)
+        await self._subscribe_handler(Channel.TICKER, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_tickers(
         self, symbols: str | Iterable[str], handler: Handler | None = None
@@ -541,9 +654,10 @@ class StreamClient:
         handler: Handler,
         *,
         buffer: int | None = None,
+        overflow: Overflow | str | None = None,
     ) -> None:
         subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
-        await self._subscribe_handler(Channel.CANDLES, subs, handler, buffer)
+        await self._subscribe_handler(Channel.CANDLES, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_candles(
         self, symbols: str | Iterable[str], interval: str, handler: Handler | None = None
@@ -551,16 +665,30 @@ class StreamClient:
         subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
         await self._unsubscribe_handler(Channel.CANDLES, subs, handler)
 
-    async def subscribe_orders(self, handler: Handler, *, buffer: int | None = None) -> None:
+    async def subscribe_orders(
+        self,
+        handler: Handler,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
+    ) -> None:
         await self._subscribe_handler(
-            Channel.ORDERS, [Subscription(Channel.ORDERS)], handler, buffer
+            Channel.ORDERS, [Subscription(Channel.ORDERS)], handler, buffer, overflow=overflow
         )
 
     async def unsubscribe_orders(self, handler: Handler | None = None) -> None:
         await self._unsubscribe_handler(Channel.ORDERS, [Subscription(Channel.ORDERS)], handler)
 
-    async def subscribe_fills(self, handler: Handler, *, buffer: int | None = None) -> None:
-        await self._subscribe_handler(Channel.FILLS, [Subscription(Channel.FILLS)], handler, buffer)
+    async def subscribe_fills(
+        self,
+        handler: Handler,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
+    ) -> None:
+        await self._subscribe_handler(
+            Channel.FILLS, [Subscription(Channel.FILLS)], handler, buffer, overflow=overflow
+        )
 
     async def unsubscribe_fills(self, handler: Handler | None = None) -> None:
         await self._unsubscribe_handler(Channel.FILLS, [Subscription(Channel.FILLS)], handler)
@@ -573,12 +701,24 @@ class StreamClient:
         depth: int | None = None,
         conflate: float | None = None,
         buffer: int | None = None,
+        live: bool = False,
     ) -> None:
         """Call ``handler(view)`` (sync or async) with the book of ``symbols`` as :meth:`books`
         yields it (same ``depth`` and ``conflate``). A sync handler is called inline with a view
-        taken then; an async one gets the latest book each time it is ready for the next."""
+        taken then; an async one gets the latest book each time it is ready for the next.
+
+        ``live=True`` (sync handlers only): the handler is called inline with the live, valid
+        :class:`~tickloop.book.OrderBook` itself, no copy (what cryptofeed's book callback
+        does); it must read what it needs during the call and not keep the object, which
+        changes with the next update. ``depth`` then only bounds the upstream subscription and
+        REST snapshots; the live book holds what the synchroniser keeps."""
         subs = [Subscription(Channel.BOOK, s) for s in _symbols(symbols)]
         interval = conflate / 1000.0 if conflate else None
+        if live and _is_async(handler):
+            raise ConfigError(
+                "live=True hands over the live book inline: it needs a sync handler",
+                field="live",
+            )
 
         def same(c: Consumer) -> bool:
             return (
@@ -586,6 +726,7 @@ class StreamClient:
                 and c.handler == handler
                 and c.depth == depth
                 and c.conflate == interval
+                and c.live == live
             )
 
         await self._subscribe_handler(
@@ -594,7 +735,7 @@ class StreamClient:
             handler,
             buffer,
             same=same,
-            make=lambda: self._book_consumer(subs, buffer, handler, depth, conflate),
+            make=lambda: self._book_consumer(subs, buffer, handler, depth, conflate, live),
         )
 
     async def unsubscribe_books(
@@ -649,8 +790,10 @@ class StreamClient:
         *,
         same: Callable[[Consumer], bool] | None = None,
         make: Callable[[], Consumer] | None = None,
+        overflow: Overflow | str | None = None,
     ) -> None:
         self._check_open()
+        _policy(channel, overflow)  # a bad policy fails before anything is registered
         handlers = self._handlers[channel]
         handlers[:] = [c for c in handlers if not c.closed]  # overflowed or refused ones
         if same is None:
@@ -661,7 +804,7 @@ class StreamClient:
             if make is not None:
                 consumer = make()
             else:
-                consumer = self._consumer(channel, buffer, handler, subs)
+                consumer = self._consumer(channel, buffer, handler, subs, overflow)
             handlers.append(consumer)
         try:
             await self._attach(consumer, tuple(subs), wait=True)
