@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from decimal import Decimal
 from typing import Any, Protocol
@@ -79,70 +80,116 @@ class BookView:
     levels. ``sequence`` and ``ts`` are those of the book at that moment. ``valid`` is live: it
     is False once the book this view was copied from has been found wrong or replaced.
 
-    Cost: the copy is made of C-level copies only (the sorted price list sliced to ``depth``,
-    and the sizes: the side's dict copied whole, or looked up for the ``depth`` prices), so a
-    delivery costs a few microseconds even for a deep book; the ``BookLevel`` tuples are built
-    only when ``bids()`` / ``asks()`` are read, and only as many as asked for.
+    Cost. A view made by the streaming client is copied lazily: it first reads the live book's
+    structures (nothing is copied at delivery), and the client copies it, with C-level copies
+    only (the sorted price list sliced to ``depth``, and the sizes), just before the book
+    next changes, and only if the view is still alive then. A view that user code drops
+    before the next update (the usual sync handler) is never copied at all; one kept across
+    ``await`` is copied once. Either way it shows the book as it was at delivery. The
+    ``BookLevel`` tuples are built only when ``bids()`` / ``asks()`` are read.
     """
 
     __slots__ = (
+        "__weakref__",
         "_ask_px",
         "_ask_sz",
         "_bid_px",
         "_bid_sz",
+        "_live",
         "_source",
-        "best_ask",
-        "best_bid",
         "depth",
         "sequence",
-        "symbol",
         "ts",
-        "venue",
     )
 
-    venue: str
-    symbol: str
     sequence: int | None
     ts: int
     depth: int | None
-    best_bid: Decimal | None
-    best_ask: Decimal | None
-    _bid_px: list[Decimal]  # best (highest) first
-    _ask_px: list[Decimal]  # best (lowest) first
+    # Shared with the live book (``_live``): the engine's ascending price lists and level
+    # dicts. Copied (:meth:`_freeze`): best-first price lists cut to ``depth``, and sizes.
+    _bid_px: list[Decimal]
+    _ask_px: list[Decimal]
     _bid_sz: dict[Decimal, Decimal]
     _ask_sz: dict[Decimal, Decimal]
+    _live: bool
     _source: OrderBook
 
-    def __init__(self, book: OrderBook, depth: int | None = None) -> None:
-        # The engine's sorted price lists (ascending) and level dicts. Flushed first: the
-        # lists catch up lazily with the dicts.
-        bid_px = book._flush_bids()
-        ask_px = book._flush_asks()
-        bids = book._bids
-        asks = book._asks
-        if depth is None:
-            bpx = bid_px[::-1]
-            apx = ask_px[:]
-            bsz = bids.copy()
-            asz = asks.copy()
-        else:
-            bpx = bid_px[: -depth - 1 : -1]
-            apx = ask_px[:depth]
-            bsz = dict(zip(bpx, map(bids.__getitem__, bpx), strict=True))
-            asz = dict(zip(apx, map(asks.__getitem__, apx), strict=True))
+    def __init__(self, book: OrderBook, depth: int | None = None, *, shared: bool = False) -> None:
         init = object.__setattr__
-        init(self, "_bid_px", bpx)
-        init(self, "_ask_px", apx)
-        init(self, "_bid_sz", bsz)
-        init(self, "_ask_sz", asz)
+        # The engine's sorted price lists catch up with its dicts lazily: flushed first.
+        init(self, "_bid_px", book._flush_bids())
+        init(self, "_ask_px", book._flush_asks())
+        init(self, "_bid_sz", book._bids)
+        init(self, "_ask_sz", book._asks)
         init(self, "_source", book)
-        init(self, "venue", book.venue)
-        init(self, "symbol", book.symbol)
         init(self, "sequence", book.sequence)
         init(self, "ts", book.ts)
         init(self, "depth", depth)
-        init(self, "best_bid", bpx[0] if bpx else None)
-        init(self, "best_ask", apx[0] if apx else None)
+        init(self, "_live", True)
+        if not shared:
+            self._freeze()
+
+    def _freeze(self) -> None:
+        """Copy what the view shows out of the live book (before the book changes)."""
+        if not self._live:
+            return
+        init = object.__setattr__
+        depth = self.depth
+        bids = self._bid_sz
+        asks = self._ask_sz
+        if depth is None:
+            init(self, "_bid_px", self._bid_px[::-1])
+            init(self, "_ask_px", self._ask_px[:])
+            init(self, "_bid_sz", bids.copy())
+            init(self, "_ask_sz", asks.copy())
+        else:
+            bpx = self._bid_px[: -depth - 1 : -1]
+            apx = self._ask_px[:depth]
+            init(self, "_bid_px", bpx)
+            init(self, "_ask_px", apx)
+            init(self, "_bid_sz", {p: bids[p] for p in bpx})
+            init(self, "_ask_sz", {p: asks[p] for p in apx})
+        init(self, "_live", False)
+
+    def _bid_prices(self, n: int | None) -> list[Decimal]:
+        depth = self.depth
+        if n is None or (depth is not None and n > depth):
+            n = depth
+        px = self._bid_px
+        if not self._live:
+            return px if n is None else px[:n] if n > 0 else []
+        if n is None:
+            return px[::-1]
+        return px[: -n - 1 : -1] if n > 0 else []
+
+    def _ask_prices(self, n: int | None) -> list[Decimal]:
+        depth = self.depth
+        if n is None or (depth is not None and n > depth):
+            n = depth
+        px = self._ask_px
+        if n is None:
+            return px
+        return px[:n] if n > 0 else []
+
+    @property
+    def venue(self) -> str:
+        return self._source.venue
+
+    @property
+    def symbol(self) -> str:
+        return self._source.symbol
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        px = self._bid_px
+        if not px:
+            return None
+        return px[-1] if self._live else px[0]
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        px = self._ask_px
+        return px[0] if px else None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"BookView is immutable: cannot set {name!r}")
@@ -154,15 +201,13 @@ class BookView:
 
     def bids(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` bid levels (all held when None), best (highest) first."""
-        px = self._bid_px if n is None else self._bid_px[:n] if n > 0 else ()
         sizes = self._bid_sz
-        return [_new(BookLevel, (p, sizes[p])) for p in px]
+        return [_new(BookLevel, (p, sizes[p])) for p in self._bid_prices(n)]
 
     def asks(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` ask levels (all held when None), best (lowest) first."""
-        px = self._ask_px if n is None else self._ask_px[:n] if n > 0 else ()
         sizes = self._ask_sz
-        return [_new(BookLevel, (p, sizes[p])) for p in px]
+        return [_new(BookLevel, (p, sizes[p])) for p in self._ask_prices(n)]
 
     def levels(self, side: Side, n: int | None = None) -> list[BookLevel]:
         """``bids(n)`` for ``Side.BUY`` (the bid side), ``asks(n)`` for ``Side.SELL``."""
@@ -206,7 +251,8 @@ class BookView:
         return (
             f"BookView({self.venue}:{self.symbol} seq={self.sequence} "
             f"best={self.best_bid}/{self.best_ask} "
-            f"levels={len(self._bid_px)}/{len(self._ask_px)} valid={self.valid})"
+            f"levels={len(self._bid_prices(None))}/{len(self._ask_prices(None))} "
+            f"valid={self.valid})"
         )
 
 
@@ -247,6 +293,9 @@ class BookConsumer(Consumer):
         self._next_at: dict[str, float] = {}
         self._held: dict[str, OrderBook] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        #: Set by the feed: views are then shared with the live book and copied by the feed
+        #: just before the book changes (:meth:`BookFeed.track`); None: copied at once.
+        self.track: Callable[[BookView], None] | None = None
         super().__init__(
             Channel.BOOK,
             policy=Overflow.CONFLATE,
@@ -320,7 +369,14 @@ class BookConsumer(Consumer):
             if (event.sequence is not None or event.ts) and self._last.get(event.symbol) == version:
                 return None
             self._last[event.symbol] = version
-            return event if self.live else BookView(event, self.depth)
+            if self.live:
+                return event
+            track = self.track
+            if track is None:
+                return BookView(event, self.depth)
+            view = BookView(event, self.depth, shared=True)
+            track(view)
+            return view
         return event
 
     def _call_handler(self, event: Any) -> None:
@@ -399,6 +455,8 @@ class BookFeed:
         self._source = source
         self._snapshot_retries = snapshot_retries
         self._books: dict[str, _Book] = {}
+        #: Views still sharing each symbol's live book: copied before it changes.
+        self._shared: dict[str, list[weakref.ref[BookView]]] = {}
         self._closed = False
         self.counters: dict[str, int] = {
             "book_invalid": 0,
@@ -409,6 +467,26 @@ class BookFeed:
             "book_snapshots_unusable": 0,  # snapshots that did not bridge the buffered deltas
             "book_snapshot_retries": 0,  # re-requests, each after a backoff wait
         }
+
+    # ------------------------------------------------------------------------- shared views
+    def track(self, view: BookView) -> None:
+        """``view`` reads ``view.symbol``'s live book: copy it before that book next changes.
+        Held weakly: a view that user code dropped is never copied."""
+        refs = self._shared.get(view.symbol)
+        if refs is None:
+            self._shared[view.symbol] = [weakref.ref(view)]
+        else:
+            refs.append(weakref.ref(view))
+
+    def _freeze(self, symbol: str) -> None:
+        """Called before anything that may change ``symbol``'s book (every call into its
+        synchroniser): the views still alive take their copies now."""
+        refs = self._shared.pop(symbol, None)
+        if refs:
+            for ref in refs:
+                view = ref()
+                if view is not None:
+                    view._freeze()
 
     # -------------------------------------------------------------------------------- control
     def book(self, symbol: str) -> OrderBook | None:
@@ -447,6 +525,7 @@ class BookFeed:
         if state is None or state.subscription != sub:
             return
         del self._books[state.symbol]
+        self._freeze(state.symbol)
         for task in [*state.tasks, *state.fetches]:
             task.cancel()
         state.sync.book.valid = False
@@ -478,6 +557,8 @@ class BookFeed:
         state = self._books.get(event.symbol)
         if state is None:
             return
+        if event.symbol in self._shared:
+            self._freeze(event.symbol)
         for action in state.sync.on_update(event):
             if type(action) is Apply:
                 consumers = self._routes.get(event.symbol)
@@ -491,6 +572,7 @@ class BookFeed:
     def on_confirmed(self, sub: Subscription) -> None:
         state = self._books.get(sub.symbol or "")
         if state is not None and state.subscription == sub:
+            self._freeze(state.symbol)
             self._run(state, state.sync.start())
 
     def on_lost(self, sub: Subscription, ts: int) -> None:
@@ -499,6 +581,7 @@ class BookFeed:
             return
         for task in state.fetches:
             task.cancel()  # an answer to a request made before the loss must not be used
+        self._freeze(state.symbol)
         self._run(state, state.sync.on_disconnect(ts))
 
     # ---------------------------------------------------------------------------- actions
@@ -580,12 +663,14 @@ class BookFeed:
                 if wait is None:
                     self._give_up(state, exc)
                     return
+                self._freeze(state.symbol)
                 again = sync.on_snapshot_failed()
                 counters["book_snapshot_retries"] += 1
                 await self._sleep(wait)
                 need = self._next_need(state, again)
                 continue
             counters["book_rest_snapshots"] += 1
+            self._freeze(state.symbol)
             need = self._next_need(state, sync.on_snapshot(snapshot))
             if need is None:
                 backoff.succeeded()

@@ -594,7 +594,7 @@ class StreamClient:
         symbols = [s.symbol for s in subs if s.symbol is not None]
         shown = ",".join(symbols[:3]) + (f",+{len(symbols) - 3}" if len(symbols) > 3 else "")
         kind = "iterator" if handler is None else getattr(handler, "__qualname__", "handler")
-        return BookConsumer(
+        consumer = BookConsumer(
             loop=asyncio.get_running_loop(),
             depth=depth,
             conflate=conflate / 1000.0 if conflate else None,
@@ -603,6 +603,8 @@ class StreamClient:
             name=f"{self.venue}:book:{shown or '-'}:{kind}",
             live=live,
         )
+        consumer.track = self._books.track
+        return consumer
 
     # ------------------------------------------------------------------------ callback streams
     async def subscribe_trades(
