@@ -568,9 +568,7 @@ class StreamClient:
         """A BACKPRESSURE consumer crossed a water mark: pause (or resume) reading every
         connection carrying its streams."""
         if paused:
-            sessions = {
-                self._placement[s] for s in consumer.subscriptions if s in self._placement
-            }
+            sessions = {self._placement[s] for s in consumer.subscriptions if s in self._placement}
             self._paused_by[consumer] = sessions
             for session in sessions:
                 session.pause_reading(consumer)
