@@ -526,7 +526,9 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
             shim = r.get("shim") or []
             add(
                 f"* **{r['label']}**: WebSocket {r.get('library')}, decoder {r.get('decoder')}, "
-                f"loop {r.get('loop')}" + (f"; workaround: {'; '.join(shim)}" if shim else "")
+                f"loop {r.get('loop')}"
+                + (f"; {r['policy']}" if r.get("policy") else "")
+                + (f"; workaround: {'; '.join(shim)}" if shim else "")
             )
     add("")
     failures = []

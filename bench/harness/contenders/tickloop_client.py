@@ -111,6 +111,14 @@ def main() -> None:
             "decoder": "msgspec typed",
             "loop": loop,
             "shim": SHIM,
+            "policy": (
+                'trades read with `feed.trades(..., overflow="backpressure")`, the opt-in policy '
+                "for a consumer that must see every trade at full speed: reading the socket is "
+                "paused while it is a buffer (10,000) behind and resumed at a quarter of it; the "
+                "default policy detaches such a consumer with ConsumerOverflow"
+                if style == "iter"
+                else ""
+            ),
         },
         loop_factory=loop_factory,
     )
