@@ -80,6 +80,20 @@ async def test_a_closed_backpressure_consumer_never_holds_its_source_paused() ->
     assert calls == [True, False] and not c.paused
 
 
+async def test_switching_to_a_sync_handler_flushes_and_resumes() -> None:
+    c = Consumer(Channel.TRADES, policy=Overflow.BACKPRESSURE, maxsize=3)
+    calls: list[bool] = []
+    c.on_pressure = lambda consumer, paused: calls.append(paused)
+    for i in range(3):
+        c.push(trade(i))
+    assert calls == [True]
+    got: list[Trade] = []
+    c.set_handler(got.append)
+    assert [t.id for t in got] == [0, 1, 2] and calls == [True, False] and not c.paused
+    c.push(trade(3))
+    assert [t.id for t in got] == [0, 1, 2, 3] and calls == [True, False]
+
+
 def test_water_marks_are_checked() -> None:
     with pytest.raises(ValueError):
         Consumer(Channel.TRADES, policy=Overflow.BACKPRESSURE, maxsize=4, low_water=4)

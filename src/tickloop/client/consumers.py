@@ -164,6 +164,8 @@ class Consumer:
             self.push = self._call_handler
             while len(self):
                 self._call_handler(self._pop())
+            if self.paused:
+                self._relieve()  # nothing is buffered any more
             return
         self.push = self._pusher()
         if self._handler_is_async and self._worker is None and self._end is None:
