@@ -59,7 +59,7 @@ def test_shared_views_show_the_same_book_and_keep_it_once_frozen() -> None:
     before = _shown(shared)
     before2 = _shown(top2)
     shared._freeze()  # what the feed does before the book changes
-    top2._freeze()
+    assert top2.freeze() is top2  # what a user does before handing a view to a thread
     book.apply_delta(
         BookDelta(
             venue="sim",

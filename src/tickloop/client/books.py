@@ -86,7 +86,8 @@ class BookView:
     next changes, and only if the view is still alive then. A view that user code drops
     before the next update (the usual sync handler) is never copied at all; one kept across
     ``await`` is copied once. Either way it shows the book as it was at delivery. The
-    ``BookLevel`` tuples are built only when ``bids()`` / ``asks()`` are read.
+    ``BookLevel`` tuples are built only when ``bids()`` / ``asks()`` are read. Before handing a
+    view to another thread, call :meth:`freeze`.
     """
 
     __slots__ = (
@@ -150,6 +151,13 @@ class BookView:
             init(self, "_bid_sz", {p: bids[p] for p in bpx})
             init(self, "_ask_sz", {p: asks[p] for p in apx})
         init(self, "_live", False)
+
+    def freeze(self) -> BookView:
+        """Take the copy now and return the view. The client does this itself before the book
+        changes, on the event loop's thread; call it before handing the view to another thread
+        (``run_in_executor``), which could otherwise read it while the loop updates the book."""
+        self._freeze()
+        return self
 
     def _bid_prices(self, n: int | None) -> list[Decimal]:
         depth = self.depth
