@@ -417,13 +417,23 @@ class BookConsumer(Consumer):
 class _Book:
     """One symbol's synchroniser and its resync tasks."""
 
-    __slots__ = ("depth", "fetches", "limit", "subscription", "symbol", "sync", "tasks")
+    __slots__ = (
+        "depth",
+        "fetches",
+        "limit",
+        "started",
+        "subscription",
+        "symbol",
+        "sync",
+        "tasks",
+    )
 
     def __init__(self, sync: BookSync, subscription: Subscription, depth: int | None) -> None:
         self.sync = sync
         self.symbol = sync.symbol
         self.subscription = subscription
         self.depth = depth
+        self.started = False  # the subscription was confirmed (or kicked) since it was made
         # Levels a side the shared book can serve: bounded where the venue's book is truncated
         # to the subscribed depth, or where the snapshot is a depth-limited REST answer.
         self.limit = sync.depth if sync.truncates or sync.snapshot_via is SnapshotVia.REST else None
@@ -443,6 +453,7 @@ class BookFeed:
         *,
         sync_factory: SyncFactory,
         routes: dict[Hashable, tuple[Consumer, ...]],
+        raw_routes: dict[Hashable, tuple[Consumer, ...]] | None = None,
         publish: Callable[[BookInvalid | BookValid], None],
         resubscribe: Callable[[Subscription], Coroutine[Any, Any, None]],
         source: Callable[[], BookSource],
@@ -458,11 +469,20 @@ class BookFeed:
         self._sleep = sleep
         self._factory = sync_factory
         self._routes = routes
+        self._raw_routes: dict[Hashable, tuple[Consumer, ...]] = (
+            raw_routes if raw_routes is not None else {}
+        )
         self._publish = publish
         self._resubscribe = resubscribe
         self._source = source
         self._snapshot_retries = snapshot_retries
         self._books: dict[str, _Book] = {}
+        #: The upstream book subscription of each symbol while any consumer wants it, books or
+        #: raw (``feed.book_deltas``): both kinds share it, whichever came first.
+        self._upstream: dict[str, Subscription] = {}
+        #: Resubscriptions of books no books consumer wants any more: they still put the
+        #: subscription back for the raw consumers, and are awaited on close.
+        self._orphans: set[asyncio.Task[None]] = set()
         #: Views still sharing each symbol's live book: copied before it changes.
         self._shared: dict[str, list[weakref.ref[BookView]]] = {}
         self._closed = False
@@ -510,11 +530,31 @@ class BookFeed:
             raise ConfigError("a book needs a symbol", field="symbols")
         state = self._books.get(symbol)
         if state is None:
-            sync = self._factory(self.venue, symbol, depth=depth)
+            shared = self._upstream.get(symbol)
+            if shared is not None and shared.depth is not None:
+                # Raw consumers hold the venue's book at that depth: keep the book at it.
+                if depth is not None and depth > shared.depth:
+                    raise ConfigError(
+                        f"the {symbol} book is subscribed at {shared.depth} levels a side for "
+                        f"another consumer; cannot serve depth={depth}",
+                        field="depth",
+                        venue=self.venue,
+                    )
+                sync = self._factory(self.venue, symbol, depth=shared.depth)
+            else:
+                sync = self._factory(self.venue, symbol, depth=depth)
             upstream = Subscription(
                 Channel.BOOK, symbol, depth=sync.depth if sync.truncates else None
             )
+            if shared is not None and upstream != shared:
+                raise ConfigError(
+                    f"the {symbol} book subscription is shared with another consumer and "
+                    f"cannot serve depth={depth}",
+                    field="depth",
+                    venue=self.venue,
+                )
             state = self._books[symbol] = _Book(sync, upstream, depth)
+            self._upstream[symbol] = upstream
             return upstream
         limit = state.limit
         if limit is not None and (depth is None or depth > limit):
@@ -526,9 +566,56 @@ class BookFeed:
             )
         return state.subscription
 
+    def resolve_raw(self, sub: Subscription) -> Subscription:
+        """The upstream subscription a raw consumer (``feed.book_deltas``) of ``sub.symbol``
+        shares: the one books consumers hold, else the one a books consumer with no depth would
+        make (the venue's default depth where its book is depth-limited). No synchroniser is
+        made: raw consumers need no local book."""
+        symbol = sub.symbol
+        if symbol is None:
+            raise ConfigError("a book needs a symbol", field="symbols")
+        upstream = self._upstream.get(symbol)
+        if upstream is None:
+            probe = self._factory(self.venue, symbol, depth=None)
+            upstream = Subscription(
+                Channel.BOOK, symbol, depth=probe.depth if probe.truncates else None
+            )
+            self._upstream[symbol] = upstream
+        return upstream
+
+    def kick(self, sub: Subscription) -> None:
+        """A synchroniser was made for a subscription the venue had already confirmed (for raw
+        consumers): the snapshot that comes with subscribing is past, so ask for one now (REST
+        where the venue's book starts from one, else by resubscribing this symbol, which also
+        gives the raw consumers a fresh snapshot)."""
+        state = self._books.get(sub.symbol or "")
+        if state is None or state.subscription != sub or state.started or self._closed:
+            return
+        state.started = True
+        self._freeze(state.symbol)
+        sync = state.sync
+        if sync.initial_snapshot:
+            self._run(state, sync.start())
+        else:
+            self._need(state, NeedSnapshot(state.symbol, "joined", sync.snapshot_via, sync.depth))
+
+    def _idle(self, state: _Book) -> None:
+        """No books consumer wants ``state``'s symbol any more, but raw consumers keep its
+        subscription: stop maintaining the book (a later books consumer starts afresh)."""
+        del self._books[state.symbol]
+        self._freeze(state.symbol)
+        for task in state.fetches:
+            task.cancel()
+        for task in state.tasks:  # a resubscription must still put the subscription back
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
+        state.sync.book.valid = False
+
     def drop(self, sub: Subscription) -> None:
         """The book subscription ``sub`` ended: forget its synchroniser, cancel its tasks. The
         book is no longer maintained, so it is marked invalid for whoever still holds it."""
+        if self._upstream.get(sub.symbol or "") == sub:
+            del self._upstream[sub.symbol or ""]
         state = self._books.get(sub.symbol or "")
         if state is None or state.subscription != sub:
             return
@@ -542,11 +629,15 @@ class BookFeed:
         """A consumer resolved ``sub`` but never attached (it failed first)."""
         state = self._books.get(sub.symbol or "")
         if state is not None and state.subscription == sub and not self._routes.get(state.symbol):
-            self.drop(sub)
+            if self._raw_routes.get(state.symbol):
+                self._idle(state)  # the subscription stays, for the raw consumers
+            else:
+                self.drop(sub)
 
     async def aclose(self) -> None:
         self._closed = True
         tasks = [t for state in self._books.values() for t in [*state.tasks, *state.fetches]]
+        tasks += self._orphans
         for state in list(self._books.values()):
             self.drop(state.subscription)
         for task in tasks:
@@ -565,11 +656,15 @@ class BookFeed:
         state = self._books.get(event.symbol)
         if state is None:
             return
+        consumers = self._routes.get(event.symbol)
+        if not consumers and self._raw_routes.get(event.symbol):
+            # Every books consumer left; raw consumers keep the subscription alive.
+            self._idle(state)
+            return
         if event.symbol in self._shared:
             self._freeze(event.symbol)
         for action in state.sync.on_update(event):
             if type(action) is Apply:
-                consumers = self._routes.get(event.symbol)
                 if consumers:
                     book = action.book
                     for consumer in consumers:
@@ -580,6 +675,7 @@ class BookFeed:
     def on_confirmed(self, sub: Subscription) -> None:
         state = self._books.get(sub.symbol or "")
         if state is not None and state.subscription == sub:
+            state.started = True
             self._freeze(state.symbol)
             self._run(state, state.sync.start())
 

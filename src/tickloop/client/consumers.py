@@ -44,6 +44,7 @@ from ..exceptions import ConsumerOverflow, StreamError
 from ..venues.base import Channel, Subscription
 
 __all__ = [
+    "BOOK_DELTAS",
     "Consumer",
     "ConsumerStats",
     "Fanout",
@@ -54,6 +55,11 @@ __all__ = [
 log = logging.getLogger("tickloop.client.consumers")
 
 Handler = Callable[[Any], Awaitable[None] | None]
+
+#: The route table of raw book consumers (``feed.book_deltas``): they share the venue's book
+#: subscriptions (channel ``book``) with ``feed.books`` consumers but are routed apart, since
+#: they get the venue's snapshots and deltas rather than the synchronised book.
+BOOK_DELTAS = "book_deltas"
 
 
 class Overflow(StrEnum):
@@ -393,6 +399,10 @@ def _is_async(handler: Handler) -> bool:
 # ------------------------------------------------------------------------------------ fan-out
 
 
+def _table(consumer: Consumer, sub: Subscription) -> Channel | str:
+    return BOOK_DELTAS if consumer.channel == BOOK_DELTAS else sub.channel
+
+
 def route_key(sub: Subscription) -> Hashable:
     """How events of ``sub`` are routed: by symbol, by (symbol, interval) for candles, and by
     nothing for private channels."""
@@ -408,7 +418,10 @@ class Fanout:
     """
 
     def __init__(self) -> None:
-        self.routes: dict[Channel, dict[Hashable, tuple[Consumer, ...]]] = {c: {} for c in Channel}
+        self.routes: dict[Channel | str, dict[Hashable, tuple[Consumer, ...]]] = {
+            c: {} for c in Channel
+        }
+        self.routes[BOOK_DELTAS] = {}
         self.refs: dict[Subscription, int] = {}
         self.consumers: set[Consumer] = set()
         self.status: tuple[Consumer, ...] = ()
@@ -422,7 +435,7 @@ class Fanout:
         new: list[Subscription] = []
         subs = tuple(dict.fromkeys(s for s in subscriptions if s not in consumer.subscriptions))
         for sub in subs:
-            routes = self.routes[sub.channel]
+            routes = self.routes[_table(consumer, sub)]
             key = route_key(sub)
             routes[key] = (*routes.get(key, ()), consumer)
             count = self.refs.get(sub, 0)
@@ -446,7 +459,7 @@ class Fanout:
             drop = tuple(s for s in consumer.subscriptions if s in wanted)
         gone: list[Subscription] = []
         for sub in drop:
-            routes = self.routes[sub.channel]
+            routes = self.routes[_table(consumer, sub)]
             key = route_key(sub)
             remaining = tuple(c for c in routes.get(key, ()) if c is not consumer)
             if remaining:
@@ -488,8 +501,12 @@ class Fanout:
 
     # ------------------------------------------------------------------------------ control
     def fail(self, sub: Subscription, error: StreamError) -> list[Consumer]:
-        """End every consumer of ``sub`` with ``error`` (a refused subscription)."""
-        failed = list(self.routes[sub.channel].get(route_key(sub), ()))
+        """End every consumer of ``sub`` with ``error`` (a refused subscription); a book
+        subscription's raw consumers too."""
+        key = route_key(sub)
+        failed = list(self.routes[sub.channel].get(key, ()))
+        if sub.channel is Channel.BOOK:
+            failed += self.routes[BOOK_DELTAS].get(key, ())
         for consumer in failed:
             consumer.close(error)
         return failed

@@ -63,7 +63,7 @@ from ..venues import stream_codec
 from ..venues.base import Channel, Codec, Subscription
 from .backoff import Backoff
 from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
-from .consumers import Consumer, Fanout, Handler, Overflow, _is_async
+from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
 from .continuity import Merge, TradeContinuity
 from .session import SessionState, WsSession
 
@@ -83,7 +83,9 @@ class TradeSource(Protocol):
 
 
 #: Overflow policy per stream type: never drop what cannot be rebuilt; conflate the rest.
-POLICIES: dict[Channel, Overflow] = {
+#: ``BOOK_DELTAS`` is the raw book stream (``feed.book_deltas``): never dropped.
+POLICIES: dict[Channel | str, Overflow] = {
+    BOOK_DELTAS: Overflow.ERROR,
     Channel.TRADES: Overflow.ERROR,
     Channel.ORDERS: Overflow.ERROR,
     Channel.FILLS: Overflow.ERROR,
@@ -104,7 +106,8 @@ def _symbol_key(event: Any) -> str:
 
 #: The policies a consumer may choose instead (``overflow=``). Books always conflate: a view is
 #: taken at delivery, so queueing every update would queue copies of one live book.
-ALLOWED: dict[Channel, frozenset[Overflow]] = {
+ALLOWED: dict[Channel | str, frozenset[Overflow]] = {
+    BOOK_DELTAS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
     Channel.TRADES: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
     Channel.ORDERS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
     Channel.FILLS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
@@ -114,7 +117,7 @@ ALLOWED: dict[Channel, frozenset[Overflow]] = {
 }
 
 
-def _policy(channel: Channel, overflow: Overflow | str | None) -> Overflow:
+def _policy(channel: Channel | str, overflow: Overflow | str | None) -> Overflow:
     if overflow is None:
         return POLICIES[channel]
     try:
@@ -127,7 +130,7 @@ def _policy(channel: Channel, overflow: Overflow | str | None) -> Overflow:
         ) from None
     if policy not in ALLOWED[channel]:
         raise ConfigError(
-            f"overflow={policy.value!r} is not available for {channel.value}: one of "
+            f"overflow={policy.value!r} is not available for {channel}: one of "
             + ", ".join(sorted(repr(o.value) for o in ALLOWED[channel])),
             field="overflow",
         )
@@ -311,12 +314,14 @@ class StreamClient:
         self._ticker_routes = self._fanout.routes[Channel.TICKER]
         self._candle_routes = self._fanout.routes[Channel.CANDLES]
         self._book_routes = self._fanout.routes[Channel.BOOK]
+        self._raw_book_routes = self._fanout.routes[BOOK_DELTAS]
         self._order_routes = self._fanout.routes[Channel.ORDERS]
         self._book_rest: Any = None
         self._books = BookFeed(
             venue,
             sync_factory=book_sync if book_sync is not None else make_sync,
             routes=self._book_routes,
+            raw_routes=self._raw_book_routes,
             publish=self._book_status,
             resubscribe=self._resubscribe,
             source=self._book_source,
@@ -329,7 +334,8 @@ class StreamClient:
         self._placement: dict[Subscription, WsSession] = {}
         self._continuity: dict[str, TradeContinuity] = {}
         self._backfills: dict[str, asyncio.Task[None]] = {}
-        self._handlers: dict[Channel, list[Consumer]] = {c: [] for c in Channel}
+        self._handlers: dict[Channel | str, list[Consumer]] = {c: [] for c in Channel}
+        self._handlers[BOOK_DELTAS] = []
         self._status_handlers: list[Consumer] = []
         self._unneeded: set[Subscription] = set()
         self._leaving: list[Consumer] = []
@@ -353,8 +359,8 @@ class StreamClient:
             Trade: self._on_trade,
             Ticker: self._on_ticker,
             Candle: self._on_candle,
-            BookSnapshot: self._books.on_update,
-            BookDelta: self._books.on_update,
+            BookSnapshot: self._on_book,
+            BookDelta: self._on_book,
             OrderEvent: self._on_order,
             Fill: self._on_fill,
         }
@@ -513,6 +519,24 @@ class StreamClient:
         consumer = self._book_consumer(subs, buffer, None, depth, conflate)
         return Stream(self, consumer, subs)
 
+    def book_deltas(
+        self,
+        symbols: str | Iterable[str],
+        *,
+        overflow: Overflow | str | None = None,
+        buffer: int | None = None,
+    ) -> Stream[BookSnapshot | BookDelta]:
+        """The venue's book messages of ``symbols`` as they arrive, typed, in order: the
+        :class:`~tickloop.models.BookSnapshot` s the venue sends on the stream (on subscribe,
+        and after a resubscription) and every :class:`~tickloop.models.BookDelta`. No local
+        book is kept and nothing is checked: sequence gaps are visible through the models'
+        ``sequence`` / ``first_sequence`` / ``prev_sequence`` fields, and a venue whose book
+        starts from a REST snapshot (Binance) sends only deltas here. Shares the venue's book
+        subscription with :meth:`books` consumers. Never dropped: ``overflow`` ``"error"``
+        (default) or ``"backpressure"``, as for :meth:`trades`."""
+        subs = tuple(Subscription(Channel.BOOK, s) for s in _symbols(symbols))
+        return self._stream(BOOK_DELTAS, subs, buffer, overflow)
+
     def book(self, symbol: str) -> OrderBook | None:
         """The live synchronised book of ``symbol`` while some consumer wants it (else None).
         It changes with every update and is replaced after a resync: check ``valid``, and take
@@ -529,7 +553,7 @@ class StreamClient:
 
     def _stream(
         self,
-        channel: Channel,
+        channel: Channel | str,
         subs: tuple[Subscription, ...],
         buffer: int | None,
         overflow: Overflow | str | None = None,
@@ -540,7 +564,7 @@ class StreamClient:
 
     def _consumer(
         self,
-        channel: Channel,
+        channel: Channel | str,
         buffer: int | None,
         handler: Handler | None,
         subs: Iterable[Subscription],
@@ -556,9 +580,9 @@ class StreamClient:
             channel,
             policy=policy,
             maxsize=buffer if buffer is not None else self.buffer_size,
-            key=KEYS.get(channel),
+            key=KEYS.get(channel) if isinstance(channel, Channel) else None,
             handler=handler,
-            name=f"{self.venue}:{channel.value}:{shown or '-'}:{kind}",
+            name=f"{self.venue}:{channel}:{shown or '-'}:{kind}",
         )
         if policy is Overflow.BACKPRESSURE:
             consumer.on_pressure = self._pressure
@@ -756,6 +780,38 @@ class StreamClient:
             if gone:
                 await self._unsubscribe_upstream(gone)
 
+    async def subscribe_book_deltas(
+        self,
+        symbols: str | Iterable[str],
+        handler: Handler,
+        *,
+        buffer: int | None = None,
+        overflow: Overflow | str | None = None,
+    ) -> None:
+        """Call ``handler(message)`` (sync or async) with every book snapshot and delta of
+        ``symbols`` as :meth:`book_deltas` yields them (same ``overflow``; a sync handler is
+        called inline and never falls behind)."""
+        subs = [Subscription(Channel.BOOK, s) for s in _symbols(symbols)]
+        await self._subscribe_handler(BOOK_DELTAS, subs, handler, buffer, overflow=overflow)
+
+    async def unsubscribe_book_deltas(
+        self, symbols: str | Iterable[str], handler: Handler | None = None
+    ) -> None:
+        """Stop calling ``handler`` (every raw book handler when None) for ``symbols``."""
+        self._check_open()
+        wanted = set(_symbols(symbols))
+        handlers = self._handlers[BOOK_DELTAS]
+        for consumer in list(handlers):
+            if handler is not None and consumer.handler != handler:
+                continue
+            subs = [s for s in consumer.subscriptions if s.symbol in wanted]
+            gone = self._fanout.detach(consumer, subs)
+            if not consumer.subscriptions:
+                handlers.remove(consumer)
+                await consumer.aclose()
+            if gone:
+                await self._unsubscribe_upstream(gone)
+
     def subscribe_status(self, handler: Handler, *, buffer: int = 1000) -> None:
         """Call ``handler(event)`` for every status event (see :meth:`status`)."""
         self._check_open()
@@ -783,7 +839,7 @@ class StreamClient:
 
     async def _subscribe_handler(
         self,
-        channel: Channel,
+        channel: Channel | str,
         subs: list[Subscription],
         handler: Handler,
         buffer: int | None,
@@ -835,7 +891,17 @@ class StreamClient:
         self._check_open()
         if isinstance(consumer, BookConsumer):
             subs = self._resolve_books(consumer, subs)
+        elif consumer.channel == BOOK_DELTAS:
+            subs = tuple(
+                s if s in consumer.subscriptions else self._books.resolve_raw(s) for s in subs
+            )
         new = self._fanout.attach(consumer, subs)
+        if isinstance(consumer, BookConsumer):
+            # A book whose subscription raw consumers already hold: its snapshot is past.
+            for sub in subs:
+                session = self._placement.get(sub)
+                if sub not in new and session is not None and sub in session.confirmed:
+                    self._books.kick(sub)
         if not new:
             return
         for sub in new:
@@ -1103,6 +1169,13 @@ class StreamClient:
             for consumer in consumers:
                 consumer.push(trade)
 
+    def _on_book(self, event: BookSnapshot | BookDelta) -> None:
+        consumers = self._raw_book_routes.get(event.symbol)
+        if consumers:
+            for consumer in consumers:
+                consumer.push(event)
+        self._books.on_update(event)
+
     def _on_ticker(self, ticker: Ticker) -> None:
         consumers = self._ticker_routes.get(ticker.symbol)
         if consumers:
@@ -1271,7 +1344,9 @@ def _symbols(symbols: str | Iterable[str]) -> list[str]:
     return [s.upper() for s in dict.fromkeys(items)]
 
 
-def _channel(channel: str | Channel) -> Channel:
+def _channel(channel: str | Channel) -> Channel | str:
+    if channel == BOOK_DELTAS:
+        return BOOK_DELTAS
     try:
         return Channel({"tickers": "ticker", "books": "book"}.get(str(channel), channel))
     except ValueError:
