@@ -200,6 +200,8 @@ def _plots(
     colors = {
         "tickloop": "#1f77b4",
         "tickloop-iter": "#6baed6",
+        "tickloop-raw": "#17becf",
+        "tickloop-raw-iter": "#9edae5",
         "naive": "#7f7f7f",
         "cryptofeed": "#2ca02c",
         "ccxt": "#d62728",
@@ -359,6 +361,7 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
     add("|---|" + "---:|" * len(keys))
     for fig in figures:
         add(f"| {fig.name} ({fig.unit}) | " + " | ".join(fig.cell(k) for k in keys) + " |")
+    lines.extend(raw_depth_lines(detail.get("throughput", {}), keys, labels))
     book = data.get("book")
     if book is not None:
         add("")
@@ -582,6 +585,52 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
         add("")
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines) + "\n")
+
+
+#: Contenders that read depth diffs as the venue sent them, with no local book.
+RAW_DEPTH = ("tickloop-raw", "tickloop-raw-iter")
+PLAIN_PEERS = ("naive", "cryptofeed")
+
+
+def raw_depth_lines(
+    tp: dict[tuple[str, str], dict[str, Any]], keys: list[str], labels: dict[str, str]
+) -> list[str]:
+    """Depth diffs like for like: tickloop's raw delta stream (a typed BookDelta per diff, no
+    book) against the peers, with the ratio against each (the summary's ratios are against the
+    book stream, which does more per diff)."""
+    raw = [k for k in keys if k in RAW_DEPTH and (tp.get((k, "depth")) or {}).get("msgs")]
+    peers = [k for k in keys if k in PLAIN_PEERS and (tp.get((k, "depth")) or {}).get("msgs")]
+    if not raw:
+        return []
+    out = [
+        "",
+        "### Depth diffs like for like: the raw delta stream",
+        "",
+        "`subscribe_book_deltas()` / `book_deltas()` hand user code one typed `BookDelta` (exact "
+        "Decimals, venue sequence numbers) per diff, in order, none dropped, and keep no book: "
+        "the work the naive loop does (a dict per diff), typed. Ratios are tickloop's advantage "
+        "over the peer in messages/s and in CPU time per message (above 1× ahead). cryptofeed "
+        "keeps a book, so its ratios are not like for like.",
+        "",
+        "| contender | msgs/s | CPU µs/msg | "
+        + " | ".join(f"vs {labels[p]} (msgs/s, CPU)" for p in peers)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(peers),
+    ]
+    for key in raw:
+        mine = tp[(key, "depth")]
+        cells = []
+        for peer in peers:
+            other = tp[(peer, "depth")]
+            rate = mine["msgs"] / other["msgs"]
+            cpu = other["cpu_us"] / mine["cpu_us"] if mine["cpu_us"] else math.nan
+            cells.append(f"{rate:.2f}×, {cpu:.2f}×")
+        out.append(
+            f"| {labels[key]} | {_rate(mine['msgs'])} | {_us(mine['cpu_us'])} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return out
 
 
 def _escape(text: str) -> str:
