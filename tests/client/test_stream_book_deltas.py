@@ -321,3 +321,32 @@ async def test_binance_raw_stream_equals_offline_decode(shared_data: Path) -> No
     want = [fields(d) for d in expected]
     assert [fields(m) for m in handled] == want
     assert [fields(m) for m in iterated] == want
+
+
+async def test_books_resync_after_a_gap_shows_on_the_raw_stream_as_a_fresh_snapshot() -> None:
+    async with (
+        SimExchange(seed=28, symbols=[A], rate=200) as ex,
+        StreamClient("sim", url=ex.ws_url, base_wait=0.005, max_wait=0.05) as feed,
+    ):
+        rebuilt = _Rebuilt(A)
+        await feed.subscribe_book_deltas(A, rebuilt.on_message)
+        latest: list[BookView] = []
+        await feed.subscribe_books(A, latest.append)
+        await until(lambda: bool(latest) and latest[-1].valid, "a valid book")
+        snapshots = sum(isinstance(m, BookSnapshot) for m in rebuilt.messages)
+        ex.faults.skip_sequence(A)
+        # books: one invalidation, then a resubscription and a valid book again
+        await until(lambda: feed.stats()["book_valid"] >= 2, "the book resynchronised")
+        assert feed.stats()["book_invalid"] == 1
+        # raw: the skipped update is visible as a break in the sequence chain, then the
+        # resubscription's fresh snapshot restarts the user's book
+        await until(
+            lambda: sum(isinstance(m, BookSnapshot) for m in rebuilt.messages) > snapshots,
+            "a fresh snapshot on the raw stream",
+        )
+        assert rebuilt.breaks >= 1
+        assert feed.upstream() == {Subscription(Channel.BOOK, A): 2}
+        await _matches_truth(ex, rebuilt)
+        truth = ex.book(A)
+        await until(lambda: latest[-1].sequence == truth.sequence, "books caught up")
+        assert latest[-1].bids() == list(truth.bids)

@@ -576,10 +576,14 @@ class BookFeed:
             raise ConfigError("a book needs a symbol", field="symbols")
         upstream = self._upstream.get(symbol)
         if upstream is None:
-            probe = self._factory(self.venue, symbol, depth=None)
-            upstream = Subscription(
-                Channel.BOOK, symbol, depth=probe.depth if probe.truncates else None
-            )
+            try:
+                probe = self._factory(self.venue, symbol, depth=None)
+            except ConfigError:  # no synchroniser for this venue: raw consumers need none
+                upstream = Subscription(Channel.BOOK, symbol)
+            else:
+                upstream = Subscription(
+                    Channel.BOOK, symbol, depth=probe.depth if probe.truncates else None
+                )
             self._upstream[symbol] = upstream
         return upstream
 
@@ -604,8 +608,13 @@ class BookFeed:
         subscription: stop maintaining the book (a later books consumer starts afresh)."""
         del self._books[state.symbol]
         self._freeze(state.symbol)
+        current = asyncio.current_task()
         for task in state.fetches:
-            task.cancel()
+            if task is not current:
+                task.cancel()
+            else:  # the fetch giving up: it ends now, still owned until it has
+                self._orphans.add(task)
+                task.add_done_callback(self._orphans.discard)
         for task in state.tasks:  # a resubscription must still put the subscription back
             self._orphans.add(task)
             task.add_done_callback(self._orphans.discard)
@@ -815,6 +824,9 @@ class BookFeed:
         log.error("%s", error)
         for consumer in self._routes.get(state.symbol, ()):
             consumer.close(error)
+        if self._books.get(state.symbol) is state and self._raw_routes.get(state.symbol):
+            # Raw consumers keep the subscription: a later books consumer starts afresh.
+            self._idle(state)
 
     # -------------------------------------------------------------------------------- insight
     def stats(self) -> dict[str, dict[str, Any]]:
