@@ -215,7 +215,53 @@ def _kind_of(channel_name: str) -> Channel | None:
     return _KIND_BY_NAME.get(channel_name.partition("-")[0])
 
 
-class KrakenCodec(Codec):
+def _group_requests(
+    codec: Codec, subscriptions: Sequence[Subscription]
+) -> dict[tuple[Channel, int | None], list[str]]:
+    """Venue pairs grouped by channel and its parameter (book depth, candle minutes): Kraken
+    (v1 and v2) takes one subscribe message per channel and parameter. Refuses what it lacks."""
+    groups: dict[tuple[Channel, int | None], list[str]] = defaultdict(list)
+    for sub in subscriptions:
+        if sub.channel not in codec.channels or sub.symbol is None:
+            raise InvalidRequest(
+                f"Kraken has no public channel {sub.channel.value!r}", field="channel", venue=VENUE
+            )
+        param = None
+        if sub.channel is Channel.BOOK:
+            param = sub.depth or 10
+            if param not in _BOOK_DEPTHS:
+                raise InvalidRequest(
+                    f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {param}",
+                    field="depth",
+                    venue=VENUE,
+                )
+        elif sub.channel is Channel.CANDLES:
+            param = _MINUTES.get(sub.interval or "")
+            if param is None:
+                raise InvalidRequest(
+                    f"Kraken candle interval must be one of {sorted(_MINUTES)}, "
+                    f"not {sub.interval!r}",
+                    field="interval",
+                    venue=VENUE,
+                )
+        groups[(sub.channel, param)].append(codec.venue_symbol(sub.symbol))
+    return groups
+
+
+class _SymbolCache:
+    """Kraken pair names -> tickloop symbols, memoised (v1 and v2 codecs)."""
+
+    _symbols: dict[str, str]
+
+    def symbol(self, venue_symbol: str) -> str:
+        try:
+            return self._symbols[venue_symbol]
+        except KeyError:
+            symbol = self._symbols[venue_symbol] = kraken_symbol(venue_symbol)
+            return symbol
+
+
+class KrakenCodec(_SymbolCache, Codec):
     """Kraken WebSocket API v1, public channels ``book``, ``trade``, ``ticker`` and ``ohlc``."""
 
     venue: ClassVar[str] = VENUE
@@ -247,43 +293,10 @@ class KrakenCodec(Codec):
     def venue_symbol(self, symbol: str) -> str:
         return kraken_venue_symbol(symbol)
 
-    def symbol(self, venue_symbol: str) -> str:
-        try:
-            return self._symbols[venue_symbol]
-        except KeyError:
-            symbol = self._symbols[venue_symbol] = kraken_symbol(venue_symbol)
-            return symbol
-
     # -- outgoing ------------------------------------------------------------------------------
     def _requests(self, event: str, subscriptions: Sequence[Subscription]) -> list[bytes]:
         # one message per channel and depth (book) or interval (candles)
-        groups: dict[tuple[Channel, int | None], list[str]] = defaultdict(list)
-        for sub in subscriptions:
-            if sub.channel not in self.channels or sub.symbol is None:
-                raise InvalidRequest(
-                    f"Kraken has no public channel {sub.channel.value!r}",
-                    field="channel",
-                    venue=VENUE,
-                )
-            param = None
-            if sub.channel is Channel.BOOK:
-                param = sub.depth or 10
-                if param not in _BOOK_DEPTHS:
-                    raise InvalidRequest(
-                        f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {param}",
-                        field="depth",
-                        venue=VENUE,
-                    )
-            elif sub.channel is Channel.CANDLES:
-                param = _MINUTES.get(sub.interval or "")
-                if param is None:
-                    raise InvalidRequest(
-                        f"Kraken candle interval must be one of {sorted(_MINUTES)}, "
-                        f"not {sub.interval!r}",
-                        field="interval",
-                        venue=VENUE,
-                    )
-            groups[(sub.channel, param)].append(self.venue_symbol(sub.symbol))
+        groups = _group_requests(self, subscriptions)
         frames = []
         for (channel, param), pairs in groups.items():
             spec: dict[str, Any] = {"name": _NAME_BY_KIND[channel]}
@@ -637,7 +650,7 @@ _V2_KINDS = {"book": Channel.BOOK, "trade": Channel.TRADES, "ticker": Channel.TI
 _V2_NAMES = {v: k for k, v in _V2_KINDS.items()}
 
 
-class KrakenV2Codec(Codec):
+class KrakenV2Codec(_SymbolCache, Codec):
     """Kraken WebSocket API v2, public channels ``book``, ``trade`` and ``ticker``."""
 
     venue: ClassVar[str] = VENUE
@@ -666,32 +679,8 @@ class KrakenV2Codec(Codec):
             raise InvalidRequest(f"not a symbol: {symbol!r}", field="symbol", venue=VENUE)
         return f"{base}/{quote}"
 
-    def symbol(self, venue_symbol: str) -> str:
-        try:
-            return self._symbols[venue_symbol]
-        except KeyError:
-            symbol = self._symbols[venue_symbol] = kraken_symbol(venue_symbol)
-            return symbol
-
     def _requests(self, method: str, subscriptions: Sequence[Subscription]) -> list[bytes]:
-        groups: dict[tuple[Channel, int | None], list[str]] = defaultdict(list)
-        for sub in subscriptions:
-            if sub.channel not in self.channels or sub.symbol is None:
-                raise InvalidRequest(
-                    f"Kraken has no public channel {sub.channel.value!r}",
-                    field="channel",
-                    venue=VENUE,
-                )
-            depth = None
-            if sub.channel is Channel.BOOK:
-                depth = sub.depth or 10
-                if depth not in _BOOK_DEPTHS:
-                    raise InvalidRequest(
-                        f"Kraken book depth must be one of {_BOOK_DEPTHS}, not {depth}",
-                        field="depth",
-                        venue=VENUE,
-                    )
-            groups[(sub.channel, depth)].append(self.venue_symbol(sub.symbol))
+        groups = _group_requests(self, subscriptions)
         frames = []
         for (channel, depth), symbols in groups.items():
             for start in range(0, len(symbols), self.max_streams_per_message):
