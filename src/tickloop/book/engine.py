@@ -37,7 +37,7 @@ Invariants:
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
@@ -79,13 +79,13 @@ class OrderBook:
     """
 
     __slots__ = (
-        "_ask_pending",
         "_ask_px",
         "_ask_text",
+        "_ask_touched",
         "_asks",
-        "_bid_pending",
         "_bid_px",
         "_bid_text",
+        "_bid_touched",
         "_bids",
         "_text_fn",
         "best_ask",
@@ -111,8 +111,9 @@ class OrderBook:
         self._asks: dict[Decimal, Decimal] = {}
         self._bid_px: list[Decimal] = []  # ascending: best bid last
         self._ask_px: list[Decimal] = []  # ascending: best ask first
-        self._bid_pending: dict[Decimal, bool] = {}  # price -> was in _bid_px
-        self._ask_pending: dict[Decimal, bool] = {}
+        # Prices added or deleted since the list last caught up (None: not recorded).
+        self._bid_touched: dict[Decimal, None] | None = {}
+        self._ask_touched: dict[Decimal, None] | None = {}
         # top_texts memos: price -> (price, size, text) of the level when the text was made
         self._bid_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
         self._ask_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
@@ -137,8 +138,8 @@ class OrderBook:
         self._asks = {}
         self._bid_px = []
         self._ask_px = []
-        self._bid_pending = {}
-        self._ask_pending = {}
+        self._bid_touched = {}
+        self._ask_touched = {}
         self.best_bid = None
         self.best_ask = None
 
@@ -181,46 +182,54 @@ class OrderBook:
         each side to ``depth``. Sequence numbers are recorded, not judged."""
         # The loops of update_bids/update_asks, inlined: this is the per-message hot path.
         # Levels are indexed rather than unpacked: CPython 3.11 specialises unpacking for exact
-        # tuples only, and a BookLevel is a tuple subclass (measured: ~8% a level). The pending
-        # dicts are loaded only by the branches that use them (most updates resize a level).
+        # tuples only, and a BookLevel is a tuple subclass. The best price is kept in a local
+        # for the whole side and stored once.
         levels = delta.bids
         if levels:
             bids = self._bids
+            touched = self._bid_touched
+            best = self.best_bid
             for level in levels:
                 price = level[0]
                 size = level[1]
                 if size:
                     if price not in bids:
-                        self._bid_pending.setdefault(price, False)
-                        best = self.best_bid
+                        if touched is not None:
+                            touched[price] = None
                         if best is None or price > best:
-                            self.best_bid = price
+                            best = price
                     bids[price] = size
                 elif price in bids:
                     del bids[price]
-                    self._bid_pending.setdefault(price, True)
-                    if price == self.best_bid:
-                        px = self._flush_bids()
-                        self.best_bid = px[-1] if px else None
+                    if touched is not None:
+                        touched[price] = None
+                    if price == best:
+                        best = self._next_bid()
+                        touched = self._bid_touched
+            self.best_bid = best
         levels = delta.asks
         if levels:
             asks = self._asks
+            touched = self._ask_touched
+            best = self.best_ask
             for level in levels:
                 price = level[0]
                 size = level[1]
                 if size:
                     if price not in asks:
-                        self._ask_pending.setdefault(price, False)
-                        best = self.best_ask
+                        if touched is not None:
+                            touched[price] = None
                         if best is None or price < best:
-                            self.best_ask = price
+                            best = price
                     asks[price] = size
                 elif price in asks:
                     del asks[price]
-                    self._ask_pending.setdefault(price, True)
-                    if price == self.best_ask:
-                        px = self._flush_asks()
-                        self.best_ask = px[0] if px else None
+                    if touched is not None:
+                        touched[price] = None
+                    if price == best:
+                        best = self._next_ask()
+                        touched = self._ask_touched
+            self.best_ask = best
         depth = self.depth
         if depth is not None and (len(self._bids) > depth or len(self._asks) > depth):
             self._truncate(depth)
@@ -234,105 +243,171 @@ class OrderBook:
     def update_bids(self, levels: Iterable[tuple[Decimal, Decimal]]) -> None:
         """Set bid levels in order (size zero deletes). No depth truncation (see apply_delta)."""
         bids = self._bids
-        pending = self._bid_pending
         for price, size in levels:
             if size:
                 if price not in bids:
-                    pending.setdefault(price, False)
+                    touched = self._bid_touched
+                    if touched is not None:
+                        touched[price] = None
                     best = self.best_bid
                     if best is None or price > best:
                         self.best_bid = price
                 bids[price] = size
             elif price in bids:
                 del bids[price]
-                pending.setdefault(price, True)
+                touched = self._bid_touched
+                if touched is not None:
+                    touched[price] = None
                 if price == self.best_bid:
-                    px = self._flush_bids()
-                    self.best_bid = px[-1] if px else None
+                    self.best_bid = self._next_bid()
 
     def update_asks(self, levels: Iterable[tuple[Decimal, Decimal]]) -> None:
         """Set ask levels in order (size zero deletes). No depth truncation (see apply_delta)."""
         asks = self._asks
-        pending = self._ask_pending
         for price, size in levels:
             if size:
                 if price not in asks:
-                    pending.setdefault(price, False)
+                    touched = self._ask_touched
+                    if touched is not None:
+                        touched[price] = None
                     best = self.best_ask
                     if best is None or price < best:
                         self.best_ask = price
                 asks[price] = size
             elif price in asks:
                 del asks[price]
-                pending.setdefault(price, True)
+                touched = self._ask_touched
+                if touched is not None:
+                    touched[price] = None
                 if price == self.best_ask:
-                    px = self._flush_asks()
-                    self.best_ask = px[0] if px else None
+                    self.best_ask = self._next_ask()
 
     def update_bid(self, price: Decimal, size: Decimal) -> None:
         """Set one bid level (size zero deletes). No depth truncation (see apply_delta)."""
         bids = self._bids
         if size:
             if price not in bids:
-                self._bid_pending.setdefault(price, False)
+                touched = self._bid_touched
+                if touched is not None:
+                    touched[price] = None
                 best = self.best_bid
                 if best is None or price > best:
                     self.best_bid = price
             bids[price] = size
         elif price in bids:
             del bids[price]
-            self._bid_pending.setdefault(price, True)
+            touched = self._bid_touched
+            if touched is not None:
+                touched[price] = None
             if price == self.best_bid:
-                px = self._flush_bids()
-                self.best_bid = px[-1] if px else None
+                self.best_bid = self._next_bid()
 
     def update_ask(self, price: Decimal, size: Decimal) -> None:
         """Set one ask level (size zero deletes). No depth truncation (see apply_delta)."""
         asks = self._asks
         if size:
             if price not in asks:
-                self._ask_pending.setdefault(price, False)
+                touched = self._ask_touched
+                if touched is not None:
+                    touched[price] = None
                 best = self.best_ask
                 if best is None or price < best:
                     self.best_ask = price
             asks[price] = size
         elif price in asks:
             del asks[price]
-            self._ask_pending.setdefault(price, True)
+            touched = self._ask_touched
+            if touched is not None:
+                touched[price] = None
             if price == self.best_ask:
-                px = self._flush_asks()
-                self.best_ask = px[0] if px else None
+                self.best_ask = self._next_ask()
+
+    # ------------------------------------------------------------------ the lazy sorted lists
+
+    def _next_bid(self) -> Decimal | None:
+        """The best bid, found without sorting: called when the best bid was just deleted."""
+        bids = self._bids
+        if not bids:
+            return None
+        touched = self._bid_touched
+        if touched is None or len(touched) > _MERGE_AT:
+            # Untracked (or about to be merged anyway): stop recording, take the max.
+            self._bid_touched = None
+            return max(bids)
+        # Every bid is in the sorted list or in ``touched``: the best listed survivor against
+        # the best touched price still in the book.
+        px = self._bid_px
+        i = len(px) - 1
+        while i >= 0 and px[i] not in bids:
+            i -= 1
+        best = px[i] if i >= 0 else None
+        if touched:
+            fresh = touched.keys() & bids.keys()
+            if fresh:
+                top = max(fresh)
+                if best is None or top > best:
+                    best = top
+        return best
+
+    def _next_ask(self) -> Decimal | None:
+        """The best ask, found without sorting: called when the best ask was just deleted."""
+        asks = self._asks
+        if not asks:
+            return None
+        touched = self._ask_touched
+        if touched is None or len(touched) > _MERGE_AT:
+            self._ask_touched = None
+            return min(asks)
+        px = self._ask_px
+        n = len(px)
+        i = 0
+        while i < n and px[i] not in asks:
+            i += 1
+        best = px[i] if i < n else None
+        if touched:
+            fresh = touched.keys() & asks.keys()
+            if fresh:
+                top = min(fresh)
+                if best is None or top < best:
+                    best = top
+        return best
 
     @staticmethod
     def _catch_up(
-        prices: list[Decimal], pending: dict[Decimal, bool], levels: dict[Decimal, Decimal]
+        prices: list[Decimal], touched: dict[Decimal, None] | None, levels: dict[Decimal, Decimal]
     ) -> list[Decimal]:
-        """``prices`` brought up to ``sorted(levels)`` using what ``pending`` recorded."""
-        if len(pending) > _MERGE_AT:
-            # One pass: keep the survivors (still sorted), append the new prices, and let
-            # timsort merge the two runs.
+        """``prices`` brought up to ``sorted(levels)``: ``touched`` holds every price whose
+        presence may differ between the two (None: any may, unknown which)."""
+        if touched is None or len(touched) > _MERGE_AT:
+            # One pass: keep the survivors (still sorted), append the prices missing from them,
+            # and let timsort merge the two runs.
             kept = [p for p in prices if p in levels]
-            kept += [p for p, was in pending.items() if not was and p in levels]
-            kept.sort()
-            pending.clear()
+            if len(kept) != len(levels):
+                kept += levels.keys() - set(kept)
+                kept.sort()
             return kept
-        for price, was in pending.items():
-            if (price in levels) is not was:
-                if was:
-                    del prices[bisect_left(prices, price)]
-                else:
-                    insort(prices, price)
-        pending.clear()
+        for price in touched:
+            i = bisect_left(prices, price)
+            listed = i < len(prices) and prices[i] == price
+            if price in levels:
+                if not listed:
+                    prices.insert(i, price)
+            elif listed:
+                del prices[i]
         return prices
 
     def _flush_bids(self) -> list[Decimal]:
-        if self._bid_pending:
-            self._bid_px = self._catch_up(self._bid_px, self._bid_pending, self._bids)
+        touched = self._bid_touched
+        if touched is None or touched:
+            self._bid_px = self._catch_up(self._bid_px, touched, self._bids)
+            self._bid_touched = {}
         return self._bid_px
 
     def _flush_asks(self) -> list[Decimal]:
-        if self._ask_pending:
-            self._ask_px = self._catch_up(self._ask_px, self._ask_pending, self._asks)
+        touched = self._ask_touched
+        if touched is None or touched:
+            self._ask_px = self._catch_up(self._ask_px, touched, self._asks)
+            self._ask_touched = {}
         return self._ask_px
 
     def _truncate(self, depth: int) -> None:
@@ -530,13 +605,13 @@ class OrderBook:
             self._bid_text = {}
             self._ask_text = {}
         if side is Side.BUY:
-            px = self._bid_px if not self._bid_pending else self._flush_bids()
+            px = self._flush_bids()
             levels = self._bids
             memo = self._bid_text
             top = px[-n:] if n > 0 else []
             top.reverse()
         else:
-            px = self._ask_px if not self._ask_pending else self._flush_asks()
+            px = self._flush_asks()
             levels = self._asks
             memo = self._ask_text
             top = px[:n] if n > 0 else []
