@@ -207,6 +207,8 @@ class OrderBook:
                         best = self._next_bid()
                         touched = self._bid_touched
             self.best_bid = best
+            if touched is not None and len(touched) > _MERGE_AT:
+                self._bid_touched = None  # a flush would merge anyway: stop recording
         levels = delta.asks
         if levels:
             asks = self._asks
@@ -230,6 +232,8 @@ class OrderBook:
                         best = self._next_ask()
                         touched = self._ask_touched
             self.best_ask = best
+            if touched is not None and len(touched) > _MERGE_AT:
+                self._ask_touched = None  # a flush would merge anyway: stop recording
         depth = self.depth
         if depth is not None and (len(self._bids) > depth or len(self._asks) > depth):
             self._truncate(depth)
@@ -249,6 +253,8 @@ class OrderBook:
                     touched = self._bid_touched
                     if touched is not None:
                         touched[price] = None
+                        if len(touched) > _MERGE_AT:
+                            self._bid_touched = None  # a flush would merge anyway: stop recording
                     best = self.best_bid
                     if best is None or price > best:
                         self.best_bid = price
@@ -270,6 +276,8 @@ class OrderBook:
                     touched = self._ask_touched
                     if touched is not None:
                         touched[price] = None
+                        if len(touched) > _MERGE_AT:
+                            self._ask_touched = None  # a flush would merge anyway: stop recording
                     best = self.best_ask
                     if best is None or price < best:
                         self.best_ask = price
@@ -290,6 +298,8 @@ class OrderBook:
                 touched = self._bid_touched
                 if touched is not None:
                     touched[price] = None
+                    if len(touched) > _MERGE_AT:
+                        self._bid_touched = None  # a flush would merge anyway: stop recording
                 best = self.best_bid
                 if best is None or price > best:
                     self.best_bid = price
@@ -310,6 +320,8 @@ class OrderBook:
                 touched = self._ask_touched
                 if touched is not None:
                     touched[price] = None
+                    if len(touched) > _MERGE_AT:
+                        self._ask_touched = None  # a flush would merge anyway: stop recording
                 best = self.best_ask
                 if best is None or price < best:
                     self.best_ask = price
