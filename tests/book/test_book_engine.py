@@ -207,3 +207,42 @@ def test_public_names_exist() -> None:
             assert hasattr(module, name), f"{module.__name__}.{name}"
     assert set(tickloop.book.engine.__all__) <= set(tickloop.book.__all__)
     assert set(tickloop.book.sync.__all__) <= set(tickloop.book.__all__)
+
+
+def test_sorted_sides_are_the_caught_up_structures() -> None:
+    book = OrderBook.from_snapshot(SNAP)
+    book.apply_delta(delta([("100.25", "1"), ("99.50", "0")], [("100.10", "0"), ("100.05", "2")]))
+    bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
+    assert bid_px == [D("99.00"), D("100.00"), D("100.25")]
+    assert ask_px == [D("100.05"), D("100.50"), D("101.00")]
+    assert [(p, bid_sz[p]) for p in reversed(bid_px)] == book.bids()
+    assert [(p, ask_sz[p]) for p in ask_px] == book.asks()
+    assert len(bid_sz) == len(bid_px) and len(ask_sz) == len(ask_px)
+    # shared, not copied: a second call without an update in between gives the same objects
+    again = book.sorted_sides()
+    assert all(a is b for a, b in zip(again, (bid_px, ask_px, bid_sz, ask_sz), strict=True))
+
+
+def test_deleting_the_best_finds_the_next_without_reading() -> None:
+    """The best is found again after deletes whether the new levels were recorded or not (a
+    side stops recording touched prices past the merge threshold)."""
+    book = OrderBook.from_snapshot(SNAP)
+    book.update_bid(D("99.75"), D("1"))  # new, not yet in the sorted list
+    book.update_ask(D("100.20"), D("1"))
+    book.update_bid(D("100.00"), D("0"))
+    book.update_ask(D("100.10"), D("0"))
+    assert (book.best_bid, book.best_ask) == (D("99.75"), D("100.20"))
+    for i in range(1_000):  # far past the merge threshold: the sides stop recording
+        book.update_bid(D(90) - D(i) / 100, D("1"))
+        book.update_ask(D(110) + D(i) / 100, D("1"))
+    book.update_bid(D("99.80"), D("1"))
+    book.update_ask(D("100.15"), D("1"))
+    book.apply_delta(delta([("99.80", "0"), ("99.75", "0")], [("100.15", "0"), ("100.20", "0")]))
+    assert (book.best_bid, book.best_ask) == (D("99.50"), D("100.50"))
+    book.apply_delta(delta([("99.50", "0"), ("99.00", "0")], [("100.50", "0"), ("101.00", "0")]))
+    assert (book.best_bid, book.best_ask) == (D(90), D(110))
+    assert book.bids(2) == [(D(90), D(1)), (D("89.99"), D(1))]
+    assert book.asks(2) == [(D(110), D(1)), (D("110.01"), D(1))]
+    assert len(book.bids()) == book.bid_count == 1_000 and len(book.asks()) == 1_000
+    book.apply_delta(delta([(str(p), "0") for p, _ in book.bids()]))
+    assert book.best_bid is None and book.bids() == [] and book.best_ask == D(110)

@@ -126,7 +126,8 @@ def check_views(book: OrderBook, model: Model) -> None:
 
 @contextmanager
 def merge_threshold(value: int) -> Iterator[None]:
-    """Force the engine's catch-up path: one bisect per price, or one merge for any count."""
+    """Force the engine's catch-up path: one bisect per price, or one merge for any count (0:
+    a side also stops recording touched prices at its first change, 3: after a few)."""
     saved = engine._MERGE_AT
     engine._MERGE_AT = value
     try:
@@ -182,23 +183,34 @@ def test_book_matches_the_dict_model(
         assert book.sequence == len(steps) + 1
         snap = book.snapshot()
         assert list(snap.bids) == model.sorted_bids() and list(snap.asks) == model.sorted_asks()
+        bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
+        assert bid_px == sorted(model.bids) and ask_px == sorted(model.asks)
+        assert bid_sz == model.bids and ask_sz == model.asks
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     steps=st.lists(
-        st.tuples(st.booleans(), st.sampled_from(PRICES), st.sampled_from(SIZES)), max_size=60
+        st.tuples(
+            st.booleans(),
+            st.sampled_from(PRICES),
+            st.sampled_from(SIZES),
+            st.integers(0, 9),
+        ),
+        max_size=80,
     ),
     merge_at=st.sampled_from([0, 3, 10**6]),
 )
 def test_single_level_updates_match_the_dict_model(
-    steps: list[tuple[bool, Decimal, Decimal]], merge_at: int
+    steps: list[tuple[bool, Decimal, Decimal, int]], merge_at: int
 ) -> None:
-    """``update_bid`` / ``update_ask`` (the per-level path) keep the same invariants."""
+    """``update_bid`` / ``update_ask`` (the per-level path) keep the same invariants, read or
+    not in between (a read catches the sorted lists up; without reads, deleted bests are found
+    again from the lists and the touched prices, or from the whole side once untracked)."""
     with merge_threshold(merge_at):
         book = OrderBook()
         model = Model(None)
-        for is_bid, price, size in steps:
+        for is_bid, price, size, read in steps:
             if is_bid:
                 book.update_bid(price, size)
                 model.update([(price, size)], [])
@@ -207,4 +219,10 @@ def test_single_level_updates_match_the_dict_model(
                 model.update([], [(price, size)])
             assert book.best_bid == model.best(Side.BUY)
             assert book.best_ask == model.best(Side.SELL)
+            if read == 0:
+                assert book.bids(3) == model.sorted_bids()[:3]
+                assert book.asks(3) == model.sorted_asks()[:3]
         check_views(book, model)
+        bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
+        assert bid_px == sorted(model.bids) and ask_px == sorted(model.asks)
+        assert bid_sz == model.bids and ask_sz == model.asks

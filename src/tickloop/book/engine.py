@@ -439,6 +439,20 @@ class OrderBook:
 
     # ------------------------------------------------------------------ reading levels
 
+    def sorted_sides(
+        self,
+    ) -> tuple[list[Decimal], list[Decimal], dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+        """The book's own structures, caught up with every update: bid prices ascending (best
+        last), ask prices ascending (best first), and each side's price -> size dict.
+
+        Not copies: they stay correct only until the book's next update, snapshot or read that
+        catches a side up (which may change them in place or replace them). Copy what must be
+        kept (``prices[-n:]``, ``dict(sizes)``) before the book changes, and never modify them.
+        This is the seam :class:`tickloop.client.books.BookView` shares a book through without
+        copying it at delivery."""
+        return self._flush_bids(), self._flush_asks(), self._bids, self._asks
+
+
     def bids(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` bid levels (all when None), best (highest) first."""
         px = self._flush_bids()

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -117,11 +117,12 @@ class BookView:
 
     def __init__(self, book: OrderBook, depth: int | None = None, *, shared: bool = False) -> None:
         init = object.__setattr__
-        # The engine's sorted price lists catch up with its dicts lazily: flushed first.
-        init(self, "_bid_px", book._flush_bids())
-        init(self, "_ask_px", book._flush_asks())
-        init(self, "_bid_sz", book._bids)
-        init(self, "_ask_sz", book._asks)
+        # The engine's own (caught-up) sorted price lists and level dicts, shared until _freeze.
+        bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
+        init(self, "_bid_px", bid_px)
+        init(self, "_ask_px", ask_px)
+        init(self, "_bid_sz", bid_sz)
+        init(self, "_ask_sz", ask_sz)
         init(self, "_source", book)
         init(self, "sequence", book.sequence)
         init(self, "ts", book.ts)
@@ -477,6 +478,9 @@ class BookFeed:
         self._source = source
         self._snapshot_retries = snapshot_retries
         self._books: dict[str, _Book] = {}
+        #: symbol -> state of each local book kept: the same dict, read-only for others (the
+        #: client's frame path tests membership before calling :meth:`on_update`).
+        self.kept: Mapping[str, object] = self._books
         #: The upstream book subscription of each symbol while any consumer wants it, books or
         #: raw (``feed.book_deltas``): both kinds share it, whichever came first.
         self._upstream: dict[str, Subscription] = {}
