@@ -6,24 +6,30 @@ sequence it now reflects.
 
 Representation (chosen by measurement, see ``docs/book.md``): per side, a ``dict`` price -> size,
 the best price tracked incrementally, and a plain ``list`` of the prices kept sorted *lazily*.
-Most updates only change the size of an existing level: one dict store. A new level updates the
-tracked best with one comparison and is noted in a small ``pending`` dict; a deleted level is
-noted there too, and only if it was the best is the next best looked up. The sorted list catches
-up only when someone needs order (the best was deleted, top-N, depth truncation, statistics):
-a few pending prices are placed with :mod:`bisect`, many are merged in one ``list.sort`` (which
-finds the two sorted runs and merges them in linear time). Reading the best price after every
-update is an attribute read, applying is a dict operation almost always, and top-N is a slice of
-the sorted list.
+Most updates only change the size of an existing level: one dict store. A new level is compared
+with the tracked best and noted in a small ``touched`` dict; a deleted level is noted there too,
+and only if it was the best is the next best looked up (the best surviving price of the sorted
+list against the best touched price still in the book: no sorting). The sorted list catches up
+only when someone needs order (top-N, depth truncation, statistics, :meth:`sorted_sides`): a few
+touched prices are placed with :mod:`bisect`, many are merged in one ``list.sort`` (which finds
+the two sorted runs and merges them in linear time). Once a side has more touched prices than a
+catch-up would place one by one, it stops noting them (``touched`` becomes None: the next
+catch-up merges the whole side, and a deleted best is found with ``max``/``min`` of the side),
+so applying without reading costs no bookkeeping beyond the best price. Reading the best price
+after every update is an attribute read, applying is a dict operation almost always, and top-N
+is a slice of the sorted list.
 
 Invariants:
 
 * ``_bids`` / ``_asks`` map price -> size and never hold a zero size: a size of zero deletes the
   level (deleting an absent level is a no-op, as every venue's protocol allows).
-* A side's sorted list plus its ``pending`` dict describe its dict: ``pending[p]`` records
-  whether ``p`` was in the sorted list when it was first touched since the last flush; after
-  :meth:`_flush_bids` / :meth:`_flush_asks` the list is exactly ``sorted(dict)``.
+* A side's sorted list is sorted and holds no price twice. With ``touched`` a dict, every price
+  that is in the side's dict but not in its list, or in its list but not in its dict, is a key
+  of ``touched`` (which may hold more: a catch-up checks each); with ``touched`` None, the list
+  may differ from the dict in any way. After :meth:`_flush_bids` / :meth:`_flush_asks` the list
+  is exactly ``sorted(dict)`` and ``touched`` is an empty dict.
 * ``best_bid`` / ``best_ask`` is always the side's best price (None when empty): a new level
-  is compared with it, and deleting the best flushes the side's sorted list to find the next.
+  is compared with it, and deleting the best looks up the next (:meth:`_next_bid`).
 * Prices and sizes are the Decimal objects the codec produced, so the venue's digits (trailing
   zeros included) come back out unchanged and checksums can be computed from them.
 * ``_bid_text`` / ``_ask_text`` (the :meth:`OrderBook.top_texts` memo) map a price to the
@@ -55,10 +61,10 @@ LevelText = Callable[[Decimal, Decimal], str]
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
 _BPS = Decimal(10_000)
-#: Above this many pending prices a side's sorted list is rebuilt by one merge rather than by
-#: one bisect each. Measured on 1.5k levels, half new and half deleted prices: 128 pending take
-#: 47 µs by bisect and 89 µs by merge, 256 about 100 µs either way, 1024 take 780 µs by bisect
-#: and 290 µs by merge.
+#: Above this many touched prices a side's sorted list is rebuilt by one merge rather than by
+#: one bisect each, and the side stops noting touched prices. Measured on 1.5k levels, half new
+#: and half deleted prices: 128 pending take 47 µs by bisect and 89 µs by merge, 256 about
+#: 100 µs either way, 1024 take 780 µs by bisect and 290 µs by merge.
 _MERGE_AT = 400
 #: Level texts memoised a side (:meth:`OrderBook.top_texts`) before the memo is emptied: the
 #: top levels drift as the market moves, so old prices must not pile up.
@@ -445,13 +451,12 @@ class OrderBook:
         """The book's own structures, caught up with every update: bid prices ascending (best
         last), ask prices ascending (best first), and each side's price -> size dict.
 
-        Not copies: they stay correct only until the book's next update, snapshot or read that
-        catches a side up (which may change them in place or replace them). Copy what must be
-        kept (``prices[-n:]``, ``dict(sizes)``) before the book changes, and never modify them.
+        Not copies: they show the book until its next update or snapshot (after which a read
+        may change the lists in place or replace them). Copy what must be kept
+        (``prices[-n:]``, ``dict(sizes)``) before the book changes, and never modify them.
         This is the seam :class:`tickloop.client.books.BookView` shares a book through without
         copying it at delivery."""
         return self._flush_bids(), self._flush_asks(), self._bids, self._asks
-
 
     def bids(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` bid levels (all when None), best (highest) first."""
