@@ -362,3 +362,55 @@ def test_rest_errors() -> None:
     assert err.message == "Illegal characters found."
     err = rest.error(502, b"<html>bad gateway</html>", {})
     assert isinstance(err, ExchangeError) and err.code is None and err.status == 502
+
+
+@pytest.mark.parametrize("name", ["BINANCE", "BINANCE_US"])
+def test_one_pass_event_path_equals_the_general_path(shared_data: Path, name: str) -> None:
+    """Events (``"e"``) are decoded in one pass from the session's memoryview; every recorded
+    frame gives the same models as the general path (bytes, stream name looked up first)."""
+    fast, general = BinanceCodec(), BinanceCodec()
+    general._events_first = False
+    seen: Counter[str] = Counter()
+    for rec in read_recording(shared_data / f"{name}.ws.1.0"):
+        if rec.direction is not Direction.RECEIVED:
+            continue
+        fast._events_first = True  # bookTicker frames turn it off; force the one-pass try
+        expected = general.decode(bytes(rec.frame), rec.ts)
+        assert fast.decode(memoryview(rec.frame), rec.ts) == expected
+        seen.update(type(e).__name__ for e in expected)
+    assert seen == EXPECTED[name]
+    assert fast.unknown == general.unknown == 0
+
+
+def test_streams_without_event_type_turn_the_one_pass_try_off() -> None:
+    depth = (
+        b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+        b'"U":5,"u":6,"b":[["1.0","2.0"],["0.9","0"]],"a":[["1.1","3"]]}}'
+    )
+    book_ticker = (
+        b'{"stream":"btcusdt@bookTicker","data":{"u":7,"s":"BTCUSDT","b":"1.0","B":"2",'
+        b'"a":"1.1","A":"3"}}'
+    )
+    codec = BinanceCodec(ticker_stream="bookTicker")
+    (delta,) = codec.decode(memoryview(depth), 1)
+    assert isinstance(delta, BookDelta)
+    assert delta.bids == ((Decimal("1.0"), Decimal("2.0")), (Decimal("0.9"), Decimal("0")))
+    assert delta.bids[0].price == Decimal("1.0") and delta.asks[0].size == Decimal("3")
+    assert codec._events_first
+    (quote,) = codec.decode(memoryview(book_ticker), 2)
+    assert isinstance(quote, Ticker) and str(quote.bid) == "1.0"
+    assert not codec._events_first  # bookTicker payloads have no "e": no failing try per frame
+    assert codec.decode(memoryview(depth), 3) == [msgspec.structs.replace(delta, recv_ts=3)]
+    subscriber = BinanceCodec(ticker_stream="bookTicker")
+    subscriber.subscribe([Subscription(Channel.TRADES, "BTC-USDT")])
+    assert subscriber._events_first
+    subscriber.subscribe([Subscription(Channel.TICKER, "BTC-USDT")])
+    assert not subscriber._events_first
+    # Unknown event types and malformed events still go where the general path sends them.
+    assert codec.decode(memoryview(b'{"e":"outboundAccountPosition","E":1}'), 0) == []
+    assert codec.unknown == 1
+    with pytest.raises(ProtocolError):
+        codec.decode(memoryview(b'{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":"x"}'), 0)
+    with pytest.raises(ProtocolError):
+        codec.decode(memoryview(b'{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}'), 0)
+    assert codec.decode(memoryview(b"{}"), 0) == [] and codec.unknown == 2

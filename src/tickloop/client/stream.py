@@ -329,6 +329,8 @@ class StreamClient:
             snapshot_wait=book_snapshot_wait,
             snapshot_max_wait=book_snapshot_max_wait,
         )
+        #: symbol -> state of each local book kept (BookFeed's own dict, read on the hot path)
+        self._book_states = self._books.kept
         self._fill_routes = self._fanout.routes[Channel.FILLS]
         self.sessions: list[WsSession] = []
         self._placement: dict[Subscription, WsSession] = {}
@@ -1170,11 +1172,13 @@ class StreamClient:
                 consumer.push(trade)
 
     def _on_book(self, event: BookSnapshot | BookDelta) -> None:
-        consumers = self._raw_book_routes.get(event.symbol)
+        symbol = event.symbol
+        consumers = self._raw_book_routes.get(symbol)
         if consumers:
             for consumer in consumers:
                 consumer.push(event)
-        self._books.on_update(event)
+        if symbol in self._book_states:  # a local book is kept for this symbol
+            self._books.on_update(event)
 
     def _on_ticker(self, ticker: Ticker) -> None:
         consumers = self._ticker_routes.get(ticker.symbol)

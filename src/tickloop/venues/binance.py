@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union
 
 import msgspec
 
@@ -54,6 +54,7 @@ from .base import (
     Subscription,
     Unsubscribed,
     VenueError,
+    book_levels,
 )
 
 __all__ = ["QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binance_symbol"]
@@ -170,6 +171,18 @@ class _Ticker24(msgspec.Struct, gc=False):
     v: str
 
 
+def _tagged(data_type: type, event: str) -> Any:
+    """``data_type`` told apart by its ``e`` field, for the one-pass raw-event decoder."""
+    return msgspec.defstruct(
+        f"_Event{data_type.__name__}",
+        [],
+        bases=(data_type,),
+        tag_field="e",
+        tag=event,
+        gc=False,
+    )
+
+
 def _wrapped(data_type: type) -> Any:
     return msgspec.defstruct(
         f"_Combined{data_type.__name__}", [("data", data_type)], gc=False, frozen=False
@@ -207,6 +220,13 @@ _KIND_BY_EVENT = {
     "24hrTicker": _TICKER,
 }
 _TYPES: tuple[type, ...] = (_Depth, _Partial, _AggTrade, _Trade, _BookTicker, _Kline, _Ticker24)
+#: Raw-stream events (``{"e": "depthUpdate", ...}``) decoded in one pass, the kind told by ``e``
+#: inside msgspec: event type -> kind.
+_EVENT_DEPTH: type[_Depth] = _tagged(_Depth, "depthUpdate")
+_EVENT_TYPES: dict[type, int] = {
+    _EVENT_DEPTH if kind == _DEPTH else _tagged(_TYPES[kind], event): kind
+    for event, kind in _KIND_BY_EVENT.items()
+}
 
 
 def _stream_kind(stream: str) -> int | None:
@@ -268,6 +288,15 @@ class BinanceCodec(Codec):
         ]
         self._raw: list[msgspec.json.Decoder[Any]] = [msgspec.json.Decoder(t) for t in _TYPES]
         self._head = msgspec.json.Decoder(_Head)
+        events = Union[tuple(_EVENT_TYPES)]  # type: ignore[valid-type]  # noqa: UP007
+        self._events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(events)
+        self._combined_events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            msgspec.defstruct("_CombinedEvent", [("data", events)], gc=False)
+        )
+        # Combined-stream frames are tried as events first until a stream whose payload has no
+        # ``e`` (bookTicker, partial depth) is subscribed or seen: those would fail the tagged
+        # decode on every frame.
+        self._events_first = True
         # request id -> (subscribe?, subscriptions): answered by {"result": null, "id": n}
         self._pending: dict[int, tuple[bool, tuple[Subscription, ...]]] = {}
 
@@ -330,6 +359,8 @@ class BinanceCodec(Codec):
         return frames
 
     def subscribe(self, subscriptions: Sequence[Subscription]) -> list[bytes]:
+        if self._book_ticker_as_ticker and any(s.channel is Channel.TICKER for s in subscriptions):
+            self._events_first = False  # bookTicker payloads carry no "e"
         return self._requests("SUBSCRIBE", subscriptions)
 
     def unsubscribe(self, subscriptions: Sequence[Subscription]) -> list[bytes]:
@@ -337,10 +368,32 @@ class BinanceCodec(Codec):
 
     # -- incoming ------------------------------------------------------------------------------
     def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
+        # The hot path: an event (``{"e":...``), raw or wrapped as a combined-stream message,
+        # decoded in one pass straight from the payload (picows hands over a memoryview, valid
+        # only during the call) by a union tagged by ``e``. Anything else (acks, errors, streams
+        # without ``e``), or an event this codec does not know, takes the paths below.
+        data: Any = None
+        if len(frame) > 2:
+            lead = frame[2]
+            if lead == 101:  # {"e":
+                try:  # noqa: SIM105 - contextlib.suppress costs a call on the hot path
+                    data = self._events.decode(frame)
+                except msgspec.DecodeError:
+                    pass  # unknown event type or malformed: the paths below tell which
+            elif lead == 115 and self._events_first:  # {"stream":
+                try:  # noqa: SIM105
+                    data = self._combined_events.decode(frame).data
+                except msgspec.DecodeError:
+                    pass
+        if data is not None:
+            try:
+                if type(data) is _EVENT_DEPTH:
+                    return [self._delta(data, recv_ts)]
+                return [self._convert(_EVENT_TYPES[type(data)], data, None, recv_ts)]
+            except _DECODE_ERRORS as exc:
+                raise ProtocolError(f"malformed Binance frame: {exc}", venue=VENUE) from exc
         if type(frame) is not bytes:
-            # The session hands over picows' memoryview of the payload (valid only during the
-            # call); the byte scans below need bytes.
-            frame = bytes(frame)
+            frame = bytes(frame)  # the byte scans below need bytes
         try:
             if frame.startswith(b'{"stream":"'):
                 end = frame.find(b'"', 11)
@@ -351,7 +404,11 @@ class BinanceCodec(Codec):
                 kind, symbol = known
                 if kind < 0:
                     return self._slow(frame, recv_ts)
+                if kind in (_PARTIAL, _BOOK_TICKER):
+                    self._events_first = False  # a stream without "e": see __init__
                 data = self._combined[kind].decode(frame).data
+                if kind == _DEPTH:
+                    return [self._delta(data, recv_ts)]
                 return [self._convert(kind, data, symbol, recv_ts)]
             if frame.startswith(b'{"e":"'):
                 end = frame.find(b'"', 6)
@@ -423,23 +480,27 @@ class BinanceCodec(Codec):
             self._pending.pop(request_id, None)
         return VenueError(code=str(code), message=message, request_id=request_id)
 
-    def _levels(self, levels: list[Level]) -> tuple[BookLevel, ...]:
+    def _delta(self, data: _Depth, recv_ts: int) -> BookDelta:
+        """A ``depthUpdate`` event as a BookDelta (the per-diff hot path)."""
         d = self._d
-        return tuple([_new(BookLevel, (d[p], d[q])) for p, q in levels])
+        return BookDelta(
+            venue=VENUE,
+            symbol=self._symbols.get(data.s) or self.symbol(data.s),
+            bids=book_levels(data.b, d),
+            asks=book_levels(data.a, d),
+            sequence=data.u,
+            first_sequence=data.U,
+            ts=data.E * _MS,
+            recv_ts=recv_ts,
+        )
+
+    def _levels(self, levels: list[Level]) -> tuple[BookLevel, ...]:
+        return book_levels(levels, self._d)
 
     def _convert(self, kind: int, data: Any, symbol: str | None, recv_ts: int) -> Decoded:
         d = self._d
         if kind == _DEPTH:
-            return BookDelta(
-                venue=VENUE,
-                symbol=self.symbol(data.s),
-                bids=self._levels(data.b),
-                asks=self._levels(data.a),
-                sequence=data.u,
-                first_sequence=data.U,
-                ts=data.E * _MS,
-                recv_ts=recv_ts,
-            )
+            return self._delta(data, recv_ts)
         if kind in (_AGG, _TRADE):
             return Trade(
                 venue=VENUE,
