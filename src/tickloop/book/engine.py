@@ -209,12 +209,12 @@ class OrderBook:
                     del bids[price]
                     if touched is not None:
                         touched[price] = None
+                        if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                            touched = self._bid_touched = None
                     if price == best:
                         best = self._next_bid()
                         touched = self._bid_touched
             self.best_bid = best
-            if touched is not None and len(touched) > _MERGE_AT:
-                self._bid_touched = None  # a flush would merge anyway: stop recording
         levels = delta.asks
         if levels:
             asks = self._asks
@@ -234,12 +234,12 @@ class OrderBook:
                     del asks[price]
                     if touched is not None:
                         touched[price] = None
+                        if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                            touched = self._ask_touched = None
                     if price == best:
                         best = self._next_ask()
                         touched = self._ask_touched
             self.best_ask = best
-            if touched is not None and len(touched) > _MERGE_AT:
-                self._ask_touched = None  # a flush would merge anyway: stop recording
         depth = self.depth
         if depth is not None and (len(self._bids) > depth or len(self._asks) > depth):
             self._truncate(depth)
@@ -259,8 +259,6 @@ class OrderBook:
                     touched = self._bid_touched
                     if touched is not None:
                         touched[price] = None
-                        if len(touched) > _MERGE_AT:
-                            self._bid_touched = None  # a flush would merge anyway: stop recording
                     best = self.best_bid
                     if best is None or price > best:
                         self.best_bid = price
@@ -270,6 +268,8 @@ class OrderBook:
                 touched = self._bid_touched
                 if touched is not None:
                     touched[price] = None
+                    if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                        self._bid_touched = None
                 if price == self.best_bid:
                     self.best_bid = self._next_bid()
 
@@ -282,8 +282,6 @@ class OrderBook:
                     touched = self._ask_touched
                     if touched is not None:
                         touched[price] = None
-                        if len(touched) > _MERGE_AT:
-                            self._ask_touched = None  # a flush would merge anyway: stop recording
                     best = self.best_ask
                     if best is None or price < best:
                         self.best_ask = price
@@ -293,6 +291,8 @@ class OrderBook:
                 touched = self._ask_touched
                 if touched is not None:
                     touched[price] = None
+                    if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                        self._ask_touched = None
                 if price == self.best_ask:
                     self.best_ask = self._next_ask()
 
@@ -304,8 +304,6 @@ class OrderBook:
                 touched = self._bid_touched
                 if touched is not None:
                     touched[price] = None
-                    if len(touched) > _MERGE_AT:
-                        self._bid_touched = None  # a flush would merge anyway: stop recording
                 best = self.best_bid
                 if best is None or price > best:
                     self.best_bid = price
@@ -315,6 +313,8 @@ class OrderBook:
             touched = self._bid_touched
             if touched is not None:
                 touched[price] = None
+                if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                    self._bid_touched = None
             if price == self.best_bid:
                 self.best_bid = self._next_bid()
 
@@ -326,8 +326,6 @@ class OrderBook:
                 touched = self._ask_touched
                 if touched is not None:
                     touched[price] = None
-                    if len(touched) > _MERGE_AT:
-                        self._ask_touched = None  # a flush would merge anyway: stop recording
                 best = self.best_ask
                 if best is None or price < best:
                     self.best_ask = price
@@ -337,6 +335,8 @@ class OrderBook:
             touched = self._ask_touched
             if touched is not None:
                 touched[price] = None
+                if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                    self._ask_touched = None
             if price == self.best_ask:
                 self.best_ask = self._next_ask()
 
@@ -416,16 +416,22 @@ class OrderBook:
 
     def _flush_bids(self) -> list[Decimal]:
         touched = self._bid_touched
-        if touched is None or touched:
-            self._bid_px = self._catch_up(self._bid_px, touched, self._bids)
+        if touched is None:
+            self._bid_px = self._catch_up(self._bid_px, None, self._bids)
             self._bid_touched = {}
+        elif touched:
+            self._bid_px = self._catch_up(self._bid_px, touched, self._bids)
+            touched.clear()
         return self._bid_px
 
     def _flush_asks(self) -> list[Decimal]:
         touched = self._ask_touched
-        if touched is None or touched:
-            self._ask_px = self._catch_up(self._ask_px, touched, self._asks)
+        if touched is None:
+            self._ask_px = self._catch_up(self._ask_px, None, self._asks)
             self._ask_touched = {}
+        elif touched:
+            self._ask_px = self._catch_up(self._ask_px, touched, self._asks)
+            touched.clear()
         return self._ask_px
 
     def _truncate(self, depth: int) -> None:
@@ -636,13 +642,15 @@ class OrderBook:
             self._bid_text = {}
             self._ask_text = {}
         if side is Side.BUY:
-            px = self._flush_bids()
+            touched = self._bid_touched
+            px = self._bid_px if touched is not None and not touched else self._flush_bids()
             levels = self._bids
             memo = self._bid_text
             top = px[-n:] if n > 0 else []
             top.reverse()
         else:
-            px = self._flush_asks()
+            touched = self._ask_touched
+            px = self._ask_px if touched is not None and not touched else self._flush_asks()
             levels = self._asks
             memo = self._ask_text
             top = px[:n] if n > 0 else []
