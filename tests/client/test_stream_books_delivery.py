@@ -278,3 +278,53 @@ async def test_snapshots_that_are_never_usable_end_in_book_error_not_a_storm() -
         assert source.calls == 4
         assert log == ["request", "sleep"] * 3 + ["request"]
         assert stats["book_snapshots_unusable"] == 4 and stats["book_snapshot_retries"] == 3
+
+
+async def test_views_kept_unread_by_a_handler_still_show_the_book_as_delivered() -> None:
+    """A sync handler that stores views without reading them: the views take their levels
+    only when the book is about to change (the client sees the handler kept a reference), and
+    show exactly the book of their sequence; views a handler drops are never tracked."""
+    truth: dict[int | None, tuple[list[BookLevel], list[BookLevel]]] = {}
+
+    def record(book: OrderBook) -> None:  # live=True: the live book, inline
+        truth[book.sequence] = (book.bids(), book.asks())
+
+    stored: list[BookView] = []
+    handed: list[BookView] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def later(view: BookView) -> None:
+        await asyncio.sleep(0.01)
+        handed.append(view)
+
+    def hand_to_task(view: BookView) -> None:
+        task = asyncio.get_running_loop().create_task(later(view))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    drops = 0
+
+    def drop(view: BookView) -> None:
+        nonlocal drops
+        drops += 1
+
+    async with (
+        SimExchange(seed=5, symbols=[A], rate=300) as ex,
+        StreamClient("sim", url=ex.ws_url) as feed,
+    ):
+        await feed.subscribe_books(A, record, live=True)
+        await feed.subscribe_books(A, stored.append)
+        await feed.subscribe_books(A, hand_to_task, depth=4)
+        await until(lambda: len(stored) > 100 and len(handed) > 50, "many deliveries")
+        await feed.unsubscribe_books(A, stored.append)
+        await feed.unsubscribe_books(A, hand_to_task)
+        await until(lambda: not tasks, "the handed views arrive")
+        await feed.subscribe_books(A, drop)
+        await until(lambda: drops > 50, "views dropped by the handler")
+        assert feed._books._shared.get(A, []) == []  # nothing tracked for a dropping handler
+    assert len({view.sequence for view in stored}) == len(stored)
+    for view in stored:
+        assert (view.bids(), view.asks()) == truth[view.sequence]
+    for view in handed:
+        bids, asks = truth[view.sequence]
+        assert (view.bids(), view.asks()) == (bids[:4], asks[:4])

@@ -40,6 +40,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from decimal import Decimal
+from sys import getrefcount
 from typing import Any, Protocol
 
 from ..book import Apply, BookSync, Emit, NeedSnapshot, OrderBook, SnapshotVia
@@ -96,62 +97,81 @@ class BookView:
         "_ask_sz",
         "_bid_px",
         "_bid_sz",
+        "_depth",
         "_live",
+        "_sequence",
         "_source",
-        "depth",
-        "sequence",
-        "ts",
+        "_taken",
+        "_ts",
     )
 
-    sequence: int | None
-    ts: int
-    depth: int | None
     # Shared with the live book (``_live``): the engine's ascending price lists and level
-    # dicts. Copied (:meth:`_freeze`): best-first price lists cut to ``depth``, and sizes.
+    # dicts, taken on the first read that needs them (``_taken``; the book cannot change
+    # before :meth:`_freeze`, so a late take still sees the state at delivery). Copied
+    # (:meth:`_freeze`): best-first price lists cut to ``depth``, and sizes. The public
+    # attributes are read-only properties; nothing else can be set (slots, no ``__dict__``).
     _bid_px: list[Decimal]
     _ask_px: list[Decimal]
     _bid_sz: dict[Decimal, Decimal]
     _ask_sz: dict[Decimal, Decimal]
     _live: bool
+    _taken: bool
     _source: OrderBook
 
     def __init__(self, book: OrderBook, depth: int | None = None, *, shared: bool = False) -> None:
-        init = object.__setattr__
-        # The engine's own (caught-up) sorted price lists and level dicts, shared until _freeze.
-        bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
-        init(self, "_bid_px", bid_px)
-        init(self, "_ask_px", ask_px)
-        init(self, "_bid_sz", bid_sz)
-        init(self, "_ask_sz", ask_sz)
-        init(self, "_source", book)
-        init(self, "sequence", book.sequence)
-        init(self, "ts", book.ts)
-        init(self, "depth", depth)
-        init(self, "_live", True)
+        # Plain slot stores: delivering a view is on the per-update path of every books
+        # consumer, so nothing is read from the book here beyond two numbers.
+        self._source = book
+        self._sequence = book.sequence
+        self._ts = book.ts
+        self._depth = depth
+        self._live = True
+        self._taken = False
         if not shared:
             self._freeze()
+
+    @property
+    def sequence(self) -> int | None:
+        """The venue sequence number of the book when the view was delivered."""
+        return self._sequence
+
+    @property
+    def ts(self) -> int:
+        """The book's timestamp (ns) when the view was delivered."""
+        return self._ts
+
+    @property
+    def depth(self) -> int | None:
+        """Levels a side the view shows (None: all)."""
+        return self._depth
+
+    def _take(self) -> None:
+        """Point at the live book's caught-up sorted price lists and level dicts."""
+        self._bid_px, self._ask_px, self._bid_sz, self._ask_sz = self._source.sorted_sides()
+        self._taken = True
 
     def _freeze(self) -> None:
         """Copy what the view shows out of the live book (before the book changes)."""
         if not self._live:
             return
-        init = object.__setattr__
-        depth = self.depth
+        if not self._taken:
+            self._take()
+        depth = self._depth
         bids = self._bid_sz
         asks = self._ask_sz
         if depth is None:
-            init(self, "_bid_px", self._bid_px[::-1])
-            init(self, "_ask_px", self._ask_px[:])
-            init(self, "_bid_sz", bids.copy())
-            init(self, "_ask_sz", asks.copy())
+            self._bid_px = self._bid_px[::-1]
+            self._ask_px = self._ask_px[:]
+            self._bid_sz = bids.copy()
+            self._ask_sz = asks.copy()
         else:
             bpx = self._bid_px[: -depth - 1 : -1]
             apx = self._ask_px[:depth]
-            init(self, "_bid_px", bpx)
-            init(self, "_ask_px", apx)
-            init(self, "_bid_sz", {p: bids[p] for p in bpx})
-            init(self, "_ask_sz", {p: asks[p] for p in apx})
-        init(self, "_live", False)
+            self._bid_px = bpx
+            self._ask_px = apx
+            self._bid_sz = {p: bids[p] for p in bpx}
+            self._ask_sz = {p: asks[p] for p in apx}
+        self._live = False
 
     def freeze(self) -> BookView:
         """Take the copy now and return the view. The client does this itself before the book
@@ -161,7 +181,9 @@ class BookView:
         return self
 
     def _bid_prices(self, n: int | None) -> list[Decimal]:
-        depth = self.depth
+        if not self._taken:
+            self._take()
+        depth = self._depth
         if n is None or (depth is not None and n > depth):
             n = depth
         px = self._bid_px
@@ -172,7 +194,9 @@ class BookView:
         return px[: -n - 1 : -1] if n > 0 else []
 
     def _ask_prices(self, n: int | None) -> list[Decimal]:
-        depth = self.depth
+        if not self._taken:
+            self._take()
+        depth = self._depth
         if n is None or (depth is not None and n > depth):
             n = depth
         px = self._ask_px
@@ -190,18 +214,17 @@ class BookView:
 
     @property
     def best_bid(self) -> Decimal | None:
+        if self._live:  # the live book is unchanged since delivery: its tracked best is O(1)
+            return self._source.best_bid
         px = self._bid_px
-        if not px:
-            return None
-        return px[-1] if self._live else px[0]
+        return px[0] if px else None
 
     @property
     def best_ask(self) -> Decimal | None:
+        if self._live:
+            return self._source.best_ask
         px = self._ask_px
         return px[0] if px else None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"BookView is immutable: cannot set {name!r}")
 
     @property
     def valid(self) -> bool:
@@ -210,19 +233,23 @@ class BookView:
 
     def bids(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` bid levels (all held when None), best (highest) first."""
+        prices = self._bid_prices(n)
         sizes = self._bid_sz
-        return [_new(BookLevel, (p, sizes[p])) for p in self._bid_prices(n)]
+        return [_new(BookLevel, (p, sizes[p])) for p in prices]
 
     def asks(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` ask levels (all held when None), best (lowest) first."""
+        prices = self._ask_prices(n)
         sizes = self._ask_sz
-        return [_new(BookLevel, (p, sizes[p])) for p in self._ask_prices(n)]
+        return [_new(BookLevel, (p, sizes[p])) for p in prices]
 
     def levels(self, side: Side, n: int | None = None) -> list[BookLevel]:
         """``bids(n)`` for ``Side.BUY`` (the bid side), ``asks(n)`` for ``Side.SELL``."""
         return self.bids(n) if side is Side.BUY else self.asks(n)
 
     def best(self, side: Side) -> BookLevel | None:
+        if not self._taken:
+            self._take()
         if side is Side.BUY:
             price = self.best_bid
             return None if price is None else BookLevel(price, self._bid_sz[price])
@@ -368,7 +395,9 @@ class BookConsumer(Consumer):
         super().set_handler(handler)
 
     # ------------------------------------------------------------------------------ consuming
-    def _view(self, event: Any) -> Any:
+    def _view(self, event: Any, *, untracked: bool = False) -> Any:
+        """The view to deliver for ``event`` (None: skip it). A shared view is tracked (copied
+        before the book changes) unless ``untracked``: the caller then tracks it itself."""
         if type(event) is OrderBook:
             if not event.valid:
                 return None
@@ -384,16 +413,29 @@ class BookConsumer(Consumer):
             if track is None:
                 return BookView(event, self.depth)
             view = BookView(event, self.depth, shared=True)
-            track(view)
+            if not untracked:
+                track(view)
             return view
         return event
 
     def _call_handler(self, event: Any) -> None:
-        view = self._view(event)
+        view = self._view(event, untracked=True)
         if view is None:
             self.skipped += 1
             return
+        if type(view) is not BookView:  # the live book itself (live=True)
+            super()._call_handler(view)
+            return
+        # A sync handler: the view needs a copy before the book next changes only if the
+        # handler kept a reference to it (stored it, handed it to a task). Counting references
+        # before and after the call, in this one frame, tells; a view dropped by the handler
+        # (the usual case) is never tracked, never copied.
+        before = getrefcount(view)
         super()._call_handler(view)
+        if getrefcount(view) > before and view._live:
+            track = self.track
+            if track is not None:
+                track(view)
 
     def get_nowait(self) -> Any:
         while True:
