@@ -51,6 +51,7 @@ from .base import (
     Subscription,
     Unsubscribed,
     VenueError,
+    book_levels,
 )
 
 __all__ = ["FATAL_ERROR_CODES", "SimCodec"]
@@ -348,8 +349,7 @@ class SimCodec(Codec):
         return []
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
-        d = self.decimals
-        return tuple([BookLevel(d[p], d[s]) for p, s in levels])
+        return book_levels(levels, self.decimals)
 
     def _opt(self, text: str | None) -> Decimal | None:
         return None if text is None else self.decimals[text]
