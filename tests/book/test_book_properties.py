@@ -4,6 +4,7 @@ lazily and catches up on reads)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -226,3 +227,48 @@ def test_single_level_updates_match_the_dict_model(
         bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
         assert bid_px == sorted(model.bids) and ask_px == sorted(model.asks)
         assert bid_sz == model.bids and ask_sz == model.asks
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    depth=st.one_of(st.none(), st.integers(1, 8)),
+    merge_at=st.sampled_from([0, 3, 10**6]),
+    read_every=st.sampled_from([1, 4, 1_000]),
+)
+def test_long_uniform_sequences_match_the_dict_model(
+    seed: int, depth: int | None, merge_at: int, read_every: int
+) -> None:
+    """Long sequences with prices and sizes drawn uniformly (hypothesis' own draws favour the
+    first size, zero, which keeps books near empty): books stay populated, bests get deleted
+    while a side is or is not noting touched prices, and reads come after every delta, every
+    few, or only at the end. Deltas and per-level updates alternate."""
+    rng = random.Random(seed)
+    with merge_threshold(merge_at):
+        book = OrderBook("test", "X-Y", depth=depth)
+        model = Model(depth)
+        book.apply_snapshot(BookSnapshot(venue="test", symbol="X-Y", bids=(), asks=()))
+        for step in range(1, 121):
+            bids = [(rng.choice(PRICES), rng.choice(SIZES)) for _ in range(rng.randint(0, 6))]
+            asks = [(rng.choice(PRICES), rng.choice(SIZES)) for _ in range(rng.randint(0, 6))]
+            if depth is None and step % 3 == 0:
+                for price, size in bids:
+                    book.update_bid(price, size)
+                for price, size in asks:
+                    book.update_ask(price, size)
+            else:
+                book.apply_delta(
+                    BookDelta(
+                        venue="test",
+                        symbol="X-Y",
+                        bids=tuple(BookLevel(p, s) for p, s in bids),
+                        asks=tuple(BookLevel(p, s) for p, s in asks),
+                    )
+                )
+            model.update(bids, asks)
+            assert book.best_bid == model.best(Side.BUY)
+            assert book.best_ask == model.best(Side.SELL)
+            if step % read_every == 0:
+                assert book.bids(5) == model.sorted_bids()[:5]
+                assert book.asks(5) == model.sorted_asks()[:5]
+        check_views(book, model)

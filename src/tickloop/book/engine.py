@@ -195,50 +195,82 @@ class OrderBook:
             bids = self._bids
             touched = self._bid_touched
             best = self.best_bid
-            for level in levels:
-                price = level[0]
-                size = level[1]
-                if size:
-                    if price not in bids:
-                        if touched is not None:
-                            touched[price] = None
+            if touched is None:
+                # Not noting touched prices: no need to tell a new level from a resize, and a
+                # comparison with the best is cheaper than the membership test (a resize can
+                # never beat the best).
+                for level in levels:
+                    price = level[0]
+                    size = level[1]
+                    if size:
                         if best is None or price > best:
                             best = price
-                    bids[price] = size
-                elif price in bids:
-                    del bids[price]
-                    if touched is not None:
-                        touched[price] = None
-                        if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
-                            touched = self._bid_touched = None
-                    if price == best:
-                        best = self._next_bid()
-                        touched = self._bid_touched
+                        bids[price] = size
+                    elif price in bids:
+                        del bids[price]
+                        if price == best:
+                            best = self._next_bid()
+            else:
+                for level in levels:
+                    price = level[0]
+                    size = level[1]
+                    if size:
+                        if price not in bids:
+                            if touched is not None:
+                                touched[price] = None
+                            if best is None or price > best:
+                                best = price
+                        bids[price] = size
+                    elif price in bids:
+                        del bids[price]
+                        if touched is not None:
+                            touched[price] = None
+                            if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                                touched = self._bid_touched = None
+                        if price == best:
+                            best = self._next_bid()
+                            touched = self._bid_touched
             self.best_bid = best
         levels = delta.asks
         if levels:
             asks = self._asks
             touched = self._ask_touched
             best = self.best_ask
-            for level in levels:
-                price = level[0]
-                size = level[1]
-                if size:
-                    if price not in asks:
-                        if touched is not None:
-                            touched[price] = None
+            if touched is None:
+                # Not noting touched prices: no need to tell a new level from a resize, and a
+                # comparison with the best is cheaper than the membership test (a resize can
+                # never beat the best).
+                for level in levels:
+                    price = level[0]
+                    size = level[1]
+                    if size:
                         if best is None or price < best:
                             best = price
-                    asks[price] = size
-                elif price in asks:
-                    del asks[price]
-                    if touched is not None:
-                        touched[price] = None
-                        if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
-                            touched = self._ask_touched = None
-                    if price == best:
-                        best = self._next_ask()
-                        touched = self._ask_touched
+                        asks[price] = size
+                    elif price in asks:
+                        del asks[price]
+                        if price == best:
+                            best = self._next_ask()
+            else:
+                for level in levels:
+                    price = level[0]
+                    size = level[1]
+                    if size:
+                        if price not in asks:
+                            if touched is not None:
+                                touched[price] = None
+                            if best is None or price < best:
+                                best = price
+                        asks[price] = size
+                    elif price in asks:
+                        del asks[price]
+                        if touched is not None:
+                            touched[price] = None
+                            if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
+                                touched = self._ask_touched = None
+                        if price == best:
+                            best = self._next_ask()
+                            touched = self._ask_touched
             self.best_ask = best
         depth = self.depth
         if depth is not None and (len(self._bids) > depth or len(self._asks) > depth):
