@@ -139,6 +139,45 @@ def workload(n_updates: int, levels: int, seed: int) -> tuple[BookSnapshot, list
     return snapshot, updates
 
 
+def top_churn(n_updates: int, levels: int, seed: int) -> tuple[BookSnapshot, list[Update]]:
+    """A harder stream for a book that keeps its best exact without sorting: every 20th update
+    deletes a side's best level (sides alternate) while the others land anywhere in the book
+    (new levels, resizes, deletes), and nothing reads the book in between."""
+    rng = random.Random(seed)
+    grid = 2 * levels
+    mid = 3_000_000
+    prices = [
+        [Decimal(f"{(mid - k) // 100}.{(mid - k) % 100:02d}") for k in range(1, grid + 1)],
+        [Decimal(f"{(mid + k) // 100}.{(mid + k) % 100:02d}") for k in range(1, grid + 1)],
+    ]
+    sizes = [Decimal(f"{rng.randint(1, 50_000) / 10_000:.4f}") for _ in range(2_000)]
+    present = [set(rng.sample(range(grid), levels)), set(rng.sample(range(grid), levels))]
+    snapshot = BookSnapshot(
+        venue="bench",
+        symbol="BTC-USD",
+        bids=tuple(BookLevel(prices[0][k], rng.choice(sizes)) for k in sorted(present[0])),
+        asks=tuple(BookLevel(prices[1][k], rng.choice(sizes)) for k in sorted(present[1])),
+        sequence=0,
+    )
+    updates: list[Update] = []
+    for i in range(n_updates):
+        side = (i // 20) % 2
+        here = present[side]
+        if i % 20 == 0 and len(here) > 1:
+            k = min(here)  # the best: the grid counts away from the mid
+            here.discard(k)
+            updates.append((side == 0, prices[side][k], ZERO))
+            continue
+        k = rng.randrange(grid)
+        if k in here and rng.random() < 0.4:
+            here.discard(k)
+            updates.append((side == 0, prices[side][k], ZERO))
+        else:
+            here.add(k)
+            updates.append((side == 0, prices[side][k], rng.choice(sizes)))
+    return snapshot, updates
+
+
 # ----------------------------------------------------------------------------- contenders
 
 
@@ -745,6 +784,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
 
 
+def churn_table(n: int, levels: int, seed: int, repeat: int) -> Table:
+    """Apply alone on :func:`top_churn`'s stream (levels/s, median of ``repeat``)."""
+    snapshot, updates = top_churn(min(n, 300_000), levels, seed)
+    contenders: list[Any] = [Tickloop(), TickloopDelta(10), SortedDictBook(), CryptofeedBook()]
+    check_agree(contenders, snapshot, updates[:20_000])
+    rates: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(repeat):
+        for c in contenders:
+            if isinstance(c, TickloopDelta):
+                c.prepare(updates)
+            c.load(snapshot)
+            rates[c.name].append(len(updates) / timed(partial(c.apply, updates)))
+    cf = statistics.median(rates[CryptofeedBook.name])
+    table = Table(
+        title=f"Apply alone with the best deleted every 20 updates, the rest anywhere "
+        f"({len(updates):,} updates, ~{levels:,} levels a side, no reads)"
+    )
+    table.add_column("structure")
+    table.add_column("apply (levels/s)", justify="right")
+    table.add_column("vs cryptofeed C", justify="right")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        table.add_row(name, f"{rate / 1e6:.2f}M", f"{rate / cf:.2f}x")
+    return table
+
+
 def book_tables(args: argparse.Namespace, console: Console) -> None:
     n = args.updates or (100_000 if args.quick else 1_000_000)
     console.print(
@@ -808,6 +873,7 @@ def book_tables(args: argparse.Namespace, console: Console) -> None:
         )
     console.print(ratios)
     console.print(limits_table(snapshot, updates, args.repeat))
+    console.print(churn_table(n, args.levels, args.seed, args.repeat))
     console.print(
         "Rates are levels per second. The BookDelta rows read the best price (or the top 10) "
         "after each message, the other rows after each level."

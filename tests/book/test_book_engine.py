@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from tickloop.book import OrderBook
+from tickloop.book import OrderBook, engine
 from tickloop.checksums import kraken_checksum, sim_checksum
 from tickloop.exceptions import ConfigError
 from tickloop.models import BookDelta, BookLevel, BookSnapshot, Side
@@ -246,3 +246,26 @@ def test_deleting_the_best_finds_the_next_without_reading() -> None:
     assert len(book.bids()) == book.bid_count == 1_000 and len(book.asks()) == 1_000
     book.apply_delta(delta([(str(p), "0") for p, _ in book.bids()]))
     assert book.best_bid is None and book.bids() == [] and book.best_ask == D(110)
+
+
+def test_often_deleted_bests_bring_a_side_back_to_recording() -> None:
+    """A side that stopped recording touched prices finds a deleted best by scanning at most
+    ``_SCANS`` times, then catches up and records again, so bests deleted often cost a short
+    walk each rather than a scan of the whole side; and while recording, the second deleted
+    best since the last catch-up catches up, so the touched prices are not searched each time.
+    """
+    book = OrderBook.from_snapshot(snapshot([(str(100 - i), "1") for i in range(50)], []))
+    for i in range(600):  # wide changes, no read: past the merge threshold
+        book.update_bid(D(40) - D(i) / 100, D("2"))
+    assert book._bid_touched is not None and len(book._bid_touched) > engine._MERGE_AT
+    for i in range(engine._SCANS):  # the first deleted best stops the recording: scans
+        book.update_bid(D(100 - i), D("0"))
+        assert book.best_bid == D(99 - i) and book._bid_touched is None
+    book.update_bid(D(100 - engine._SCANS), D("0"))  # one more: caught up, recording again
+    assert book.best_bid == D(99 - engine._SCANS) and book._bid_touched == {}
+    book.update_bid(D("99.5"), D("3"))  # touched while recording
+    book.update_bid(D("99.5"), D("0"))  # first deleted best since the catch-up: a search
+    assert book._bid_touched == {D("99.5"): None} and book.best_bid == D(99 - engine._SCANS)
+    book.update_bid(D(99 - engine._SCANS), D("0"))  # the second: caught up
+    assert book._bid_touched == {} and book.best_bid == D(98 - engine._SCANS)
+    assert book.bids(2) == [(D(98 - engine._SCANS), D(1)), (D(97 - engine._SCANS), D(1))]

@@ -126,15 +126,18 @@ def check_views(book: OrderBook, model: Model) -> None:
 
 
 @contextmanager
-def merge_threshold(value: int) -> Iterator[None]:
+def merge_threshold(value: int, scans: int = 8) -> Iterator[None]:
     """Force the engine's catch-up path: one bisect per price, or one merge for any count (0:
-    a side also stops recording touched prices at its first change, 3: after a few)."""
-    saved = engine._MERGE_AT
+    a side also stops recording touched prices at its first change, 3: after a few); and how
+    many deleted bests an untracked side finds by scanning before it catches up (0: never
+    scans)."""
+    saved = engine._MERGE_AT, engine._SCANS
     engine._MERGE_AT = value
+    engine._SCANS = scans
     try:
         yield
     finally:
-        engine._MERGE_AT = saved
+        engine._MERGE_AT, engine._SCANS = saved
 
 
 @settings(max_examples=250, deadline=None)
@@ -143,14 +146,16 @@ def merge_threshold(value: int) -> Iterator[None]:
     steps=st.lists(step_st, max_size=25),
     depth=st.one_of(st.none(), st.integers(1, 8)),
     merge_at=st.sampled_from([0, 3, 10**6]),
+    scans=st.sampled_from([0, 1, 8]),
 )
 def test_book_matches_the_dict_model(
     snapshot: tuple[Levels, Levels],
     steps: list[tuple[Levels, Levels, bool]],
     depth: int | None,
     merge_at: int,
+    scans: int,
 ) -> None:
-    with merge_threshold(merge_at):
+    with merge_threshold(merge_at, scans):
         book = OrderBook("test", "X-Y", depth=depth)
         model = Model(depth)
         book.apply_snapshot(
@@ -201,14 +206,15 @@ def test_book_matches_the_dict_model(
         max_size=80,
     ),
     merge_at=st.sampled_from([0, 3, 10**6]),
+    scans=st.sampled_from([0, 1, 8]),
 )
 def test_single_level_updates_match_the_dict_model(
-    steps: list[tuple[bool, Decimal, Decimal, int]], merge_at: int
+    steps: list[tuple[bool, Decimal, Decimal, int]], merge_at: int, scans: int
 ) -> None:
     """``update_bid`` / ``update_ask`` (the per-level path) keep the same invariants, read or
     not in between (a read catches the sorted lists up; without reads, deleted bests are found
     again from the lists and the touched prices, or from the whole side once untracked)."""
-    with merge_threshold(merge_at):
+    with merge_threshold(merge_at, scans):
         book = OrderBook()
         model = Model(None)
         for is_bid, price, size, read in steps:
@@ -235,16 +241,17 @@ def test_single_level_updates_match_the_dict_model(
     depth=st.one_of(st.none(), st.integers(1, 8)),
     merge_at=st.sampled_from([0, 3, 10**6]),
     read_every=st.sampled_from([1, 4, 1_000]),
+    scans=st.sampled_from([0, 1, 8]),
 )
 def test_long_uniform_sequences_match_the_dict_model(
-    seed: int, depth: int | None, merge_at: int, read_every: int
+    seed: int, depth: int | None, merge_at: int, read_every: int, scans: int
 ) -> None:
     """Long sequences with prices and sizes drawn uniformly (hypothesis' own draws favour the
     first size, zero, which keeps books near empty): books stay populated, bests get deleted
     while a side is or is not noting touched prices, and reads come after every delta, every
     few, or only at the end. Deltas and per-level updates alternate."""
     rng = random.Random(seed)
-    with merge_threshold(merge_at):
+    with merge_threshold(merge_at, scans):
         book = OrderBook("test", "X-Y", depth=depth)
         model = Model(depth)
         book.apply_snapshot(BookSnapshot(venue="test", symbol="X-Y", bids=(), asks=()))

@@ -66,6 +66,10 @@ _BPS = Decimal(10_000)
 #: and half deleted prices: 128 pending take 47 µs by bisect and 89 µs by merge, 256 about
 #: 100 µs either way, 1024 take 780 µs by bisect and 290 µs by merge.
 _MERGE_AT = 400
+#: Deleted bests an untracked side finds by scanning (``max``/``min``, O(levels)) before the
+#: next one catches the side up (a merge, a few scans' worth) and it records touched prices
+#: again: few scans while bests are rarely deleted, bounded cost when they go often.
+_SCANS = 8
 #: Level texts memoised a side (:meth:`OrderBook.top_texts`) before the memo is emptied: the
 #: top levels drift as the market moves, so old prices must not pile up.
 _TEXT_MEMO = 4_096
@@ -86,10 +90,12 @@ class OrderBook:
 
     __slots__ = (
         "_ask_px",
+        "_ask_searches",
         "_ask_text",
         "_ask_touched",
         "_asks",
         "_bid_px",
+        "_bid_searches",
         "_bid_text",
         "_bid_touched",
         "_bids",
@@ -120,6 +126,10 @@ class OrderBook:
         # Prices added or deleted since the list last caught up (None: not recorded).
         self._bid_touched: dict[Decimal, None] | None = {}
         self._ask_touched: dict[Decimal, None] | None = {}
+        # Deleted bests found without catching the side up (by the touched prices, or by
+        # scanning an untracked side) since its last catch-up (see _next_bid).
+        self._bid_searches = 0
+        self._ask_searches = 0
         # top_texts memos: price -> (price, size, text) of the level when the text was made
         self._bid_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
         self._ask_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
@@ -146,6 +156,8 @@ class OrderBook:
         self._ask_px = []
         self._bid_touched = {}
         self._ask_touched = {}
+        self._bid_searches = 0
+        self._ask_searches = 0
         self.best_bid = None
         self.best_ask = None
 
@@ -195,11 +207,12 @@ class OrderBook:
             bids = self._bids
             touched = self._bid_touched
             best = self.best_bid
+            rest = iter(levels)
             if touched is None:
                 # Not noting touched prices: no need to tell a new level from a resize, and a
                 # comparison with the best is cheaper than the membership test (a resize can
                 # never beat the best).
-                for level in levels:
+                for level in rest:
                     price = level[0]
                     size = level[1]
                     if size:
@@ -210,8 +223,11 @@ class OrderBook:
                         del bids[price]
                         if price == best:
                             best = self._next_bid()
-            else:
-                for level in levels:
+                            touched = self._bid_touched
+                            if touched is not None:
+                                break  # caught up: the rest of the levels are noted again
+            if touched is not None:
+                for level in rest:
                     price = level[0]
                     size = level[1]
                     if size:
@@ -236,11 +252,12 @@ class OrderBook:
             asks = self._asks
             touched = self._ask_touched
             best = self.best_ask
+            rest = iter(levels)
             if touched is None:
                 # Not noting touched prices: no need to tell a new level from a resize, and a
                 # comparison with the best is cheaper than the membership test (a resize can
                 # never beat the best).
-                for level in levels:
+                for level in rest:
                     price = level[0]
                     size = level[1]
                     if size:
@@ -251,8 +268,11 @@ class OrderBook:
                         del asks[price]
                         if price == best:
                             best = self._next_ask()
-            else:
-                for level in levels:
+                            touched = self._ask_touched
+                            if touched is not None:
+                                break  # caught up: the rest of the levels are noted again
+            if touched is not None:
+                for level in rest:
                     price = level[0]
                     size = level[1]
                     if size:
@@ -380,10 +400,22 @@ class OrderBook:
         if not bids:
             return None
         touched = self._bid_touched
+        searches = self._bid_searches
         if touched is None or len(touched) > _MERGE_AT:
-            # Untracked (or about to be merged anyway): stop recording, take the max.
+            # Untracked (or about to be merged anyway): scan the side for the max, cheaper than
+            # the full merge a catch-up would be, as long as bests are rarely deleted; after
+            # _SCANS scans without a catch-up they are not, so catch the side up (scanning
+            # every time would cost O(levels) per deleted best).
+            if searches >= _SCANS:
+                return self._flush_bids()[-1]
+            self._bid_searches = searches + 1
             self._bid_touched = None
             return max(bids)
+        if searches:
+            # The second deleted best since the last catch-up: catch up (a bisect per touched
+            # price) so the touched prices are forgotten, rather than search them every time.
+            return self._flush_bids()[-1]
+        self._bid_searches = 1
         # Every bid is in the sorted list or in ``touched``: the best listed survivor against
         # the best touched price still in the book.
         px = self._bid_px
@@ -405,9 +437,16 @@ class OrderBook:
         if not asks:
             return None
         touched = self._ask_touched
-        if touched is None or len(touched) > _MERGE_AT:
+        searches = self._ask_searches
+        if touched is None or len(touched) > _MERGE_AT:  # see _next_bid
+            if searches >= _SCANS:
+                return self._flush_asks()[0]
+            self._ask_searches = searches + 1
             self._ask_touched = None
             return min(asks)
+        if searches:
+            return self._flush_asks()[0]
+        self._ask_searches = 1
         px = self._ask_px
         n = len(px)
         i = 0
@@ -447,6 +486,7 @@ class OrderBook:
         return prices
 
     def _flush_bids(self) -> list[Decimal]:
+        self._bid_searches = 0
         touched = self._bid_touched
         if touched is None:
             self._bid_px = self._catch_up(self._bid_px, None, self._bids)
@@ -457,6 +497,7 @@ class OrderBook:
         return self._bid_px
 
     def _flush_asks(self) -> list[Decimal]:
+        self._ask_searches = 0
         touched = self._ask_touched
         if touched is None:
             self._ask_px = self._catch_up(self._ask_px, None, self._asks)
