@@ -33,6 +33,7 @@ __all__ = [
     "BookValid",
     "Candle",
     "Connected",
+    "ConsumerDetached",
     "Disconnected",
     "Fill",
     "Gap",
@@ -365,5 +366,28 @@ class BookValid(_Model, frozen=True, kw_only=True, gc=False, tag="book_valid"):
     ts: int
 
 
+class ConsumerDetached(_Model, frozen=True, kw_only=True, gc=False, tag="consumer_detached"):
+    """One consumer fell ``dropped`` events behind on a stream that never drops silently
+    (trades, orders, fills, raw book deltas) and was detached. The stream itself went on; only
+    this consumer missed data. An ``async for`` consumer also gets ConsumerOverflow at its next
+    read; an async handler learns of it only here."""
+
+    venue: str
+    channel: str
+    consumer: str  # its name (the handler's, or the channel's)
+    symbols: tuple[str, ...] = ()
+    dropped: int
+    ts: int
+
+
 MarketEvent = Trade | Quote | Ticker | BookSnapshot | BookDelta | Candle
-StatusEvent = Connected | Disconnected | Reconnected | Gap | Stale | BookInvalid | BookValid
+StatusEvent = (
+    Connected
+    | Disconnected
+    | Reconnected
+    | Gap
+    | Stale
+    | BookInvalid
+    | BookValid
+    | ConsumerDetached
+)

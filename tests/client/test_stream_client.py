@@ -13,7 +13,16 @@ import pytest
 from tickloop import ConsumerOverflow, StreamClient, SubscriptionError
 from tickloop.client.auth import Credentials
 from tickloop.client.rest import AsyncClient
-from tickloop.models import Connected, Fill, Gap, OrderEvent, StatusEvent, Ticker, Trade
+from tickloop.models import (
+    Connected,
+    ConsumerDetached,
+    Fill,
+    Gap,
+    OrderEvent,
+    StatusEvent,
+    Ticker,
+    Trade,
+)
 from tickloop.sim import SimExchange
 from tickloop.venues.base import Channel, Subscription
 from tickloop.venues.sim import SimCodec
@@ -81,6 +90,43 @@ async def test_slow_trades_consumer_overflows_others_unaffected(ex: SimExchange)
         ids = [t.id for t in fast]
         assert ids == list(range(ids[0], ids[0] + len(ids)))  # type: ignore[operator]
         assert feed.upstream()[BTC] == 1  # the overflowed consumer left
+
+
+async def test_detached_consumers_are_reported_as_status(ex: SimExchange) -> None:
+    """An async handler that falls behind is detached like an iterator; neither drop is only a
+    log line: status consumers get ConsumerDetached with what it was reading and lost."""
+    async with feed_for(ex) as feed:
+        status = feed.status()
+        release = asyncio.Event()
+        handled = 0
+
+        async def stuck(trade: Trade) -> None:
+            nonlocal handled
+            handled += 1
+            await release.wait()
+
+        await feed.subscribe_trades(SYMBOLS, handler=stuck, buffer=3)
+        slow = feed.trades("ETH-USD", buffer=4)
+        await anext(slow)
+        fast: list[Trade] = []
+        await feed.subscribe_trades("BTC-USD", handler=fast.append)
+        seen: list[ConsumerDetached] = []
+        while len(seen) < 2:
+            event = await asyncio.wait_for(anext(status), 5)
+            if isinstance(event, ConsumerDetached):
+                seen.append(event)
+        by_channel = {tuple(e.symbols): e for e in seen}
+        assert set(by_channel) == {tuple(SYMBOLS), ("ETH-USD",)}
+        assert all(e.venue == "sim" and e.channel == "trades" and e.dropped >= 1 for e in seen)
+        assert handled == 1  # the handler never returned; it was not called again
+        assert feed.counters["consumers_detached"] == 2
+        with pytest.raises(ConsumerOverflow):
+            while True:
+                await anext(slow)
+        release.set()
+        assert feed.upstream() == {BTC: 1}  # only the fast consumer is left
+        count = len(fast)
+        await until(lambda: len(fast) > count + 5, "the fast consumer was never disturbed")
 
 
 async def test_break_cancel_and_exit_leave_nothing_behind(ex: SimExchange) -> None:

@@ -427,6 +427,11 @@ class Fanout:
         self.status: tuple[Consumer, ...] = ()
         #: Called with the subscriptions no longer needed when a consumer detaches by itself.
         self.on_unneeded: Callable[[list[Subscription]], None] | None = None
+        #: Called when a consumer detaches because it overflowed, after it left the routes,
+        #: with its error and the subscriptions it was reading: the owner publishes it.
+        self.on_overflow: (
+            Callable[[Consumer, ConsumerOverflow, tuple[Subscription, ...]], None] | None
+        ) = None
 
     def attach(
         self, consumer: Consumer, subscriptions: Iterable[Subscription]
@@ -480,11 +485,15 @@ class Fanout:
         return gone
 
     def _detached(self, consumer: Consumer) -> None:
+        subscriptions = consumer.subscriptions
         if consumer in self.consumers:
             gone = self.detach(consumer)
             if gone and self.on_unneeded is not None:
                 self.on_unneeded(gone)
         self.remove_status(consumer)
+        end = consumer._end
+        if isinstance(end, ConsumerOverflow) and self.on_overflow is not None:
+            self.on_overflow(consumer, end, subscriptions)
 
     # ------------------------------------------------------------------------------- status
     def add_status(self, consumer: Consumer) -> None:

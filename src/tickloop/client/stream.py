@@ -42,6 +42,7 @@ from ..book import OrderBook, make_sync
 from ..exceptions import (
     AuthError,
     ConfigError,
+    ConsumerOverflow,
     StreamError,
     SubscriptionError,
     TickloopError,
@@ -52,6 +53,7 @@ from ..models import (
     BookSnapshot,
     BookValid,
     Candle,
+    ConsumerDetached,
     Fill,
     Gap,
     OrderEvent,
@@ -310,6 +312,7 @@ class StreamClient:
         self._interrupted: dict[str, int] = {}
         self._fanout = Fanout()
         self._fanout.on_unneeded = self._unneeded_soon
+        self._fanout.on_overflow = self._consumer_overflowed
         self._trade_routes = self._fanout.routes[Channel.TRADES]
         self._ticker_routes = self._fanout.routes[Channel.TICKER]
         self._candle_routes = self._fanout.routes[Channel.CANDLES]
@@ -356,6 +359,7 @@ class StreamClient:
             "gaps_recovered": 0,
             "backfilled": 0,
             "refused": 0,
+            "consumers_detached": 0,
         }
         self._sinks: dict[type, Callable[[Any], None]] = {
             Trade: self._on_trade,
@@ -547,7 +551,8 @@ class StreamClient:
 
     def status(self, *, buffer: int = 1000) -> AsyncIterator[StatusEvent]:
         """Connection and data-quality events: Connected, Disconnected, Reconnected, Stale, Gap,
-        BookInvalid, BookValid."""
+        BookInvalid, BookValid, and ConsumerDetached (a consumer that fell too far behind on a
+        stream that never drops silently was detached)."""
         self._check_open()
         consumer = Consumer("status", policy=Overflow.ERROR, maxsize=buffer, name="status")
         self._fanout.add_status(consumer)
@@ -1044,6 +1049,21 @@ class StreamClient:
         consumer.close()
         if gone:
             self._unneeded_soon(gone)
+
+    def _consumer_overflowed(
+        self, consumer: Consumer, error: ConsumerOverflow, subs: tuple[Subscription, ...]
+    ) -> None:
+        self.counters["consumers_detached"] += 1
+        self._fanout.publish_status(
+            ConsumerDetached(
+                venue=self.venue,
+                channel=str(consumer.channel),
+                consumer=consumer.name or str(consumer.channel),
+                symbols=tuple(dict.fromkeys(s.symbol for s in subs if s.symbol is not None)),
+                dropped=error.dropped,
+                ts=time.time_ns(),
+            )
+        )
 
     def _unneeded_soon(self, subs: list[Subscription]) -> None:
         self._unneeded.update(subs)
