@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tickloop.models import (
     BookLevel,
     BookSnapshot,
+    ConsumerDetached,
     Gap,
     MarketEvent,
     Order,
@@ -66,7 +67,13 @@ def test_book_levels_compare_with_plain_tuples() -> None:
 
 
 def test_mixed_streams_decode_through_one_tagged_union() -> None:
-    events = [trade(), Gap(venue="sim", symbol="X", channel="trades", recovered=True, ts=3)]
+    events = [
+        trade(),
+        Gap(venue="sim", symbol="X", channel="trades", recovered=True, ts=3),
+        ConsumerDetached(
+            venue="sim", channel="trades", consumer="on_trade", symbols=("X",), dropped=7, ts=4
+        ),
+    ]
     decoder = msgspec.json.Decoder(list[MarketEvent | StatusEvent])  # type: ignore[valid-type]
     assert decoder.decode(msgspec.json.encode(events)) == events
 
