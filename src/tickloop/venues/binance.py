@@ -60,9 +60,6 @@ from .base import (
 __all__ = ["QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binance_symbol"]
 
 VENUE = "binance"
-# BookLevel is a NamedTuple: building it with tuple.__new__ skips its Python-level __new__
-# (about 90 ns a level, which is most of a level's cost after the decode).
-_new = tuple.__new__
 _MS = 1_000_000  # ns per ms
 
 _MAX_PENDING = 1024  # subscribe requests remembered until their ack
