@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from decimal import Decimal
@@ -51,6 +52,10 @@ from .backoff import Backoff
 from .consumers import Consumer, Handler, Overflow, _is_async
 
 __all__ = ["BookConsumer", "BookFeed", "BookSource", "BookView", "SyncFactory"]
+
+#: Reference counts are exact on CPython's default build; a free-threaded build may defer them,
+#: so there every view a handler was given is tracked (copied if still alive at the next change).
+_EXACT_REFCOUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 log = logging.getLogger("tickloop.client.books")
 
@@ -432,7 +437,7 @@ class BookConsumer(Consumer):
         # (the usual case) is never tracked, never copied.
         before = getrefcount(view)
         super()._call_handler(view)
-        if getrefcount(view) > before and view._live:
+        if (getrefcount(view) > before or not _EXACT_REFCOUNTS) and view._live:
             track = self.track
             if track is not None:
                 track(view)
