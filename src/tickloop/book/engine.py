@@ -198,7 +198,7 @@ class OrderBook:
     def apply_delta(self, delta: BookDelta) -> None:
         """Apply the changed levels of ``delta`` in order (size zero deletes), then truncate
         each side to ``depth``. Sequence numbers are recorded, not judged."""
-        # The loops of update_bids/update_asks, inlined: this is the per-message hot path.
+        # update_bid/update_ask over each side, inlined: this is the per-message hot path.
         # Levels are indexed rather than unpacked: CPython 3.11 specialises unpacking for exact
         # tuples only, and a BookLevel is a tuple subclass. The best price is kept in a local
         # for the whole side and stored once.
@@ -304,49 +304,15 @@ class OrderBook:
 
     def update_bids(self, levels: Iterable[tuple[Decimal, Decimal]]) -> None:
         """Set bid levels in order (size zero deletes). No depth truncation (see apply_delta)."""
-        bids = self._bids
+        update = self.update_bid
         for price, size in levels:
-            if size:
-                if price not in bids:
-                    touched = self._bid_touched
-                    if touched is not None:
-                        touched[price] = None
-                    best = self.best_bid
-                    if best is None or price > best:
-                        self.best_bid = price
-                bids[price] = size
-            elif price in bids:
-                del bids[price]
-                touched = self._bid_touched
-                if touched is not None:
-                    touched[price] = None
-                    if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
-                        self._bid_touched = None
-                if price == self.best_bid:
-                    self.best_bid = self._next_bid()
+            update(price, size)
 
     def update_asks(self, levels: Iterable[tuple[Decimal, Decimal]]) -> None:
         """Set ask levels in order (size zero deletes). No depth truncation (see apply_delta)."""
-        asks = self._asks
+        update = self.update_ask
         for price, size in levels:
-            if size:
-                if price not in asks:
-                    touched = self._ask_touched
-                    if touched is not None:
-                        touched[price] = None
-                    best = self.best_ask
-                    if best is None or price < best:
-                        self.best_ask = price
-                asks[price] = size
-            elif price in asks:
-                del asks[price]
-                touched = self._ask_touched
-                if touched is not None:
-                    touched[price] = None
-                    if len(touched) > _MERGE_AT:  # a catch-up would merge: stop noting
-                        self._ask_touched = None
-                if price == self.best_ask:
-                    self.best_ask = self._next_ask()
+            update(price, size)
 
     def update_bid(self, price: Decimal, size: Decimal) -> None:
         """Set one bid level (size zero deletes). No depth truncation (see apply_delta)."""
