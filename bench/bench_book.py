@@ -56,7 +56,7 @@ from rich.console import Console
 from rich.table import Table
 from sortedcontainers import SortedDict
 
-from tickloop.book.engine import OrderBook
+from tickloop.book.engine import NATIVE, OrderBook, PureOrderBook
 from tickloop.book.sync import BookSync, CoinbaseSync, KrakenSync, SimSync
 from tickloop.checksums import decimal_text, kraken_checksum, sim_checksum
 from tickloop.models import BookDelta, BookLevel, BookSnapshot
@@ -191,11 +191,20 @@ class Contender(Protocol):
     def top10(self) -> tuple[list[Any], list[Any]]: ...
 
 
+def _kind(cls: type[OrderBook]) -> str:
+    """How ``cls`` runs: the compiled copy or the pure-Python class."""
+    return "compiled" if cls is not PureOrderBook else "pure Python"
+
+
 class Tickloop:
-    name = "tickloop OrderBook.update_bid/ask (per level)"
+    """Per-level calls on the book class ``cls`` (the compiled one when it was built)."""
+
+    def __init__(self, cls: type[OrderBook] = OrderBook) -> None:
+        self.cls = cls
+        self.name = f"tickloop OrderBook.update_bid/ask (per level, {_kind(cls)})"
 
     def load(self, snapshot: BookSnapshot) -> None:
-        self.book = OrderBook.from_snapshot(snapshot)
+        self.book = self.cls.from_snapshot(snapshot)
 
     def apply(self, updates: Sequence[Update]) -> None:
         ub = self.book.update_bid
@@ -234,32 +243,38 @@ class Tickloop:
         return self.book.bids(10), self.book.asks(10)
 
 
+def as_deltas(updates: Sequence[Update], batch: int) -> list[BookDelta]:
+    """``updates`` as BookDelta messages of ``batch`` consecutive updates each."""
+    deltas = []
+    for i in range(0, len(updates), batch):
+        chunk = updates[i : i + batch]
+        deltas.append(
+            BookDelta(
+                venue="bench",
+                symbol="BTC-USD",
+                bids=tuple(BookLevel(p, s) for b, p, s in chunk if b),
+                asks=tuple(BookLevel(p, s) for b, p, s in chunk if not b),
+            )
+        )
+    return deltas
+
+
 class TickloopDelta(Tickloop):
     """The path a synchroniser uses: ``apply_delta`` on BookDelta messages of ``batch``
     consecutive updates each (1: one level per message, like Coinbase's l2update; 10: closer to a
     Binance 100 ms diff). Rates are per level; best and top-10 are read after each message."""
 
-    def __init__(self, batch: int) -> None:
+    def __init__(self, batch: int, cls: type[OrderBook] = OrderBook) -> None:
+        super().__init__(cls)
         self.batch = batch
-        self.name = f"tickloop OrderBook.apply_delta ({batch}-level BookDelta)"
+        self.name = f"tickloop OrderBook.apply_delta ({batch}-level BookDelta, {_kind(cls)})"
         self._source: Sequence[Update] = ()
         self._deltas: list[BookDelta] = []
 
     def _as_deltas(self, updates: Sequence[Update]) -> list[BookDelta]:
         if updates is not self._source:
             self._source = updates
-            deltas = []
-            for i in range(0, len(updates), self.batch):
-                chunk = updates[i : i + self.batch]
-                deltas.append(
-                    BookDelta(
-                        venue="bench",
-                        symbol="BTC-USD",
-                        bids=tuple(BookLevel(p, s) for b, p, s in chunk if b),
-                        asks=tuple(BookLevel(p, s) for b, p, s in chunk if not b),
-                    )
-                )
-            self._deltas = deltas
+            self._deltas = as_deltas(updates, self.batch)
         return self._deltas
 
     def prepare(self, updates: Sequence[Update]) -> None:
@@ -293,7 +308,7 @@ class TickloopSync(TickloopDelta):
 
     def __init__(self) -> None:
         super().__init__(1)
-        self.name = "tickloop CoinbaseSync.on_delta (1-level BookDelta)"
+        self.name = f"tickloop CoinbaseSync.on_delta (1-level BookDelta, {_kind(OrderBook)})"
 
     def load(self, snapshot: BookSnapshot) -> None:
         self.sync = CoinbaseSync(snapshot.symbol)
@@ -421,6 +436,71 @@ class CryptofeedBook:
         return [bids.index(i) for i in range(nb)], [asks.index(i) for i in range(na)]
 
 
+class CryptofeedDelta(CryptofeedBook):
+    """cryptofeed's C book fed the same BookDelta messages as ``TickloopDelta(batch)``, level by
+    level in Python, the way cryptofeed's feed handlers apply a venue message: the like-for-like
+    comparison for ``apply_delta``. Best and top-10 are read after each message."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.name = f"cryptofeed order_book (C), {batch}-level BookDelta"
+        self._source: Sequence[Update] = ()
+        self._deltas: list[BookDelta] = []
+
+    def _as_deltas(self, updates: Sequence[Update]) -> list[BookDelta]:
+        if updates is not self._source:
+            self._source = updates
+            self._deltas = as_deltas(updates, self.batch)
+        return self._deltas
+
+    def prepare(self, updates: Sequence[Update]) -> None:
+        self._as_deltas(updates)
+
+    def _apply(self, delta: BookDelta) -> None:
+        bids = self.book.bids
+        for p, s in delta.bids:
+            if s:
+                bids[p] = s
+            elif p in bids:
+                del bids[p]
+        asks = self.book.asks
+        for p, s in delta.asks:
+            if s:
+                asks[p] = s
+            elif p in asks:
+                del asks[p]
+
+    def apply(self, updates: Sequence[Update]) -> None:
+        bids = self.book.bids
+        asks = self.book.asks
+        for delta in self._as_deltas(updates):
+            for p, s in delta.bids:
+                if s:
+                    bids[p] = s
+                elif p in bids:
+                    del bids[p]
+            for p, s in delta.asks:
+                if s:
+                    asks[p] = s
+                elif p in asks:
+                    del asks[p]
+
+    def apply_best(self, updates: Sequence[Update]) -> None:
+        apply = self._apply
+        bids = self.book.bids
+        asks = self.book.asks
+        for delta in self._as_deltas(updates):
+            apply(delta)
+            bids.index(0)
+            asks.index(0)
+
+    def apply_top10(self, updates: Sequence[Update]) -> None:
+        apply = self._apply
+        for delta in self._as_deltas(updates):
+            apply(delta)
+            self.top10()
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
@@ -523,10 +603,13 @@ def _per_level(target: Any, updates: Sequence[Update]) -> None:
 
 
 def limits_table(snapshot: BookSnapshot, updates: list[Update], repeat: int) -> Table:
-    """Where the per-level apply time goes (ns a level, median of ``repeat``)."""
+    """Where the per-level apply time goes (ns a level, median of ``repeat``). The time spent
+    finding next bests is measured on the pure-Python class (a compiled class's methods cannot
+    be wrapped)."""
     spent = [0.0]
-    next_bid = OrderBook._next_bid
-    next_ask = OrderBook._next_ask
+    pure = PureOrderBook
+    next_bid = pure._next_bid
+    next_ask = pure._next_ask
 
     def timed_next_bid(book: OrderBook) -> Decimal | None:
         start = time.perf_counter()
@@ -546,35 +629,40 @@ def limits_table(snapshot: BookSnapshot, updates: list[Update], repeat: int) -> 
     rows: dict[str, list[float]] = {
         "loop + a method call that does nothing": [],
         "loop + a method that only stores/deletes in a dict (the pure-Python floor)": [],
-        "tickloop update_bid/update_ask": [],
+        "tickloop update_bid/update_ask, pure Python": [],
         "  of which finding the next best after a deleted best": [],
-        "cryptofeed C book (loop + C setitem)": [],
     }
-    names = list(rows)
+    if NATIVE:
+        rows["tickloop update_bid/update_ask, compiled"] = []
+    rows["cryptofeed C book (loop + C setitem)"] = []
     n = len(updates)
     for _ in range(repeat):
-        rows[names[0]].append(timed(partial(_per_level, _NoOp(), updates)) / n * 1e9)
+        values = iter(rows.values())
+        next(values).append(timed(partial(_per_level, _NoOp(), updates)) / n * 1e9)
         run = partial(_per_level, _DictOnly(snapshot), updates)
-        rows[names[1]].append(timed(run) / n * 1e9)
-        run = partial(_per_level, OrderBook.from_snapshot(snapshot), updates)
-        rows[names[2]].append(timed(run) / n * 1e9)
+        next(values).append(timed(run) / n * 1e9)
+        run = partial(_per_level, pure.from_snapshot(snapshot), updates)
+        next(values).append(timed(run) / n * 1e9)
         spent[0] = 0.0
-        OrderBook._next_bid = timed_next_bid  # type: ignore[method-assign,assignment]
-        OrderBook._next_ask = timed_next_ask  # type: ignore[method-assign,assignment]
+        pure._next_bid = timed_next_bid  # type: ignore[method-assign,assignment]
+        pure._next_ask = timed_next_ask  # type: ignore[method-assign,assignment]
         try:
-            timed(partial(_per_level, OrderBook.from_snapshot(snapshot), updates))
+            timed(partial(_per_level, pure.from_snapshot(snapshot), updates))
         finally:
-            OrderBook._next_bid = next_bid  # type: ignore[method-assign]
-            OrderBook._next_ask = next_ask  # type: ignore[method-assign]
-        rows[names[3]].append(spent[0] / n * 1e9)
+            pure._next_bid = next_bid  # type: ignore[method-assign]
+            pure._next_ask = next_ask  # type: ignore[method-assign]
+        next(values).append(spent[0] / n * 1e9)
+        if NATIVE:
+            run = partial(_per_level, OrderBook.from_snapshot(snapshot), updates)
+            next(values).append(timed(run) / n * 1e9)
         cf.load(snapshot)
-        rows[names[4]].append(timed(lambda: cf.apply(updates)) / n * 1e9)
+        next(values).append(timed(lambda: cf.apply(updates)) / n * 1e9)
     table = Table(title="What limits apply alone (per level, no reads)")
     table.add_column("path")
     table.add_column("ns/level", justify="right")
     table.add_column("levels/s", justify="right")
-    for name, values in rows.items():
-        ns = statistics.median(values)
+    for name, ns_values in rows.items():
+        ns = statistics.median(ns_values)
         table.add_row(name, f"{ns:.0f}", f"{1e3 / ns:.2f}M" if "of which" not in name else "")
     return table
 
@@ -787,7 +875,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 def churn_table(n: int, levels: int, seed: int, repeat: int) -> Table:
     """Apply alone on :func:`top_churn`'s stream (levels/s, median of ``repeat``)."""
     snapshot, updates = top_churn(min(n, 300_000), levels, seed)
-    contenders: list[Any] = [Tickloop(), TickloopDelta(10), SortedDictBook(), CryptofeedBook()]
+    contenders: list[Any] = [Tickloop(), TickloopDelta(10)]
+    if NATIVE:
+        contenders.append(Tickloop(PureOrderBook))
+    contenders += [SortedDictBook(), CryptofeedBook()]
     check_agree(contenders, snapshot, updates[:20_000])
     rates: dict[str, list[float]] = {c.name: [] for c in contenders}
     for _ in range(repeat):
@@ -812,19 +903,24 @@ def churn_table(n: int, levels: int, seed: int, repeat: int) -> Table:
 
 def book_tables(args: argparse.Namespace, console: Console) -> None:
     n = args.updates or (100_000 if args.quick else 1_000_000)
+    engine = "compiled by mypyc" if NATIVE else "pure Python (no compiled copy)"
     console.print(
         f"[bold]L2 book[/] {n:,} updates, ~{args.levels:,} levels a side, 20% deletes, "
-        f"seed {args.seed}; Python {platform.python_version()}, median of {args.repeat}"
+        f"seed {args.seed}; Python {platform.python_version()}, median of {args.repeat}; "
+        f"OrderBook {engine}"
     )
     snapshot, updates = workload(n, args.levels, args.seed)
     top_updates = updates[: min(n, 50_000)]
-    contenders: list[Any] = [
-        Tickloop(),
-        TickloopDelta(1),
-        TickloopDelta(10),
+    contenders: list[Any] = [Tickloop(), TickloopDelta(1), TickloopDelta(10)]
+    if NATIVE:
+        contenders += [Tickloop(PureOrderBook), TickloopDelta(1, PureOrderBook)]
+        contenders += [TickloopDelta(10, PureOrderBook)]
+    contenders += [
         TickloopSync(),
         SortedDictBook(),
         CryptofeedBook(),
+        CryptofeedDelta(1),
+        CryptofeedDelta(10),
     ]
     check_agree(contenders, snapshot, updates[:20_000])
 
@@ -857,17 +953,21 @@ def book_tables(args: argparse.Namespace, console: Console) -> None:
     ratios = Table(title="Ratios: tickloop / other (higher is better for tickloop)")
     ratios.add_column("tickloop path")
     ratios.add_column("apply vs SortedDict", justify="right")
-    ratios.add_column("apply vs cryptofeed C", justify="right")
+    ratios.add_column("apply vs cryptofeed C (its per-level loop)", justify="right")
+    ratios.add_column("apply vs cryptofeed C (same messages)", justify="right")
     ratios.add_column("apply + best vs SortedDict", justify="right")
     ratios.add_column("apply + best vs cryptofeed C", justify="right")
     for c in contenders:
         if not isinstance(c, Tickloop):
             continue
         m = med[c.name]
+        batch = getattr(c, "batch", None)
+        same = med.get(CryptofeedDelta(batch).name) if batch is not None else None
         ratios.add_row(
             c.name,
             f"{m['apply'] / sd['apply']:.2f}x",
             f"{m['apply'] / cf['apply']:.2f}x",
+            f"{m['apply'] / same['apply']:.2f}x" if same is not None else "",
             f"{m['apply_best'] / sd['apply_best']:.2f}x",
             f"{m['apply_best'] / cf['apply_best']:.0f}x",
         )

@@ -54,7 +54,12 @@ def _sim(
     from .sim.exchange import run_cli
 
     run_cli(
-        host=host, port=port, seed=seed, symbols=symbols, rate=rate, heartbeat=heartbeat,
+        host=host,
+        port=port,
+        seed=seed,
+        symbols=symbols,
+        rate=rate,
+        heartbeat=heartbeat,
         faults=fault,
     )
 
@@ -83,9 +88,7 @@ def _run(
         raise ConfigError("no symbol given", field="--symbols")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            run_live(
-                venue=venue, url=url, symbols=names, seed=seed, rate=rate, duration=duration
-            )
+            run_live(venue=venue, url=url, symbols=names, seed=seed, rate=rate, duration=duration)
         )
 
 

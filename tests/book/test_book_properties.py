@@ -5,16 +5,27 @@ lazily and catches up on reads)."""
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickloop._native import native_name
 from tickloop.book import engine
 from tickloop.book.engine import OrderBook
 from tickloop.models import BookDelta, BookLevel, BookSnapshot, Side
+
+# Every property holds for the pure-Python class and for its compiled copy (when built).
+IMPLEMENTATIONS = {"pure": engine.PureOrderBook}
+if engine.NATIVE:
+    IMPLEMENTATIONS["compiled"] = engine.OrderBook
+implementations = pytest.mark.parametrize(
+    "impl", list(IMPLEMENTATIONS.values()), ids=list(IMPLEMENTATIONS)
+)
 
 Levels = list[tuple[Decimal, Decimal]]
 
@@ -131,15 +142,23 @@ def merge_threshold(value: int, scans: int = 8) -> Iterator[None]:
     a side also stops recording touched prices at its first change, 3: after a few); and how
     many deleted bests an untracked side finds by scanning before it catches up (0: never
     scans)."""
-    saved = engine._MERGE_AT, engine._SCANS
-    engine._MERGE_AT = value
-    engine._SCANS = scans
+    modules = [engine]
+    compiled = sys.modules.get(native_name(engine.__name__))
+    if compiled is not None:
+        modules.append(compiled)  # the compiled copy reads its own module's globals
+    saved = [(m._MERGE_AT, m._SCANS) for m in modules]
+    for m in modules:
+        m._MERGE_AT = value
+        m._SCANS = scans
     try:
         yield
     finally:
-        engine._MERGE_AT, engine._SCANS = saved
+        for m, (merge_at, old_scans) in zip(modules, saved, strict=True):
+            m._MERGE_AT = merge_at
+            m._SCANS = old_scans
 
 
+@implementations
 @settings(max_examples=250, deadline=None)
 @given(
     snapshot=st.tuples(levels_st, levels_st),
@@ -154,9 +173,10 @@ def test_book_matches_the_dict_model(
     depth: int | None,
     merge_at: int,
     scans: int,
+    impl: type[OrderBook],
 ) -> None:
     with merge_threshold(merge_at, scans):
-        book = OrderBook("test", "X-Y", depth=depth)
+        book = impl("test", "X-Y", depth=depth)
         model = Model(depth)
         book.apply_snapshot(
             BookSnapshot(
@@ -194,6 +214,7 @@ def test_book_matches_the_dict_model(
         assert bid_sz == model.bids and ask_sz == model.asks
 
 
+@implementations
 @settings(max_examples=150, deadline=None)
 @given(
     steps=st.lists(
@@ -209,13 +230,16 @@ def test_book_matches_the_dict_model(
     scans=st.sampled_from([0, 1, 8]),
 )
 def test_single_level_updates_match_the_dict_model(
-    steps: list[tuple[bool, Decimal, Decimal, int]], merge_at: int, scans: int
+    steps: list[tuple[bool, Decimal, Decimal, int]],
+    merge_at: int,
+    scans: int,
+    impl: type[OrderBook],
 ) -> None:
     """``update_bid`` / ``update_ask`` (the per-level path) keep the same invariants, read or
     not in between (a read catches the sorted lists up; without reads, deleted bests are found
     again from the lists and the touched prices, or from the whole side once untracked)."""
     with merge_threshold(merge_at, scans):
-        book = OrderBook()
+        book = impl()
         model = Model(None)
         for is_bid, price, size, read in steps:
             if is_bid:
@@ -235,6 +259,7 @@ def test_single_level_updates_match_the_dict_model(
         assert bid_sz == model.bids and ask_sz == model.asks
 
 
+@implementations
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -244,7 +269,7 @@ def test_single_level_updates_match_the_dict_model(
     scans=st.sampled_from([0, 1, 8]),
 )
 def test_long_uniform_sequences_match_the_dict_model(
-    seed: int, depth: int | None, merge_at: int, read_every: int, scans: int
+    seed: int, depth: int | None, merge_at: int, read_every: int, scans: int, impl: type[OrderBook]
 ) -> None:
     """Long sequences with prices and sizes drawn uniformly (hypothesis' own draws favour the
     first size, zero, which keeps books near empty): books stay populated, bests get deleted
@@ -252,7 +277,7 @@ def test_long_uniform_sequences_match_the_dict_model(
     few, or only at the end. Deltas and per-level updates alternate."""
     rng = random.Random(seed)
     with merge_threshold(merge_at, scans):
-        book = OrderBook("test", "X-Y", depth=depth)
+        book = impl("test", "X-Y", depth=depth)
         model = Model(depth)
         book.apply_snapshot(BookSnapshot(venue="test", symbol="X-Y", bids=(), asks=()))
         for step in range(1, 121):

@@ -46,7 +46,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+from .._native import native_module
 from ..checksums import decimal_text
 from ..exceptions import ConfigError
 from ..models import BookDelta, BookLevel, BookSnapshot, Side
@@ -727,3 +729,16 @@ class OrderBook:
             f"asks={len(self._asks)} best={self.best_bid}/{self.best_ask} "
             f"seq={self.sequence} valid={self.valid})"
         )
+
+
+# -- compiled copy (see tickloop._native); nothing below is compiled --
+
+#: The pure-Python class, whichever one :data:`OrderBook` is (tests run both).
+PureOrderBook = OrderBook
+#: True when :class:`OrderBook` is this module's class compiled by mypyc (built at install
+#: time where a C compiler is at hand; ``TICKLOOP_PURE_PYTHON=1`` turns it off).
+NATIVE = False
+_compiled = native_module(__name__, __file__)
+if _compiled is not None and not TYPE_CHECKING:
+    OrderBook = _compiled.OrderBook
+    NATIVE = True

@@ -1,0 +1,148 @@
+"""Build hook: compile the hot sans-I/O modules with mypyc (see ``src/tickloop/_native.py``).
+
+For each module in ``COMPILED``, a copy named ``_<name>_native`` (the module up to its
+``TAIL_MARKER`` line, plus the digest of the whole source file) is compiled with mypyc and
+shipped beside the pure module, which loads it at import time when the digests agree. A wheel
+carries the compiled files; an editable install writes them into ``src/`` beside the sources.
+
+Compiling is best effort: with no C compiler, or ``TICKLOOP_PURE_PYTHON=1`` set, the package is
+built pure Python and works the same, slower (``tickloop.book.engine.NATIVE`` tells which).
+``TICKLOOP_REQUIRE_NATIVE=1`` makes a failed compile fail the build instead (the test command
+sets it, so CI never measures or tests the pure fallback by accident).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+#: Pure modules compiled, as paths under ``src/``.
+COMPILED = ("tickloop/book/engine.py",)
+#: What mypy reads to type-check them (the rest of the package is left out so the build needs
+#: none of its dependencies but msgspec).
+SUPPORT = (
+    "tickloop/models.py",
+    "tickloop/checksums.py",
+    "tickloop/exceptions.py",
+    "tickloop/_native.py",
+)
+TAIL_MARKER = "# -- compiled copy (see tickloop._native); nothing below is compiled --"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def native_rel(module_path: str) -> str:
+    """``tickloop/book/engine.py`` -> ``tickloop/book/_engine_native.py``."""
+    folder, _, leaf = module_path.rpartition("/")
+    return f"{folder}/_{leaf[:-3]}_native.py"
+
+
+def compile_native(src: Path, work: Path) -> list[tuple[Path, str]]:
+    """Compile every module of ``COMPILED`` found under ``src``; returns (built file, its path
+    inside the package tree) pairs. Raises on any failure."""
+    tree = work / "tree"
+    for rel in SUPPORT:
+        target = tree / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, target)
+    targets = []
+    for rel in COMPILED:
+        data = (src / rel).read_bytes()
+        text = data.decode("utf-8")
+        if TAIL_MARKER not in text:
+            raise RuntimeError(f"{rel} has no compiled-copy marker line")
+        body = text.split(TAIL_MARKER)[0]
+        digest = hashlib.sha256(data).hexdigest()
+        copy = tree / native_rel(rel)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(body + f'\nSOURCE_DIGEST = "{digest}"\n', encoding="utf-8")
+        targets.append(native_rel(rel))
+    for folder in {Path(rel).parent for rel in (*SUPPORT, *targets)}:
+        while str(folder) not in ("", "."):
+            (tree / folder / "__init__.py").touch()  # empty: mypy reads nothing else
+            folder = folder.parent
+    command = [
+        sys.executable,
+        "-m",
+        "mypyc",
+        "--ignore-missing-imports",
+        "--follow-imports=silent",
+        *targets,
+    ]
+    env = dict(os.environ, MYPYC_OPT_LEVEL="3")
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        raise RuntimeError("mypyc failed:\n" + "\n".join(tail))
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    built = []
+    for path in sorted(tree.rglob(f"*{suffix}")):
+        rel = path.relative_to(tree).as_posix()
+        if rel.startswith("build/"):
+            continue
+        built.append((path, rel))
+    if not built:
+        raise RuntimeError("mypyc produced no extension module")
+    return built
+
+
+class NativeBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name != "wheel":
+            return
+        if _flag("TICKLOOP_PURE_PYTHON"):
+            self.app.display_info("tickloop: TICKLOOP_PURE_PYTHON set, building pure Python")
+            if version == "editable":
+                self._clean_editable()
+            return
+        src = Path(self.root) / "src"
+        work = Path(tempfile.mkdtemp(prefix="tickloop-native-"))
+        try:
+            built = compile_native(src, work)
+        except Exception as exc:  # no compiler, no headers, a mypyc error: stay pure
+            shutil.rmtree(work, ignore_errors=True)
+            if _flag("TICKLOOP_REQUIRE_NATIVE"):
+                raise RuntimeError(f"tickloop: compiling the native modules failed: {exc}") from exc
+            self.app.display_warning(
+                f"tickloop: not compiling the native modules ({exc}); installing pure Python"
+            )
+            if version == "editable":
+                self._clean_editable()
+            return
+        if version == "editable":
+            self._clean_editable()
+            for path, rel in built:
+                shutil.copyfile(path, src / rel)
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            self._work = work
+            for path, rel in built:
+                build_data["force_include"][str(path)] = rel
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True
+        names = ", ".join(rel for _, rel in built)
+        self.app.display_info(f"tickloop: compiled {names}")
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        work = getattr(self, "_work", None)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _clean_editable(self) -> None:
+        """Remove compiled files an earlier editable install left in ``src/``."""
+        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        for path in (Path(self.root) / "src" / "tickloop").rglob(f"*{suffix}"):
+            path.unlink()
