@@ -33,7 +33,16 @@ def main() -> None:
 
         snapshot, updates = bb.workload(args.updates, args.levels, 7)
         top_updates = updates[: min(args.updates, 50_000)]
-        contenders: list[Any] = [bb.Tickloop(), bb.SortedDictBook(), bb.CryptofeedBook()]
+        tickloop = bb.Tickloop()  # the compiled class when the install built it
+        contenders: list[Any] = [tickloop]
+        names = {"tickloop": tickloop.name}
+        if bb.NATIVE:  # and the pure-Python fallback beside it
+            pure = bb.Tickloop(bb.PureOrderBook)
+            contenders.append(pure)
+            names["tickloop, pure Python"] = pure.name
+        contenders += [bb.SortedDictBook(), bb.CryptofeedBook()]
+        names["sortedcontainers"] = bb.SortedDictBook.name
+        names["cryptofeed order_book (C)"] = bb.CryptofeedBook.name
         bb.check_agree(contenders, snapshot, updates[:20_000])
         runs: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
         for _ in range(args.repeat):  # alternate so drift hits every contender alike
@@ -44,11 +53,8 @@ def main() -> None:
             "updates": args.updates,
             "levels": args.levels,
             "repeat": args.repeat,
-            "names": {
-                "tickloop": bb.Tickloop.name,
-                "sortedcontainers": bb.SortedDictBook.name,
-                "cryptofeed order_book (C)": bb.CryptofeedBook.name,
-            },
+            "native": bb.NATIVE,
+            "names": names,
             "median": {
                 name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                 for name, rs in runs.items()

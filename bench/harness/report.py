@@ -288,7 +288,7 @@ def _plots(
             ax.bar(
                 [n for n, _ in names],
                 [med[full][metric] for _, full in names],
-                color=["#1f77b4", "#9467bd", "#2ca02c"],
+                color=["#1f77b4", "#aec7e8", "#9467bd", "#2ca02c"][-len(names) :],
             )
             ax.set_yscale("log")
             ax.set_title(title, fontsize=10)
@@ -373,7 +373,13 @@ def render(data: dict[str, Any], page: Path, img: Path, notes: str = "") -> None
             t = med[names["tickloop"]]
             add(
                 f"{book['updates']:,} single-level updates on ~{book['levels']:,} levels a side, "
-                f"20% deletes, median of {book['repeat']}. Ratio = tickloop's advantage."
+                f"20% deletes, median of {book['repeat']}. Ratio = tickloop's advantage. "
+                + (
+                    "tickloop's OrderBook is the install's mypyc-compiled copy; the pure-Python "
+                    "class it falls back to without a C compiler is shown too."
+                    if book.get("native")
+                    else "tickloop's OrderBook ran as pure Python (no compiled copy)."
+                )
                 + (
                     " Measured on the server's core while the soak ran (its server sleeps "
                     "between 1 ms ticks, the contenders are on the other core)."
