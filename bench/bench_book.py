@@ -259,15 +259,12 @@ def as_deltas(updates: Sequence[Update], batch: int) -> list[BookDelta]:
     return deltas
 
 
-class TickloopDelta(Tickloop):
-    """The path a synchroniser uses: ``apply_delta`` on BookDelta messages of ``batch``
-    consecutive updates each (1: one level per message, like Coinbase's l2update; 10: closer to a
-    Binance 100 ms diff). Rates are per level; best and top-10 are read after each message."""
+class Messages:
+    """Feeds a contender the update list as BookDelta messages of ``batch`` updates each (made
+    once per list, outside the timing)."""
 
-    def __init__(self, batch: int, cls: type[OrderBook] = OrderBook) -> None:
-        super().__init__(cls)
+    def __init__(self, batch: int) -> None:
         self.batch = batch
-        self.name = f"tickloop OrderBook.apply_delta ({batch}-level BookDelta, {_kind(cls)})"
         self._source: Sequence[Update] = ()
         self._deltas: list[BookDelta] = []
 
@@ -279,6 +276,17 @@ class TickloopDelta(Tickloop):
 
     def prepare(self, updates: Sequence[Update]) -> None:
         self._as_deltas(updates)
+
+
+class TickloopDelta(Tickloop, Messages):
+    """The path a synchroniser uses: ``apply_delta`` on BookDelta messages of ``batch``
+    consecutive updates each (1: one level per message, like Coinbase's l2update; 10: closer to a
+    Binance 100 ms diff). Rates are per level; best and top-10 are read after each message."""
+
+    def __init__(self, batch: int, cls: type[OrderBook] = OrderBook) -> None:
+        Tickloop.__init__(self, cls)
+        Messages.__init__(self, batch)
+        self.name = f"tickloop OrderBook.apply_delta ({batch}-level BookDelta, {_kind(cls)})"
 
     def apply(self, updates: Sequence[Update]) -> None:
         apply = self.book.apply_delta
@@ -436,25 +444,14 @@ class CryptofeedBook:
         return [bids.index(i) for i in range(nb)], [asks.index(i) for i in range(na)]
 
 
-class CryptofeedDelta(CryptofeedBook):
+class CryptofeedDelta(CryptofeedBook, Messages):
     """cryptofeed's C book fed the same BookDelta messages as ``TickloopDelta(batch)``, level by
     level in Python, the way cryptofeed's feed handlers apply a venue message: the like-for-like
     comparison for ``apply_delta``. Best and top-10 are read after each message."""
 
     def __init__(self, batch: int) -> None:
-        self.batch = batch
+        Messages.__init__(self, batch)
         self.name = f"cryptofeed order_book (C), {batch}-level BookDelta"
-        self._source: Sequence[Update] = ()
-        self._deltas: list[BookDelta] = []
-
-    def _as_deltas(self, updates: Sequence[Update]) -> list[BookDelta]:
-        if updates is not self._source:
-            self._source = updates
-            self._deltas = as_deltas(updates, self.batch)
-        return self._deltas
-
-    def prepare(self, updates: Sequence[Update]) -> None:
-        self._as_deltas(updates)
 
     def _apply(self, delta: BookDelta) -> None:
         bids = self.book.bids
