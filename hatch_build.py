@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,52 +98,68 @@ def compile_native(src: Path, work: Path) -> list[tuple[Path, str]]:
     return built
 
 
+def clean_editable(src: Path) -> None:
+    """Remove compiled files an earlier editable install left in ``src/``."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    for path in (src / "tickloop").rglob(f"*{suffix}"):
+        path.unlink()
+
+
+def native_build(
+    root: Path,
+    version: str,
+    build_data: dict[str, Any],
+    info: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> Path | None:
+    """The hook's work for a wheel (``version`` "standard") or an editable install: compile, then
+    ship the files (wheel: ``build_data``; editable: copied into ``src/``), or say why not and
+    stay pure. Returns a folder to delete once the wheel is written, if any."""
+    src = root / "src"
+    if _flag("TICKLOOP_PURE_PYTHON"):
+        info("tickloop: TICKLOOP_PURE_PYTHON set, building pure Python")
+        if version == "editable":
+            clean_editable(src)
+        return None
+    work = Path(tempfile.mkdtemp(prefix="tickloop-native-"))
+    try:
+        built = compile_native(src, work)
+    except Exception as exc:  # no compiler, no headers, a mypyc error: stay pure
+        shutil.rmtree(work, ignore_errors=True)
+        if _flag("TICKLOOP_REQUIRE_NATIVE"):
+            raise RuntimeError(f"tickloop: compiling the native modules failed: {exc}") from exc
+        warn(f"tickloop: not compiling the native modules ({exc}); installing pure Python")
+        if version == "editable":
+            clean_editable(src)
+        return None
+    info("tickloop: compiled " + ", ".join(rel for _, rel in built))
+    if version == "editable":
+        clean_editable(src)
+        for path, rel in built:
+            shutil.copyfile(path, src / rel)
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+    for path, rel in built:
+        build_data["force_include"][str(path)] = rel
+    build_data["pure_python"] = False
+    build_data["infer_tag"] = True
+    return work
+
+
 class NativeBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel":
-            return
-        if _flag("TICKLOOP_PURE_PYTHON"):
-            self.app.display_info("tickloop: TICKLOOP_PURE_PYTHON set, building pure Python")
-            if version == "editable":
-                self._clean_editable()
-            return
-        src = Path(self.root) / "src"
-        work = Path(tempfile.mkdtemp(prefix="tickloop-native-"))
-        try:
-            built = compile_native(src, work)
-        except Exception as exc:  # no compiler, no headers, a mypyc error: stay pure
-            shutil.rmtree(work, ignore_errors=True)
-            if _flag("TICKLOOP_REQUIRE_NATIVE"):
-                raise RuntimeError(f"tickloop: compiling the native modules failed: {exc}") from exc
-            self.app.display_warning(
-                f"tickloop: not compiling the native modules ({exc}); installing pure Python"
+        if self.target_name == "wheel":
+            self._work = native_build(
+                Path(self.root),
+                version,
+                build_data,
+                self.app.display_info,
+                self.app.display_warning,
             )
-            if version == "editable":
-                self._clean_editable()
-            return
-        if version == "editable":
-            self._clean_editable()
-            for path, rel in built:
-                shutil.copyfile(path, src / rel)
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            self._work = work
-            for path, rel in built:
-                build_data["force_include"][str(path)] = rel
-            build_data["pure_python"] = False
-            build_data["infer_tag"] = True
-        names = ", ".join(rel for _, rel in built)
-        self.app.display_info(f"tickloop: compiled {names}")
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         work = getattr(self, "_work", None)
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-
-    def _clean_editable(self) -> None:
-        """Remove compiled files an earlier editable install left in ``src/``."""
-        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-        for path in (Path(self.root) / "src" / "tickloop").rglob(f"*{suffix}"):
-            path.unlink()
