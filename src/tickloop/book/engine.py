@@ -19,6 +19,11 @@ so applying without reading costs no bookkeeping beyond the best price. Reading 
 after every update is an attribute read, applying is a dict operation almost always, and top-N
 is a slice of the sorted list.
 
+Installs compile this module with mypyc where a C compiler is at hand (``hatch_build.py``,
+:mod:`tickloop._native`): :data:`OrderBook` is then the compiled class, built from this very
+code, and :data:`PureOrderBook` this interpreted one. Keep the module to what mypyc compiles
+(plain typed classes and functions; nothing is patched at run time).
+
 Invariants:
 
 * ``_bids`` / ``_asks`` map price -> size and never hold a zero size: a size of zero deletes the
