@@ -4,14 +4,16 @@ just enough of docs/protocol.md: malformed frames, silence, refused handshakes, 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
 from aiohttp import WSMsgType, web
 
 from tickloop.client.backoff import Backoff
-from tickloop.client.session import SessionState, WsSession
+from tickloop.client.session import LOOPBACK_RECV_BUFFER, SessionState, WsSession
 from tickloop.exceptions import AuthError, NetworkError, StreamError, TickloopError
 from tickloop.models import Connected, Reconnected, Stale, Trade
 from tickloop.venues.base import Channel, Subscription
@@ -254,3 +256,33 @@ async def test_fatal_error_refuses_only_that_stream(venue_factory: Any) -> None:
     assert [s for s, _ in owner.refused] == [foo]
     assert session.subscriptions == {BTC}
     await session.close()
+
+
+async def test_a_loopback_connection_reads_through_a_bounded_receive_buffer(
+    venue_factory: Any,
+) -> None:
+    """picows doubles its read buffer whenever a read fills it: against a full-speed local
+    server, reads of megabytes would hold the event loop for tens of thousands of frames. A
+    loopback connection gets a bounded kernel receive buffer instead (remote ones keep the
+    kernel's autotuning)."""
+    venue = await venue_factory(answer)
+    owner = Owner()
+    session = session_for(venue.url, owner)
+    await session.add([BTC])
+    await until(lambda: owner.confirmed == [BTC], "subscribed")
+    sock = session._transport.underlying_transport.get_extra_info("socket")
+    with socket.socket() as probe:  # what this kernel makes of the same request
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_RECV_BUFFER)
+        expected = probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == expected
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    await session.close()
+
+    remote = SimpleNamespace(host="192.0.2.1", port=443)  # TEST-NET-1: never contacted
+    assert await session._loopback_socket(remote) is None
+    local = await session._loopback_socket(SimpleNamespace(host="localhost", port=1))
+    assert local is not None
+    with local:
+        assert not local.getblocking()
+    off = session_for(venue.url, Owner(), loopback_recv_buffer=None)
+    assert await off._loopback_socket(SimpleNamespace(host="127.0.0.1", port=1)) is None

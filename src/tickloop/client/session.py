@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
@@ -54,9 +56,17 @@ from ..venues.base import (
 )
 from .backoff import Backoff
 
-__all__ = ["SessionOwner", "SessionState", "SessionStats", "WsSession"]
+__all__ = ["LOOPBACK_RECV_BUFFER", "SessionOwner", "SessionState", "SessionStats", "WsSession"]
 
 log = logging.getLogger("tickloop.client.session")
+
+#: The kernel receive buffer of a connection to a loopback address (bytes; Linux doubles it).
+#: picows doubles its read buffer whenever a read fills it, so a full-speed local stream (the
+#: embedded exchange, a replay, the benchmark server) would otherwise be read megabytes at a
+#: time: tens of thousands of frames handled in one event-loop turn, during which no other task
+#: runs (an ``async for`` consumer woke 5 times a second). A loopback round trip is microseconds,
+#: so a small window costs no throughput there; remote venues keep the kernel's autotuning.
+LOOPBACK_RECV_BUFFER = 256 * 1024
 
 _TEXT = picows.WSMsgType.TEXT
 _BINARY = picows.WSMsgType.BINARY
@@ -189,6 +199,7 @@ class WsSession:
         connect_timeout: float = 10.0,
         token_provider: Callable[[], Awaitable[str]] | None = None,
         max_frame_size: int = 16 * 1024 * 1024,
+        loopback_recv_buffer: int | None = LOOPBACK_RECV_BUFFER,
     ) -> None:
         self._codec_factory = codec_factory
         self._codec_cls = type(codec_factory())
@@ -203,6 +214,8 @@ class WsSession:
         self.connect_timeout = connect_timeout
         self.token_provider = token_provider
         self.max_frame_size = max_frame_size
+        #: SO_RCVBUF for connections to a loopback address (None: the kernel's default).
+        self.loopback_recv_buffer = loopback_recv_buffer
         self.state = SessionState.IDLE
         self.stats = SessionStats()
         #: What this session should carry, whatever the socket's state.
@@ -502,6 +515,30 @@ class WsSession:
         self._resolve_all(error)
         self.owner.on_failed(self, error)
 
+    async def _loopback_socket(self, endpoint: Any) -> socket.socket | None:
+        """picows' socket factory: for a loopback peer, an unconnected non-blocking socket with a
+        bounded receive buffer (:data:`LOOPBACK_RECV_BUFFER`); None (picows' own connection
+        path) for any other peer or when the bound is off."""
+        size = self.loopback_recv_buffer
+        if size is None:
+            return None
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+        if not infos or not all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos):
+            return None
+        # picows connects the socket to the URL's host, resolved for the socket's family: take
+        # IPv4 where the name has it (a local server often listens on 127.0.0.1 only).
+        family, kind, proto, _, _ = min(infos, key=lambda i: i[0] != socket.AF_INET)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     async def _connect(self) -> _Conn:
         codec = self._codec_factory()
         url = codec.url(self.base_url, sorted(self.subscriptions, key=_sort_key))
@@ -519,6 +556,7 @@ class WsSession:
                     enable_auto_pong=True,
                     max_frame_size=self.max_frame_size,
                     logger_name="tickloop",
+                    socket_factory=self._loopback_socket,
                 )
         except builtins.TimeoutError as exc:
             raise TimeoutError(f"connecting to {url} timed out", venue=self.venue) from exc
