@@ -278,8 +278,8 @@ async def test_a_loopback_connection_reads_through_a_bounded_receive_buffer(
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     await session.close()
 
-    remote = SimpleNamespace(host="192.0.2.1", port=443)  # TEST-NET-1: never contacted
-    assert await session._loopback_socket(remote) is None
+    for host in ("192.0.2.1", "example.invalid"):  # never contacted, never looked up
+        assert await session._loopback_socket(SimpleNamespace(host=host, port=443)) is None
     local = await session._loopback_socket(SimpleNamespace(host="localhost", port=1))
     assert local is not None
     with local:

@@ -516,14 +516,23 @@ class WsSession:
         self.owner.on_failed(self, error)
 
     async def _loopback_socket(self, endpoint: Any) -> socket.socket | None:
-        """picows' socket factory: for a loopback peer, an unconnected non-blocking socket with a
+        """picows' socket factory: for a loopback peer (a loopback address, or a ``localhost``
+        name resolving to loopback addresses only), an unconnected non-blocking socket with a
         bounded receive buffer (:data:`LOOPBACK_RECV_BUFFER`); None (picows' own connection
-        path) for any other peer or when the bound is off."""
+        path, no lookup here) for any other peer or when the bound is off."""
         size = self.loopback_recv_buffer
         if size is None:
             return None
+        host = str(endpoint.host)
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:  # a name: only "localhost" names can be loopback without a lookup
+            name = host.lower().rstrip(".")
+            if name != "localhost" and not name.endswith(".localhost"):
+                return None
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, endpoint.port, type=socket.SOCK_STREAM)
         if not infos or not all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos):
             return None
         # picows connects the socket to the URL's host, resolved for the socket's family: take
