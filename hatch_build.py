@@ -82,7 +82,7 @@ def compile_native(src: Path, work: Path) -> list[tuple[Path, str]]:
         *targets,
     ]
     env = dict(os.environ, MYPYC_OPT_LEVEL="3")
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
         raise RuntimeError("mypyc failed:\n" + "\n".join(tail))
