@@ -269,3 +269,34 @@ def test_often_deleted_bests_bring_a_side_back_to_recording() -> None:
     book.update_bid(D(99 - engine._SCANS), D("0"))  # the second: caught up
     assert book._bid_touched == {} and book.best_bid == D(98 - engine._SCANS)
     assert book.bids(2) == [(D(98 - engine._SCANS), D(1)), (D(97 - engine._SCANS), D(1))]
+
+
+@pytest.mark.parametrize("cls", [engine.PureOrderBook, engine.OrderBook], ids=["pure", "book"])
+def test_level_reads_reuse_unchanged_levels_and_keep_new_digits(cls: type[OrderBook]) -> None:
+    """``bids(n)``/``asks(n)`` hand out the same (immutable) BookLevel again for a level whose
+    price and size objects did not change, and a new one as soon as either did, even for an
+    equal value written with other digits (the venue's digits are what checksums read)."""
+    book = cls()
+    book.update_bid(D("100.0"), D("1.5"))
+    book.update_bid(D("99.0"), D("2"))
+    book.update_ask(D("101.0"), D("3"))
+    first, again = book.bids(2), book.bids(2)
+    assert first == again == [(D("100.0"), D("1.5")), (D("99.0"), D("2"))]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert all(type(level) is BookLevel for level in first)
+
+    book.update_bid(D("100.0"), D("1.50"))  # equal size, other digits: a new level
+    top = book.bids(1)[0]
+    assert top is not first[0] and str(top.size) == "1.50"
+    assert book.bids(2)[1] is first[1]  # the untouched level is reused
+    book.update_bid(D("100.0"), D("0"))
+    assert book.bids() == [(D("99.0"), D("2"))]
+    asks = book.asks()
+    assert asks == [(D("101.0"), D("3"))] and book.asks()[0] is asks[0]
+
+    for i in range(engine._TEXT_MEMO + 10):  # the memo is bounded: emptied when full
+        book.update_ask(D(200 + i), D(1))
+    assert len(book.asks()) == engine._TEXT_MEMO + 11  # one read may fill it past the bound
+    assert len(book._ask_levels) == engine._TEXT_MEMO + 11
+    assert book.asks(1) == [(D("101.0"), D("3"))]  # the next read starts it afresh
+    assert len(book._ask_levels) == 1

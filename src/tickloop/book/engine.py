@@ -41,6 +41,11 @@ Invariants:
   ``(price, size, text)`` a level's text was made from; an entry is used only when both objects
   are the very ones in the book now, so a stale entry is never read, and the memo is emptied
   past ``_TEXT_MEMO`` entries or when another text function is passed.
+* ``_bid_levels`` / ``_ask_levels`` (the :meth:`OrderBook.bids` / :meth:`OrderBook.asks` memo)
+  map a price to the BookLevel last handed out for it, reused only while its price and size
+  are the very objects in the book (a BookLevel is immutable, so sharing it is safe), and
+  emptied at a read that finds more than ``_TEXT_MEMO`` entries. Building a tuple-subclass
+  level costs more than the lookup, and reads of the top levels mostly find them unchanged.
 * With ``depth`` set, each side holds at most ``depth`` levels after every snapshot or delta;
   the worst levels beyond it are dropped (Kraken truncates this way and sends the replacement
   level when a level inside the limit is deleted).
@@ -77,8 +82,9 @@ _MERGE_AT = 400
 #: next one catches the side up (a merge, a few scans' worth) and it records touched prices
 #: again: few scans while bests are rarely deleted, bounded cost when they go often.
 _SCANS = 8
-#: Level texts memoised a side (:meth:`OrderBook.top_texts`) before the memo is emptied: the
-#: top levels drift as the market moves, so old prices must not pile up.
+#: Level texts (:meth:`OrderBook.top_texts`) and BookLevels (:meth:`OrderBook.bids`) memoised a
+#: side before a memo is emptied: the top levels drift as the market moves, so old prices must
+#: not pile up.
 _TEXT_MEMO = 4_096
 _new = tuple.__new__
 
@@ -96,11 +102,13 @@ class OrderBook:
     """
 
     __slots__ = (
+        "_ask_levels",
         "_ask_px",
         "_ask_searches",
         "_ask_text",
         "_ask_touched",
         "_asks",
+        "_bid_levels",
         "_bid_px",
         "_bid_searches",
         "_bid_text",
@@ -140,6 +148,9 @@ class OrderBook:
         # top_texts memos: price -> (price, size, text) of the level when the text was made
         self._bid_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
         self._ask_text: dict[Decimal, tuple[Decimal, Decimal, str]] = {}
+        # bids(n)/asks(n) memos: price -> the BookLevel last handed out for it
+        self._bid_levels: dict[Decimal, BookLevel] = {}
+        self._ask_levels: dict[Decimal, BookLevel] = {}
         self._text_fn: LevelText | None = None
         #: Best (highest) bid / best (lowest) ask price, None when the side is empty. Plain
         #: attributes kept current by every update, so reading them costs nothing; read-only for
@@ -519,8 +530,7 @@ class OrderBook:
             prices = px[-n:][::-1]
         else:
             return []
-        bids = self._bids
-        return [_new(BookLevel, (p, bids[p])) for p in prices]
+        return self._levels_of(prices, self._bids, self._bid_levels)
 
     def asks(self, n: int | None = None) -> list[BookLevel]:
         """Up to ``n`` ask levels (all when None), best (lowest) first."""
@@ -531,8 +541,25 @@ class OrderBook:
             prices = px[:n]
         else:
             return []
-        asks = self._asks
-        return [_new(BookLevel, (p, asks[p])) for p in prices]
+        return self._levels_of(prices, self._asks, self._ask_levels)
+
+    @staticmethod
+    def _levels_of(
+        prices: list[Decimal], sizes: dict[Decimal, Decimal], memo: dict[Decimal, BookLevel]
+    ) -> list[BookLevel]:
+        """The BookLevels of ``prices``: the one handed out last time for a price whose price
+        and size objects are still the book's (levels are immutable), else a new one."""
+        if len(memo) > _TEXT_MEMO:
+            memo.clear()
+        out: list[BookLevel] = []
+        append = out.append
+        for p in prices:
+            s = sizes[p]
+            level = memo.get(p)
+            if level is None or level[1] is not s or level[0] is not p:
+                level = memo[p] = _new(BookLevel, (p, s))
+            append(level)
+        return out
 
     def levels(self, side: Side, n: int | None = None) -> list[BookLevel]:
         """``bids(n)`` for ``Side.BUY``, ``asks(n)`` for ``Side.SELL``."""
