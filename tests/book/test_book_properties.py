@@ -136,6 +136,13 @@ def check_views(book: OrderBook, model: Model) -> None:
     assert (book.bid_count, book.ask_count) == (len(model.bids), len(model.asks))
 
 
+def check_sorted_sides(book: OrderBook, model: Model) -> None:
+    """The caught-up structures ``sorted_sides()`` shares are exactly the model's."""
+    bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
+    assert bid_px == sorted(model.bids) and ask_px == sorted(model.asks)
+    assert bid_sz == model.bids and ask_sz == model.asks
+
+
 @contextmanager
 def merge_threshold(value: int, scans: int = 8) -> Iterator[None]:
     """Force the engine's catch-up path: one bisect per price, or one merge for any count (0:
@@ -209,9 +216,7 @@ def test_book_matches_the_dict_model(
         assert book.sequence == len(steps) + 1
         snap = book.snapshot()
         assert list(snap.bids) == model.sorted_bids() and list(snap.asks) == model.sorted_asks()
-        bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
-        assert bid_px == sorted(model.bids) and ask_px == sorted(model.asks)
-        assert bid_sz == model.bids and ask_sz == model.asks
+        check_sorted_sides(book, model)
 
 
 @implementations
@@ -254,9 +259,7 @@ def test_single_level_updates_match_the_dict_model(
                 assert book.bids(3) == model.sorted_bids()[:3]
                 assert book.asks(3) == model.sorted_asks()[:3]
         check_views(book, model)
-        bid_px, ask_px, bid_sz, ask_sz = book.sorted_sides()
-        assert bid_px == sorted(model.bids) and ask_px == sorted(model.asks)
-        assert bid_sz == model.bids and ask_sz == model.asks
+        check_sorted_sides(book, model)
 
 
 @implementations
