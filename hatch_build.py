@@ -1,8 +1,10 @@
-"""Build hook: compile the hot sans-I/O modules with mypyc (see ``src/tickloop/_native.py``).
+"""Build hook: compile the hot sans-I/O modules with mypyc and build the hand-written C ones
+(see ``src/tickloop/_native.py``).
 
 For each module in ``COMPILED``, a copy named ``_<name>_native`` (the module up to its
 ``TAIL_MARKER`` line, plus the digest of the whole source file) is compiled with mypyc and
-shipped beside the pure module, which loads it at import time when the digests agree. A wheel
+shipped beside the pure module, which loads it at import time when the digests agree; each C
+module of ``EXTENSIONS`` is built from its source with the same kind of digest. A wheel
 carries the compiled files; an editable install writes them into ``src/`` beside the sources.
 
 Compiling is best effort: with no C compiler, or ``TICKLOOP_PURE_PYTHON=1`` set, the package is
@@ -14,6 +16,7 @@ sets it, so CI never measures or tests the pure fallback by accident).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +31,10 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 #: Pure modules compiled, as paths under ``src/``.
 COMPILED = ("tickloop/book/engine.py",)
+#: Hand-written C extension modules: (module name, its C source under ``src/``). Each is built
+#: with ``-DTICKLOOP_SOURCE_DIGEST="<sha256 of the source>"`` so the package can tell a current
+#: build from a stale one, as it does for the compiled copies.
+EXTENSIONS = (("tickloop.venues._levels_native", "tickloop/venues/_levels_native.c"),)
 #: What mypy reads to type-check them (the rest of the package is left out so the build needs
 #: none of its dependencies but msgspec).
 SUPPORT = (
@@ -86,6 +93,7 @@ def compile_native(src: Path, work: Path) -> list[tuple[Path, str]]:
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
         raise RuntimeError("mypyc failed:\n" + "\n".join(tail))
+    compile_extensions(src, tree)
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     built = []
     for path in sorted(tree.rglob(f"*{suffix}")):
@@ -96,6 +104,42 @@ def compile_native(src: Path, work: Path) -> list[tuple[Path, str]]:
     if not built:
         raise RuntimeError("mypyc produced no extension module")
     return built
+
+
+_BUILD_EXT = """
+import json, sys
+from setuptools import Distribution, Extension
+modules = [
+    Extension(name, [source], define_macros=[("TICKLOOP_SOURCE_DIGEST", '"%s"' % digest)])
+    for name, source, digest in json.loads(sys.argv[1])
+]
+dist = Distribution({"name": "tickloop-native", "ext_modules": modules})
+command = dist.get_command_obj("build_ext")
+command.inplace = True
+dist.run_command("build_ext")
+"""
+
+
+def compile_extensions(src: Path, tree: Path) -> None:
+    """Build every module of ``EXTENSIONS`` in place under ``tree`` (setuptools, in a child
+    process). Raises on any failure."""
+    specs = []
+    for name, rel in EXTENSIONS:
+        data = (src / rel).read_bytes()
+        target = tree / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        specs.append((name, rel, hashlib.sha256(data).hexdigest()))
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD_EXT, json.dumps(specs)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        raise RuntimeError("building the C extensions failed:\n" + "\n".join(tail))
 
 
 def clean_editable(src: Path) -> None:

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["PURE_ENV", "native_module", "native_name", "source_digest"]
+__all__ = ["PURE_ENV", "native_extension", "native_module", "native_name", "source_digest"]
 
 log = logging.getLogger("tickloop.native")
 
@@ -50,10 +50,17 @@ def source_digest(data: bytes) -> str:
 def native_module(module: str, source_file: str) -> ModuleType | None:
     """The compiled copy of ``module`` (whose source is ``source_file``), or None when there is
     none, it is turned off, or it was compiled from another version of the source."""
+    return native_extension(native_name(module), source_file, label=module)
+
+
+def native_extension(name: str, source_file: str, *, label: str | None = None) -> ModuleType | None:
+    """The extension module ``name`` built from ``source_file`` (a pure module's compiled copy,
+    or a hand-written C module), or None when it is not built, compiled copies are turned off,
+    or it was built from another version of the source (one warning, naming ``label``)."""
     if pure_requested():
         return None
     try:
-        native = importlib.import_module(native_name(module))
+        native = importlib.import_module(name)
     except ImportError:
         return None
     try:
@@ -64,7 +71,7 @@ def native_module(module: str, source_file: str) -> ModuleType | None:
         log.warning(
             "the compiled copy of %s was built from other source; using the pure-Python "
             "module (reinstall the package to rebuild it)",
-            module,
+            label or name,
         )
         return None
     return native

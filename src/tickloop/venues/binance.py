@@ -34,7 +34,6 @@ from ..exceptions import (
 )
 from ..models import (
     BookDelta,
-    BookLevel,
     BookSnapshot,
     Candle,
     Instrument,
@@ -54,8 +53,8 @@ from .base import (
     Subscription,
     Unsubscribed,
     VenueError,
-    book_levels,
 )
+from .levels import level_decoder
 
 __all__ = ["QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binance_symbol"]
 
@@ -95,19 +94,21 @@ def split_binance_symbol(venue_symbol: str) -> tuple[str, str]:
 Level = tuple[str, str]
 
 
+# Level arrays are kept as their JSON text and read by a LevelDecoder (tickloop.venues.levels):
+# no string, pair or list is built for them.
 class _Depth(msgspec.Struct, gc=False):
     E: int
     s: str
     U: int
     u: int
-    b: list[Level]
-    a: list[Level]
+    b: msgspec.Raw  # [[price, size], ...]
+    a: msgspec.Raw
 
 
 class _Partial(msgspec.Struct, gc=False):  # <symbol>@depth<N>: a top-N snapshot
     lastUpdateId: int
-    bids: list[Level]
-    asks: list[Level]
+    bids: msgspec.Raw  # [[price, size], ...]
+    asks: msgspec.Raw
 
 
 class _AggTrade(msgspec.Struct, gc=False):
@@ -276,6 +277,7 @@ class BinanceCodec(Codec):
         self._book_ticker_as_ticker = ticker_stream == "bookTicker"
         self.depth_speed = depth_speed
         self._d = DecimalCache()
+        self._levels = level_decoder(self._d)
         self._symbols: dict[str, str] = {i.venue_symbol: i.symbol for i in instruments}
         self._venue_symbols: dict[str, str] = {s: v for v, s in self._symbols.items()}
         # stream name (bytes) -> (kind, symbol or None); bounded by the streams subscribed
@@ -479,20 +481,17 @@ class BinanceCodec(Codec):
 
     def _delta(self, data: _Depth, recv_ts: int) -> BookDelta:
         """A ``depthUpdate`` event as a BookDelta (the per-diff hot path)."""
-        d = self._d
+        levels = self._levels
         return BookDelta(
             venue=VENUE,
             symbol=self._symbols.get(data.s) or self.symbol(data.s),
-            bids=book_levels(data.b, d),
-            asks=book_levels(data.a, d),
+            bids=levels(data.b),
+            asks=levels(data.a),
             sequence=data.u,
             first_sequence=data.U,
             ts=data.E * _MS,
             recv_ts=recv_ts,
         )
-
-    def _levels(self, levels: list[Level]) -> tuple[BookLevel, ...]:
-        return book_levels(levels, self._d)
 
     def _convert(self, kind: int, data: Any, symbol: str | None, recv_ts: int) -> Decoded:
         d = self._d
@@ -643,6 +642,7 @@ class BinanceRest(PublicRest):
     def __init__(self, *, trades: Literal["aggTrades", "trades"] = "aggTrades") -> None:
         self.trades = trades
         self._d = DecimalCache()
+        self._levels = level_decoder(self._d)
         self._info = msgspec.json.Decoder(_ExchangeInfo)
         self._book = msgspec.json.Decoder(_Partial)
         self._trades = msgspec.json.Decoder(list[_RestTrade])
@@ -718,12 +718,11 @@ class BinanceRest(PublicRest):
     def parse_book(self, body: bytes, symbol: str, recv_ts: int = 0) -> BookSnapshot:
         try:
             book = self._book.decode(body)
-            d = self._d
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=tuple([BookLevel(d[p], d[q]) for p, q in book.bids]),
-                asks=tuple([BookLevel(d[p], d[q]) for p, q in book.asks]),
+                bids=self._levels(book.bids),
+                asks=self._levels(book.asks),
                 sequence=book.lastUpdateId,
                 recv_ts=recv_ts,
             )

@@ -24,7 +24,6 @@ import msgspec
 from ..exceptions import ProtocolError
 from ..models import (
     BookDelta,
-    BookLevel,
     BookSnapshot,
     Candle,
     Fill,
@@ -51,8 +50,8 @@ from .base import (
     Subscription,
     Unsubscribed,
     VenueError,
-    book_levels,
 )
+from .levels import level_decoder
 
 __all__ = ["FATAL_ERROR_CODES", "SimCodec"]
 
@@ -82,11 +81,12 @@ class _Trade(_Msg, tag="trade", gc=False):
     ts: int
 
 
+# Level arrays are kept as their JSON text and read by a LevelDecoder (tickloop.venues.levels).
 class _BookSnapshot(_Msg, tag="book_snapshot", gc=False):
     symbol: str
     seq: int
-    bids: list[_Level]
-    asks: list[_Level]
+    bids: msgspec.Raw  # [[price, size], ...]
+    asks: msgspec.Raw
     checksum: int | None = None
     ts: int = 0
 
@@ -94,8 +94,8 @@ class _BookSnapshot(_Msg, tag="book_snapshot", gc=False):
 class _BookUpdate(_Msg, tag="book_update", gc=False):
     symbol: str
     seq: int
-    bids: list[_Level]
-    asks: list[_Level]
+    bids: msgspec.Raw  # [[price, size], ...]
+    asks: msgspec.Raw
     prev_seq: int | None = None
     checksum: int | None = None
     ts: int = 0
@@ -264,6 +264,7 @@ class SimCodec(Codec):
     def __init__(self, *, decimals: DecimalCache | None = None) -> None:
         super().__init__()
         self.decimals = decimals if decimals is not None else DecimalCache()
+        self._levels = level_decoder(self.decimals)
         self._pending: dict[int, tuple[Subscription, ...]] = {}
 
     # -- symbols -------------------------------------------------------------------------------
@@ -331,6 +332,9 @@ class SimCodec(Codec):
                     )
                 ]
             return self._convert(msg, recv_ts)
+        except msgspec.DecodeError as exc:  # a level array that is not [[price, size], ...]
+            tag = type(msg).__struct_config__.tag
+            raise ProtocolError(f"bad {tag} message: {exc}", venue=VENUE) from exc
         except ValueError as exc:  # a price or size that is not a finite decimal
             raise ProtocolError(
                 f"bad number in {type(msg).__name__[1:]}: {exc}", venue=VENUE
@@ -347,9 +351,6 @@ class SimCodec(Codec):
             raise ProtocolError(f"bad {envelope.type} message: {exc}", venue=VENUE) from exc
         self.unknown += 1
         return []
-
-    def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
-        return book_levels(levels, self.decimals)
 
     def _opt(self, text: str | None) -> Decimal | None:
         return None if text is None else self.decimals[text]

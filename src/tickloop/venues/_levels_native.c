@@ -1,0 +1,532 @@
+/* Book levels from their JSON text: the per-level hot path of every depth diff, in C.
+ *
+ * A venue's diff carries its changed levels as ``[["price","size"], ...]`` (Binance, the sim).
+ * Decoding that through msgspec into strings, then looking each string up in a DecimalCache and
+ * building a BookLevel, allocates and frees four objects per level before the one we keep, and
+ * that object traffic is most of a diff's cost in CPython (docs/streaming.md). This module reads
+ * the text in place instead: each price and size is looked up by its bytes in a small open
+ * addressing table of the Decimals already built, and only a BookLevel is allocated.
+ *
+ * The pure-Python decoder (tickloop.venues.levels.PureLevelDecoder) stays the reference and the
+ * general path: any text this scanner does not take as the plain shape (escapes, non-ASCII, a
+ * number where a string belongs, a stray comma, anything else) is handed to it whole, so the
+ * result, or the error, is the pure decoder's. A string seen for the first time goes through the
+ * DecimalCache (its ``__missing__`` builds and validates the Decimal) before it is remembered
+ * here. The table is bounded: when ``max_entries`` strings are remembered it is emptied.
+ *
+ * SOURCE_DIGEST (the SHA-256 of this file, given by the build as a -D define) lets the Python
+ * side refuse a copy built from other source (tickloop/_native.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef TICKLOOP_SOURCE_DIGEST
+#define TICKLOOP_SOURCE_DIGEST ""
+#endif
+
+/* Strings longer than this are looked up through the DecimalCache every time (never seen from a
+   venue: prices and sizes are at most ~24 characters). */
+#define KEY_MAX 38
+/* Most slots a lookup or an insert probes (a remembered string is always found within it). */
+#define PROBE_MAX 32
+/* Levels kept on the stack before spilling to the heap. */
+#define STACK_LEVELS 32
+
+typedef struct {
+    uint64_t hash;
+    PyObject *value; /* NULL: empty slot */
+    uint8_t len;
+    char key[KEY_MAX];
+} Entry;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *cache;          /* the DecimalCache: builds and validates a first-seen string */
+    PyTypeObject *level_type; /* BookLevel: a tuple subclass */
+    PyObject *fallback;       /* the pure decoder, for any text the scanner does not take */
+    Entry *table;
+    Py_ssize_t mask;          /* capacity - 1; capacity is a power of two */
+    Py_ssize_t used;
+    Py_ssize_t max_entries;
+    uint64_t seed;
+    Py_ssize_t fallbacks;     /* texts handed to the pure decoder */
+} LevelDecoder;
+
+static uint64_t
+hash_bytes(const char *s, Py_ssize_t n, uint64_t seed)
+{
+    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+        s += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        uint64_t w = 0;
+        memcpy(&w, s, (size_t)n);
+        h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+        h ^= h >> 29;
+    }
+    h *= 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static void
+table_clear(LevelDecoder *self)
+{
+    if (self->table == NULL) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i <= self->mask; i++) {
+        Py_CLEAR(self->table[i].value);
+    }
+    self->used = 0;
+}
+
+/* Put (hash, key) -> value into a table known to have room; 0 when no slot within PROBE_MAX. */
+static int
+table_put(Entry *table, Py_ssize_t mask, uint64_t hash, const char *s, Py_ssize_t n,
+          PyObject *value)
+{
+    Py_ssize_t i = (Py_ssize_t)(hash & (uint64_t)mask);
+    for (int probe = 0; probe < PROBE_MAX; probe++) {
+        Entry *e = &table[i];
+        if (e->value == NULL) {
+            e->hash = hash;
+            e->len = (uint8_t)n;
+            memcpy(e->key, s, (size_t)n);
+            Py_INCREF(value);
+            e->value = value;
+            return 1;
+        }
+        i = (i + 1) & mask;
+    }
+    return 0;
+}
+
+/* Double the table (up to what max_entries needs); on failure keep the old one. */
+static void
+table_grow(LevelDecoder *self)
+{
+    Py_ssize_t capacity = (self->mask + 1) * 2;
+    Entry *bigger = PyMem_Calloc((size_t)capacity, sizeof(Entry));
+    if (bigger == NULL) {
+        return; /* not an error: the table just stays fuller */
+    }
+    Py_ssize_t used = 0;
+    for (Py_ssize_t i = 0; i <= self->mask; i++) {
+        Entry *e = &self->table[i];
+        if (e->value != NULL) {
+            used += table_put(bigger, capacity - 1, e->hash, e->key, e->len, e->value);
+            Py_DECREF(e->value);
+        }
+    }
+    PyMem_Free(self->table);
+    self->table = bigger;
+    self->mask = capacity - 1;
+    self->used = used;
+}
+
+/* A new reference to the Decimal for the ASCII text s[0:n], or NULL with an exception set. */
+static PyObject *
+lookup(LevelDecoder *self, const char *s, Py_ssize_t n)
+{
+    uint64_t hash = 0;
+    if (n <= KEY_MAX) {
+        hash = hash_bytes(s, n, self->seed);
+        Py_ssize_t i = (Py_ssize_t)(hash & (uint64_t)self->mask);
+        for (int probe = 0; probe < PROBE_MAX; probe++) {
+            Entry *e = &self->table[i];
+            if (e->value == NULL) {
+                break;
+            }
+            if (e->hash == hash && e->len == n && memcmp(e->key, s, (size_t)n) == 0) {
+                Py_INCREF(e->value);
+                return e->value;
+            }
+            i = (i + 1) & self->mask;
+        }
+    }
+    PyObject *text = PyUnicode_DecodeASCII(s, n, NULL);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_GetItem(self->cache, text); /* __missing__ builds + validates */
+    Py_DECREF(text);
+    if (value == NULL || n > KEY_MAX) {
+        return value;
+    }
+    /* The cache may have run Python code: read the table afresh. */
+    if (self->used >= self->max_entries) {
+        table_clear(self);
+    }
+    else if (2 * (self->used + 1) > self->mask + 1) {
+        table_grow(self);
+    }
+    self->used += table_put(self->table, self->mask, hash, s, n, value);
+    return value;
+}
+
+static inline const char *
+skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
+        p++;
+    }
+    return p;
+}
+
+/* A JSON string of printable ASCII without escapes at p: sets (s, n), returns the position after
+   its closing quote; NULL for anything else (the pure decoder then reads the whole text). */
+static inline const char *
+scan_string(const char *p, const char *end, const char **s, Py_ssize_t *n)
+{
+    if (p >= end || *p != '"') {
+        return NULL;
+    }
+    const char *start = ++p;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *s = start;
+            *n = p - start;
+            return p + 1;
+        }
+        if (c == '\\' || c < 0x20 || c >= 0x80) {
+            return NULL;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+typedef struct {
+    PyObject **items;
+    Py_ssize_t count;
+    Py_ssize_t capacity;
+    PyObject *stack[STACK_LEVELS];
+} Levels;
+
+static void
+levels_release(Levels *levels)
+{
+    for (Py_ssize_t i = 0; i < levels->count; i++) {
+        Py_DECREF(levels->items[i]);
+    }
+    if (levels->items != levels->stack) {
+        PyMem_Free(levels->items);
+    }
+}
+
+static int
+levels_append(Levels *levels, PyObject *level)
+{
+    if (levels->count == levels->capacity) {
+        Py_ssize_t capacity = levels->capacity * 2;
+        PyObject **items;
+        if (levels->items == levels->stack) {
+            items = PyMem_Malloc((size_t)capacity * sizeof(PyObject *));
+            if (items != NULL) {
+                memcpy(items, levels->stack, (size_t)levels->count * sizeof(PyObject *));
+            }
+        }
+        else {
+            items = PyMem_Realloc(levels->items, (size_t)capacity * sizeof(PyObject *));
+        }
+        if (items == NULL) {
+            Py_DECREF(level);
+            PyErr_NoMemory();
+            return -1;
+        }
+        levels->items = items;
+        levels->capacity = capacity;
+    }
+    levels->items[levels->count++] = level;
+    return 0;
+}
+
+/* Scan [["p","q"], ...]: 1 when it was the plain shape (levels filled), 0 when it was not (the
+   pure decoder decides), -1 with an exception set (the cache refused a number, memory). */
+static int
+scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
+{
+    PyTypeObject *level_type = self->level_type;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '[') {
+        return 0;
+    }
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        return skip_ws(p + 1, end) == end;
+    }
+    for (;;) {
+        const char *price_text, *size_text;
+        Py_ssize_t price_len, size_len;
+        if (p >= end || *p != '[') {
+            return 0;
+        }
+        p = scan_string(skip_ws(p + 1, end), end, &price_text, &price_len);
+        if (p == NULL) {
+            return 0;
+        }
+        p = skip_ws(p, end);
+        if (p >= end || *p != ',') {
+            return 0;
+        }
+        p = scan_string(skip_ws(p + 1, end), end, &size_text, &size_len);
+        if (p == NULL) {
+            return 0;
+        }
+        p = skip_ws(p, end);
+        if (p >= end || *p != ']') {
+            return 0;
+        }
+        p = skip_ws(p + 1, end);
+        if (p >= end || (*p != ',' && *p != ']')) {
+            return 0; /* not the plain shape: decide before converting anything */
+        }
+        PyObject *price = lookup(self, price_text, price_len);
+        if (price == NULL) {
+            return -1;
+        }
+        PyObject *size = lookup(self, size_text, size_len);
+        if (size == NULL) {
+            Py_DECREF(price);
+            return -1;
+        }
+        PyObject *level = level_type->tp_alloc(level_type, 2);
+        if (level == NULL) {
+            Py_DECREF(price);
+            Py_DECREF(size);
+            return -1;
+        }
+        PyTuple_SET_ITEM(level, 0, price);
+        PyTuple_SET_ITEM(level, 1, size);
+        if (levels_append(levels, level) < 0) {
+            return -1;
+        }
+        if (*p == ']') {
+            return skip_ws(p + 1, end) == end;
+        }
+        p = skip_ws(p + 1, end);
+    }
+}
+
+static PyObject *
+LevelDecoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    LevelDecoder *self = (LevelDecoder *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "LevelDecoder takes one argument: the levels' JSON text");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    Py_buffer view;
+    if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Levels levels;
+    levels.items = levels.stack;
+    levels.count = 0;
+    levels.capacity = STACK_LEVELS;
+    const char *start = (const char *)view.buf;
+    int shape = scan_levels(self, start, start + view.len, &levels);
+    PyBuffer_Release(&view);
+    if (shape != 1) {
+        levels_release(&levels);
+        if (shape < 0) {
+            return NULL;
+        }
+        self->fallbacks++;
+        return PyObject_CallOneArg(self->fallback, text);
+    }
+    PyObject *result = PyTuple_New(levels.count);
+    if (result == NULL) {
+        levels_release(&levels);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < levels.count; i++) {
+        PyTuple_SET_ITEM(result, i, levels.items[i]); /* steals the reference */
+    }
+    levels.count = 0;
+    levels_release(&levels);
+    return result;
+}
+
+static PyObject *
+LevelDecoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"cache", "level_type", "fallback", "max_entries", "seed", NULL};
+    PyObject *cache, *level_type, *fallback;
+    Py_ssize_t max_entries = 65536;
+    unsigned long long seed = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|nK:LevelDecoder", keywords, &cache,
+                                     &level_type, &fallback, &max_entries, &seed)) {
+        return NULL;
+    }
+    if (!PyType_Check(level_type) ||
+        !PyType_IsSubtype((PyTypeObject *)level_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "level_type must be a tuple subclass");
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    if (max_entries < 1 || max_entries > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "max_entries must be between 1 and 16777216");
+        return NULL;
+    }
+    LevelDecoder *self = (LevelDecoder *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = LevelDecoder_vectorcall;
+    self->table = PyMem_Calloc(256, sizeof(Entry));
+    if (self->table == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->mask = 255;
+    self->max_entries = max_entries;
+    /* The caller passes a random seed: which strings collide is not predictable from outside. */
+    self->seed = (uint64_t)seed ^ ((uint64_t)(uintptr_t)self * 0x9E3779B97F4A7C15ULL);
+    Py_INCREF(cache);
+    self->cache = cache;
+    Py_INCREF(level_type);
+    self->level_type = (PyTypeObject *)level_type;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    return (PyObject *)self;
+}
+
+static int
+LevelDecoder_traverse(LevelDecoder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cache);
+    Py_VISIT(self->level_type);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+LevelDecoder_clear(LevelDecoder *self)
+{
+    Py_CLEAR(self->cache);
+    Py_CLEAR(self->level_type);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void
+LevelDecoder_dealloc(LevelDecoder *self)
+{
+    PyObject_GC_UnTrack(self);
+    LevelDecoder_clear(self);
+    table_clear(self);
+    PyMem_Free(self->table);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+LevelDecoder_forget(LevelDecoder *self, PyObject *Py_UNUSED(ignored))
+{
+    table_clear(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+LevelDecoder_get_entries(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->used);
+}
+
+static PyObject *
+LevelDecoder_get_capacity(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->mask + 1);
+}
+
+static PyObject *
+LevelDecoder_get_max_entries(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->max_entries);
+}
+
+static PyObject *
+LevelDecoder_get_fallbacks(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->fallbacks);
+}
+
+static PyObject *
+LevelDecoder_get_cache(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->cache);
+}
+
+static PyMethodDef LevelDecoder_methods[] = {
+    {"forget", (PyCFunction)LevelDecoder_forget, METH_NOARGS,
+     "Empty the table of remembered strings (the DecimalCache is left alone)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef LevelDecoder_getset[] = {
+    {"entries", (getter)LevelDecoder_get_entries, NULL, "strings remembered", NULL},
+    {"capacity", (getter)LevelDecoder_get_capacity, NULL, "slots in the table", NULL},
+    {"max_entries", (getter)LevelDecoder_get_max_entries, NULL, "bound on entries", NULL},
+    {"fallbacks", (getter)LevelDecoder_get_fallbacks, NULL,
+     "texts handed to the pure decoder", NULL},
+    {"cache", (getter)LevelDecoder_get_cache, NULL, "the DecimalCache", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject LevelDecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tickloop.venues._levels_native.LevelDecoder",
+    .tp_doc = "LevelDecoder(cache, level_type, fallback, max_entries=65536, seed=0)\n\n"
+              "Call it with the JSON text of [[price, size], ...] for a tuple of levels.",
+    .tp_basicsize = sizeof(LevelDecoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(LevelDecoder, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = LevelDecoder_new,
+    .tp_traverse = (traverseproc)LevelDecoder_traverse,
+    .tp_clear = (inquiry)LevelDecoder_clear,
+    .tp_dealloc = (destructor)LevelDecoder_dealloc,
+    .tp_methods = LevelDecoder_methods,
+    .tp_getset = LevelDecoder_getset,
+};
+
+static struct PyModuleDef levels_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tickloop.venues._levels_native",
+    .m_doc = "Book levels from their JSON text (see tickloop.venues.levels).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__levels_native(void)
+{
+    if (PyType_Ready(&LevelDecoderType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&levels_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "LevelDecoder", (PyObject *)&LevelDecoderType) < 0 ||
+        PyModule_AddStringConstant(module, "SOURCE_DIGEST", TICKLOOP_SOURCE_DIGEST) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
