@@ -1,4 +1,4 @@
-"""The build hook that compiles the book engine (``hatch_build.py``): a real compile into a
+"""The build hook that compiles the book engine and builds the C level decoder (``hatch_build.py``):
 wheel's files, the digest the copy carries and that the package checks, the pure-Python
 fallback when the C compiler fails, and the switches that skip the compile or make a failure
 fatal (CI)."""
@@ -60,6 +60,7 @@ def test_a_wheel_build_compiles_a_copy_that_loads_and_matches_its_source(
     try:
         shipped = set(data["force_include"].values())
         assert f"tickloop/book/_engine_native{SUFFIX}" in shipped
+        assert f"tickloop/venues/_levels_native{SUFFIX}" in shipped
         assert data["pure_python"] is False and data["infer_tag"] is True
         assert all(Path(path).is_file() for path in data["force_include"])
         assert said.info and "compiled" in said.info[0] and not said.warnings
@@ -85,6 +86,24 @@ def test_a_wheel_build_compiles_a_copy_that_loads_and_matches_its_source(
         module, digest = done.stdout.split()
         assert module == "tickloop.book._engine_native"
         assert digest == hashlib.sha256(source).hexdigest()
+
+        # The C level decoder too: built with its source's digest, and working.
+        c_source = (ROOT / "src/tickloop/venues/_levels_native.c").read_bytes()
+        built = work / f"tree/tickloop/venues/_levels_native{SUFFIX}"
+        code = (
+            "import importlib.util as u, sys; from decimal import Decimal as D; "
+            f"s = u.spec_from_file_location('tickloop.venues._levels_native', {str(built)!r}); "
+            "n = u.module_from_spec(s); s.loader.exec_module(n); "
+            "from tickloop.models import BookLevel; from tickloop.venues.base import DecimalCache; "
+            "from tickloop.venues.levels import PureLevelDecoder; c = DecimalCache(); "
+            "f = n.LevelDecoder(c, BookLevel, PureLevelDecoder(c)); "
+            "assert f(b'[[\"1.5\",\"2\"]]') == ((D('1.5'), D('2')),); print(n.SOURCE_DIGEST)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [hashlib.sha256(c_source).hexdigest()]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -139,3 +158,10 @@ def test_the_copy_is_named_as_the_package_looks_for_it() -> None:
         module = rel[: -len(".py")].replace("/", ".")
         assert hook.native_rel(rel)[: -len(".py")].replace("/", ".") == native_name(module)
         assert TAIL_MARKER in (ROOT / "src" / rel).read_text()
+    for name, rel in hook.EXTENSIONS:
+        assert (ROOT / "src" / rel).is_file()
+        assert name == rel[: -len(".c")].replace("/", ".")
+    from tickloop.venues import levels
+
+    assert "tickloop.venues._levels_native" in [name for name, _ in hook.EXTENSIONS]
+    assert Path(levels.__file__).with_name("_levels_native.c").is_file()

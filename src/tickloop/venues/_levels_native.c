@@ -254,7 +254,8 @@ levels_append(Levels *levels, PyObject *level)
 }
 
 /* Scan [["p","q"], ...]: 1 when it was the plain shape (levels filled), 0 when it was not (the
-   pure decoder decides), -1 with an exception set (the cache refused a number, memory). */
+   pure decoder decides), -1 with an exception set (the cache refused a number, memory; the
+   caller hands the text to the pure decoder, which also checks the rest of its shape). */
 static int
 scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
 {
@@ -343,7 +344,13 @@ LevelDecoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyOb
     if (shape != 1) {
         levels_release(&levels);
         if (shape < 0) {
-            return NULL;
+            /* A number the cache refused (or no memory), seen before the whole text was read:
+               the pure decoder checks the text's shape first, so which error the caller sees
+               is its call. Interrupts and other non-Exception errors pass through. */
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                return NULL;
+            }
+            PyErr_Clear();
         }
         self->fallbacks++;
         return PyObject_CallOneArg(self->fallback, text);

@@ -68,15 +68,18 @@ _native = native_extension(
 NATIVE: Final = _native is not None
 
 
-def level_decoder(cache: DecimalCache, *, native: bool | None = None) -> LevelDecoderType:
+def level_decoder(
+    cache: DecimalCache, *, native: bool | None = None, max_entries: int = MAX_ENTRIES
+) -> LevelDecoderType:
     """A decoder of level arrays that interns through ``cache``: the compiled one when built and
-    current (or when ``native=True``, which raises if it is not), else :class:`PureLevelDecoder`."""
+    current (or when ``native=True``, which raises if it is not), else :class:`PureLevelDecoder`.
+    ``max_entries`` bounds the compiled decoder's table of remembered strings."""
     pure = PureLevelDecoder(cache)
     if native is False or (native is None and _native is None):
         return pure
     if _native is None:
         raise RuntimeError("tickloop.venues._levels_native is not built (or is stale)")
     decoder: LevelDecoderType = _native.LevelDecoder(
-        cache, BookLevel, pure, max_entries=MAX_ENTRIES, seed=secrets.randbits(64)
+        cache, BookLevel, pure, max_entries=max_entries, seed=secrets.randbits(64)
     )
     return decoder

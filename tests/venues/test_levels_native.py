@@ -1,0 +1,326 @@
+"""tickloop.venues.levels: the C level decoder gives exactly what the pure decoder gives.
+
+Results and errors are compared on generated texts (plain, spaced, escaped, broken), on every
+level array of the recorded Binance sessions, through the codecs; the table's bound, the heap
+spill past the stack's levels, reference counts on the error paths and the digest check are
+tested on the compiled module itself.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickloop import _native
+from tickloop.models import BookDelta, BookLevel, BookSnapshot
+from tickloop.venues import levels
+from tickloop.venues.base import DecimalCache
+from tickloop.venues.binance import BinanceCodec, BinanceRest
+from tickloop.venues.levels import PureLevelDecoder, level_decoder
+from tickloop.venues.recorded import Direction, read_recording
+from tickloop.venues.sim import SimCodec
+
+D = Decimal
+
+
+def need_native() -> None:
+    """Under CI (a clean clone installed with a C compiler) the C decoder must be built: fail.
+    Elsewhere (a checkout installed without one) there is nothing to compare: skip."""
+    if levels.NATIVE:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("the install did not build tickloop.venues._levels_native")
+    pytest.skip("no C level decoder in this checkout (install with a C compiler to build it)")
+
+
+def outcome(decode: Any, *args: Any) -> Any:
+    """What a decoder makes of ``args``: its result, or the exception's type and message."""
+    try:
+        return decode(*args)
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+def both(cache: DecimalCache | None = None, **kwargs: Any) -> tuple[Any, PureLevelDecoder]:
+    need_native()
+    cache = DecimalCache() if cache is None else cache
+    return level_decoder(cache, native=True, **kwargs), PureLevelDecoder(cache)
+
+
+def test_the_install_built_the_c_decoder_under_ci() -> None:
+    need_native()
+    decoder = level_decoder(DecimalCache())
+    assert type(decoder).__module__ == "tickloop.venues._levels_native"
+    assert type(BinanceCodec()._levels) is type(decoder)
+    assert type(SimCodec()._levels) is type(decoder)
+    assert type(BinanceRest()._levels) is type(decoder)
+
+
+def test_plain_levels_are_interned_booklevels() -> None:
+    native, pure = both()
+    text = b'[["100.50","1.25000000"],["100.40","0.00000000"]]'
+    got = native(text)
+    assert (
+        got
+        == pure(text)
+        == (
+            BookLevel(D("100.50"), D("1.25000000")),
+            BookLevel(D("100.40"), D("0.00000000")),
+        )
+    )
+    assert type(got) is tuple and all(type(level) is BookLevel for level in got)
+    # the venue's digits are kept
+    assert [str(level.size) for level in got] == ["1.25000000", str(D("0.00000000"))]
+    again = native(text)
+    assert all(a.price is b.price and a.size is b.size for a, b in zip(got, again, strict=True))
+    # the very Decimals the codec's cache holds, whichever decoder built them
+    assert got[0].price is native.cache["100.50"] is pure(text)[0].price
+    assert native.fallbacks == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[]",
+        b" [ ] ",
+        b'[["1","2"]]',
+        b' \n[ [ "1" ,\t"2" ] , ["3","4"] ]\r\n',
+        b'[["1","2"],]',  # trailing comma
+        b'[["1","2"]',  # truncated
+        b'[["1","2"]] x',  # trailing characters
+        b'[["1","x"]]',  # not a number
+        b'[["1","NaN"]]',  # not finite
+        b'[["1","Infinity"]]',
+        b'[["1",""]]',
+        b'[["\\u0031","2"]]',  # an escape: the pure decoder reads it
+        b'[["1\\"","2"]]',
+        b'[["\xc3\xa9","2"]]',  # non-ASCII
+        b'[[1,"2"]]',  # a number where a string belongs
+        b'[["1","2","3"]]',  # three elements
+        b'[["1"]]',
+        b"[[]]",
+        b'{"a":1}',
+        b"null",
+        b"",
+        b"[",
+        b'[["1","2"],["3","4"],["5","6"],["7","oops"]]',  # error after levels were built
+        b'[["' + b"1" * 60 + b'","2"]]',  # longer than the table's keys
+    ],
+)
+def test_every_shape_gives_the_pure_result_or_error(text: bytes) -> None:
+    native, pure = both()
+    assert outcome(native, text) == outcome(pure, text)
+
+
+json_text = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, places=8).map(str),
+    st.integers(-(10**30), 10**30).map(str),
+    st.sampled_from(["0", "0.00000000", "1e5", "-0", "1E-7", "NaN", "inf", "", "x", "1.2.3"]),
+    st.text(max_size=8),
+)
+spaces = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+
+
+@st.composite
+def level_texts(draw: st.DrawFn) -> bytes:
+    pairs = draw(st.lists(st.tuples(json_text, json_text), max_size=70))
+    sep = draw(spaces)
+    parts = [
+        f"[{sep}{json.dumps(p, ensure_ascii=draw(st.booleans()))}{sep},"
+        f"{draw(spaces)}{json.dumps(q)}{sep}]"
+        for p, q in pairs
+    ]
+    text = (f"{draw(spaces)}[{sep}" + f",{sep}".join(parts) + f"{sep}]{draw(spaces)}").encode()
+    if draw(st.integers(0, 5)) == 0 and text:  # sometimes break it
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(st.binary(max_size=3)) + text[at + 1 :]
+    return text
+
+
+@settings(max_examples=400)
+@given(level_texts(), st.integers(1, 64))
+def test_the_c_decoder_equals_the_pure_one(text: bytes, max_entries: int) -> None:
+    """Same levels (the very interned Decimals) or the same error, for any text, with a table
+    small enough to be emptied mid-text."""
+    cache = DecimalCache()
+    native, pure = both(cache, max_entries=max_entries)
+    first = outcome(native, text)
+    assert first == outcome(pure, text)
+    assert outcome(native, text) == first  # again, now from the table
+    if isinstance(first, tuple) and first and isinstance(first[0], BookLevel):
+        for level in first:
+            assert level.price is cache[str(level.price)] or level.price == D(str(level.price))
+    assert native.entries <= max_entries
+
+
+def test_bytes_memoryview_bytearray_and_raw_are_read_alike() -> None:
+    native, pure = both()
+    text = b'[["10.5","2"],["10.25","0"]]'
+    expected = pure(text)
+    for form in (text, memoryview(text), bytearray(text), msgspec.Raw(text)):
+        assert native(form) == expected
+    wrapped = msgspec.json.decode(b'{"b":' + text + b"}", type=dict[str, msgspec.Raw])
+    assert native(wrapped["b"]) == expected
+    with pytest.raises(TypeError):
+        native("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        native()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        native(text, text)  # type: ignore[call-arg]
+
+
+def test_many_levels_spill_past_the_stack() -> None:
+    native, pure = both()
+    for n in (31, 32, 33, 64, 65, 1000):
+        text = json.dumps([[f"{i}.5", f"{i % 7}"] for i in range(n)]).encode()
+        got = native(text)
+        assert len(got) == n and got == pure(text)
+
+
+def test_the_table_is_bounded_and_emptied_when_full() -> None:
+    native, pure = both(max_entries=8)
+    assert native.max_entries == 8
+    for i in range(100):
+        text = f'[["{i}.25","{i}"],["{i}.75","1"]]'.encode()
+        assert native(text) == pure(text)
+        assert 0 < native.entries <= 8
+    native.forget()
+    assert native.entries == 0
+    assert native(b'[["1","2"]]') == pure(b'[["1","2"]]')
+    assert native.entries == 2
+    grown, _ = both()
+    for i in range(5000):
+        grown(f'[["{i}.5","{i}"]]'.encode())
+    assert grown.entries == 10_000  # "i.5" and "i" for each i, all distinct
+    assert grown.capacity >= 2 * grown.entries
+
+
+def test_no_reference_is_leaked_or_lost_on_any_path() -> None:
+    native, _ = both()
+    cache = native.cache
+    native(b'[["1","2"],["3","4"]]')
+    held = {text: sys.getrefcount(cache[text]) for text in ("1", "2", "3", "4")}
+    for _ in range(1000):
+        native(b'[["1","2"],["3","4"]]')
+        for text in (b'[["1","2"],["3","x"]]', b'[["1","2"],["3","4"],]', b'[["1","2"],[3,"4"]]'):
+            with pytest.raises((ValueError, msgspec.DecodeError)):
+                native(text)
+    gc.collect()
+    assert {text: sys.getrefcount(cache[text]) for text in held} == held
+    kept, kept_pure = native(b'[["1","2"]]'), PureLevelDecoder(cache)(b'[["1","2"]]')
+    level, level_pure = kept[0], kept_pure[0]
+    assert sys.getrefcount(level) == sys.getrefcount(level_pure)  # the tuple's, and locals
+
+
+def test_the_constructor_checks_its_arguments() -> None:
+    need_native()
+    from tickloop.venues import _levels_native
+
+    cache = DecimalCache()
+    with pytest.raises(TypeError, match="tuple subclass"):
+        _levels_native.LevelDecoder(cache, dict, PureLevelDecoder(cache))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="callable"):
+        _levels_native.LevelDecoder(cache, BookLevel, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_entries"):
+        _levels_native.LevelDecoder(cache, BookLevel, PureLevelDecoder(cache), max_entries=0)
+
+
+def test_native_false_gives_the_pure_decoder() -> None:
+    assert type(level_decoder(DecimalCache(), native=False)) is PureLevelDecoder
+
+
+def test_a_build_from_other_source_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    need_native()
+    source = Path(levels.__file__).with_name("_levels_native.c")
+    name = "tickloop.venues._levels_native"
+    assert _native.native_extension(name, str(source)) is not None
+    edited = tmp_path / "_levels_native.c"
+    edited.write_bytes(source.read_bytes() + b"\n/* edited after the build */\n")
+    with caplog.at_level(logging.WARNING, logger="tickloop.native"):
+        assert _native.native_extension(name, str(edited)) is None
+    assert "built from other source" in caplog.text
+
+
+def test_pure_python_switch_turns_the_c_decoder_off() -> None:
+    code = (
+        "from tickloop.venues import levels; from tickloop.venues.binance import BinanceCodec; "
+        "print(levels.NATIVE, type(BinanceCodec()._levels).__name__)"
+    )
+    env = dict(os.environ, TICKLOOP_PURE_PYTHON="1")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "PureLevelDecoder"]
+
+
+def pure_twin(codec: Any) -> Any:
+    twin = type(codec)()
+    twin._levels = PureLevelDecoder(twin._d if hasattr(twin, "_d") else twin.decimals)
+    return twin
+
+
+def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
+    """Every frame of the recorded Binance sessions (diffs, partial books, REST snapshots of up
+    to 1,000 levels a side): the same models from the C decoder as from the pure one."""
+    need_native()
+    seen = 0
+    for name in ("BINANCE.ws.1.0", "BINANCE_US.ws.1.0"):
+        codec = BinanceCodec()
+        twin = pure_twin(codec)
+        for rec in read_recording(shared_data / name):
+            if rec.direction is Direction.RECEIVED:
+                got = outcome(codec.decode, memoryview(rec.frame), rec.ts)
+                assert got == outcome(twin.decode, rec.frame, rec.ts)
+                if isinstance(got, list):
+                    seen += sum(isinstance(m, BookDelta) for m in got)
+    assert seen > 500
+    rest = BinanceRest()
+    twin_rest = BinanceRest()
+    twin_rest._levels = PureLevelDecoder(twin_rest._d)
+    books = 0
+    for name in ("BINANCE.http.0.0", "BINANCE_US.http.0.0"):
+        for rec in read_recording(shared_data / name):
+            if "/depth" in rec.url:
+                book = rest.parse_book(rec.frame, "BTC-USDT")
+                assert isinstance(book, BookSnapshot) and len(book.bids) > 50
+                assert book == twin_rest.parse_book(rec.frame, "BTC-USDT")
+                books += 1
+    assert books >= 4
+
+
+def test_sim_book_messages_decode_alike() -> None:
+    need_native()
+    codec = SimCodec()
+    twin = pure_twin(codec)
+    frames = [
+        b'{"type":"book_snapshot","symbol":"BTC-USD","seq":1,"bids":[["100","1"]],'
+        b'"asks":[["101","2"],["102","0.5"]],"checksum":5,"ts":7}',
+        b'{"type":"book_update","symbol":"BTC-USD","seq":2,"prev_seq":1,"bids":[],'
+        b'"asks":[["101","0"]],"ts":8}',
+        b'{"type":"book_update","symbol":"BTC-USD","seq":3,"bids":[["100",1]],"asks":[]}',
+        b'{"type":"book_update","symbol":"BTC-USD","seq":3,"bids":[["100","abc"]],"asks":[]}',
+        b'{"type":"book_update","symbol":"BTC-USD","seq":3,"bids":{},"asks":[]}',
+    ]
+    for frame in frames:
+        assert outcome(codec.decode, frame, 1) == outcome(twin.decode, frame, 1)
+    delta = codec.decode(frames[1], 1)[0]
+    assert isinstance(delta, BookDelta) and delta.asks == (BookLevel(D("101"), D("0")),)
+    with pytest.raises(Exception, match="bad book_update message"):
+        codec.decode(frames[2], 1)
+    with pytest.raises(Exception, match="bad number in BookUpdate"):
+        codec.decode(frames[3], 1)
