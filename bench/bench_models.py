@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickloop.venues.base import DecimalCache
+from tickloop.venues.levels import NATIVE, level_decoder
 
 
 def make_messages(n: int, levels: int, seed: int = 1) -> list[bytes]:
@@ -121,6 +122,31 @@ def run_str_cached(frames: list[bytes]) -> None:
             asks[cache[p]] = cache[s]
 
 
+class RawMsg(msgspec.Struct, gc=False):
+    seq: int
+    bids: msgspec.Raw
+    asks: msgspec.Raw
+
+
+def run_levels(native: bool) -> Callable[[list[bytes]], None]:
+    """What the Binance and sim codecs do: level arrays kept as JSON text, read by a
+    LevelDecoder into BookLevels of interned Decimals (the C one, or the pure reference)."""
+
+    def run(frames: list[bytes]) -> None:
+        dec = msgspec.json.Decoder(RawMsg)
+        levels = level_decoder(DecimalCache(), native=native)
+        bids: dict[Any, Any] = {}
+        asks: dict[Any, Any] = {}
+        for f in frames:
+            m = dec.decode(f)
+            for p, s in levels(m.bids):
+                bids[p] = s
+            for p, s in levels(m.asks):
+                asks[p] = s
+
+    return run
+
+
 def run_str_fixed(frames: list[bytes]) -> None:
     """Integer fixed point parsed in Python per level (the 'per-level parsing' row of PERF.md)."""
     dec = msgspec.json.Decoder(StrMsg)
@@ -144,8 +170,11 @@ CANDIDATES: list[tuple[str, Callable[[list[bytes]], None], str]] = [
     ("Decimal (msgspec decodes)", run_decimal, "yes"),
     ("str + Decimal() per level", run_str_decimal, "yes"),
     ("str + Python fixed-point per level", run_str_fixed, "yes"),
-    ("str + DecimalCache (chosen)", run_str_cached, "yes"),
+    ("str + DecimalCache, pairs (no BookLevel built)", run_str_cached, "yes"),
+    ("raw text + PureLevelDecoder -> BookLevels", run_levels(False), "yes"),
 ]
+if NATIVE:
+    CANDIDATES.append(("raw text + C LevelDecoder -> BookLevels (chosen)", run_levels(True), "yes"))
 
 
 def measure(fn: Callable[[list[bytes]], None], frames: list[bytes], rounds: int) -> float:
