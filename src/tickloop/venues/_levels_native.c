@@ -208,6 +208,22 @@ scan_string(const char *p, const char *end, const char **s, Py_ssize_t *n)
     return NULL;
 }
 
+/* One pair member at p (after optional whitespace): a plain string, then whitespace and the
+   character ``after``; returns the position after that character, NULL for anything else. */
+static inline const char *
+scan_member(const char *p, const char *end, const char **s, Py_ssize_t *n, char after)
+{
+    p = scan_string(skip_ws(p, end), end, s, n);
+    if (p == NULL) {
+        return NULL;
+    }
+    p = skip_ws(p, end);
+    if (p >= end || *p != after) {
+        return NULL;
+    }
+    return p + 1;
+}
+
 typedef struct {
     PyObject **items;
     Py_ssize_t count;
@@ -274,23 +290,15 @@ scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
         if (p >= end || *p != '[') {
             return 0;
         }
-        p = scan_string(skip_ws(p + 1, end), end, &price_text, &price_len);
+        p = scan_member(p + 1, end, &price_text, &price_len, ',');
+        if (p == NULL) {
+            return 0;
+        }
+        p = scan_member(p, end, &size_text, &size_len, ']');
         if (p == NULL) {
             return 0;
         }
         p = skip_ws(p, end);
-        if (p >= end || *p != ',') {
-            return 0;
-        }
-        p = scan_string(skip_ws(p + 1, end), end, &size_text, &size_len);
-        if (p == NULL) {
-            return 0;
-        }
-        p = skip_ws(p, end);
-        if (p >= end || *p != ']') {
-            return 0;
-        }
-        p = skip_ws(p + 1, end);
         if (p >= end || (*p != ',' && *p != ']')) {
             return 0; /* not the plain shape: decide before converting anything */
         }
