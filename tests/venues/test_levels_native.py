@@ -325,3 +325,35 @@ def test_sim_book_messages_decode_alike() -> None:
         codec.decode(frames[2], 1)
     with pytest.raises(Exception, match="bad number in BookUpdate"):
         codec.decode(frames[3], 1)
+
+
+def test_levels_leave_the_cycle_collector() -> None:
+    """CPython never untracks tuple subclasses, nor tuples holding them, so every collection
+    would walk each level a consumer holds; the C decoder's levels (two Decimals, no __dict__)
+    and their tuple are untracked, the pure decoder's are not."""
+    native, pure = both()
+    text = b'[["1.5","2"],["1.25","0"]]'
+    got = native(text)
+    assert not gc.is_tracked(got) and not any(gc.is_tracked(level) for level in got)
+    reference = pure(text)
+    assert gc.is_tracked(reference[0])
+    gc.collect()
+    assert got == reference and got[0].price is reference[0].price  # untouched by a collection
+
+
+def test_levels_with_a_dict_stay_tracked() -> None:
+    """A level type whose instances can hold other objects could be part of a cycle."""
+    need_native()
+    from tickloop.venues import _levels_native
+
+    class Roomy(tuple):  # type: ignore[type-arg]  # no __slots__: instances have a __dict__
+        pass
+
+    cache = DecimalCache()
+    decoder = _levels_native.LevelDecoder(cache, Roomy, PureLevelDecoder(cache))  # type: ignore[arg-type]
+    got = decoder(b'[["1","2"]]')
+    assert type(got[0]) is Roomy and got[0] == (D(1), D(2))
+    assert gc.is_tracked(got[0]) and gc.is_tracked(got)
+    got[0].cycle = got  # type: ignore[attr-defined]  # a cycle the collector must still see
+    del got
+    assert gc.collect() > 0

@@ -54,6 +54,7 @@ typedef struct {
     Py_ssize_t max_entries;
     uint64_t seed;
     Py_ssize_t fallbacks;     /* texts handed to the pure decoder */
+    int untrack;              /* levels may leave the cycle collector (no __dict__) */
 } LevelDecoder;
 
 static uint64_t
@@ -319,6 +320,12 @@ scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
         }
         PyTuple_SET_ITEM(level, 0, price);
         PyTuple_SET_ITEM(level, 1, size);
+        if (self->untrack && !PyObject_IS_GC(price) && !PyObject_IS_GC(size)) {
+            /* A level of two Decimals can never be part of a reference cycle. CPython lets its
+               cycle collector drop plain tuples like this, but never tuple subclasses, so
+               every collection would walk each level a consumer still holds. */
+            PyObject_GC_UnTrack(level);
+        }
         if (levels_append(levels, level) < 0) {
             return -1;
         }
@@ -368,8 +375,14 @@ LevelDecoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyOb
         levels_release(&levels);
         return NULL;
     }
+    int tracked = 0;
     for (Py_ssize_t i = 0; i < levels.count; i++) {
+        tracked |= PyObject_GC_IsTracked(levels.items[i]);
         PyTuple_SET_ITEM(result, i, levels.items[i]); /* steals the reference */
+    }
+    if (!tracked) {
+        /* CPython would never drop this tuple from its collector: it holds tuple subclasses. */
+        PyObject_GC_UnTrack(result);
     }
     levels.count = 0;
     levels_release(&levels);
@@ -405,6 +418,7 @@ LevelDecoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->vectorcall = LevelDecoder_vectorcall;
+    self->untrack = ((PyTypeObject *)level_type)->tp_dictoffset == 0;
     self->table = PyMem_Calloc(256, sizeof(Entry));
     if (self->table == NULL) {
         Py_DECREF(self);
