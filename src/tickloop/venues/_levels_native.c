@@ -27,20 +27,32 @@
 #define TICKLOOP_SOURCE_DIGEST ""
 #endif
 
-/* Strings longer than this are looked up through the DecimalCache every time (never seen from a
-   venue: prices and sizes are at most ~24 characters). */
-#define KEY_MAX 38
+/* Strings longer than this are looked up through the DecimalCache every time (rare from a
+   venue: prices and sizes are mostly 8 to 16 characters). */
+#define KEY_MAX 24
 /* Most slots a lookup or an insert probes (a remembered string is always found within it). */
 #define PROBE_MAX 32
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)(address))
+#endif
+
 /* Levels kept on the stack before spilling to the heap. */
 #define STACK_LEVELS 32
 
+/* A remembered string: its bytes zero-padded to three words (a plain string holds no NUL, so
+   the padding is unambiguous and the length implied), and its Decimal. 32 bytes, so a probe
+   touches one cache line: the table of a busy book is bigger than the L2 cache, and a lookup's
+   cost is mostly that one memory access. */
 typedef struct {
-    uint64_t hash;
+    uint64_t key[3];
     PyObject *value; /* NULL: empty slot */
-    uint8_t len;
-    char key[KEY_MAX];
 } Entry;
+
+typedef struct {
+    uint64_t words[3];
+} Key;
 
 typedef struct {
     PyObject_HEAD
@@ -57,27 +69,31 @@ typedef struct {
     int untrack;              /* levels may leave the cycle collector (no __dict__) */
 } LevelDecoder;
 
-static uint64_t
-hash_bytes(const char *s, Py_ssize_t n, uint64_t seed)
+static inline Key
+key_of(const char *s, Py_ssize_t n)
 {
-    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+    Key k = {{0, 0, 0}};
+    memcpy(k.words, s, (size_t)n); /* n <= KEY_MAX */
+    return k;
+}
+
+static inline uint64_t
+hash_key(const Key *k, uint64_t seed)
+{
+    uint64_t h = seed;
+    for (int i = 0; i < 3; i++) {
+        h = (h ^ k->words[i]) * 0xFF51AFD7ED558CCDULL;
         h ^= h >> 32;
-        s += 8;
-        n -= 8;
     }
-    if (n > 0) {
-        uint64_t w = 0;
-        memcpy(&w, s, (size_t)n);
-        h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
-        h ^= h >> 29;
-    }
-    h *= 0xFF51AFD7ED558CCDULL;
-    h ^= h >> 32;
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 29;
     return h;
+}
+
+static inline int
+key_is(const Entry *e, const Key *k)
+{
+    return e->key[0] == k->words[0] && e->key[1] == k->words[1] && e->key[2] == k->words[2];
 }
 
 static void
@@ -92,18 +108,15 @@ table_clear(LevelDecoder *self)
     self->used = 0;
 }
 
-/* Put (hash, key) -> value into a table known to have room; 0 when no slot within PROBE_MAX. */
+/* Put key -> value into a table known to have room; 0 when no slot within PROBE_MAX. */
 static int
-table_put(Entry *table, Py_ssize_t mask, uint64_t hash, const char *s, Py_ssize_t n,
-          PyObject *value)
+table_put(Entry *table, Py_ssize_t mask, uint64_t seed, const Key *k, PyObject *value)
 {
-    Py_ssize_t i = (Py_ssize_t)(hash & (uint64_t)mask);
+    Py_ssize_t i = (Py_ssize_t)(hash_key(k, seed) & (uint64_t)mask);
     for (int probe = 0; probe < PROBE_MAX; probe++) {
         Entry *e = &table[i];
         if (e->value == NULL) {
-            e->hash = hash;
-            e->len = (uint8_t)n;
-            memcpy(e->key, s, (size_t)n);
+            memcpy(e->key, k->words, sizeof(e->key));
             Py_INCREF(value);
             e->value = value;
             return 1;
@@ -126,7 +139,9 @@ table_grow(LevelDecoder *self)
     for (Py_ssize_t i = 0; i <= self->mask; i++) {
         Entry *e = &self->table[i];
         if (e->value != NULL) {
-            used += table_put(bigger, capacity - 1, e->hash, e->key, e->len, e->value);
+            Key k;
+            memcpy(k.words, e->key, sizeof(k.words));
+            used += table_put(bigger, capacity - 1, self->seed, &k, e->value);
             Py_DECREF(e->value);
         }
     }
@@ -136,20 +151,41 @@ table_grow(LevelDecoder *self)
     self->used = used;
 }
 
-/* A new reference to the Decimal for the ASCII text s[0:n], or NULL with an exception set. */
-static PyObject *
-lookup(LevelDecoder *self, const char *s, Py_ssize_t n)
+/* A price or size found in the text: where it is and, when short enough for the table, its key
+   and hash (computed while scanning, when the slot it hashes to is also prefetched). */
+typedef struct {
+    const char *s;
+    Py_ssize_t n;
+    uint64_t hash;
+    Key key;
+} Text;
+
+static inline void
+text_prepare(LevelDecoder *self, Text *t, const char *s, Py_ssize_t n)
 {
-    uint64_t hash = 0;
+    t->s = s;
+    t->n = n;
     if (n <= KEY_MAX) {
-        hash = hash_bytes(s, n, self->seed);
-        Py_ssize_t i = (Py_ssize_t)(hash & (uint64_t)self->mask);
+        t->key = key_of(s, n);
+        t->hash = hash_key(&t->key, self->seed);
+        PREFETCH(&self->table[t->hash & (uint64_t)self->mask]);
+    }
+}
+
+/* A new reference to the Decimal for the text, or NULL with an exception set. */
+static PyObject *
+lookup(LevelDecoder *self, const Text *t)
+{
+    const char *s = t->s;
+    Py_ssize_t n = t->n;
+    if (n <= KEY_MAX) {
+        Py_ssize_t i = (Py_ssize_t)(t->hash & (uint64_t)self->mask);
         for (int probe = 0; probe < PROBE_MAX; probe++) {
             Entry *e = &self->table[i];
             if (e->value == NULL) {
                 break;
             }
-            if (e->hash == hash && e->len == n && memcmp(e->key, s, (size_t)n) == 0) {
+            if (key_is(e, &t->key)) {
                 Py_INCREF(e->value);
                 return e->value;
             }
@@ -172,7 +208,7 @@ lookup(LevelDecoder *self, const char *s, Py_ssize_t n)
     else if (2 * (self->used + 1) > self->mask + 1) {
         table_grow(self);
     }
-    self->used += table_put(self->table, self->mask, hash, s, n, value);
+    self->used += table_put(self->table, self->mask, self->seed, &t->key, value);
     return value;
 }
 
@@ -270,13 +306,49 @@ levels_append(Levels *levels, PyObject *level)
     return 0;
 }
 
+/* One level from its two texts, appended to levels: 0, or -1 with an exception set. */
+static int
+add_level(LevelDecoder *self, const Text *price_text, const Text *size_text, Levels *levels)
+{
+    PyObject *price = lookup(self, price_text);
+    if (price == NULL) {
+        return -1;
+    }
+    PyObject *size = lookup(self, size_text);
+    if (size == NULL) {
+        Py_DECREF(price);
+        return -1;
+    }
+    PyTypeObject *level_type = self->level_type;
+    PyObject *level = level_type->tp_alloc(level_type, 2);
+    if (level == NULL) {
+        Py_DECREF(price);
+        Py_DECREF(size);
+        return -1;
+    }
+    PyTuple_SET_ITEM(level, 0, price);
+    PyTuple_SET_ITEM(level, 1, size);
+    if (self->untrack && !PyObject_IS_GC(price) && !PyObject_IS_GC(size)) {
+        /* A level of two Decimals can never be part of a reference cycle. CPython lets its
+           cycle collector drop plain tuples like this, but never tuple subclasses, so every
+           collection would walk each level a consumer still holds. */
+        PyObject_GC_UnTrack(level);
+    }
+    return levels_append(levels, level);
+}
+
 /* Scan [["p","q"], ...]: 1 when it was the plain shape (levels filled), 0 when it was not (the
    pure decoder decides), -1 with an exception set (the cache refused a number, memory; the
-   caller hands the text to the pure decoder, which also checks the rest of its shape). */
+   caller hands the text to the pure decoder, which also checks the rest of its shape).
+
+   Levels are read CHUNK pairs at a time: the pairs are scanned first, prefetching the table
+   slot of each string, and only then looked up, so the memory accesses of a diff's few lookups
+   overlap instead of waiting on each other. */
+#define CHUNK 8
+
 static int
 scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
 {
-    PyTypeObject *level_type = self->level_type;
     p = skip_ws(p, end);
     if (p >= end || *p != '[') {
         return 0;
@@ -286,53 +358,43 @@ scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
         return skip_ws(p + 1, end) == end;
     }
     for (;;) {
-        const char *price_text, *size_text;
-        Py_ssize_t price_len, size_len;
-        if (p >= end || *p != '[') {
-            return 0;
+        Text texts[2 * CHUNK];
+        int count = 0;
+        int last = 0;
+        while (count < 2 * CHUNK) {
+            const char *s;
+            Py_ssize_t n;
+            if (p >= end || *p != '[') {
+                return 0;
+            }
+            p = scan_member(p + 1, end, &s, &n, ',');
+            if (p == NULL) {
+                return 0;
+            }
+            text_prepare(self, &texts[count++], s, n);
+            p = scan_member(p, end, &s, &n, ']');
+            if (p == NULL) {
+                return 0;
+            }
+            text_prepare(self, &texts[count++], s, n);
+            p = skip_ws(p, end);
+            if (p < end && *p == ']') {
+                last = 1;
+                break;
+            }
+            if (p >= end || *p != ',') {
+                return 0;
+            }
+            p = skip_ws(p + 1, end);
         }
-        p = scan_member(p + 1, end, &price_text, &price_len, ',');
-        if (p == NULL) {
-            return 0;
+        for (int i = 0; i < count; i += 2) {
+            if (add_level(self, &texts[i], &texts[i + 1], levels) < 0) {
+                return -1;
+            }
         }
-        p = scan_member(p, end, &size_text, &size_len, ']');
-        if (p == NULL) {
-            return 0;
-        }
-        p = skip_ws(p, end);
-        if (p >= end || (*p != ',' && *p != ']')) {
-            return 0; /* not the plain shape: decide before converting anything */
-        }
-        PyObject *price = lookup(self, price_text, price_len);
-        if (price == NULL) {
-            return -1;
-        }
-        PyObject *size = lookup(self, size_text, size_len);
-        if (size == NULL) {
-            Py_DECREF(price);
-            return -1;
-        }
-        PyObject *level = level_type->tp_alloc(level_type, 2);
-        if (level == NULL) {
-            Py_DECREF(price);
-            Py_DECREF(size);
-            return -1;
-        }
-        PyTuple_SET_ITEM(level, 0, price);
-        PyTuple_SET_ITEM(level, 1, size);
-        if (self->untrack && !PyObject_IS_GC(price) && !PyObject_IS_GC(size)) {
-            /* A level of two Decimals can never be part of a reference cycle. CPython lets its
-               cycle collector drop plain tuples like this, but never tuple subclasses, so
-               every collection would walk each level a consumer still holds. */
-            PyObject_GC_UnTrack(level);
-        }
-        if (levels_append(levels, level) < 0) {
-            return -1;
-        }
-        if (*p == ']') {
+        if (last) {
             return skip_ws(p + 1, end) == end;
         }
-        p = skip_ws(p + 1, end);
     }
 }
 
