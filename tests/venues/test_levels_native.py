@@ -117,6 +117,7 @@ def test_plain_levels_are_interned_booklevels() -> None:
         b"[",
         b'[["1","2"],["3","4"],["5","6"],["7","oops"]]',  # error after levels were built
         b'[["' + b"1" * 60 + b'","2"]]',  # longer than the table's keys
+        b'[["' + b"1" * 24 + b'","' + b"2" * 25 + b'"]]',  # the longest key, and one past it
     ],
 )
 def test_every_shape_gives_the_pure_result_or_error(text: bytes) -> None:
@@ -357,3 +358,12 @@ def test_levels_with_a_dict_stay_tracked() -> None:
     got[0].cycle = got  # type: ignore[attr-defined]  # a cycle the collector must still see
     del got
     assert gc.collect() > 0
+
+
+def test_only_strings_that_fit_a_slot_are_remembered() -> None:
+    native, pure = both()
+    fits, too_long = "1." + "5" * 22, "2." + "5" * 23  # 24 and 25 characters
+    text = f'[["{fits}","{too_long}"]]'.encode()
+    for _ in range(3):
+        assert native(text) == pure(text) == (BookLevel(D(fits), D(too_long)),)
+    assert native.entries == 1  # the long one is looked up in the DecimalCache every time
