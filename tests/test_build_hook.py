@@ -47,12 +47,16 @@ def build(version: str, said: Said, data: dict[str, Any] | None = None) -> Path 
     return work
 
 
-@pytest.mark.slow
-def test_a_wheel_build_compiles_a_copy_that_loads_and_matches_its_source(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def no_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither TICKLOOP_PURE_PYTHON nor TICKLOOP_REQUIRE_NATIVE set: the default build."""
     for name in ("TICKLOOP_PURE_PYTHON", "TICKLOOP_REQUIRE_NATIVE"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_switches")
+def test_a_wheel_build_compiles_a_copy_that_loads_and_matches_its_source() -> None:
     said = Said()
     data: dict[str, Any] = {"force_include": {}}
     work = build("standard", said, data)
@@ -109,11 +113,10 @@ def test_a_wheel_build_compiles_a_copy_that_loads_and_matches_its_source(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("no_switches")
 def test_without_a_working_compiler_the_install_is_pure_python(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("TICKLOOP_PURE_PYTHON", "TICKLOOP_REQUIRE_NATIVE"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CC", "/bin/false")  # what setuptools compiles with: always fails
     said = Said()
     data: dict[str, Any] = {"force_include": {}}
