@@ -91,8 +91,6 @@ def split_binance_symbol(venue_symbol: str) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------- WS message shapes
 
-Level = tuple[str, str]
-
 
 # Level arrays are kept as their JSON text and read by a LevelDecoder (tickloop.venues.levels):
 # no string, pair or list is built for them.

@@ -62,9 +62,6 @@ FATAL_ERROR_CODES = frozenset(
     {"unknown_symbol", "unknown_channel", "invalid_request", "auth_required", "auth_failed"}
 )
 
-_Level = tuple[str, str]
-
-
 # ----------------------------------------------------------------------------- wire structs
 
 
