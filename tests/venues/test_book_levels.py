@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tickloop.models import BookLevel
-from tickloop.venues.base import DecimalCache, book_levels
+from tickloop.venues.base import DecimalCache, book_levels, interned_levels
 
 numbers = st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str)
 
@@ -17,6 +17,7 @@ numbers = st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str)
 def test_book_levels_equal_the_plain_conversion(pairs: list[tuple[str, str]]) -> None:
     cache = DecimalCache()
     levels = book_levels(pairs, cache)
+    assert interned_levels(cache, pairs) == levels  # the same, the cache first
     assert type(levels) is tuple
     assert all(type(level) is BookLevel for level in levels)
     assert levels == tuple(BookLevel(Decimal(p), Decimal(q)) for p, q in pairs)

@@ -258,16 +258,28 @@ def test_a_build_from_other_source_is_not_used(
 
 
 def test_pure_python_switch_turns_the_c_decoder_off() -> None:
+    """Without the C decoder the wire structs hold msgspec's string pairs (one decode pass) and
+    the codecs convert them with book_levels: same models, errors of the same form."""
     code = (
         "from tickloop.venues import levels; from tickloop.venues.binance import BinanceCodec; "
-        "print(levels.NATIVE, type(BinanceCodec()._levels).__name__)"
+        "from tickloop.venues.sim import SimCodec; "
+        "c = BinanceCodec(); s = SimCodec(); "
+        'd, = c.decode(memoryview(b\'{"stream":"btcusdt@depth@100ms","data":{"e":'
+        '"depthUpdate","E":1,"s":"BTCUSDT","U":5,"u":6,'
+        '"b":[["100.5","1.0"]],"a":[]}}\'), 0); '
+        'u, = s.decode(b\'{"type":"book_update","symbol":"X","seq":2,'
+        '"bids":[],"asks":[["7","0"]]}\', 0); '
+        "print(levels.NATIVE, levels.WireLevels, type(c._levels).__name__, d.bids, u.asks, sep='|')"
     )
     env = dict(os.environ, TICKLOOP_PURE_PYTHON="1")
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "PureLevelDecoder"]
+    native, wire, decoder, bids, asks = done.stdout.strip().split("|")
+    assert (native, wire, decoder) == ("False", "list[tuple[str, str]]", "partial")
+    assert "BookLevel(price=Decimal('100.5'), size=Decimal('1.0'))" in bids
+    assert "BookLevel(price=Decimal('7'), size=Decimal('0'))" in asks
 
 
 def pure_twin(codec: Any) -> Any:

@@ -56,6 +56,7 @@ __all__ = [
     "Unsubscribed",
     "VenueError",
     "book_levels",
+    "interned_levels",
 ]
 
 
@@ -162,7 +163,15 @@ _new = tuple.__new__
 
 
 def book_levels(pairs: Sequence[tuple[str, str]], cache: DecimalCache) -> tuple[BookLevel, ...]:
-    """``[(price, size), ...]`` strings -> BookLevels of interned Decimals, in order.
+    """``[(price, size), ...]`` strings -> BookLevels of interned Decimals, in order
+    (:func:`interned_levels` with the arguments the other way round)."""
+    return interned_levels(cache, pairs)
+
+
+def interned_levels(cache: DecimalCache, pairs: Sequence[tuple[str, str]]) -> tuple[BookLevel, ...]:
+    """``[(price, size), ...]`` strings -> BookLevels of interned Decimals, in order. The cache
+    comes first so a codec can bind it with ``functools.partial(interned_levels, cache)``, which
+    calls through without a Python frame of its own.
 
     The per-level hot path of every diff a codec decodes. BookLevel is a NamedTuple, so it is
     built with ``tuple.__new__`` (its Python-level ``__new__`` costs about twice as much), and

@@ -54,7 +54,7 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
-from .levels import level_decoder
+from .levels import WireLevels, wire_level_decoder
 
 __all__ = ["QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binance_symbol"]
 
@@ -92,21 +92,21 @@ def split_binance_symbol(venue_symbol: str) -> tuple[str, str]:
 # ------------------------------------------------------------------------- WS message shapes
 
 
-# Level arrays are kept as their JSON text and read by a LevelDecoder (tickloop.venues.levels):
-# no string, pair or list is built for them.
+# Level arrays are read by a wire_level_decoder (tickloop.venues.levels): kept as their JSON text
+# for the C decoder, so no string, pair or list is built for them.
 class _Depth(msgspec.Struct, gc=False):
     E: int
     s: str
     U: int
     u: int
-    b: msgspec.Raw  # [[price, size], ...]
-    a: msgspec.Raw
+    b: WireLevels  # [[price, size], ...]
+    a: WireLevels
 
 
 class _Partial(msgspec.Struct, gc=False):  # <symbol>@depth<N>: a top-N snapshot
     lastUpdateId: int
-    bids: msgspec.Raw  # [[price, size], ...]
-    asks: msgspec.Raw
+    bids: WireLevels  # [[price, size], ...]
+    asks: WireLevels
 
 
 class _AggTrade(msgspec.Struct, gc=False):
@@ -275,7 +275,7 @@ class BinanceCodec(Codec):
         self._book_ticker_as_ticker = ticker_stream == "bookTicker"
         self.depth_speed = depth_speed
         self._d = DecimalCache()
-        self._levels = level_decoder(self._d)
+        self._levels = wire_level_decoder(self._d)
         self._symbols: dict[str, str] = {i.venue_symbol: i.symbol for i in instruments}
         self._venue_symbols: dict[str, str] = {s: v for v, s in self._symbols.items()}
         # stream name (bytes) -> (kind, symbol or None); bounded by the streams subscribed
@@ -640,7 +640,7 @@ class BinanceRest(PublicRest):
     def __init__(self, *, trades: Literal["aggTrades", "trades"] = "aggTrades") -> None:
         self.trades = trades
         self._d = DecimalCache()
-        self._levels = level_decoder(self._d)
+        self._levels = wire_level_decoder(self._d)
         self._info = msgspec.json.Decoder(_ExchangeInfo)
         self._book = msgspec.json.Decoder(_Partial)
         self._trades = msgspec.json.Decoder(list[_RestTrade])

@@ -51,7 +51,7 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
-from .levels import level_decoder
+from .levels import WireLevels, wire_level_decoder
 
 __all__ = ["FATAL_ERROR_CODES", "SimCodec"]
 
@@ -78,12 +78,12 @@ class _Trade(_Msg, tag="trade", gc=False):
     ts: int
 
 
-# Level arrays are kept as their JSON text and read by a LevelDecoder (tickloop.venues.levels).
+# Level arrays are read by a wire_level_decoder (tickloop.venues.levels).
 class _BookSnapshot(_Msg, tag="book_snapshot", gc=False):
     symbol: str
     seq: int
-    bids: msgspec.Raw  # [[price, size], ...]
-    asks: msgspec.Raw
+    bids: WireLevels  # [[price, size], ...]
+    asks: WireLevels
     checksum: int | None = None
     ts: int = 0
 
@@ -91,8 +91,8 @@ class _BookSnapshot(_Msg, tag="book_snapshot", gc=False):
 class _BookUpdate(_Msg, tag="book_update", gc=False):
     symbol: str
     seq: int
-    bids: msgspec.Raw  # [[price, size], ...]
-    asks: msgspec.Raw
+    bids: WireLevels  # [[price, size], ...]
+    asks: WireLevels
     prev_seq: int | None = None
     checksum: int | None = None
     ts: int = 0
@@ -261,7 +261,7 @@ class SimCodec(Codec):
     def __init__(self, *, decimals: DecimalCache | None = None) -> None:
         super().__init__()
         self.decimals = decimals if decimals is not None else DecimalCache()
-        self._levels = level_decoder(self.decimals)
+        self._levels = wire_level_decoder(self.decimals)
         self._pending: dict[int, tuple[Subscription, ...]] = {}
 
     # -- symbols -------------------------------------------------------------------------------
