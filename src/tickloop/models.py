@@ -31,24 +31,33 @@ __all__ = [
     "BookLevel",
     "BookSnapshot",
     "BookValid",
+    "BotError",
+    "BusDropped",
     "Candle",
+    "CircuitBreakerFired",
     "Connected",
     "ConsumerDetached",
     "Disconnected",
+    "Equity",
     "Fill",
     "Gap",
+    "HandlerFailed",
     "Instrument",
     "Liquidity",
+    "LoopBlocked",
     "MarketEvent",
     "Order",
     "OrderEvent",
     "OrderEventKind",
     "OrderStatus",
     "OrderType",
+    "PlatformEvent",
     "Position",
     "Quote",
     "Reconnected",
+    "RiskRejected",
     "Side",
+    "Signal",
     "Stale",
     "StatusEvent",
     "Ticker",
@@ -390,4 +399,96 @@ StatusEvent = (
     | BookInvalid
     | BookValid
     | ConsumerDetached
+)
+
+
+# --------------------------------------------------------------------------- platform events
+# Published on the bus by the bus itself and by the runtime (bots, risk, loop monitor). They are
+# models like the others (tagged, frozen), so one decoder reads any payload a bus carries.
+
+
+class BusDropped(_Model, frozen=True, kw_only=True, gc=False, tag="bus_dropped"):
+    """A bus subscription dropped events (coalesced: one per subscription per interval)."""
+
+    subscription: str  # the subscription's name
+    pattern: str  # the topic pattern it subscribed to
+    policy: str  # its overflow policy
+    dropped: int  # dropped since the previous BusDropped of this subscription
+    total: int  # dropped since the subscription was made
+    ts: int
+
+
+class HandlerFailed(_Model, frozen=True, kw_only=True, gc=False, tag="handler_failed"):
+    """A bus handler raised; the event is counted as handled and the other handlers go on."""
+
+    subscription: str
+    handler: str
+    topic: str
+    error: str  # the exception's type and message
+    traceback: str = ""
+    ts: int
+
+
+class BotError(_Model, frozen=True, kw_only=True, gc=False, tag="bot_error"):
+    bot: str
+    handler: str  # "tick", "on_trade", ...
+    error: str
+    traceback: str = ""
+    ts: int
+
+
+class CircuitBreakerFired(_Model, frozen=True, kw_only=True, gc=False, tag="circuit_breaker"):
+    bot: str
+    errors: int  # errors within the window that fired it
+    window: float  # seconds
+    ts: int
+
+
+class RiskRejected(_Model, frozen=True, kw_only=True, gc=False, tag="risk_rejected"):
+    bot: str
+    check: str  # the check that refused, e.g. "max_position"
+    reason: str
+    symbol: str | None = None
+    side: Side | None = None
+    price: Decimal | None = None
+    size: Decimal | None = None
+    ts: int
+
+
+class LoopBlocked(_Model, frozen=True, kw_only=True, gc=False, tag="loop_blocked"):
+    """The event loop did not run for ``duration`` seconds; ``bot``/``handler`` name what was
+    running when it stalled (None when no bot handler was)."""
+
+    duration: float
+    bot: str | None = None
+    handler: str | None = None
+    ts: int
+
+
+class Signal(_Model, frozen=True, kw_only=True, gc=False, tag="signal"):
+    bot: str
+    symbol: str | None = None
+    name: str
+    value: Decimal | float | str | None = None
+    ts: int
+
+
+class Equity(_Model, frozen=True, kw_only=True, gc=False, tag="equity"):
+    bot: str | None = None  # None for the whole engine
+    equity: Decimal
+    cash: Decimal
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    ts: int
+
+
+PlatformEvent = (
+    BusDropped
+    | HandlerFailed
+    | BotError
+    | CircuitBreakerFired
+    | RiskRejected
+    | LoopBlocked
+    | Signal
+    | Equity
 )
