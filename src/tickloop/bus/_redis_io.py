@@ -21,11 +21,12 @@ redis-py's own errors end here: callers see counters, status events and tickloop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -35,12 +36,12 @@ from ..client.backoff import Backoff
 from ..exceptions import ProtocolError
 from ._redis_wire import FIELD, DedupeWindow, EntryCodec, StreamLayout
 from .events import Event
+from .subscription import Inbox
 
 __all__ = [
     "Acker",
     "GroupReader",
     "Link",
-    "ReaderInbox",
     "TailReader",
     "Writer",
     "describe",
@@ -52,26 +53,52 @@ Emit = Callable[[str, Any], None]
 Clock = Callable[[], float]
 
 
+async def command(client: Redis, *args: Any) -> Any:
+    """One Redis command, its reply parsed by redis-py's callbacks. Keys, groups and
+    consumers are bytes here, which redis-py's annotations do not all admit."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def pipe_command(pipe: Any, *args: Any) -> None:
+    pipe.execute_command(*args)
+
+
+# Commands are sent with bytes names, which redis-py's reply callbacks (keyed by str names,
+# and shaped differently across its versions and RESP2/RESP3) leave alone: the raw replies are
+# read here, in either protocol's shape.
+
+Entries = list[tuple[bytes, bytes | None]]
+
+
+def entries_of(raw: Any) -> Entries:
+    """``[[id, [field, value, ...]], ...]`` -> ``[(id, value of FIELD or None), ...]``."""
+    out: Entries = []
+    for item in raw or ():
+        entry_id, fields = item[0], item[1]
+        value = None
+        if isinstance(fields, dict):
+            value = fields.get(FIELD)
+        elif fields:
+            for i in range(0, len(fields) - 1, 2):
+                if fields[i] == FIELD:
+                    value = fields[i + 1]
+                    break
+        out.append((entry_id, value))
+    return out
+
+
+def streams_of(raw: Any) -> list[tuple[bytes, Entries]]:
+    """An XREAD/XREADGROUP reply (RESP2 list of pairs, RESP3 map, or nil)."""
+    if not raw:
+        return []
+    pairs = raw.items() if isinstance(raw, dict) else ((r[0], r[1]) for r in raw)
+    return [(key, entries_of(entries)) for key, entries in pairs]
+
+
 def describe(exc: BaseException) -> str:
     """A one-line reason for a redis-py error (never the URL: it may carry a password)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
-
-
-class ReaderInbox(Protocol):
-    """What a reader delivers into: the bus subscription's inbox (tickloop.bus.subscription)."""
-
-    name: str
-    patterns: tuple[str, ...]
-    maxsize: int
-    group: str | None
-
-    def push(self, event: Any) -> None: ...
-    def matches(self, topic: str) -> bool: ...
-    def set_on_done(self, on_done: Callable[[Event], None] | None) -> None: ...
-    def __len__(self) -> int: ...
-    @property
-    def closed(self) -> bool: ...
 
 
 class Link:
@@ -182,6 +209,9 @@ class Writer:
         self._full = asyncio.Event()
         self._registered: set[bytes] = set()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: set by the owner at shutdown: redis-py can swallow a task's cancellation (a cancel
+        #: landing inside a fast command is lost), so every loop also checks this flag
+        self.stopping = False
         self.enqueued = 0
         self.confirmed = 0
         self.dropped = 0
@@ -214,15 +244,16 @@ class Writer:
         if len(buffer) >= self.batch_size and not self._full.is_set():
             self._full.set()
 
-    async def flush(self, timeout: float | None) -> bool:
-        """Wait until every event put so far is confirmed (or dropped); False on timeout."""
+    async def flush(self, within: float | None) -> bool:
+        """Wait until every event put so far is confirmed (or dropped); False when ``within``
+        seconds passed first."""
         target = self.enqueued
         if self.confirmed + self.dropped >= target:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future))
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            await asyncio.wait_for(asyncio.shield(future), within)
         except TimeoutError:
             return False
         return True
@@ -242,17 +273,15 @@ class Writer:
 
     async def run(self) -> None:
         buffer = self._buffer
-        while True:
+        while not self.stopping:
             if not buffer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             if self.linger > 0 and len(buffer) < self.batch_size:
                 self._full.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.linger)
-                except TimeoutError:
-                    pass
             n = min(len(buffer), self.batch_size)
             batch = [buffer.popleft() for _ in range(n)]
             self._inflight = n
@@ -280,13 +309,13 @@ class Writer:
         new_keys = {key for key, _ in batch if key not in self._registered}
         if len(batch) == 1 and not new_keys:
             key, value = batch[0]
-            await self._client.execute_command(b"XADD", key, *trim, b"*", FIELD, value)
+            await command(self._client, b"XADD", key, *trim, b"*", FIELD, value)
             return
         pipe = self._client.pipeline(transaction=False)
         if new_keys:
-            pipe.execute_command(b"SADD", self._layout.registry, *sorted(new_keys))
+            pipe_command(pipe, b"SADD", self._layout.registry, *sorted(new_keys))
         for key, value in batch:
-            pipe.execute_command(b"XADD", key, *trim, b"*", FIELD, value)
+            pipe_command(pipe, b"XADD", key, *trim, b"*", FIELD, value)
         await pipe.execute()
         self._registered.update(new_keys)
 
@@ -311,6 +340,7 @@ class Acker:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.stopping = False  # as Writer.stopping
         self.acked = 0
 
     def __len__(self) -> int:
@@ -327,15 +357,15 @@ class Acker:
         if not self._wake.is_set():
             self._wake.set()
 
-    async def drained(self, timeout: float | None) -> bool:
+    async def drained(self, within: float | None) -> bool:
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), within)
         except TimeoutError:
             return False
         return True
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             if not self._pending:
                 self._idle.set()
                 self._wake.clear()
@@ -346,11 +376,11 @@ class Acker:
             try:
                 if len(taken) == 1:
                     ((key, group), ids), = taken.items()
-                    await self._client.execute_command(b"XACK", key, group, *ids)
+                    await command(self._client, b"XACK", key, group, *ids)
                 else:
                     pipe = self._client.pipeline(transaction=False)
                     for (key, group), ids in taken.items():
-                        pipe.execute_command(b"XACK", key, group, *ids)
+                        pipe_command(pipe, b"XACK", key, group, *ids)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 for slot, ids in taken.items():
@@ -374,14 +404,14 @@ class _Reader:
         layout: StreamLayout,
         codec: EntryCodec,
         retry: Retrying,
-        inbox: ReaderInbox,
+        inbox: Inbox,
         *,
         clock: Clock,
         block: float,
         read_count: int,
         discover_interval: float,
         dedupe_window: int,
-        on_undecodable: Callable[[ReaderInbox, str, BaseException], None],
+        on_undecodable: Callable[[Inbox, str, BaseException], None],
     ) -> None:
         self._client = client
         self._layout = layout
@@ -403,6 +433,9 @@ class _Reader:
         self.skipped = 0  # entries of this reader's streams whose topic it does not match
         self.undecodable = 0
         self.trimmed = 0  # pending entries trimmed away (MAXLEN) before anyone handled them
+        #: set once the reader is reading: an event published after it is seen
+        self.ready = asyncio.Event()
+        self.stopping = False  # as Writer.stopping
 
     async def _discover(self, force: bool = False) -> list[bytes]:
         """Stream keys not seen before; reads the registry only for wildcard patterns."""
@@ -411,7 +444,7 @@ class _Reader:
         now = self._clock()
         if self._wild and (force or now >= self._next_discover):
             self._next_discover = now + self._discover_interval
-            registered = await self._client.smembers(self._layout.registry)
+            registered = list(await command(self._client, b"SMEMBERS", self._layout.registry))
             for pattern in self._wild:
                 found.update(self._layout.candidates(pattern, registered))
         new = sorted(found - known)
@@ -419,20 +452,20 @@ class _Reader:
             self.keys = sorted(known | set(new))
         return new
 
-    def _decode(self, value: bytes) -> tuple[Any, Event | None]:
-        """(wire, event) for an entry value; event None when the topic is not ours or the
-        payload cannot be decoded here; wire None when the envelope is malformed."""
+    def _decode(self, value: bytes) -> tuple[Any, bool]:
+        """(wire, matched) for an entry value: wire None when the envelope is malformed,
+        matched False when its topic is not this subscription's."""
         codec = self._codec
         try:
             wire = codec.entry(value)
         except ProtocolError as exc:
             self.undecodable += 1
             self._on_undecodable(self.inbox, "?", exc)
-            return None, None
+            return None, False
         if not self.inbox.matches(wire.topic):
             self.skipped += 1
-            return wire, None
-        return wire, wire
+            return wire, False
+        return wire, True
 
 
 class GroupReader(_Reader):
@@ -452,7 +485,7 @@ class GroupReader(_Reader):
         acker: Acker,
         claim_idle: float,
         max_deliveries: int,
-        on_given_up: Callable[[ReaderInbox, Event, int], None],
+        on_given_up: Callable[[Inbox, Event, int], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -505,7 +538,7 @@ class GroupReader(_Reader):
 
     # ----------------------------------------------------------------------- loop
     async def run(self) -> None:
-        while True:
+        while not self.stopping and not self.inbox.closed:
             try:
                 await self._session()
             except ResponseError as exc:
@@ -523,7 +556,8 @@ class GroupReader(_Reader):
                 continue
             start = self._start if self._first else b"0"
             try:
-                await self._client.xgroup_create(key, self.group, id=start, mkstream=True)
+                await command(self._client, b"XGROUP", b"CREATE", key, self.group, start,
+                              b"MKSTREAM")
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -533,12 +567,13 @@ class GroupReader(_Reader):
         await self._discover(force=True)
         await self._ensure_groups(self.keys)
         self._first = False
+        self.ready.set()
         await self._reread_pending(self.keys)
         self._retry.ok()
         next_claim = self._clock() + self._claim_interval
         client = self._client
         inbox = self.inbox
-        while not inbox.closed:
+        while not inbox.closed and not self.stopping:
             # In flight = delivered and not yet handled: the inbox's backlog plus what its
             # handler holds. Reading no more than the rest keeps the inbox from overflowing.
             room = min(self._read_count, inbox.maxsize - self.dedupe.in_flight)
@@ -556,14 +591,12 @@ class GroupReader(_Reader):
             if not self.keys:
                 await asyncio.sleep(self._discover_interval)
                 continue
-            reply = await client.xreadgroup(
-                self.group,
-                self.consumer,
-                dict.fromkeys(self.keys, b">"),
-                count=room,
-                block=self._wait_ms,
+            keys = self.keys
+            reply = await command(
+                client, b"XREADGROUP", b"GROUP", self.group, self.consumer, b"COUNT", room,
+                b"BLOCK", self._wait_ms, b"STREAMS", *keys, *([b">"] * len(keys)),
             )
-            for stream, entries in reply or ():
+            for stream, entries in streams_of(reply):
                 self._deliver(stream, entries)
 
     @property
@@ -580,16 +613,18 @@ class GroupReader(_Reader):
         inbox = self.inbox
         for key in keys:
             cursor = b"0"
-            while not inbox.closed:
+            while not inbox.closed and not self.stopping:
                 room = min(self._read_count, inbox.maxsize - self.dedupe.in_flight)
                 if room <= 0:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                reply = await self._client.xreadgroup(
-                    self.group, self.consumer, {key: cursor}, count=room
+                reply = await command(
+                    self._client, b"XREADGROUP", b"GROUP", self.group, self.consumer,
+                    b"COUNT", room, b"STREAMS", key, cursor,
                 )
-                entries = reply[0][1] if reply else []
+                got = streams_of(reply)
+                entries = got[0][1] if got else []
                 if not entries:
                     break
                 self.pending_reread += len(entries)
@@ -606,31 +641,31 @@ class GroupReader(_Reader):
                 room = min(self._read_count, inbox.maxsize - self.dedupe.in_flight)
                 if room <= 0:
                     return
-                reply = await self._client.xautoclaim(
-                    key, self.group, self.consumer, self._claim_idle_ms, cursor, count=room
+                reply = await command(
+                    self._client, b"XAUTOCLAIM", key, self.group, self.consumer,
+                    self._claim_idle_ms, cursor, b"COUNT", room,
                 )
-                cursor, entries = reply[0], reply[1]
+                cursor, entries = reply[0], entries_of(reply[1])
                 if len(reply) > 2 and reply[2]:
                     self.trimmed += len(reply[2])  # Redis dropped them from the PEL itself
                 if entries:
                     self.claimed += len(entries)
                     self._deliver(key, entries)
-                if cursor in (b"0-0", "0-0"):
+                if cursor == b"0-0":
                     break
 
-    def _deliver(self, stream: bytes, entries: Sequence[tuple[bytes, Any]]) -> None:
+    def _deliver(self, stream: bytes, entries: Entries) -> None:
         ack = self._acker.ack
         group = self.group
         dedupe = self.dedupe
         push = self.inbox.push
-        for entry_id, fields in entries:
-            value = fields.get(FIELD) if fields else None
+        for entry_id, value in entries:
             if value is None:  # trimmed (MAXLEN) while pending: nothing left to deliver
                 self.trimmed += 1
                 ack(stream, group, entry_id)
                 continue
             wire, matched = self._decode(value)
-            if matched is None:
+            if not matched:
                 ack(stream, group, entry_id)
                 continue
             verdict = dedupe.arrive((wire.source, wire.id), (stream, entry_id))
@@ -664,7 +699,7 @@ class TailReader(_Reader):
         self._ids: dict[bytes, bytes] = {}
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping and not self.inbox.closed:
             try:
                 await self._session()
             except (RedisError, OSError) as exc:
@@ -674,13 +709,17 @@ class TailReader(_Reader):
         client = self._client
         if self._start is None:
             # Redis's clock, not ours: entry ids are its milliseconds.
-            seconds, micros = await client.time()
-            self._start = f"{seconds * 1000 + micros // 1000}-0".encode()
+            seconds, micros = await command(client, b"TIME")
+            # XREAD returns ids above the one given: the last possible id of the millisecond
+            # before now, so an entry added this very millisecond is included.
+            ms = int(seconds) * 1000 + int(micros) // 1000 - 1
+            self._start = f"{ms}-18446744073709551615".encode()
         for key in await self._discover(force=True):
             self._ids.setdefault(key, self._start)
+        self.ready.set()
         self._retry.ok()
         inbox = self.inbox
-        while not inbox.closed:
+        while not inbox.closed and not self.stopping:
             for key in await self._discover():
                 self._ids.setdefault(key, self._start)
             if not self._ids:
@@ -689,20 +728,23 @@ class TailReader(_Reader):
             block = self._block_ms
             if self._wild:
                 block = min(block, max(1, int(self._discover_interval * 1000)))
-            reply = await client.xread(self._ids, count=self._read_count, block=block)
-            for stream, entries in reply or ():
+            ids = self._ids
+            reply = await command(
+                client, b"XREAD", b"COUNT", self._read_count, b"BLOCK", block, b"STREAMS",
+                *ids.keys(), *ids.values(),
+            )
+            for stream, entries in streams_of(reply):
                 self._deliver(stream, entries)
 
-    def _deliver(self, stream: bytes, entries: Sequence[tuple[bytes, Any]]) -> None:
+    def _deliver(self, stream: bytes, entries: Entries) -> None:
         dedupe = self.dedupe
         push = self.inbox.push
-        for entry_id, fields in entries:
+        for entry_id, value in entries:
             self._ids[stream] = entry_id
-            value = fields.get(FIELD) if fields else None
             if value is None:
                 continue
             wire, matched = self._decode(value)
-            if matched is None:
+            if not matched:
                 continue
             key = (wire.source, wire.id)
             if dedupe.arrive(key, None) != DedupeWindow.DELIVER:

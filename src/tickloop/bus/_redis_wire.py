@@ -28,7 +28,7 @@ import msgspec
 
 from .. import models
 from ..exceptions import ConfigError, ProtocolError
-from .events import Event, payload_class, topic_matcher
+from .events import _TYPE_OF, Event, payload_class, topic_matcher
 
 __all__ = [
     "FIELD",
@@ -54,20 +54,29 @@ class WireEntry(msgspec.Struct, array_like=True, gc=False, frozen=True):
     payload: msgspec.Raw
 
 
-def _model_classes() -> tuple[type[Any], ...]:
-    found = []
+def _model_classes() -> tuple[tuple[type[Any], ...], dict[str, type[Any]]]:
+    """(the tagged models one msgspec decoder can read, {tag: model} for those it cannot)."""
+    typed = []
+    loose: dict[str, type[Any]] = {}
     for name in models.__all__:
         obj = getattr(models, name)
-        if (
-            isinstance(obj, type)
-            and issubclass(obj, msgspec.Struct)
-            and obj.__struct_config__.tag is not None
-        ):
-            found.append(obj)
-    return tuple(found)
+        if not (isinstance(obj, type) and issubclass(obj, msgspec.Struct)):
+            continue
+        tag = obj.__struct_config__.tag
+        if tag is None:
+            continue
+        try:
+            msgspec.msgpack.Decoder(obj)
+        except TypeError:
+            # A field msgspec cannot decode by type (Signal.value: Decimal | float | str).
+            loose[str(tag)] = obj
+        else:
+            typed.append(obj)
+    return tuple(typed), loose
 
 
-_MODELS = _model_classes()
+_MODELS, _LOOSE = _model_classes()
+_LOOSE_TYPES = frozenset(_TYPE_OF[cls] for cls in _LOOSE.values() if cls in _TYPE_OF)
 
 
 class EntryCodec:
@@ -77,9 +86,10 @@ class EntryCodec:
         self._encoder = msgspec.msgpack.Encoder()
         self._wire = msgspec.msgpack.Decoder(WireEntry)
         self._models: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(
-            Union[_MODELS]  # type: ignore[valid-type]  # noqa: UP007
+            Union[_MODELS]  # noqa: UP007
         )
         self._user: dict[type[msgspec.Struct], msgspec.msgpack.Decoder[Any]] = {}
+        self._untyped = msgspec.msgpack.Decoder()
 
     def encode(self, event: Event) -> bytes:
         return self._encoder.encode(
@@ -93,19 +103,33 @@ class EntryCodec:
         except msgspec.DecodeError as exc:
             raise ProtocolError(f"undecodable bus entry: {exc}") from exc
 
+    def _loose(self, raw: msgspec.Raw) -> Any:
+        # Built from the untyped map: a field of several str-like types comes back as what
+        # msgpack holds (a Decimal as its string). Other models of the same event type still
+        # go through the typed decoder.
+        fields = self._untyped.decode(raw)
+        if not isinstance(fields, dict):
+            raise ValueError("payload is not a map")
+        cls = _LOOSE.get(fields.pop("model", None))
+        if cls is None:
+            return self._models.decode(raw)
+        return cls(**fields)
+
     def event(self, wire: WireEntry) -> Event:
         """The event of an envelope; ProtocolError for a payload this process cannot decode
         (an unregistered user type, or one registered with another shape)."""
         cls = payload_class(wire.type)
         try:
-            if cls is None:
+            if cls is None and wire.type in _LOOSE_TYPES:
+                payload = self._loose(wire.payload)
+            elif cls is None:
                 payload = self._models.decode(wire.payload)
             else:
                 decoder = self._user.get(cls)
                 if decoder is None:
                     decoder = self._user[cls] = msgspec.msgpack.Decoder(cls)
                 payload = decoder.decode(wire.payload)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, TypeError, ValueError) as exc:
             raise ProtocolError(
                 f"bus entry {wire.source}#{wire.id} on {wire.topic!r}: payload of type "
                 f"{wire.type!r} cannot be decoded here ({exc}); a user type must be registered "

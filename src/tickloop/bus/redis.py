@@ -215,7 +215,8 @@ class RedisBus(Bus):
         self._readers: dict[Inbox, GroupReader | TailReader] = {}
         self._tasks: dict[asyncio.Task[None], str] = {}
         self._unstarted: list[Inbox] = []
-        self._consumers: dict[str, int] = {}
+        self._consumers: dict[str, set[int]] = {}
+        self._numbers: dict[Inbox, tuple[str, int]] = {}
         self._publish_dropped = 0
         self._publish_announced = 0
         self._publish_notice: asyncio.TimerHandle | None = None
@@ -285,10 +286,9 @@ class RedisBus(Bus):
         # Readers first: nothing new comes in. Then the acknowledgements of what the
         # subscriptions finished while draining, then every published event, within
         # close_timeout.
-        for task, role in list(self._tasks.items()):
-            if role.startswith("reader"):
-                task.cancel()
-        await self._await_tasks(lambda role: role.startswith("reader"))
+        for reader in self._readers.values():
+            reader.stopping = True
+        await self._end_tasks(lambda role: role.startswith("reader"))
         writer, acker = self._writer, self._acker
         if acker is not None and not await acker.drained(self.close_timeout):
             log.warning("bus %s closed with %d acknowledgements unsent (their entries will be "
@@ -299,14 +299,28 @@ class RedisBus(Bus):
         if self._publish_notice is not None:
             self._publish_notice.cancel()
             self._publish_notice = None
-        for task in list(self._tasks):
-            task.cancel()
-        await self._await_tasks(lambda role: True)
+        if writer is not None:
+            writer.stopping = True
+        if acker is not None:
+            acker.stopping = True
+        await self._end_tasks(lambda role: True)
         if writer is not None:
             writer.fail_waiters()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    async def _end_tasks(self, which: Callable[[str], bool]) -> None:
+        """Cancel and await the tasks ``which`` selects. A cancel that redis-py swallowed
+        is repeated; the pieces' ``stopping`` flags end their loops at the next turn anyway."""
+        tasks = [t for t, role in self._tasks.items() if which(role)]
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            done, pending = await asyncio.wait(tasks, timeout=0.5)
+            for task in done:
+                self._tasks.pop(task, None)
+            tasks = list(pending)
 
     def _spawn(self, coro: Any, role: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=f"tickloop-redis-{role}")
@@ -322,20 +336,26 @@ class RedisBus(Bus):
             log.error("bus %s: %s task failed", self.source, self._tasks.get(task, "?"),
                       exc_info=exc)
 
-    async def _await_tasks(self, which: Callable[[str], bool]) -> None:
-        tasks = [t for t, role in self._tasks.items() if which(role)]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            self._tasks.pop(task, None)
-
-    async def flush(self, timeout: float | None = 10.0) -> bool:
+    async def flush(self, *, within: float | None = 10.0) -> bool:
         """Wait until Redis confirmed every event published so far (or the buffer dropped it);
-        False when ``timeout`` seconds passed first."""
+        False when ``within`` seconds passed first."""
         writer = self._writer
         if writer is None:
             raise BusError("the bus is not started")
-        return await writer.flush(timeout)
+        return await writer.flush(within)
+
+    async def ready(self, *, within: float | None = 10.0) -> bool:
+        """Wait until every subscription's reader is reading (a tail reader has fixed where
+        its live tail starts, a group reader has made its groups): an event published after
+        this returns reaches them. False when ``within`` seconds passed first."""
+        waits = [reader.ready.wait() for reader in self._readers.values()]
+        if not waits:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), within)
+        except TimeoutError:
+            return False
+        return True
 
     # ------------------------------------------------------------------------------ readers
     def _attach(self, inbox: Inbox) -> None:
@@ -350,6 +370,9 @@ class RedisBus(Bus):
             if inbox in self._unstarted:
                 self._unstarted.remove(inbox)
             return
+        reader.stopping = True
+        group, n = self._numbers.pop(inbox, ("", 0))
+        self._consumers.get(group, set()).discard(n)
         for task, role in self._tasks.items():
             if role == f"reader:{id(inbox)}":
                 task.cancel()  # awaited by _stop
@@ -368,11 +391,18 @@ class RedisBus(Bus):
         retry = Retrying(self._link, self.base_wait, self.max_wait)
         reader: GroupReader | TailReader
         if inbox.group is not None:
-            n = self._consumers.get(inbox.group, 0) + 1
-            self._consumers[inbox.group] = n
+            # The lowest number no live subscription of this group holds: a subscription made
+            # again takes its predecessor's consumer name, and with it the entries that one
+            # was given and never finished.
+            taken = self._consumers.setdefault(inbox.group, set())
+            n = 1
+            while n in taken:
+                n += 1
+            taken.add(n)
+            self._numbers[inbox] = (inbox.group, n)
             consumer = self.consumer_name if n == 1 else f"{self.consumer_name}-{n}"
             group = f"{inbox.group}|{','.join(sorted(inbox.patterns))}"
-            reader = GroupReader(
+            group_reader = reader = GroupReader(
                 client,
                 self.layout,
                 self.codec,
@@ -392,7 +422,7 @@ class RedisBus(Bus):
             def on_failed(ib: Inbox, event: Event, exc: BaseException) -> None:
                 if bus_failed is not None:
                     bus_failed(ib, event, exc)
-                reader.failed(event)
+                group_reader.failed(event)
 
             inbox.on_failed = on_failed
         else:
