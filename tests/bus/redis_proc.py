@@ -39,14 +39,19 @@ def _line(ev: Event) -> bytes:
     return f"{ev.source} {ev.id} {ev.topic} {fields}\n".encode()
 
 
-async def consume(args: argparse.Namespace) -> None:
-    stop = _stop_on_sigterm()
+def _already(path: str) -> set[tuple[str, str]]:
     seen: set[tuple[str, str]] = set()
-    if os.path.exists(args.out):
-        with open(args.out, "rb") as f:
+    if os.path.exists(path):
+        with open(path, "rb") as f:
             for line in f:
                 source, ident = line.split()[:2]
                 seen.add((source.decode(), ident.decode()))
+    return seen
+
+
+async def consume(args: argparse.Namespace) -> None:
+    stop = _stop_on_sigterm()
+    seen = _already(args.out)  # what a previous run of this consumer handled
     fd = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     handled = 0
     hang = asyncio.Event()

@@ -7,7 +7,6 @@ Every process is bounded in time (``communicate`` / ``wait`` with a limit, then 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -248,5 +247,5 @@ async def test_redis_restart_loses_no_acknowledged_or_confirmed_event(
 
 
 async def _until(condition: Any) -> None:
-    while not condition():
+    while not condition():  # noqa: ASYNC110  (polled state of another object; bounded by callers)
         await asyncio.sleep(0.01)
