@@ -249,3 +249,53 @@ async def test_redis_restart_loses_no_acknowledged_or_confirmed_event(
 async def _until(condition: Any) -> None:
     while not condition():  # noqa: ASYNC110  (polled state of another object; bounded by callers)
         await asyncio.sleep(0.01)
+
+
+async def test_publisher_buffer_is_bounded_drops_the_oldest_and_says_so(
+    own_redis: RedisServer,
+) -> None:
+    url = own_redis.url
+    async with Bus(url, name="pub", buffer_size=50, batch_size=10, base_wait=0.02,
+                   max_wait=0.1, drop_interval=0.05) as pub:
+        assert isinstance(pub, RedisBus)
+        notices = pub.subscribe("bus.dropped.*")
+        status = pub.subscribe("status.*")
+        assert await pub.ready()
+        own_redis.kill()
+        sent = [pub.publish("trade.sim.BTC-USD", trade(i)) for i in range(1, 201)]
+        assert pub.stats()["redis"]["buffered"] <= 50
+        dropped = pub.stats()["redis"]["publish_dropped"]
+        assert dropped >= 150
+        notice = await asyncio.wait_for(notices.__anext__(), LIMIT)
+        assert notice.payload.subscription == "redis-publisher"
+        assert notice.payload.policy == "drop_oldest" and notice.payload.total == dropped
+        down = await asyncio.wait_for(status.__anext__(), LIMIT)
+        assert isinstance(down.payload, Disconnected)
+        own_redis.start()
+        assert await pub.flush(within=LIMIT)
+        assert pub.stats()["redis"]["confirmed"] == len(sent) - dropped
+    client = aioredis.Redis.from_url(url)
+    try:
+        entries = await client.xrange("tickloop:trade")
+    finally:
+        await client.aclose()
+    codec = pub.codec
+    ids = [codec.entry(fields[b"e"]).id for _, fields in entries]
+    # What reached Redis is the newest stretch (plus what was in flight when Redis went).
+    assert sent[-1].id in ids and len(set(ids)) == len(sent) - dropped
+    assert set(ids) >= {e.id for e in sent[-40:]}
+
+
+def test_writer_buffer_drops_its_oldest_unsent_event() -> None:
+    from tickloop.bus._redis_io import Link, Retrying, Writer
+    from tickloop.bus._redis_wire import StreamLayout
+
+    drops: list[int] = []
+    link = Link("redis://x", lambda topic, payload: None, lambda: 0.0)
+    writer = Writer(None, StreamLayout(), Retrying(link, 0.0, 1.0),  # type: ignore[arg-type]
+                    maxlen=None, batch_size=2, linger=0.0, buffer_size=4,
+                    on_drop=drops.append)
+    for i in range(10):
+        writer.put(b"k", str(i).encode())
+    assert writer.dropped == 6 and sum(drops) == 6
+    assert [v for _, v in writer._buffer] == [b"6", b"7", b"8", b"9"]
