@@ -477,6 +477,22 @@ class RedisBus(Bus):
         self.published += 1
         return event
 
+    @property
+    def writable(self) -> bool:
+        """False while a lossless subscription is above its high water mark, or the publish
+        buffer is above three quarters of ``buffer_size`` (Redis slower than the publisher)."""
+        writer = self._writer
+        return super().writable and not (writer is not None and writer.above_high)
+
+    async def wait_writable(self, topic: str | None = None) -> None:
+        """As :meth:`Bus.wait_writable`, and also wait while the publish buffer is above three
+        quarters of ``buffer_size``, until it drained to a quarter: a publisher that can wait
+        (a replay, a backfill) never makes the buffer drop."""
+        await super().wait_writable(topic)
+        writer = self._writer
+        if writer is not None and writer.above_high and not self._closed:
+            await writer.below_low()
+
     def publish_many(self, topic: str, payloads: Iterable[Any]) -> list[Event]:
         return [self.publish(topic, payload) for payload in payloads]
 
