@@ -3,9 +3,10 @@ latency publish -> handler in another process at a paced rate.
 
 A redis-server of its own (``--save '' --appendonly no``) runs on a free loopback port; the
 consumer is a child process (``bench_bus_redis.py consume``) with one group subscription and a
-sync handler. Each phase has its own stream prefix (a fresh stream). Two publishers, in the same run, against the same consumer code:
+sync handler. Each phase has its own stream prefix (a fresh stream). Two publishers, in the
+same run, against the same consumer code:
 
-* ``RedisBus`` (``bus.publish``, a plain call: the writer pipelines XADDs);
+* ``RedisBus`` (``bus.publish``, a plain call: the writer sends batches of XADDs);
 * plain redis-py, one ``await r.xadd(...)`` per event (same stream, same msgpack envelope).
 
 Each throughput row times from the first publish until the consumer handled the last event
