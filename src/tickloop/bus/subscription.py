@@ -425,10 +425,16 @@ class Subscription:
     def get_nowait(self) -> Event | None:
         """The next buffered event, or None when nothing is buffered; raises
         StopAsyncIteration once the subscription is closed and drained."""
+        inbox = self._inbox
+        taken, self._taken = self._taken, None
+        if taken is not None and inbox.on_done is not None:
+            inbox.on_done(taken)
         try:
-            event: Event = self._inbox.get_nowait()
+            event: Event = inbox.get_nowait()
         except LookupError:
             return None
+        if inbox.on_done is not None:
+            self._taken = event
         return event
 
     # ----------------------------------------------------------------------------- closing
