@@ -502,3 +502,27 @@ async def test_stats_snapshot_lists_every_subscription() -> None:
         [row] = stats["subscriptions"]
         assert row["name"] == "t" and row["dropped"] == 1 and row["backlog"] == 1
         assert sub.stats() == row and "t" in repr(sub)
+
+
+async def test_directly_called_handlers_are_counted_across_route_changes() -> None:
+    async with Bus() as bus:
+        got: dict[str, list[int]] = {"a": [], "c": []}
+
+        def flaky(event: Event) -> None:
+            if event.payload.id % 2:
+                raise ValueError("odd")
+
+        a = bus.subscribe("t", handler=lambda e: got["a"].append(e.payload.id))
+        b = bus.subscribe("t", handler=flaky)
+        c = bus.subscribe("t", handler=lambda e: got["c"].append(e.payload.id))
+        for i in range(4):
+            bus.publish("t", trade(i))
+        assert (a.delivered, b.delivered, b.handler_errors) == (4, 2, 2)
+        extra = bus.subscribe("other")  # the route is rebuilt: counts are kept
+        for i in range(4, 6):
+            bus.publish("t", trade(i))
+        bus.publish_many("t", [trade(i) for i in range(6, 10)])
+        assert got["a"] == got["c"] == list(range(10))
+        assert (a.delivered, b.delivered, b.handler_errors, c.delivered) == (10, 5, 5, 10)
+        extra.close()
+        assert a.stats()["delivered"] == 10 and bus.stats()["subscriptions"][1]["delivered"] == 5
