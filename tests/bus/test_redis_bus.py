@@ -194,7 +194,7 @@ class Note(msgspec.Struct, frozen=True):
 
 
 async def test_user_types_and_undecodable_entries(redis_url: str) -> None:
-    register_event_type("test.note", Note)
+    register_event_type("test.redis-note", Note)
     async with Bus(redis_url) as bus:
         failures = bus.subscribe("bus.handler_failed.*")
         sub = bus.subscribe("note.*", group="n", name="notes")
@@ -205,7 +205,7 @@ async def test_user_types_and_undecodable_entries(redis_url: str) -> None:
             await client.aclose()
         bus.publish("note.x", Note(text="hi", n=1))
         got = await take(sub, 1)
-        assert got[0].payload == Note(text="hi", n=1) and got[0].type == "test.note"
+        assert got[0].payload == Note(text="hi", n=1) and got[0].type == "test.redis-note"
         await until(lambda: bus.undecodable == 1, "undecodable counted")
         report = failures.get_nowait()
         assert report is not None and report.payload.handler == "<decode>"
