@@ -233,3 +233,18 @@ async def test_closed_bus_refuses_to_publish(redis_url: str) -> None:
         bus.publish("trade.sim.BTC-USD", trade(1))
     with pytest.raises(BusError):
         bus.publish("trade.sim.BTC-USD", trade(2))
+
+
+async def test_tail_policy_applies_locally_and_a_slow_tail_slows_nobody(redis_url: str) -> None:
+    async with Bus(redis_url, drop_interval=0.05) as bus:
+        slow = bus.subscribe("trade.*", maxsize=5, policy="drop_oldest", name="dash")
+        store = bus.subscribe("trade.*", group="store")
+        notices = bus.subscribe("bus.dropped.*", group="notices")
+        assert await bus.ready()
+        sent = [bus.publish("trade.sim.BTC-USD", trade(i)) for i in range(1, 51)]
+        assert [e.id for e in await take(store, 50)] == [e.id for e in sent]
+        await until(lambda: slow.dropped == 45, "the tail dropped all but its last 5")
+        kept = [slow.get_nowait() for _ in range(5)]
+        assert [e.id for e in kept if e is not None] == [e.id for e in sent[-5:]]
+        notice = await take(notices, 1)  # announced through Redis like any event
+        assert notice[0].payload.subscription == "dash" and notice[0].payload.total == 45
