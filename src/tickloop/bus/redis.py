@@ -7,8 +7,9 @@ and the same ``async for`` / handler styles. What differs is where events travel
 * **Publish** encodes the event (msgpack) and puts it in a bounded buffer; a writer task sends
   it with ``XADD ... MAXLEN ~ maxlen`` to the stream of the topic's first segment
   (``trade.sim.BTC-USD`` -> ``tickloop:trade``). One waiting event is sent alone at once;
-  several go in one pipeline of at most ``batch_size`` (``linger`` seconds, when set, waits for
-  a batch to fill). Local subscribers get their own events back through Redis, like everyone.
+  several go in one batch call of at most ``batch_size`` (a Lua script that XADDs them all;
+  ``linger`` seconds, when set, waits for a batch to fill). Local subscribers get their own
+  events back through Redis, like everyone.
 * **Group subscriptions** (``group="store"``) are Redis consumer groups: each event of the
   group's streams goes to one consumer, which acknowledges it (``XACK``, batched) once its
   handler returned or its ``async for`` consumer asked for the next one. A consumer's name is
@@ -124,7 +125,7 @@ class RedisBus(Bus):
     """The Redis Streams bus (``Bus("redis://...")``); see the module docstring.
 
     Options (seconds for times): ``prefix`` of stream keys; ``maxlen`` entries kept per stream
-    (approximate trimming; None keeps all); ``batch_size`` XADDs per pipeline at most and
+    (approximate trimming; None keeps all); ``batch_size`` entries per batch call at most and
     ``linger`` to wait for a batch to fill (0: send at once); ``buffer_size`` unsent events
     kept while Redis is slow or away; ``read_count`` entries per read; ``block`` the longest
     blocking read; ``claim_idle`` after which another consumer takes over a pending entry;
