@@ -248,3 +248,33 @@ async def test_tail_policy_applies_locally_and_a_slow_tail_slows_nobody(redis_ur
         assert [e.id for e in kept if e is not None] == [e.id for e in sent[-5:]]
         notice = await take(notices, 1)  # announced through Redis like any event
         assert notice[0].payload.subscription == "dash" and notice[0].payload.total == 45
+
+
+async def test_writes_are_batched_by_size_and_time_and_single_when_idle(redis_url: str) -> None:
+    async with Bus(redis_url, batch_size=4, buffer_size=100) as bus:
+        assert isinstance(bus, RedisBus)
+        # Idle: each event goes alone, at once.
+        for i in range(3):
+            bus.publish("trade.sim.BTC-USD", trade(i))
+            assert await bus.flush(within=10)
+        assert bus.stats()["redis"]["batches"] == 3
+        # A burst: batches of at most batch_size.
+        for i in range(10):
+            bus.publish("trade.sim.BTC-USD", trade(i))
+        assert await bus.flush(within=10)
+        assert bus.stats()["redis"]["batches"] == 3 + 3
+    async with Bus(redis_url, batch_size=50, linger=1.0) as bus:
+        assert isinstance(bus, RedisBus)
+        # With linger the writer waits for a batch to fill (up to 1 s): events published
+        # across several loop turns still go together.
+        for i in range(5):
+            bus.publish("trade.sim.BTC-USD", trade(i))
+            await asyncio.sleep(0)
+        assert await bus.flush(within=10)
+        assert bus.stats()["redis"]["batches"] == 1
+        assert bus.stats()["redis"]["confirmed"] == 5
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await client.xlen("tickloop:trade") == 3 + 10 + 5
+    finally:
+        await client.aclose()

@@ -545,7 +545,7 @@ class GroupReader(_Reader):
         self.claimed = 0
         self.given_up = 0
         self.pending_reread = 0
-        self._first = True
+        self._initial: set[bytes] | None = None
         inbox = self.inbox
         inbox.set_on_done(self._done)
 
@@ -596,7 +596,9 @@ class GroupReader(_Reader):
         for key in keys:
             if key in self._made:
                 continue
-            start = self._start if self._first else b"0"
+            # The configured start applies to the streams known when the subscription was
+            # made; a stream found later, or made again, is read from its beginning.
+            start = self._start if key in (self._initial or ()) else b"0"
             try:
                 await command(self._client, b"XGROUP", b"CREATE", key, self.group, start,
                               b"MKSTREAM")
@@ -607,8 +609,10 @@ class GroupReader(_Reader):
 
     async def _session(self) -> None:
         await self._discover(force=True)
+        if self._initial is None:
+            self._initial = set(self.keys)
         await self._ensure_groups(self.keys)
-        self._first = False
+        self._initial = set()
         self.ready.set()
         await self._reread_pending(self.keys)
         self._retry.ok()
