@@ -278,3 +278,24 @@ async def test_writes_are_batched_by_size_and_time_and_single_when_idle(redis_ur
         assert await client.xlen("tickloop:trade") == 3 + 10 + 5
     finally:
         await client.aclose()
+
+
+async def test_a_vanished_group_is_made_again_and_dedupe_absorbs_the_replay(
+    redis_url: str,
+) -> None:
+    handled: list[int] = []
+    async with Bus(redis_url, name="phoenix") as bus:
+        sub = bus.subscribe("trade.*", group="g", handler=lambda ev: handled.append(ev.id))
+        sent = [bus.publish("trade.sim.BTC-USD", trade(i)) for i in range(10)]
+        await until(lambda: len(handled) == 10, "first ten handled")
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            assert await client.xgroup_destroy("tickloop:trade", "g|trade.*") == 1
+        finally:
+            await client.aclose()
+        # The group comes back from the stream's start: the first ten are read again, and
+        # dropped as already handled.
+        sent += [bus.publish("trade.sim.BTC-USD", trade(i)) for i in range(10, 15)]
+        await until(lambda: len(handled) == 15, "the next five handled")
+        await until(lambda: bus.reader_stats(sub.inbox)["duplicates"] == 10, "replay absorbed")
+    assert handled == [e.id for e in sent]

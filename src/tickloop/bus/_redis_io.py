@@ -704,7 +704,8 @@ class GroupReader(_Reader):
         ack = self._acker.ack
         group = self.group
         dedupe = self.dedupe
-        push = self.inbox.push
+        batch: list[Event] = []
+        push = batch.append
         for entry_id, value in entries:
             if value is None:  # trimmed (MAXLEN) while pending: nothing left to deliver
                 self.trimmed += 1
@@ -730,6 +731,8 @@ class GroupReader(_Reader):
                 continue
             self.delivered += 1
             push(event)
+        if batch:
+            self.inbox.push_many(batch)
 
 
 class TailReader(_Reader):
@@ -784,7 +787,8 @@ class TailReader(_Reader):
 
     def _deliver(self, stream: bytes, entries: Entries) -> None:
         dedupe = self.dedupe
-        push = self.inbox.push
+        batch: list[Event] = []
+        push = batch.append
         for entry_id, value in entries:
             self._ids[stream] = entry_id
             if value is None:
@@ -804,3 +808,5 @@ class TailReader(_Reader):
                 continue
             self.delivered += 1
             push(event)
+        if batch:
+            self.inbox.push_many(batch)
