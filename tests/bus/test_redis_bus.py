@@ -299,3 +299,24 @@ async def test_a_vanished_group_is_made_again_and_dedupe_absorbs_the_replay(
         await until(lambda: len(handled) == 15, "the next five handled")
         await until(lambda: bus.reader_stats(sub.inbox)["duplicates"] == 10, "replay absorbed")
     assert handled == [e.id for e in sent]
+
+
+async def test_an_unnamed_bus_leaves_no_dead_consumer_behind(redis_url: str) -> None:
+    async def consumers() -> list[bytes]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return sorted(c["name"] for c in await client.xinfo_consumers("tickloop:trade",
+                                                                         "g|trade.*"))
+        finally:
+            await client.aclose()
+
+    for name in (None, "keeper"):
+        async with Bus(redis_url, name=name) as bus:
+            sub = bus.subscribe("trade.*", group="g")
+            bus.publish("trade.sim.BTC-USD", trade(1))
+            await take(sub, 1)
+            sub.close()
+            await until(lambda: bus.stats()["redis"]["acks_pending"] == 0, "acked")
+    # The unnamed one's consumer name could never be used again: it is gone. A named one
+    # stays, so that a restart with the same name finds its entries.
+    assert await consumers() == [b"keeper"]

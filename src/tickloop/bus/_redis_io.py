@@ -39,12 +39,17 @@ from .events import Event
 from .subscription import Inbox
 
 __all__ = [
+    "XADD_BATCH",
     "Acker",
     "GroupReader",
     "Link",
+    "Retrying",
     "TailReader",
     "Writer",
+    "command",
     "describe",
+    "entries_of",
+    "streams_of",
 ]
 
 log = logging.getLogger("tickloop.bus.redis")

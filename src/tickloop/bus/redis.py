@@ -77,6 +77,7 @@ from ._redis_io import (
     Retrying,
     TailReader,
     Writer,
+    command,
     describe,
 )
 from ._redis_wire import EntryCodec, StreamLayout
@@ -177,6 +178,9 @@ class RedisBus(Bus):
             # after a restart, and consumers would drop the new events as duplicates.
             self.source = f"{name}.{secrets.token_hex(3)}"
         self.consumer_name = name if name is not None else self.source
+        self._named = name is not None
+        # (stream, group, consumer) of every group reader this bus ran, for the clean-up
+        self._joined: set[tuple[bytes, bytes, bytes]] = set()
         self.url_shown = redact(url)
         if maxlen is not None:
             _count("maxlen", maxlen)
@@ -294,6 +298,8 @@ class RedisBus(Bus):
         if acker is not None and not await acker.drained(self.close_timeout):
             log.warning("bus %s closed with %d acknowledgements unsent (their entries will be "
                         "delivered again)", self.source, len(acker))
+        if not self._named:
+            await self._leave_groups()
         if writer is not None and not await writer.flush(self.close_timeout):
             log.warning("bus %s closed with %d events unsent to %s", self.source, len(writer),
                         self.url_shown)
@@ -310,6 +316,26 @@ class RedisBus(Bus):
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    async def _leave_groups(self) -> None:
+        """An unnamed bus's consumer names are never used again: remove the ones that hold
+        no pending entry, so groups do not collect dead consumers. A consumer that still holds
+        entries stays (they are taken over after ``claim_idle``)."""
+        client = self._client
+        for reader in self._readers.values():
+            if isinstance(reader, GroupReader):
+                for key in reader.keys:
+                    self._joined.add((key, reader.group, reader.consumer))
+        if client is None:
+            return
+        for key, group, consumer in sorted(self._joined):
+            try:
+                held = await command(client, b"XPENDING", key, group, b"-", b"+", 1, consumer)
+                if not held:
+                    await command(client, b"XGROUP", b"DELCONSUMER", key, group, consumer)
+            except (RedisError, OSError) as exc:
+                log.debug("bus %s: consumer %r not removed from %r: %s", self.source,
+                          consumer, group, describe(exc))
 
     async def _end_tasks(self, which: Callable[[str], bool]) -> None:
         """Cancel and await the tasks ``which`` selects. A cancel that redis-py swallowed
@@ -372,6 +398,9 @@ class RedisBus(Bus):
                 self._unstarted.remove(inbox)
             return
         reader.stopping = True
+        if isinstance(reader, GroupReader):
+            for key in reader.keys:
+                self._joined.add((key, reader.group, reader.consumer))
         group, n = self._numbers.pop(inbox, ("", 0))
         self._consumers.get(group, set()).discard(n)
         for task, role in self._tasks.items():
