@@ -400,9 +400,10 @@ class Acker:
         else:
             ids.append(entry_id)
         self._count += 1
-        self._idle.clear()
-        if not self._wake.is_set():
-            self._wake.set()
+        if self._count == 1:  # the first of a batch: the task may be asleep
+            self._idle.clear()
+            if not self._wake.is_set():
+                self._wake.set()
 
     async def drained(self, within: float | None) -> bool:
         try:
@@ -546,6 +547,7 @@ class GroupReader(_Reader):
         self._on_given_up = on_given_up
         self._made: set[bytes] = set()
         self._room = asyncio.Event()
+        self._waiting_room = False
         self._failures: dict[tuple[str, int], int] = {}
         self.claimed = 0
         self.given_up = 0
@@ -556,13 +558,16 @@ class GroupReader(_Reader):
 
     # ---------------------------------------------------------------- inbox callbacks
     def _done(self, event: Event) -> None:
+        # Called once per event handled: kept lean (it is most of a consumer's own cost).
         key = (event.source, event.id)
-        self._failures.pop(key, None)
+        if self._failures:
+            self._failures.pop(key, None)
         ack = self._acker.ack
         group = self.group
         for stream, entry_id in self.dedupe.done(key):
             ack(stream, group, entry_id)
-        if not self._room.is_set():
+        if self._waiting_room:
+            self._waiting_room = False
             self._room.set()
 
     def failed(self, event: Event) -> None:
@@ -580,8 +585,14 @@ class GroupReader(_Reader):
             self._failures.clear()
         self._failures[key] = attempts
         self.dedupe.forget(key)
-        if not self._room.is_set():
+        if self._waiting_room:
+            self._waiting_room = False
             self._room.set()
+
+    async def _wait_room(self) -> None:
+        self._room.clear()
+        self._waiting_room = True
+        await self._room.wait()
 
     # ----------------------------------------------------------------------- loop
     async def run(self) -> None:
@@ -629,8 +640,7 @@ class GroupReader(_Reader):
             # handler holds. Reading no more than the rest keeps the inbox from overflowing.
             room = min(self._read_count, inbox.maxsize - self.dedupe.in_flight)
             if room <= 0:
-                self._room.clear()
-                await self._room.wait()
+                await self._wait_room()
                 continue
             new = await self._discover()
             if new:
@@ -667,8 +677,7 @@ class GroupReader(_Reader):
             while not inbox.closed and not self.stopping:
                 room = min(self._read_count, inbox.maxsize - self.dedupe.in_flight)
                 if room <= 0:
-                    self._room.clear()
-                    await self._room.wait()
+                    await self._wait_room()
                     continue
                 reply = await command(
                     self._client, b"XREADGROUP", b"GROUP", self.group, self.consumer,

@@ -256,13 +256,16 @@ class DedupeWindow:
 
     def done(self, key: Key) -> list[Any]:
         """Mark ``key`` handled; the refs (entry ids) of every copy of it that arrived."""
-        refs = self._inflight.pop(key, [])
-        if key not in self._handled:
-            self._handled.add(key)
-            self._order.append(key)
-            if len(self._order) > self.size:
-                self._handled.discard(self._order.popleft())
-        return refs
+        refs = self._inflight.pop(key, None)
+        handled = self._handled
+        n = len(handled)
+        handled.add(key)
+        if len(handled) != n:
+            order = self._order
+            order.append(key)
+            if n >= self.size:
+                handled.discard(order.popleft())
+        return refs if refs is not None else []
 
     def forget(self, key: Key) -> list[Any]:
         """Drop an in-flight key without marking it handled (its delivery was abandoned)."""
