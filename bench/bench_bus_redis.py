@@ -201,7 +201,7 @@ async def bench(args: argparse.Namespace) -> None:
             batched = await run_bus(url, args.events)
             print(f"{'publisher':<34} {'confirmed ev/s':>15} {'end to end ev/s':>16}")
             print(f"{'redis-py, awaited XADD per event':<34} {naive[0]:>15,.0f} {naive[1]:>16,.0f}")
-            print(f"{'RedisBus (pipelined batches)':<34} {batched[0]:>15,.0f} "
+            print(f"{'RedisBus (batched writes)':<34} {batched[0]:>15,.0f} "
                   f"{batched[1]:>16,.0f}")
             print(f"ratio: confirmed {batched[0] / naive[0]:.1f}x, "
                   f"end to end {batched[1] / naive[1]:.1f}x")
