@@ -184,8 +184,17 @@ async def test_failing_handler_is_retried_then_given_up(redis_url: str) -> None:
         while (ev := reports.get_nowait()) is not None:
             texts.append(ev.payload.handler)
         assert "<given up after 3 deliveries>" in texts
+        dead = bus.dead_letters("g", "trade.*")
     assert calls.count(1) == 1 and calls.count(3) == 1
     assert await pending_count(redis_url, "tickloop:trade", "g|trade.*") == 0
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        kept = await client.xrange(dead)
+        registered = await client.smembers("tickloop:_streams")
+    finally:
+        await client.aclose()
+    assert [bus.codec.entry(f[b"e"]).id for _, f in kept] == [2]  # the event, as published
+    assert registered == {b"tickloop:trade", b"tickloop:bus"}  # dead letters are not discovered
 
 
 class Note(msgspec.Struct, frozen=True):

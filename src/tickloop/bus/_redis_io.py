@@ -351,7 +351,9 @@ class Writer:
             self._settle()
 
     async def _send(self, batch: Sequence[tuple[bytes, bytes]]) -> None:
-        new_keys = {key for key, _ in batch if key not in self._registered}
+        dead = self._layout.dead_prefix
+        new_keys = {key for key, _ in batch
+                    if key not in self._registered and not key.startswith(dead)}
         if new_keys:
             await command(self._client, b"SADD", self._layout.registry, *sorted(new_keys))
             self._registered.update(new_keys)

@@ -160,6 +160,8 @@ class StreamLayout:
         self._head = prefix.encode() + b":"
         #: the set of every stream key the publishers wrote to (for wildcard patterns)
         self.registry = self._head + b"_streams"
+        #: dead-letter streams start so; they are never registered for discovery
+        self.dead_prefix = self._head + b"_dead:"
         self._keys: dict[str, bytes] = {}
 
     def key(self, topic: str) -> bytes:
@@ -172,6 +174,10 @@ class StreamLayout:
                 self._keys.clear()
             key = self._keys[topic] = self._head + topic.split(".", 1)[0].encode()
         return key
+
+    def dead_key(self, group: bytes) -> bytes:
+        """The dead-letter stream of a consumer group (never in the registry)."""
+        return self.dead_prefix + group
 
     def segment(self, key: bytes) -> str:
         return key[len(self._head) :].decode()

@@ -18,8 +18,10 @@ and the same ``async for`` / handler styles. What differs is where events travel
   given and never acknowledged, then new ones. Entries pending longer than ``claim_idle``
   seconds (a dead consumer's) are taken over by the live ones (``XAUTOCLAIM``). A handler that
   raised leaves its entry pending: it is delivered again after ``claim_idle``, up to
-  ``max_deliveries`` times in one process, then acknowledged and reported
-  (``HandlerFailed`` with handler ``<given up after N deliveries>``). A group reads no more
+  ``max_deliveries`` times in one process, then acknowledged, kept in the group's dead-letter
+  stream (``tickloop:_dead:<group>|<patterns>``, :meth:`RedisBus.dead_letters`; written like
+  any event, never registered for discovery) and reported (``HandlerFailed`` with handler
+  ``<given up after N deliveries>``). A group reads no more
   than its subscription has room for, so it never drops: Redis holds the backlog.
 * **Plain subscriptions** (no group) are fan-out readers of the live tail (``XREAD`` from the
   moment they started); their policy applies locally.
@@ -586,10 +588,20 @@ class RedisBus(Bus):
         self.undecodable += 1
         self._report(inbox, topic, "<decode>", f"{type(exc).__name__}: {exc}")
 
+    def dead_letters(self, group: str, patterns: str | Iterable[str]) -> bytes:
+        """The stream key where the events a group gave up on are kept (see the module doc)."""
+        pats = [patterns] if isinstance(patterns, str) else list(patterns)
+        return self.layout.dead_key(f"{group}|{','.join(sorted(pats))}".encode())
+
     def _on_given_up(self, inbox: Inbox, event: Event, attempts: int) -> None:
         self.given_up += 1
+        reader = self._readers.get(inbox)
+        if isinstance(reader, GroupReader):
+            # Kept for inspection and replay, in a stream no wildcard reader discovers.
+            self._put(self.layout.dead_key(reader.group), self.codec.encode(event))
         self._report(inbox, event.topic, f"<given up after {attempts} deliveries>",
-                     f"event {event.source}#{event.id} acknowledged without being handled")
+                     f"event {event.source}#{event.id} acknowledged without being handled "
+                     "and kept in the dead-letter stream")
 
     def _report(self, inbox: Inbox, topic: str, handler: str, error: str) -> None:
         log.error("subscription %s: %s on %s: %s", inbox.name, handler, topic, error)
