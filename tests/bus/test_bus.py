@@ -526,3 +526,22 @@ async def test_directly_called_handlers_are_counted_across_route_changes() -> No
         assert (a.delivered, b.delivered, b.handler_errors, c.delivered) == (10, 5, 5, 10)
         extra.close()
         assert a.stats()["delivered"] == 10 and bus.stats()["subscriptions"][1]["delivered"] == 5
+
+
+async def test_events_published_by_handlers_wait_in_a_bounded_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tickloop.bus import local
+
+    monkeypatch.setattr(local, "MAX_NESTED", 5)
+    async with Bus() as bus:
+        def fan(event: Event) -> None:
+            for i in range(10):
+                bus.publish("b", trade(i))
+
+        source = bus.subscribe("a", handler=fan)
+        b = bus.subscribe("b")
+        bus.publish("a", trade(0))
+        # five waited and were delivered; the sixth raised in the handler, which was reported
+        assert [e.payload.id for e in _drain(b)] == [0, 1, 2, 3, 4]
+        assert source.handler_errors == 1

@@ -8,7 +8,12 @@ it. Delivery follows subscription order.
 Re-entrancy. A sync handler may publish. Such a nested publish is queued and delivered once the
 outer event reached every subscription (a trampoline), so every subscription sees events in
 publish order and the stack never grows with the chain of handlers. ``publish`` still returns
-the new Event at once.
+the new Event at once. The queue is bounded (:data:`MAX_NESTED`); a handler that answers every
+event on a topic with another event on that same topic keeps the outer ``publish`` busy for good,
+as unbounded recursion would.
+
+Threads: the bus belongs to its event loop's thread (sync code and handlers in it may publish);
+from another thread, hand the call over with ``loop.call_soon_threadsafe(bus.publish, ...)``.
 
 Groups. Subscriptions made with the same ``group`` share its events: for each topic, the
 members matching it take turns (round-robin), so each event goes to exactly one member. An
@@ -30,7 +35,12 @@ from .base import Bus
 from .events import _TYPE_OF, Event, event_type_of
 from .subscription import Inbox
 
-__all__ = ["ROUTE_CACHE", "LocalBus"]
+__all__ = ["MAX_NESTED", "ROUTE_CACHE", "LocalBus"]
+
+#: At most this many events published by handlers wait for the event being delivered; past it
+#: a nested publish raises BusError (a handler publishing without end fails, is reported, and
+#: the loop stops).
+MAX_NESTED = 100_000
 
 #: At most this many topics' routes are cached (a publisher of unbounded topic names, e.g. one
 #: per order id, costs a re-match per publish once past it, never unbounded memory).
@@ -197,6 +207,9 @@ class LocalBus(Bus):
         if not calls:
             return event
         if self._depth:  # published by a handler: delivered once the outer event is
+            if len(self._pending) >= MAX_NESTED:
+                raise BusError(f"more than {MAX_NESTED} events published by handlers are "
+                               "waiting: a handler publishing without end?")
             route.count += 1
             self._pending.append((route, event))
             return event
@@ -280,6 +293,9 @@ class LocalBus(Bus):
         if not route.calls or not events:
             return events
         if self._depth:
+            if len(self._pending) >= MAX_NESTED:
+                raise BusError(f"more than {MAX_NESTED} batches published by handlers are "
+                               "waiting: a handler publishing without end?")
             self._pending.append((route, events))
             return events
         self._depth = 1
