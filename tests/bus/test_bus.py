@@ -545,3 +545,19 @@ async def test_events_published_by_handlers_wait_in_a_bounded_queue(
         # five waited and were delivered; the sixth raised in the handler, which was reported
         assert [e.payload.id for e in _drain(b)] == [0, 1, 2, 3, 4]
         assert source.handler_errors == 1
+
+
+async def test_default_timestamps_follow_the_system_clocks() -> None:
+    import time
+
+    wall0, mono0 = time.time_ns(), time.monotonic_ns()
+    bus = Bus()
+    async with bus:
+        event = bus.publish(T, trade(1))
+        [batched] = bus.publish_many(T, [trade(2)])
+    wall1, mono1 = time.time_ns(), time.monotonic_ns()
+    for e in (event, batched):
+        assert mono0 <= e.mono <= mono1
+        # wall = monotonic + an offset re-read every second: within a step of the clock
+        assert wall0 - 10**9 <= e.ts <= wall1 + 10**9
+    assert isinstance(bus, LocalBus) and bus._resync_timer is None  # nothing left scheduled
