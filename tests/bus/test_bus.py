@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from typing import Any
 
 import msgspec
@@ -36,7 +37,7 @@ async def test_publish_is_a_plain_call_returning_the_event() -> None:
 
 async def test_default_source_is_unique_per_bus() -> None:
     a, b = Bus(), Bus()
-    assert a.source != b.source and str(__import__("os").getpid()) in a.source
+    assert a.source != b.source and str(os.getpid()) in a.source
 
 
 async def test_payloads_must_be_models_or_registered_and_topics_strings() -> None:
@@ -561,3 +562,20 @@ async def test_default_timestamps_follow_the_system_clocks() -> None:
         # wall = monotonic + an offset re-read every second: within a step of the clock
         assert wall0 - 10**9 <= e.ts <= wall1 + 10**9
     assert isinstance(bus, LocalBus) and bus._resync_timer is None  # nothing left scheduled
+
+
+def test_sync_code_may_use_a_bus_without_a_loop_but_async_handlers_need_one() -> None:
+    bus = Bus()
+    seen: list[int] = []
+    bus.subscribe("t", handler=lambda e: seen.append(e.payload.id))
+    full = bus.subscribe("t", maxsize=1)
+    bus.publish("t", trade(1))
+    bus.publish("t", trade(2))  # a drop with no loop: counted, announced later
+    assert seen == [1, 2] and full.dropped == 1
+
+    async def handler(event: Event) -> None:
+        return None
+
+    with pytest.raises(ConfigError) as info:
+        bus.subscribe("t", handler=handler)
+    assert info.value.field == "handler"
