@@ -63,9 +63,14 @@ class Proc:
             raise
 
     def kill(self) -> None:
+        """End the process and close its pipes (an unclosed pipe is a ResourceWarning that
+        another test's gc.collect() would report as its own)."""
         if self.p.poll() is None:
             self.p.kill()
         self.p.wait()
+        for pipe in (self.p.stdout, self.p.stderr):
+            if pipe is not None:
+                pipe.close()
 
     async def stop(self) -> int:
         if self.p.poll() is None:
@@ -120,6 +125,8 @@ async def test_consumer_killed_mid_stream_resumes_with_every_event_once(
             assert await first.wait() == -signal.SIGKILL
         finally:
             first.kill()
+        first_records = records(out)
+        first_handled = set(first_records)
         # More events while no consumer runs.
         sent += [pub.publish("trade.sim.BTC-USD", trade(i)) for i in range(1501, 2001)]
         assert await pub.flush(within=LIMIT)
@@ -132,13 +139,18 @@ async def test_consumer_killed_mid_stream_resumes_with_every_event_once(
     got = records(out)
     counts = Counter(got)
     assert set(counts) == {(e.source, e.id) for e in sent}  # every event, after dedupe
-    # Only events handled and not yet acknowledged when the process died come twice; the
-    # acknowledger sends at once, so they are at most one read's worth.
-    doubled = [k for k, c in counts.items() if c > 1]
+    # Only events the killed consumer had handled (and not yet acknowledged when it died) come
+    # twice, and no more than twice. How many that is depends on how far its acknowledger had
+    # got, which is the machine's timing: the test asserts which events, not how many.
+    doubled = {k for k, c in counts.items() if c > 1}
     assert all(c <= 2 for c in counts.values())
-    assert len(doubled) <= 100
-    # The restarted consumer first re-read what it had been given (#601...), then new ones.
-    assert got[600][1] == sent[600].id
+    assert doubled <= first_handled
+    # The restarted consumer first re-read what it had been given and not acknowledged, oldest
+    # first (the handled ones its acknowledger had not reached, then #601...), then new ones.
+    rest = got[len(first_records):]
+    redone = [k for k in first_records if k in doubled]
+    assert rest[: len(redone)] == redone
+    assert rest[len(redone)][1] == sent[600].id
     assert await group_pending(redis_url, "tickloop:trade", "g|trade.*") == 0
 
 
