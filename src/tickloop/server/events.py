@@ -319,6 +319,7 @@ class EventHub:
     def resume_point(self, last_event_id: str | None, backlog: bool) -> tuple[int, bytes]:
         """Where a new client starts (a sequence number) and the ``lost`` frame it gets first
         (empty when nothing it asked for is missing)."""
+        self._take_market()
         if last_event_id is None:
             return (0 if backlog else self.seq), b""
         epoch, _, number = last_event_id.strip().rpartition("-")
@@ -330,10 +331,16 @@ class EventHub:
         notice = self._lost("evicted", last_event_id, missed) if missed else b""
         return seq, notice
 
-    def read(self, cursor: int) -> tuple[list[_Entry], list[str]]:
+    def read(self, cursor: int, told: dict[str, int]) -> tuple[list[_Entry], list[str]]:
         """Retained entries after ``cursor`` in sequence order, and the rings that evicted
-        some entry after it (the reader missed those)."""
-        missed = [r.name for r in (self.market, self.events) if r.missed(cursor)]
+        some entry after it that the reader was not yet told of (``told``: ring name -> the
+        eviction point already reported; updated)."""
+        self._take_market()  # a reader sees everything published before it reads
+        missed = []
+        for ring in (self.market, self.events):
+            if ring.missed(max(cursor, told.get(ring.name, 0))):
+                missed.append(ring.name)
+                told[ring.name] = ring.evicted_seq
         market = self.market.after(cursor)
         events = self.events.after(cursor)
         if not market:
@@ -365,13 +372,16 @@ class EventHub:
         assert clock is not None
         wanted = filter if filter is not None and not filter.everything else None
         cursor, notice = self.resume_point(last_event_id, backlog)
+        # Evictions before this point are covered by the resume notice (or were asked about by
+        # nobody: a live start, a backlog): reads report only later ones.
+        told = {r.name: r.evicted_seq for r in (self.market, self.events)}
         self.clients += 1
         try:
             yield b"retry: %d\n: tickloop %s\n\n%s" % (self.retry_ms, self.epoch.encode(), notice)
             last_sent = clock()
             sent = 0
             while not self._closed:
-                entries, missed = self.read(cursor)
+                entries, missed = self.read(cursor, told)
                 chunk: list[bytes] = []
                 if missed:
                     chunk.append(self._lost("behind", self._id(cursor), missed))
