@@ -117,9 +117,9 @@ class AsgiStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.disconnect()
 
-    async def read_until(self, done: Any, *, timeout: float = 10.0) -> list[Frame]:
+    async def read_until(self, done: Any, *, within: float = 10.0) -> list[Frame]:
         """Read chunks until ``done(frames)`` holds for the frames read so far."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 frames = parse_sse(self.text)
                 if done(frames):
@@ -146,7 +146,8 @@ async def stream(app: Any, path: str, headers: dict[str, str] | None = None
 
 def trade(n: int, symbol: str = "BTC-USD") -> models.Trade:
     return models.Trade(venue="sim", symbol=symbol, id=n, price=Decimal("100.00") + n,
-                        size=Decimal("0.5000"), side=models.Side.BUY, ts=1_700_000_000_000_000_000 + n)
+                        size=Decimal("0.5000"), side=models.Side.BUY,
+                        ts=1_700_000_000_000_000_000 + n)
 
 
 def fill(n: int) -> models.Fill:

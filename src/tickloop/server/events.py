@@ -429,9 +429,12 @@ class EventStreamResponse(StreamingResponse):
     """``text/event-stream`` from an async iterator of chunks; stops the iterator as soon as
     the client disconnects (whatever the server's ASGI spec version)."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    media_type = "text/event-stream"
+
+    def __init__(self, chunks: AsyncIterator[bytes], status_code: int = 200) -> None:
         super().__init__(
             chunks,
+            status_code=status_code,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
