@@ -80,12 +80,17 @@ async def test_the_dashboard_updates_live_and_survives_a_restart(page: object) -
         Bus(name="browser") as bus,
         StreamClient("sim", url=ex.ws_url) as feed,
     ):
-        await bus.attach(feed, trades=SYMBOLS, books=SYMBOLS, book_interval=100)
         app = create_app(Platform(bus, feeds=[feed]), token="browser-token")
         async with serve(app, "127.0.0.1", 0) as served:
             port = served.port
-            await page.goto(served.url)
+            # status first: bus.attach wires the status events after the streams, so the
+            # first connection's Connected would go unpublished
+            await bus.attach(feed)
+            await bus.attach(feed, trades=SYMBOLS, books=SYMBOLS, book_interval=100,
+                             status=False)
+            await page.goto(served.url)  # the page starts from what the server retained
             await expect(page.locator("#h-stream")).to_have_text("connected")
+            await expect(page.locator("#log li", has_text="status.connected")).to_have_count(1)
             btc = page.locator('.chart[data-symbol="BTC-USD"]')
             await expect(btc.locator(".price")).to_have_text(_PRICE)
             await expect(page.locator("#h-feeds")).to_have_text("sim 1/1")

@@ -48,9 +48,6 @@ async def test_a_real_socket_stream_dropped_and_resumed() -> None:
                 published += [bus.publish("trade.sim.BTC-USD", trade(n)).id for n in range(5)]
                 published.append(bus.publish("fill.sim", fill(5)).id)
                 last_id, first = await _read_events(chunks, 6, hello)
-            async with asyncio.timeout(10):  # the server notices the client left
-                while app.hub.clients:
-                    await asyncio.sleep(0.01)
             published += [bus.publish("trade.sim.BTC-USD", trade(n)).id for n in range(6, 12)]
             async with http.stream("GET", "/api/events/stream",
                                    headers={"Last-Event-ID": last_id}) as response:

@@ -126,6 +126,8 @@ async def serve(
             raise ConfigError(f"the server on {host}:{bound_port} stopped at start",
                               field="--host")
         log.info("serving on %s:%d", host, bound_port)
+        if app.token.path is not None:
+            log.info("control token written to %s", app.token.path)  # the path, never the token
         yield Served(app, host, bound_port)
     finally:
         await app.aclose()

@@ -19,7 +19,12 @@ const logLines = [];           // newest last, at most MAX_LOG
 let dirtyLog = false, dirtyBook = false, frameAsked = false;
 let received = 0, rateMark = {t: performance.now(), n: 0};
 let lastEventId = null, source = null, token = sessionStorage.getItem("tickloop-token") || "";
-window.tickloop = {received: () => received, markets, books, lastEventId: () => lastEventId};
+// Display latency: from the bus event's publish time (its wall-clock ts) to the frame that drew
+// the price it carried; the last DISPLAY_SAMPLES samples, in ms (same host: same clock).
+const DISPLAY_SAMPLES = 2000;
+const display = [];
+window.tickloop = {received: () => received, markets, books, lastEventId: () => lastEventId,
+                   display: () => display.slice()};
 
 // ------------------------------------------------------------------------------- rendering
 function askFrame() {
@@ -28,9 +33,12 @@ function askFrame() {
 
 function render() {
   frameAsked = false;
+  const now = performance.timeOrigin + performance.now();
   for (const m of markets.values()) {
     if (!m.dirty) continue;
     m.dirty = false;
+    display.push(now - m.publishedMs);
+    if (display.length > DISPLAY_SAMPLES) display.splice(0, display.length - DISPLAY_SAMPLES);
     const price = m.card.querySelector(".price");
     price.textContent = m.lastText;
     price.className = "price " + (m.last >= m.prev ? "up" : "down");
@@ -61,7 +69,8 @@ function market(symbol) {
     upColor: "#26a69a", downColor: "#ef5350", borderVisible: false,
     wickUpColor: "#26a69a", wickDownColor: "#ef5350",
   });
-  m = {card, chart, series, candles: [], last: 0, prev: 0, lastText: "–", trades: 0, dirty: false};
+  m = {card, chart, series, candles: [], last: 0, prev: 0, lastText: "–", trades: 0, dirty: false,
+       publishedMs: 0};
   markets.set(symbol, m);
   const option = document.createElement("option");
   option.value = option.textContent = symbol;
@@ -95,6 +104,7 @@ function onTrade(trade, eventTs) {
   m.last = price;
   m.lastText = trade.price;
   m.trades += 1;
+  if (!m.dirty) m.publishedMs = eventTs / 1e6;  // the oldest trade this frame will draw
   m.dirty = true;
 }
 
@@ -139,7 +149,7 @@ function summary(ev) {
     case "trade": return `${p.symbol} ${p.side || ""} ${p.size} @ ${p.price}`;
     case "book": return `${p.symbol} bid ${p.bids[0] ? p.bids[0][0] : "–"} ask ${p.asks[0] ? p.asks[0][0] : "–"}`;
     case "fill": return `${p.symbol} ${p.side} ${p.size} @ ${p.price} (${p.order_id})`;
-    case "status": return `${p.type} ${p.venue || ""} ${p.symbol || ""} ${p.reason || ""}`.trim();
+    case "status": return [p.model, p.venue, p.symbol, p.reason, p.url].filter(Boolean).join(" ");
     case "bus_dropped": return `${p.subscription} dropped ${p.dropped} (${p.total} in all)`;
     case "handler_failed": return `${p.subscription} ${p.handler}: ${p.error}`;
     case "bot_error": return `${p.bot} ${p.handler}: ${p.error}`;
@@ -227,6 +237,10 @@ async function pollStatus() {
   } catch (e) { /* the stream's state already says the server is away */ }
   const now = performance.now();
   $("h-rate").textContent = Math.round((received - rateMark.n) * 1000 / (now - rateMark.t));
+  if (display.length) {
+    const recent = display.slice(-200).sort((a, b) => a - b);
+    $("h-display").textContent = `${recent[Math.floor(recent.length / 2)].toFixed(1)} ms`;
+  }
   rateMark = {t: now, n: received};
 }
 
