@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -73,15 +74,16 @@ async def _publish_paced(bus: Bus, rate: float, seconds: float) -> int:
 
 
 # ------------------------------------------------------------------------- 1. SSE receive
-async def _client(port: int, count: int, out: str) -> None:
+async def _client(port: int, count: int) -> list[float]:
     """Child process: read trades from the stream until a signal event (the end) or ``count``
-    trades, write their latencies (µs) to ``out``."""
+    trades; returns their latencies (µs)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /api/events/stream?types=trade,signal HTTP/1.1\r\nHost: x\r\n"
                  b"Accept: text/event-stream\r\n\r\n")
     await writer.drain()
     decode = msgspec.json.Decoder(_Stamp).decode
     latencies: list[float] = []
+    await reader.readline()  # the status line: the server's side of the stream is live
     print("ready", flush=True)
     while len(latencies) < count:
         line = await reader.readline()
@@ -94,8 +96,13 @@ async def _client(port: int, count: int, out: str) -> None:
                 break
             latencies.append((now - stamp.ts) / 1000)
     writer.close()
-    with open(out, "w") as f:
-        f.write("\n".join(f"{v:.1f}" for v in latencies))
+    return latencies
+
+
+def _read_latencies(path: str) -> list[float]:
+    values = [float(x) for x in Path(path).read_text().split()]
+    os.unlink(path)
+    return values
 
 
 async def sse_latency(rate: float, seconds: float) -> dict[str, Any]:
@@ -115,9 +122,7 @@ async def sse_latency(rate: float, seconds: float) -> dict[str, Any]:
                 sys.executable, "-m", "bench.bench_server", "--client", str(served.port),
                 str(expected), out, stdout=subprocess.PIPE)
             assert child.stdout is not None
-            await child.stdout.readline()  # "ready": the request is sent
-            while not app.hub.clients:
-                await asyncio.sleep(0.01)
+            await child.stdout.readline()  # "ready": the stream is live
             reader = asyncio.get_running_loop().create_task(base_reader())
             sent = await _publish_paced(bus, rate, seconds)
             bus.publish("signal.bench", models.Signal(bot="bench", name="end", ts=0))
@@ -128,9 +133,7 @@ async def sse_latency(rate: float, seconds: float) -> dict[str, Any]:
                 await child.wait()
             sub.close()
             await reader
-        with open(out) as f:
-            sse = [float(x) for x in f.read().split()]
-        os.unlink(out)
+        sse = _read_latencies(out)
     return {"rate": rate, "sent": sent, "sse": sse, "bus": baseline}
 
 
@@ -212,7 +215,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         port, count, out = args.client
-        asyncio.run(_client(int(port), int(count), out))
+        latencies = asyncio.run(_client(int(port), int(count)))
+        Path(out).write_text("\n".join(f"{v:.1f}" for v in latencies))
         return
     seconds = args.seconds or (2.0 if args.quick else 8.0)
     events = args.events or (50_000 if args.quick else 1_000_000)
