@@ -62,9 +62,8 @@ def test_an_async_stream_in_another_loop_sees_the_exchange_trades() -> None:
 
 
 def test_errors_and_misuse() -> None:
-    with pytest.raises(ConfigError) as err:
-        with SimExchange(symbols=["NOPE"]):
-            pass
+    with pytest.raises(ConfigError) as err, SimExchange(symbols=["NOPE"]):
+        pass
     assert err.value.field == "symbols"
     ex = SimExchange(seed=1, symbols=SYMBOLS)
     with pytest.raises(ConfigError, match="run\\(\\) is for"):
@@ -81,9 +80,11 @@ def test_errors_and_misuse() -> None:
 
 async def test_a_blocking_call_on_the_exchanges_own_loop_says_why_it_timed_out() -> None:
     async with SimExchange(seed=3, symbols=SYMBOLS) as ex:
-        with Client("sim", url=ex.rest_url, timeout=1.0, attempt_timeout=0.5) as client:
-            with pytest.raises(tickloop.TimeoutError) as err:
-                client.markets()  # blocks this loop, which serves the exchange
+        with (
+            Client("sim", url=ex.rest_url, timeout=1.0, attempt_timeout=0.5) as client,
+            pytest.raises(tickloop.TimeoutError) as err,
+        ):
+            client.markets()  # blocks this loop, which serves the exchange
         assert "with SimExchange(...) as ex:" in str(err.value)
         assert "froze" in str(err.value)
 
@@ -93,7 +94,9 @@ def test_a_timeout_off_any_loop_keeps_its_plain_message() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/api/v1"
-        with Client("sim", url=url, timeout=1.0, attempt_timeout=0.5) as client:
-            with pytest.raises(tickloop.TimeoutError) as err:
-                client.markets()
+        with (
+            Client("sim", url=url, timeout=1.0, attempt_timeout=0.5) as client,
+            pytest.raises(tickloop.TimeoutError) as err,
+        ):
+            client.markets()
         assert "froze" not in str(err.value)
