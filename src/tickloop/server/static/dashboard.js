@@ -8,6 +8,7 @@
 const CANDLE_SECONDS = 5;      // candles are built here from trades
 const MAX_CANDLES = 600;       // per symbol; older ones leave the chart
 const MAX_LOG = 200;           // lines in the event log
+const MAX_FILLS = 50;          // rows of the fills table
 const DEPTH_LEVELS = 10;       // rows of the book table
 const STATUS_EVERY_MS = 2000;  // /api/status polling for the health strip
 const MARKET_TYPES = new Set(["trade", "book", "ticker", "candle", "quote", "book_delta"]);
@@ -16,7 +17,9 @@ const $ = (id) => document.getElementById(id);
 const markets = new Map();     // symbol -> {card, chart, series, candles, last, prev, trades}
 const books = new Map();       // symbol -> latest BookSnapshot payload
 const logLines = [];           // newest last, at most MAX_LOG
-let dirtyLog = false, dirtyBook = false, frameAsked = false;
+const fills = [];              // newest last, at most MAX_FILLS
+let fillCount = 0;
+let dirtyLog = false, dirtyBook = false, dirtyFills = false, frameAsked = false;
 let received = 0, rateMark = {t: performance.now(), n: 0};
 let lastEventId = null, source = null, token = sessionStorage.getItem("tickloop-token") || "";
 // Display latency: from the bus event's publish time (its wall-clock ts) to the frame that drew
@@ -46,6 +49,35 @@ function render() {
   }
   if (dirtyBook) { dirtyBook = false; renderBook(); }
   if (dirtyLog) { dirtyLog = false; renderLog(); }
+  if (dirtyFills) { dirtyFills = false; renderFills(); }
+}
+
+function onFill(fill) {
+  fills.push(fill);
+  if (fills.length > MAX_FILLS) fills.splice(0, fills.length - MAX_FILLS);
+  fillCount += 1;
+  dirtyFills = true;
+}
+
+function renderFills() {
+  const rows = [];
+  for (let i = fills.length - 1; i >= 0; i--) {
+    const f = fills[i];
+    const tr = document.createElement("tr");
+    tr.dataset.order = f.order_id;
+    const time = new Date(f.ts / 1e6).toISOString().slice(11, 23);
+    for (const [text, cls] of [[time, ""], [f.venue, ""], [f.symbol, ""], [f.side, f.side],
+        [f.size, ""], [f.price, ""], [`${f.fee} ${f.fee_asset || ""}`.trim(), ""],
+        [f.liquidity, ""], [f.order_id, ""]]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+    }
+    rows.push(tr);
+  }
+  $("fills").replaceChildren(...rows);
+  $("fills-count").textContent = `${fillCount} in all`;
 }
 
 function market(symbol) {
@@ -149,6 +181,10 @@ function summary(ev) {
     case "trade": return `${p.symbol} ${p.side || ""} ${p.size} @ ${p.price}`;
     case "book": return `${p.symbol} bid ${p.bids[0] ? p.bids[0][0] : "–"} ask ${p.asks[0] ? p.asks[0][0] : "–"}`;
     case "fill": return `${p.symbol} ${p.side} ${p.size} @ ${p.price} (${p.order_id})`;
+    case "order": {
+      const o = p.order || p;
+      return `${p.kind || ""} ${o.symbol} ${o.side} ${o.size} ${o.status} (${o.id})`;
+    }
     case "status": return [p.model, p.venue, p.symbol, p.reason, p.url].filter(Boolean).join(" ");
     case "bus_dropped": return `${p.subscription} dropped ${p.dropped} (${p.total} in all)`;
     case "handler_failed": return `${p.subscription} ${p.handler}: ${p.error}`;
@@ -187,6 +223,7 @@ function onEvent(message) {
   received += 1;
   if (ev.type === "trade") onTrade(ev.payload, ev.ts);
   else if (ev.type === "book") onBook(ev.payload);
+  else if (ev.type === "fill") onFill(ev.payload);
   addLog(ev.type, ev.topic, summary(ev), ev.ts);
   askFrame();
 }
