@@ -251,3 +251,18 @@ async def test_a_backlog_after_evictions_has_no_lost_notice(bus: Bus) -> None:
     assert not [f for f in frames if f.event == "lost"]
     assert [f.json()["payload"]["id"] for f in events_of(frames)] == [5, 6, 7]
     await app.aclose()
+
+
+async def test_streams_beyond_max_clients_are_refused_until_one_closes(bus: Bus) -> None:
+    app = await _app(bus, max_clients=1)
+    async with stream(app, "/api/events/stream") as first:
+        await first.read_until(lambda frames: bool(frames))
+        assert app.hub.clients == 1
+        refused = await _get(app, "/api/events/stream?limit=1")
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert app.hub.clients == 0
+    bus.publish("fill.sim", fill(1))
+    again = await _get(app, "/api/events/stream?backlog=1&limit=1")
+    assert again.status_code == 200 and len(events_of(parse_sse(again.text))) == 1
+    assert app.hub.clients == 0  # a stream that ended by its limit freed its slot
+    await app.aclose()

@@ -299,12 +299,15 @@ def _events_router() -> APIRouter:
         if not hub.running:
             raise HTTPException(503, "the event stream is not running")
         resume = last_event_id_header if last_event_id_header is not None else last_event_id
-        chunks = hub.stream(
+        chunks = hub.open(
             last_event_id=resume,
             backlog=backlog,
             filter=EventFilter.parse(types, topics),
             limit=limit,
         )
+        if chunks is None:
+            raise HTTPException(503, f"{hub.max_clients} event streams are open already",
+                                headers={"Retry-After": "5"})
         return EventStreamResponse(chunks)
 
     return router
@@ -342,17 +345,20 @@ def create_app(
     ping_interval: float = 15.0,
     retry: float = 1.0,
     lag_interval: float = 0.25,
+    max_clients: int = 256,
 ) -> TickloopApp:
     """The server's app over ``platform``.
 
     ``token``: the control token (else ``$TICKLOOP_TOKEN``, else one generated and written to
     ``token_file``; see :mod:`tickloop.server.auth`); ``replay``: events each SSE replay ring
     keeps; ``ping_interval``: seconds of silence before an SSE keep-alive; ``retry``: the
-    browsers' reconnect delay (s); ``lag_interval``: how often the loop's lag is sampled (s).
+    browsers' reconnect delay (s); ``lag_interval``: how often the loop's lag is sampled (s);
+    ``max_clients``: how many event streams may be open at once (more get a 503).
     """
     control = token if isinstance(token, ControlToken) else resolve_token(
         token, token_file=token_file)
-    hub = EventHub(platform.bus, replay=replay, ping_interval=ping_interval, retry=retry)
+    hub = EventHub(platform.bus, replay=replay, ping_interval=ping_interval, retry=retry,
+                   max_clients=max_clients)
     lag = LoopLagMonitor(interval=lag_interval)
     app = TickloopApp(
         platform, hub, lag, control,

@@ -50,7 +50,14 @@ import heapq
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Hashable,
+    Iterable,
+    Sequence,
+)
 from typing import Any
 
 import msgspec
@@ -185,7 +192,8 @@ class EventHub:
     ``replay`` is the size of each ring (market data, everything else); ``market_patterns`` the
     topics conflated on intake (``market_maxsize`` topics pending at most); ``ping_interval``
     seconds of silence before a keep-alive comment; ``retry`` the browser's reconnect delay in
-    seconds; ``clock`` the loop clock by default.
+    seconds; ``clock`` the loop clock by default; ``max_clients`` how many streams may be open
+    at once (:meth:`open` refuses more).
     """
 
     def __init__(
@@ -198,13 +206,18 @@ class EventHub:
         ping_interval: float = 15.0,
         retry: float = 1.0,
         clock: Callable[[], float] | None = None,
+        max_clients: int = 256,
     ) -> None:
         if not ping_interval > 0:
             raise ConfigError(f"ping_interval must be > 0, got {ping_interval!r}",
                               field="ping_interval")
         if not retry >= 0:
             raise ConfigError(f"retry must be >= 0, got {retry!r}", field="retry")
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
+            raise ConfigError(f"max_clients must be an int >= 1, got {max_clients!r}",
+                              field="max_clients")
         self.bus = bus
+        self.max_clients = max_clients
         self.market = ReplayRing("market", replay)
         self.events = ReplayRing("events", replay)
         self.market_patterns = tuple(market_patterns)
@@ -356,16 +369,28 @@ class EventHub:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
         await asyncio.wait((waiter,), timeout=seconds)
 
-    async def stream(
+    def open(
         self,
         *,
         last_event_id: str | None = None,
         backlog: bool = False,
         filter: EventFilter | None = None,
         limit: int | None = None,
-    ) -> AsyncIterator[bytes]:
-        """The chunks of one client's event stream (module docstring); ends after ``limit``
-        events when given, or when the hub closes."""
+    ) -> AsyncIterator[bytes] | None:
+        """One client's event stream (the chunks to send; module docstring), or None when
+        ``max_clients`` streams are open. It ends after ``limit`` events when given, or when the
+        hub closes; its slot is freed when it ends or is closed (``aclose``)."""
+        if self.clients >= self.max_clients:
+            return None
+        return _ClientStream(self, self._stream(last_event_id, backlog, filter, limit))
+
+    async def _stream(
+        self,
+        last_event_id: str | None,
+        backlog: bool,
+        filter: EventFilter | None,
+        limit: int | None,
+    ) -> AsyncGenerator[bytes, None]:
         if not self.running:
             return
         clock = self._clock
@@ -375,39 +400,35 @@ class EventHub:
         # Evictions before this point are covered by the resume notice (or were asked about by
         # nobody: a live start, a backlog): reads report only later ones.
         told = {r.name: r.evicted_seq for r in (self.market, self.events)}
-        self.clients += 1
-        try:
-            yield b"retry: %d\n: tickloop %s\n\n%s" % (self.retry_ms, self.epoch.encode(), notice)
-            last_sent = clock()
-            sent = 0
-            while not self._closed:
-                entries, missed = self.read(cursor, told)
-                chunk: list[bytes] = []
-                if missed:
-                    chunk.append(self._lost("behind", self._id(cursor), missed))
-                if entries:
-                    cursor = entries[-1].seq
-                    if wanted is not None:
-                        entries = [e for e in entries if wanted(e)]
-                    if limit is not None and sent + len(entries) >= limit:
-                        entries = entries[: limit - sent]
-                    sent += len(entries)
-                    chunk.extend(e.frame for e in entries)
-                if chunk:
-                    self.frames_sent += len(entries)
-                    yield b"".join(chunk)
-                    last_sent = clock()
-                    if limit is not None and sent >= limit:
-                        return
-                    continue
-                idle = clock() - last_sent
-                if idle >= self.ping_interval:
-                    yield _PING
-                    last_sent = clock()
-                    continue
-                await self._wait(self.ping_interval - idle)
-        finally:
-            self.clients -= 1
+        yield b"retry: %d\n: tickloop %s\n\n%s" % (self.retry_ms, self.epoch.encode(), notice)
+        last_sent = clock()
+        sent = 0
+        while not self._closed:
+            entries, missed = self.read(cursor, told)
+            chunk: list[bytes] = []
+            if missed:
+                chunk.append(self._lost("behind", self._id(cursor), missed))
+            if entries:
+                cursor = entries[-1].seq
+                if wanted is not None:
+                    entries = [e for e in entries if wanted(e)]
+                if limit is not None and sent + len(entries) >= limit:
+                    entries = entries[: limit - sent]
+                sent += len(entries)
+                chunk.extend(e.frame for e in entries)
+            if chunk:
+                self.frames_sent += len(entries)
+                yield b"".join(chunk)
+                last_sent = clock()
+                if limit is not None and sent >= limit:
+                    return
+                continue
+            idle = clock() - last_sent
+            if idle >= self.ping_interval:
+                yield _PING
+                last_sent = clock()
+                continue
+            await self._wait(self.ping_interval - idle)
 
     # -------------------------------------------------------------------------------- insight
     def stats(self) -> dict[str, Any]:
@@ -423,6 +444,35 @@ class EventHub:
                 for r in (self.market, self.events)
             },
         }
+
+
+class _ClientStream:
+    """An open stream holding one of the hub's client slots until it ends or is closed."""
+
+    def __init__(self, hub: EventHub, chunks: AsyncGenerator[bytes, None]) -> None:
+        self._hub = hub
+        self._chunks = chunks
+        self._open = True
+        hub.clients += 1
+
+    def __aiter__(self) -> _ClientStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._open:
+            self._open = False
+            self._hub.clients -= 1
+
+    async def aclose(self) -> None:
+        self._release()
+        await self._chunks.aclose()
 
 
 class EventStreamResponse(StreamingResponse):
