@@ -240,3 +240,16 @@ async def test_platform_refuses_two_clients_of_one_venue() -> None:
         with pytest.raises(ConfigError) as err:
             Platform(bus, feeds=[a, b])
         assert err.value.field == "feeds"
+
+
+async def test_absent_parts_bring_no_routes() -> None:
+    async with Bus() as bus:
+        app = create_app(Platform(bus), token="t")
+        transport = httpx.ASGITransport(app=app)
+        async with app, httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.get("/api/markets")).status_code == 404
+            assert (await http.get("/api/book/BTC-USD")).status_code == 404
+            assert (await http.get("/api/status")).json()["feeds"] == []
+            paths = set((await http.get("/openapi.json")).json()["paths"])
+    assert "/api/markets" not in paths and "/api/book/{symbol}" not in paths
+    assert {"/healthz", "/readyz", "/metrics", "/api/status", "/api/events/stream"} <= paths

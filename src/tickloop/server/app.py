@@ -188,7 +188,8 @@ def _health_router() -> APIRouter:
     return router
 
 
-def _market_router() -> APIRouter:
+def _markets_router() -> APIRouter:
+    """Present when the platform has REST clients."""
     router = APIRouter(prefix="/api", tags=["market"])
 
     @router.get("/markets")
@@ -213,6 +214,13 @@ def _market_router() -> APIRouter:
             except TickloopError as exc:
                 raise HTTPException(502, f"{client.venue}: {exc.message}") from None
         return out
+
+    return router
+
+
+def _books_router() -> APIRouter:
+    """Present when the platform has stream clients."""
+    router = APIRouter(prefix="/api", tags=["market"])
 
     @router.get("/book/{symbol}")
     async def book(
@@ -239,6 +247,12 @@ def _market_router() -> APIRouter:
                 raise HTTPException(503, f"the {feed.venue} book of {name} is resynchronising")
             return local.snapshot(depth)
         raise HTTPException(404, f"no local book of {name} is kept (attach a feed with books=)")
+
+    return router
+
+
+def _status_router() -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["health"])
 
     @router.get("/status")
     async def status(request: Request) -> JSONResponse:
@@ -367,7 +381,11 @@ def create_app(
         description="The tickloop platform's REST API, event stream and dashboard.",
     )
     app.include_router(_health_router())
-    app.include_router(_market_router())
+    app.include_router(_status_router())
+    if platform.rest:
+        app.include_router(_markets_router())
+    if platform.feeds:
+        app.include_router(_books_router())
     app.include_router(_events_router())
     app.include_router(_control_router())
     app.include_router(_dashboard_router())
