@@ -136,6 +136,14 @@ async def _run(page: object, bus: Bus, feed: StreamClient, rest: AsyncClient) ->
                                                   ts=time.time_ns()))
         await expect(page.locator("#log li", has_text="hello-browser")).to_have_count(1)
 
+        # the log is bounded: 300 more events leave the newest 200 lines
+        for n in range(300):
+            bus.publish("signal.probe", models.Signal(bot="probe", name=f"burst-{n}",
+                                                      ts=time.time_ns()))
+        await expect(page.locator("#log li").first).to_contain_text("burst-299")
+        await expect(page.locator("#log li")).to_have_count(200)
+        await expect(page.locator("#log li").last).to_contain_text("burst-100")
+
         # the control token field checks a token through the protected route
         await page.fill("#token", "wrong")
         await page.click("#control button")
@@ -158,9 +166,20 @@ async def _run(page: object, bus: Bus, feed: StreamClient, rest: AsyncClient) ->
     again = create_app(Platform(bus, feeds=[feed]), token="browser-token")
     async with serve(again, "127.0.0.1", port):
         await expect(page.locator("#h-stream")).to_have_text("connected")
-        await expect(page.locator("#log li", has_text="restarted")).to_have_count(1)
+        await expect(page.locator("#log li", has_text="restarted after")).to_have_count(1)
         await page.wait_for_function(f"window.tickloop.received() > {received}")
         last = await page.evaluate("window.tickloop.lastEventId()")
         assert last.startswith(again.hub.epoch + "-")
     assert page.errors == []  # type: ignore[attr-defined]
 
+
+
+def test_a_missing_chromium_fails_under_ci_and_skips_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        _chromium()
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        _chromium()
