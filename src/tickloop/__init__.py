@@ -1,6 +1,7 @@
 """tickloop: an asyncio toolkit and runtime for real-time market data and trading bots."""
 
 from ._version import __version__
+from .bus import Bus
 from .client.auth import Credentials
 from .client.rest import AsyncClient
 from .client.stream import StreamClient
@@ -8,6 +9,7 @@ from .client.sync import Client
 from .exceptions import (
     AuthError,
     BookError,
+    BusError,
     ConfigError,
     ConsumerOverflow,
     ExchangeError,
@@ -27,6 +29,8 @@ __all__ = [
     "AsyncClient",
     "AuthError",
     "BookError",
+    "Bus",
+    "BusError",
     "Client",
     "ConfigError",
     "ConsumerOverflow",

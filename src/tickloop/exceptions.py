@@ -19,7 +19,8 @@ data (venue, symbol, field, codes) as attributes, and never carry secrets.
     ├── StreamError            a stream ended for good
     │   ├── SubscriptionError  the venue refused a subscription (unknown symbol, auth): not retried
     │   └── ConsumerOverflow   a consumer fell too far behind a stream that must not drop data
-    └── BookError              a local order book cannot be (re)built
+    ├── BookError              a local order book cannot be (re)built
+    └── BusError               the event bus is closed, or its backend failed (Redis)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import builtins
 __all__ = [
     "AuthError",
     "BookError",
+    "BusError",
     "ConfigError",
     "ConsumerOverflow",
     "ExchangeError",
@@ -156,3 +158,8 @@ class BookError(TickloopError):
     def __init__(self, message: str, *, symbol: str | None = None, venue: str | None = None):
         super().__init__(message, venue=venue)
         self.symbol = symbol
+
+
+class BusError(TickloopError):
+    """The event bus cannot do what was asked: it is closed, or its backend failed (the
+    backend's own exception, e.g. redis-py's, is kept as ``__cause__``)."""
