@@ -4,10 +4,13 @@ hosts it.
 
 Declared on the class (all optional):
 
-* ``symbols``: the symbols it trades and hears about; ``channels``: which market streams it
+* ``symbols``: the symbols it trades and hears about (``Bot("b1", symbols=[...])`` overrides
+  them for one instance); ``channels``: which market streams it
   gets for them (``"trades"``, ``"books"``, ``"candles"``, ``"tickers"``; default trades);
   ``candle_interval`` for candles (default ``"1m"``);
-* ``every`` (seconds) or ``cron`` (a cron expression, UTC): when ``tick()`` runs;
+* ``every`` (seconds) or ``cron`` (a cron expression, UTC): when ``tick()`` runs (also
+  keywords of the constructor, for one instance; ``symbols``, ``every`` and ``cron`` are
+  therefore not parameter names);
 * ``Params``: a :class:`msgspec.Struct` of typed parameters with defaults, given as keyword
   arguments at construction (``SmaCross("b1", fast=5)``) and validated there: a wrong type, a
   missing or unknown parameter is a one-line :class:`~tickloop.exceptions.ConfigError` naming it.
@@ -88,18 +91,28 @@ def _params_error(bot_id: str, cls: type, exc: msgspec.ValidationError) -> Confi
 class Bot:
     """Subclass it; see the module docstring. ``Bot("b1", **params)``."""
 
-    symbols: ClassVar[Sequence[str]] = ()
+    symbols: Sequence[str] = ()
     channels: ClassVar[Sequence[str]] = ("trades",)
     candle_interval: ClassVar[str] = "1m"
     #: Extra bus topic patterns delivered to ``on_event``.
     topics: ClassVar[Sequence[str]] = ()
-    every: ClassVar[float | None] = None
-    cron: ClassVar[str | None] = None
+    every: float | None = None
+    cron: str | None = None
     Params: ClassVar[type[msgspec.Struct]] = NoParams
     risk: ClassVar[RiskLimits | None] = None
 
-    def __init__(self, id: str, **params: Any) -> None:
+    def __init__(self, id: str, *, symbols: Sequence[str] | None = None,
+                 every: float | None = None, cron: str | None = None, **params: Any) -> None:
         cls = type(self)
+        if every is not None:
+            self.every = every
+        if cron is not None:
+            self.cron = cron
+        if symbols is not None:
+            if isinstance(symbols, str):
+                raise ConfigError(f"bot {id!r}: symbols must be a list, not a string",
+                                  field="symbols")
+            self.symbols = tuple(symbols)  # this instance's own, instead of the class's
         if not isinstance(id, str) or not _ID.fullmatch(id):
             raise ConfigError(f"bot id {id!r} must be 1-64 letters, digits, '_' or '-'",
                               field="id")
@@ -107,9 +120,9 @@ class Bot:
             if ch not in CHANNELS:
                 raise ConfigError(f"bot {id!r}: unknown channel {ch!r} (one of "
                                   f"{', '.join(sorted(CHANNELS))})", field="channels")
-        if cls.every is not None and cls.cron is not None:
+        if self.every is not None and self.cron is not None:
             raise ConfigError(f"bot {id!r}: give every or cron, not both", field="every")
-        if isinstance(cls.symbols, str):
+        if isinstance(self.symbols, str):
             raise ConfigError(f"bot {id!r}: symbols must be a list, not a string",
                               field="symbols")
         known = cls.Params.__struct_fields__

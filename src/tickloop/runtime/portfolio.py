@@ -104,7 +104,13 @@ class Portfolio:
             closed = min(abs(old), abs(signed))
             # the share of the entry value that is closed; exact when all of it is, and any
             # rounding stays inside the position (cost and realised move by the same amount)
-            closed_cost = pos.cost if closed == abs(old) else pos.cost * closed / abs(old)
+            if closed == abs(old):
+                closed_cost = pos.cost
+            else:
+                # rounded to the entry value's own decimals, so every sum stays exact
+                exponent = pos.cost.as_tuple().exponent
+                assert isinstance(exponent, int)
+                closed_cost = (pos.cost * closed / abs(old)).quantize(Decimal(1).scaleb(exponent))
             direction = 1 if old > 0 else -1
             pos.realized += direction * closed * price - closed_cost
             pos.cost -= closed_cost
