@@ -12,12 +12,16 @@ Theory of operation.
   publishes its streams on the bus (:meth:`tickloop.bus.Bus.attach`): one upstream subscription
   per symbol and channel, whatever the number of bots. It also keeps the live local book of
   every symbol a bot trades (the paper executor fills against it; ``bot.book(symbol)``).
-* **One subscription per bot.** Each bot subscribes to its own symbols' topics and to its own
-  order and fill topics. A bot whose handlers are all plain functions is called inline by the
-  publish (no task, no queue: the lowest latency); a bot with an async handler gets a bounded
-  buffer (``bot_buffer`` events, dropping the oldest: a slow bot loses its own oldest market
-  events, announced as :class:`~tickloop.models.BusDropped` naming it, and never slows the
-  others) drained by one task.
+* **Fan-out without a task per event.** The engine subscribes once per market channel and
+  routes each event to the bots of its topic in order (a dict lookup and a list). A plain
+  function handler is called inline. A coroutine handler is started inline too and driven
+  eagerly: if it finishes without waiting on anything (the common case: a bot that updates
+  its indicators) it costs no task at all; if it waits (an order placed, a sleep), the rest
+  of it runs in a task, and the bot's later events wait in its own bounded mailbox
+  (``bot_buffer`` events; full, it drops its oldest, counted in ``stats(bot)["dropped"]`` and
+  announced as :class:`~tickloop.models.BusDropped` naming the bot) until that handler is
+  done, so each bot sees its events in order and a slow bot never delays the others. A bot's
+  own order events and fills take the same path.
 * **Isolation.** Every handler call goes through one wrapper: it names the running bot in the
   loop monitor's slot (for an async handler, around each step of the coroutine), accounts the
   call's time to the bot, and turns an exception into a :class:`~tickloop.models.BotError` on
@@ -70,6 +74,7 @@ from ..exceptions import ConfigError, TimeoutError
 from ..models import (
     BookSnapshot,
     BotError,
+    BusDropped,
     Candle,
     CircuitBreakerFired,
     Fill,
@@ -118,25 +123,34 @@ class BotStatus(StrEnum):
     ERROR = "error"  # the circuit breaker fired (or on_start failed): resume() restarts it
 
 
+_NOTHING: Any = object()  # _Attributed: no eager first step was taken
+
+
 class _Attributed:
     """Drives a bot's coroutine step by step, naming the bot in the monitor's slot during each
     step (a stall inside any step is then the bot's), and accounting each step's time."""
 
-    __slots__ = ("bot", "coro", "handler", "running", "stats")
+    __slots__ = ("bot", "coro", "first", "handler", "running", "stats")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], running: Running, bot: str,
-                 handler: str, stats: HandlerStats) -> None:
+                 handler: str, stats: HandlerStats, first: Any = _NOTHING) -> None:
         self.coro = coro
         self.running = running
         self.bot = bot
         self.handler = handler
         self.stats = stats
+        self.first = first  # what the coroutine yielded at an eager first step, if it ran
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro = self.coro
         running = self.running
         send: Any = None
         error: BaseException | None = None
+        if self.first is not _NOTHING:
+            try:
+                send = yield self.first
+            except BaseException as exc:
+                error = exc
         while True:
             previous = running.enter(self.bot, self.handler)
             try:
@@ -157,12 +171,16 @@ class _Host:
     """Everything the engine keeps for one bot."""
 
     __slots__ = (
+        "announced",
         "bot",
+        "busy",
+        "dropped",
         "errors",
         "handlers",
         "id",
         "is_async",
         "overruns",
+        "pending",
         "portfolio",
         "stats",
         "status",
@@ -185,6 +203,10 @@ class _Host:
         self.tick_task: asyncio.Task[bool] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.overruns = 0
+        self.busy = False  # a coroutine handler is suspended: events wait in ``pending``
+        self.pending: deque[tuple[str, Any]] = deque()
+        self.dropped = 0
+        self.announced = 0
 
 
 class Engine:
@@ -280,6 +302,8 @@ class Engine:
         self._store_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_price: dict[str, Decimal] = {}
+        self._routes: dict[str, list[_Host]] = {}
+        self._drop_timer: asyncio.TimerHandle | None = None
         self._started = False
         self._closed = False
         self._done: asyncio.Event | None = None
@@ -320,15 +344,15 @@ class Engine:
 
     def stats(self, bot_id: str) -> dict[str, Any]:
         """One bot's handler accounting (per handler: count, total and max seconds, errors),
-        tick overruns and its subscription's drops."""
+        tick overruns, and its mailbox (events waiting, events dropped)."""
         host = self._host(bot_id)
-        sub = host.subscription
         return {
             "status": str(host.status),
             "handlers": {name: s.as_dict() for name, s in host.stats.items()},
             "errors": sum(s.errors for s in host.stats.values()),
             "overruns": host.overruns,
-            "dropped": sub.dropped if sub is not None else 0,
+            "dropped": host.dropped,
+            "pending": len(host.pending),
         }
 
     def portfolio(self, bot_id: str) -> Portfolio:
@@ -449,6 +473,9 @@ class Engine:
         # trades drive resting paper orders and the last-price marks, before any bot sees them
         self._internal.append(bus.subscribe(f"trade.{self.venue}.*", handler=self._on_trade,
                                             name="tickloop-engine-trades"))
+        self._internal.append(bus.subscribe(
+            [f"trade.{self.venue}.*", f"book.{self.venue}.*", f"ticker.{self.venue}.*",
+             f"candle.{self.venue}.*"], handler=self._route, name="tickloop-engine-bots"))
 
     async def _start_bot(self, host: _Host, offset: float) -> None:
         bot = host.bot
@@ -457,26 +484,32 @@ class Engine:
             saved = await self.store.load_state(host.id)
             if isinstance(saved, dict):
                 bot.state = saved
-        patterns = [f"bot.order.{host.id}", f"bot.fill.{host.id}", *bot.topics]
+        routes = self._routes
         for symbol in bot.symbols:
             for ch in bot.channels:
                 if ch == "trades":
-                    patterns.append(f"trade.{self.venue}.{symbol}")
+                    topic, name = f"trade.{self.venue}.{symbol}", "on_trade"
                 elif ch == "books":
-                    patterns.append(f"book.{self.venue}.{symbol}")
+                    topic, name = f"book.{self.venue}.{symbol}", "on_book"
                 elif ch == "tickers":
-                    patterns.append(f"ticker.{self.venue}.{symbol}")
+                    topic, name = f"ticker.{self.venue}.{symbol}", "on_ticker"
                 else:
-                    patterns.append(f"candle.{self.venue}.{symbol}.{bot.candle_interval}")
-        event_handlers = ("on_trade", "on_book", "on_candle", "on_ticker", "on_order",
-                          "on_fill", "on_event")
-        if any(host.is_async.get(name) for name in event_handlers):
-            host.subscription = self.bus.subscribe(
-                patterns, maxsize=self.bot_buffer, policy="drop_oldest",
-                handler=self._async_dispatcher(host), name=host.id)
-        else:
-            host.subscription = self.bus.subscribe(
-                patterns, handler=self._sync_dispatcher(host), name=host.id)
+                    topic = f"candle.{self.venue}.{symbol}.{bot.candle_interval}"
+                    name = "on_candle"
+                if name in host.handlers:
+                    route = routes.setdefault(topic, [])
+                    if host not in route:
+                        route.append(host)
+        if bot.topics and "on_event" in host.handlers:
+            deliver = self._deliver
+
+            def on_event(event: Event) -> None:
+                if host.status is BotStatus.RUNNING:
+                    deliver(host, "on_event", event)
+
+            on_event.__qualname__ = f"bot:{host.id}"
+            host.subscription = self.bus.subscribe(list(bot.topics), handler=on_event,
+                                                   name=host.id)
         host.status = BotStatus.RUNNING
         if "on_start" in host.handlers and not await self._call(host, "on_start"):
             host.status = BotStatus.ERROR
@@ -534,6 +567,9 @@ class Engine:
             await self._feed.close()
         if self.monitor is not None:
             await self.monitor.stop()
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._announce_drops()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for sub in self._internal:
@@ -552,9 +588,15 @@ class Engine:
     async def _stop_bot(self, host: _Host) -> None:
         if self._runner is not None and host.id in self._runner.scheduler:
             self._runner.remove(host.id)
+        for route in self._routes.values():
+            if host in route:
+                route.remove(host)
+        host.pending.clear()
         tick = host.tick_task
         if tick is not None and not tick.done():
             tick.cancel()
+        for task in host.tasks:
+            task.cancel()
         pending = [t for t in (tick, *host.tasks) if t is not None]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
@@ -671,35 +713,84 @@ class Engine:
             return False
         return True
 
-    def _sync_dispatcher(self, host: _Host) -> Callable[[Event], None]:
-        handlers = host.handlers
-        call = self._call_sync
+    def _route(self, event: Event) -> None:
+        """The engine's one subscription to market data: each event to its topic's bots."""
+        hosts = self._routes.get(event.topic)
+        if not hosts:
+            return
+        payload = event.payload
+        name = _HANDLER_OF[type(payload)]
+        deliver = self._deliver
+        running = BotStatus.RUNNING
+        for host in hosts:
+            if host.status is running:
+                deliver(host, name, payload)
 
-        def dispatch(event: Event) -> None:
-            if host.status is not BotStatus.RUNNING:
-                return
-            payload = event.payload
-            name = _HANDLER_OF.get(type(payload), "on_event")
-            if name in handlers:
-                call(host, name, event if name == "on_event" else payload)
+    def _deliver(self, host: _Host, name: str, payload: Any) -> None:
+        """Call ``host``'s handler ``name`` now, or queue it behind a suspended one."""
+        if host.busy:
+            pending = host.pending
+            if len(pending) >= self.bot_buffer:
+                pending.popleft()
+                host.dropped += 1
+                if self._drop_timer is None:
+                    self._drop_timer = asyncio.get_running_loop().call_later(
+                        1.0, self._announce_drops)
+            pending.append((name, payload))
+            return
+        if not host.is_async[name]:
+            self._call_sync(host, name, payload)
+            return
+        stats = host.stats[name]
+        stats.count += 1
+        coro = host.handlers[name](payload)
+        running = self.running
+        previous = running.enter(host.id, name)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            running.leave(previous, stats)
+            return
+        except Exception as exc:
+            running.leave(previous, stats)
+            self._error(host, name, exc)
+            return
+        running.leave(previous, stats)
+        host.busy = True
+        task = asyncio.get_running_loop().create_task(
+            self._finish(host, name, coro, yielded), name=f"{name}:{host.id}")
+        host.tasks.add(task)
+        task.add_done_callback(host.tasks.discard)
 
-        dispatch.__qualname__ = f"bot:{host.id}"
-        return dispatch
+    async def _finish(self, host: _Host, name: str, coro: Coroutine[Any, Any, Any],
+                      yielded: Any) -> None:
+        """The rest of a suspended handler, then the bot's mailbox, in order."""
+        try:
+            try:
+                await _Attributed(coro, self.running, host.id, name, host.stats[name],
+                                  first=yielded)
+            except Exception as exc:
+                self._error(host, name, exc)
+            pending = host.pending
+            while pending:
+                next_name, payload = pending.popleft()
+                if host.status is BotStatus.RUNNING:
+                    await self._call(host, next_name, payload)
+        finally:
+            host.busy = False
 
-    def _async_dispatcher(self, host: _Host) -> Callable[[Event], Awaitable[None]]:
-        handlers = host.handlers
-        call = self._call
-
-        async def dispatch(event: Event) -> None:
-            if host.status is not BotStatus.RUNNING:
-                return
-            payload = event.payload
-            name = _HANDLER_OF.get(type(payload), "on_event")
-            if name in handlers:
-                await call(host, name, event if name == "on_event" else payload)
-
-        dispatch.__qualname__ = f"bot:{host.id}"
-        return dispatch
+    def _announce_drops(self) -> None:
+        self._drop_timer = None
+        bus = self._bus
+        if bus is None or bus.closed:
+            return
+        for host in self._hosts.values():
+            delta = host.dropped - host.announced
+            if delta > 0:
+                host.announced = host.dropped
+                bus.publish(f"bus.dropped.{host.id}", BusDropped(
+                    subscription=host.id, pattern=f"bot:{host.id}", policy="drop_oldest",
+                    dropped=delta, total=host.dropped, ts=self.clock.now_ns()))
 
     def _on_due(self, due: Due) -> None:
         if due.key == _EQUITY_JOB:
@@ -751,6 +842,11 @@ class Engine:
             position = host.portfolio.apply_fill(fill)
             bus.publish(f"bot.fill.{bot_id}", fill)
             bus.publish(f"bot.position.{bot_id}", position)
+        if host.status is BotStatus.RUNNING:
+            if "on_order" in host.handlers:
+                self._deliver(host, "on_order", event)
+            if fill is not None and "on_fill" in host.handlers:
+                self._deliver(host, "on_fill", fill)
 
     def _on_block(self, duration: float, bot: str | None, handler: str | None) -> None:
         bus = self._bus

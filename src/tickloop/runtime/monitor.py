@@ -12,7 +12,9 @@ Two parts that meet in one :class:`Running` slot.
   :meth:`LoopMonitor.percentiles`); one of ``threshold`` seconds or more is a stall, reported
   through ``on_block(duration, bot, handler)`` with the bot whose single handler call was the
   longest since the previous wake-up, if that call took at least half the stall (else the stall
-  is not a bot's doing, and ``bot`` is None).
+  is not a bot's doing, and ``bot`` is None). ``duration`` is the lateness, or the named call's
+  own length when longer (a stall that began during the monitor's sleep shows less lateness
+  than it lasted).
 
 Durations are measured with :func:`time.perf_counter`: what a handler costs is real CPU and
 wall time whatever clock the engine runs on (in simulated time no handler takes any).
@@ -165,5 +167,10 @@ class LoopMonitor:
                 longest, bot, handler = running.take_longest()
                 if longest < lag / 2:
                     bot = handler = None
+                    duration = lag
+                else:
+                    # the stall may have begun before this sleep did: the call's own length
+                    # is the better measure
+                    duration = max(lag, longest)
                 self.blocked += 1
-                self.on_block(lag, bot, handler)
+                self.on_block(duration, bot, handler)
