@@ -27,6 +27,7 @@ from .clock import Clock, LoopClock, SimClock
 from .engine import BotStatus, Engine
 from .executor import Executor, PaperExecutor
 from .monitor import HandlerStats, LoopMonitor
+from .notify import Notifier, TelegramNotifier, WebhookNotifier
 from .paper import PaperMatcher
 from .portfolio import Portfolio
 from .risk import Exposure, OrderIntent, RiskDecision, RiskEngine, RiskLimits
@@ -46,6 +47,7 @@ __all__ = [
     "LoopClock",
     "LoopMonitor",
     "NoParams",
+    "Notifier",
     "OrderIntent",
     "Page",
     "PaperExecutor",
@@ -58,5 +60,7 @@ __all__ = [
     "Scheduler",
     "SimClock",
     "Store",
+    "TelegramNotifier",
+    "WebhookNotifier",
     "stagger",
 ]

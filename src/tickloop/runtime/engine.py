@@ -45,6 +45,8 @@ Theory of operation.
 * **Store.** With ``store=path``, every ``bot.*``, ``risk.*`` and ``loop.*`` event is written
   by a lossless subscriber in batched transactions, bot states are saved with each equity
   snapshot and at shutdown, and reloaded into ``bot.state`` at start.
+* **Notifiers** (``notifiers=[WebhookNotifier(...), TelegramNotifier(...)]``) are started on
+  the bus and closed at shutdown (:mod:`tickloop.runtime.notify`).
 * **Shutdown** (leaving ``async with``): ticks stop, each bot's open orders are cancelled
   (``cancel_on_stop``), ``on_stop`` runs, states are saved, the feed is closed, the store
   flushed and closed, the process pool shut down; every task the engine started is awaited.
@@ -94,6 +96,7 @@ from .bot import Bot, declared_handlers
 from .clock import Clock, LoopClock
 from .executor import Executor, PaperExecutor
 from .monitor import HandlerStats, LoopMonitor, Running
+from .notify import Notifier
 from .portfolio import Portfolio
 from .risk import Exposure, OrderIntent, RiskEngine, RiskLimits
 from .scheduler import Cron, Due, Interval, Scheduler, ScheduleRunner, stagger
@@ -237,6 +240,7 @@ class Engine:
         block_threshold: float = 0.1,
         cancel_on_stop: bool = True,
         offload_workers: int | None = None,
+        notifiers: Iterable[Notifier] = (),
     ) -> None:
         hosts: dict[str, _Host] = {}
         try:
@@ -292,6 +296,7 @@ class Engine:
         self.equity_every = float(equity_every)
         self.cancel_on_stop = cancel_on_stop
         self._offload_workers = offload_workers
+        self.notifiers = list(notifiers)
         self._pool: ProcessPoolExecutor | None = None
         self.running = Running()
         self._monitor_options = {"interval": monitor_interval, "threshold": block_threshold}
@@ -405,6 +410,8 @@ class Engine:
         await self._bus.start()
         bus = self._bus
         try:
+            for notifier in self.notifiers:
+                await notifier.start(bus)
             await self._open_store()
             if self._feed is None:
                 self._feed = StreamClient(self.venue, url=self.url)
@@ -579,6 +586,8 @@ class Engine:
         if self.store is not None and not isinstance(self._store_arg, Store):
             await self.store.close()
         await self.executor.close()
+        for notifier in self.notifiers:
+            await notifier.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
