@@ -26,6 +26,7 @@ from .bot import Bot, NoParams
 from .clock import Clock, LoopClock, SimClock
 from .engine import BotStatus, Engine
 from .executor import Executor, PaperExecutor
+from .live import LiveExecutor
 from .monitor import HandlerStats, LoopMonitor
 from .notify import Notifier, TelegramNotifier, WebhookNotifier
 from .paper import PaperMatcher
@@ -44,6 +45,7 @@ __all__ = [
     "Exposure",
     "HandlerStats",
     "Interval",
+    "LiveExecutor",
     "LoopClock",
     "LoopMonitor",
     "NoParams",

@@ -222,6 +222,7 @@ class Engine:
         venue: str = "sim",
         url: str | None = None,
         feed: StreamClient | None = None,
+        feed_options: dict[str, Any] | None = None,
         bus: Bus | None = None,
         clock: Clock | None = None,
         executor: Executor | str = "paper",
@@ -269,7 +270,8 @@ class Engine:
                               field="breaker_window")
         if isinstance(executor, str):
             if executor != "paper":
-                raise ConfigError(f"unknown executor {executor!r}: 'paper' or an Executor",
+                raise ConfigError(f"unknown executor {executor!r}: 'paper', or an Executor "
+                                  "such as tickloop.runtime.LiveExecutor(credentials, ...)",
                                   field="executor")
             executor = PaperExecutor()
         self.venue = venue
@@ -277,6 +279,7 @@ class Engine:
         self._hosts = hosts
         self._feed = feed
         self._own_feed = feed is None
+        self._feed_options = dict(feed_options or {})
         self._bus = bus
         self._own_bus = bus is None
         self._clock = clock
@@ -414,11 +417,16 @@ class Engine:
                 await notifier.start(bus)
             await self._open_store()
             if self._feed is None:
-                self._feed = StreamClient(self.venue, url=self.url)
+                self._feed = StreamClient(self.venue, url=self.url, **self._feed_options)
             feed = self._feed
             await feed.start()
             self.executor.bind(emit=self._on_order_event, book=self.book, clock=clock,
                                venue=self.venue)
+            if self.store is not None:
+                for host in self._hosts.values():  # the positions the stored fills make
+                    for fill in await self.store.fill_models(bot=host.id):
+                        host.portfolio.apply_fill(fill)
+            await self.executor.start(self.store)
             await self._wire_feed()
             self.monitor = LoopMonitor(self.running, clock, self._on_block,
                                        interval=self._monitor_options["interval"],
@@ -627,6 +635,14 @@ class Engine:
         ts = self.clock.now_ns()
         await store.write([Record(h.id, h.bot.state, ts=ts, state=True)
                            for h in self._hosts.values()])
+
+    async def flush(self) -> None:
+        """Wait until the store has committed every event published so far."""
+        store = self.store
+        subs = [s for s in self._internal if s.name == "tickloop-store"]
+        if store is None or not subs:
+            return
+        await store.wait_drained(subs[0])
 
     # ------------------------------------------------------------------ control
 

@@ -18,6 +18,7 @@ from ..exceptions import ConfigError
 from ..models import Order, OrderEvent, OrderStatus, OrderType, Side, TimeInForce, Trade
 from .clock import Clock
 from .paper import PaperMatcher
+from .store import Store
 
 __all__ = ["Emit", "Executor", "PaperExecutor"]
 
@@ -32,6 +33,10 @@ class Executor(Protocol):
     name: str
 
     def bind(self, *, emit: Emit, book: BookOf, clock: Clock, venue: str) -> None: ...
+
+    async def start(self, store: Store | None) -> None:
+        """Called once the engine's bus, store and feed are up."""
+        ...
 
     async def place(self, bot: str, *, symbol: str, side: Side, type: OrderType, size: Decimal,
                     price: Decimal | None, time_in_force: TimeInForce, post_only: bool,
@@ -80,6 +85,9 @@ class PaperExecutor:
         self._book = book
         self._clock = clock
         self._matcher = PaperMatcher(venue=venue, **self._matcher_options)  # type: ignore[arg-type]
+
+    async def start(self, store: Store | None) -> None:
+        """Nothing to connect: paper orders live in memory."""
 
     @property
     def matcher(self) -> PaperMatcher:

@@ -40,7 +40,14 @@ from ..client.backoff import Backoff
 from ..exceptions import ConfigError
 from .clock import Clock, LoopClock
 
-__all__ = ["TELEGRAM_TEXTS", "TOPICS", "Notifier", "TelegramNotifier", "WebhookNotifier", "render_text"]
+__all__ = [
+    "TELEGRAM_TEXTS",
+    "TOPICS",
+    "Notifier",
+    "TelegramNotifier",
+    "WebhookNotifier",
+    "render_text",
+]
 
 log = logging.getLogger("tickloop.runtime.notify")
 

@@ -14,7 +14,8 @@ Tables (schema version 1; ``schema_version`` holds the version, and :data:`MIGRA
 any older file up to date at open, one transaction per step):
 
 ============  ======================================================================
-orders        the latest state of each order, keyed by (venue, client_order_id)
+orders        the latest state of each order, keyed by (venue, client_order_id); the live
+              executor journals an order here (status ``pending``) before sending it
 fills         every fill, unique per (venue, order_id, trade_id): a replay is a no-op
 positions     the latest position per (bot, venue, symbol)
 events        platform events (bot errors, breaker, risk rejections, loop blocks...) as JSON
@@ -44,7 +45,7 @@ import msgspec
 from ..bus.events import Event
 from ..bus.subscription import Subscription
 from ..exceptions import ConfigError, StoreError
-from ..models import Equity, Fill, Order, OrderEvent, Position
+from ..models import Equity, Fill, Liquidity, Order, OrderEvent, Position, Side
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Page", "Record", "Store"]
 
@@ -144,6 +145,9 @@ class Store:
         self.written = 0
         #: Transactions committed.
         self.transactions = 0
+        #: True while :meth:`consume` holds a batch it has not committed yet.
+        self.consuming = False
+        self._batch_done = asyncio.Event()
 
     @classmethod
     async def open(cls, path: str | Path, *, batch: int = 1000) -> Store:
@@ -239,6 +243,41 @@ class Store:
         self.transactions += 1
         return len(records)
 
+    async def record_intent(self, *, bot: str, venue: str, symbol: str, client_order_id: str,
+                            side: str, type: str, price: str | None, size: str,
+                            time_in_force: str, post_only: bool, created_ts: int) -> None:
+        """Journal an order about to be sent (status ``pending``), committed before this
+        returns; a client order id already journaled is left as it is."""
+        async with self._lock:
+            try:
+                await self.db.execute(
+                    """INSERT INTO orders (bot, venue, symbol, client_order_id, order_id, side,
+                           type, price, size, filled_size, avg_price, status, time_in_force,
+                           post_only, reject_reason, created_ts, updated_ts)
+                       VALUES (?,?,?,?,NULL,?,?,?,?,'0',NULL,'pending',?,?,NULL,?,?)
+                       ON CONFLICT (venue, client_order_id) DO NOTHING""",
+                    (bot, venue, symbol, client_order_id, side, type, price, size,
+                     time_in_force, int(post_only), created_ts, created_ts))
+            except sqlite3.Error as exc:
+                raise StoreError(f"journaling order {client_order_id}: {exc}") from exc
+        self.written += 1
+
+    async def fill_models(self, *, bot: str) -> list[Fill]:
+        """Every fill of ``bot`` as :class:`~tickloop.models.Fill` s, oldest first."""
+        out: list[Fill] = []
+        after = None
+        while True:
+            page = await self.fills(bot=bot, limit=1000, after=after)
+            out.extend(Fill(venue=r["venue"], symbol=r["symbol"], order_id=r["order_id"],
+                            client_order_id=r["client_order_id"], trade_id=r["trade_id"],
+                            side=Side(r["side"]), price=Decimal(r["price"]),
+                            size=Decimal(r["size"]), fee=Decimal(r["fee"]),
+                            fee_asset=r["fee_asset"], liquidity=Liquidity(r["liquidity"]),
+                            ts=r["ts"]) for r in page.items)
+            if page.next is None:
+                return out
+            after = page.next
+
     async def save_state(self, bot: str, state: Any, ts: int) -> None:
         await self.write([Record(bot, state, ts=ts, state=True)])
 
@@ -249,14 +288,25 @@ class Store:
         name_of = bot_of if bot_of is not None else default_bot_of
         batch = self.batch
         async for event in subscription:
-            events = [event]
-            while len(events) < batch:
-                more = subscription.get_nowait()
-                if more is None:
-                    break
-                events.append(more)
-            await self.write([Record(name_of(e), e.payload, topic=e.topic, ts=e.ts)
-                              for e in events])
+            self.consuming = True
+            try:
+                events = [event]
+                while len(events) < batch:
+                    more = subscription.get_nowait()
+                    if more is None:
+                        break
+                    events.append(more)
+                await self.write([Record(name_of(e), e.payload, topic=e.topic, ts=e.ts)
+                                  for e in events])
+            finally:
+                self.consuming = False
+                self._batch_done.set()
+
+    async def wait_drained(self, subscription: Subscription) -> None:
+        """Return once :meth:`consume` has committed everything ``subscription`` delivered."""
+        while len(subscription) or self.consuming:
+            self._batch_done.clear()
+            await self._batch_done.wait()
 
     # ------------------------------------------------------------------ reading
 
