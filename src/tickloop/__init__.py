@@ -25,6 +25,7 @@ from .exceptions import (
     TimeoutError,
 )
 from .fields import Selection
+from .retry import retry
 
 __all__ = [
     "AsyncClient",
@@ -50,4 +51,5 @@ __all__ = [
     "TickloopError",
     "TimeoutError",
     "__version__",
+    "retry",
 ]
