@@ -57,7 +57,46 @@ class _RoundRobin:
             self.push(event)
 
 
-_Target = Inbox | _RoundRobin
+class _Route:
+    """What one topic is delivered to, cached. ``calls`` are called with each event: an
+    inbox's ``push``, a group's ``push``, or, for a subscription with a sync handler, the handler
+    itself (no wrapper on the hot path); ``inboxes`` are the matching inboxes in the same order
+    (None for a group); ``many`` the batch entry points. ``count`` is how many events went
+    through this route, which is how a directly called handler's deliveries are counted."""
+
+    __slots__ = ("calls", "count", "direct", "inboxes", "many")
+
+    def __init__(self, targets: list[Inbox | _RoundRobin]) -> None:
+        self.calls: tuple[Callable[[Event], Any], ...] = ()
+        self.inboxes: tuple[Inbox | None, ...] = ()
+        self.many: tuple[Callable[[Sequence[Event]], None], ...] = ()
+        self.direct = False
+        self.count = 0
+        calls: list[Callable[[Event], Any]] = []
+        inboxes: list[Inbox | None] = []
+        for target in targets:
+            if isinstance(target, _RoundRobin):
+                calls.append(target.push)
+                inboxes.append(None)
+            else:
+                handler = target.inline
+                if handler is not None:
+                    calls.append(handler)
+                    target.live_routes.append(self)
+                    self.direct = True
+                else:
+                    calls.append(target.push)
+                inboxes.append(target)
+        self.calls = tuple(calls)
+        self.inboxes = tuple(inboxes)
+        self.many = tuple(t.push_many for t in targets)
+
+    def fold(self) -> None:
+        """The route is going: its direct handlers' deliveries move to their stats."""
+        for inbox in self.inboxes:
+            if inbox is not None and self in inbox.live_routes:
+                inbox.live_routes.remove(self)
+                inbox.stats.delivered += self.count
 
 
 class LocalBus(Bus):
@@ -78,21 +117,31 @@ class LocalBus(Bus):
         if mono_clock is not None:
             options["mono_clock"] = mono_clock
         super().__init__(url, name=name, drop_interval=drop_interval, **options)
-        self._routes: dict[str, tuple[_Target, ...]] = {}
+        self._routes: dict[str, _Route] = {}
         self._depth = 0
-        self._pending: deque[tuple[tuple[_Target, ...], Event | list[Event]]] = deque()
+        self._pending: deque[tuple[_Route, Event | list[Event]]] = deque()
+        self._last_class: type[Any] | None = None
+        self._last_type = ""
 
     # ----------------------------------------------------------------------------- routing
     def _attach(self, inbox: Inbox) -> None:
-        self._routes.clear()
+        self._clear_routes()
 
     def _detach(self, inbox: Inbox) -> None:
-        self._routes.clear()
+        self._clear_routes()
 
-    def _route(self, topic: str) -> tuple[_Target, ...]:
+    def _clear_routes(self) -> None:
+        routes = self._routes
+        if routes:
+            for route in routes.values():
+                if route.direct:
+                    route.fold()
+            routes.clear()
+
+    def _route(self, topic: str) -> _Route:
         if not isinstance(topic, str) or not topic:
             raise ConfigError(f"topic must be a non-empty string, got {topic!r}", field="topic")
-        targets: list[_Target] = []
+        targets: list[Inbox | _RoundRobin] = []
         groups: dict[str, _RoundRobin] = {}
         for inbox in self._inboxes:
             if not inbox.matches(topic):
@@ -105,32 +154,35 @@ class LocalBus(Bus):
             else:
                 rr = groups[group] = _RoundRobin(inbox)
                 targets.append(rr)
-        routes = self._routes
-        if len(routes) >= ROUTE_CACHE:
-            routes.clear()
-        route = routes[topic] = tuple(targets)
+        if len(self._routes) >= ROUTE_CACHE:
+            self._clear_routes()
+        route = self._routes[topic] = _Route(targets)
         return route
 
     def matching(self, topic: str) -> list[Inbox]:
         """The subscriptions ``topic`` is delivered to now (every member of a group)."""
         out: list[Inbox] = []
-        for target in self._routes.get(topic) or self._route(topic):
-            if isinstance(target, _RoundRobin):
-                out.extend(target.members)
+        route = self._routes.get(topic) or self._route(topic)
+        for call, inbox in zip(route.calls, route.inboxes, strict=True):
+            if inbox is None:
+                out.extend(call.__self__.members)  # type: ignore[attr-defined]
             else:
-                out.append(target)
+                out.append(inbox)
         return out
 
     # ---------------------------------------------------------------------------- publishing
     def publish(self, topic: str, payload: Any) -> Event:
         if self._closed:
             raise BusError("this bus is closed")
-        type_name = _TYPE_OF.get(type(payload))
-        if type_name is None:
-            type_name = event_type_of(payload)
-        targets = self._routes.get(topic)
-        if targets is None:
-            targets = self._route(topic)
+        cls = type(payload)
+        if cls is self._last_class:
+            type_name = self._last_type
+        else:
+            type_name = _TYPE_OF.get(cls) or event_type_of(payload)
+            self._last_class, self._last_type = cls, type_name
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
         event = Event(
             type=type_name,
             topic=topic,
@@ -141,27 +193,65 @@ class LocalBus(Bus):
             payload=payload,
         )
         self.published += 1
-        if not targets:
+        calls = route.calls
+        if not calls:
             return event
+        route.count += 1
         if self._depth:
-            self._pending.append((targets, event))
+            self._pending.append((route, event))
             return event
         self._depth = 1
         try:
-            for target in targets:
-                target.push(event)
+            if route.direct:
+                i = 0
+                try:
+                    for call in calls:
+                        call(event)
+                        i += 1
+                except Exception as exc:
+                    self._failed_at(route, event, i, exc)
+            else:
+                for call in calls:
+                    call(event)
             if self._pending:
                 self._drain()
         finally:
             self._depth = 0
         return event
 
+    def _failed_at(self, route: _Route, event: Event, i: int, exc: Exception) -> None:
+        inbox = route.inboxes[i]
+        if inbox is None:
+            raise exc
+        inbox.stats.delivered -= 1  # counted by the route
+        inbox._failed(event, exc)
+        self._call(route, event, i + 1)
+
+    def _call(self, route: _Route, event: Event, start: int) -> None:
+        """Deliver ``event`` along ``route`` from ``start``; a directly called sync handler
+        that raises is counted and reported, and delivery goes on with the next."""
+        calls = route.calls
+        i = start
+        while True:
+            try:
+                for call in calls[i:] if i else calls:
+                    call(event)
+                    i += 1
+                return
+            except Exception as exc:
+                inbox = route.inboxes[i]
+                if inbox is None:
+                    raise
+                inbox.stats.delivered -= 1  # counted by the route
+                inbox._failed(event, exc)
+                i += 1
+
     def publish_many(self, topic: str, payloads: Iterable[Any]) -> list[Event]:
         if self._closed:
             raise BusError("this bus is closed")
-        targets = self._routes.get(topic)
-        if targets is None:
-            targets = self._route(topic)
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
         type_of = _TYPE_OF.get
         ids = self._ids
         source = self.source
@@ -185,15 +275,15 @@ class LocalBus(Bus):
                 )
             )
         self.published += len(events)
-        if not targets or not events:
+        if not route.calls or not events:
             return events
         if self._depth:
-            self._pending.append((targets, events))
+            self._pending.append((route, events))
             return events
         self._depth = 1
         try:
-            for target in targets:
-                target.push_many(events)
+            for push_many in route.many:
+                push_many(events)
             if self._pending:
                 self._drain()
         finally:
@@ -203,10 +293,12 @@ class LocalBus(Bus):
     def _drain(self) -> None:
         pending = self._pending
         while pending:
-            targets, item = pending.popleft()
-            if type(item) is list:
-                for target in targets:
-                    target.push_many(item)
+            route, item = pending.popleft()
+            if isinstance(item, list):
+                for push_many in route.many:
+                    push_many(item)
+            elif route.direct:
+                self._call(route, item, 0)
             else:
-                for target in targets:
-                    target.push(item)  # type: ignore[arg-type]
+                for call in route.calls:
+                    call(item)

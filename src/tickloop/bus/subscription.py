@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -122,11 +122,28 @@ class Inbox(Consumer):
         #: How many of ``stats.dropped`` were announced in BusDropped events (by the bus).
         self.announced = 0
         self.on_done: Callable[[Event], None] | None = None
+        #: Routes (of the in-process bus) that call this inbox's sync handler directly; each
+        #: counts what it delivered, folded into ``stats.delivered`` when the route goes.
+        self.live_routes: list[Any] = []
         matchers = [topic_matcher(p) for p in self.patterns]
         if len(matchers) == 1:
             self.matches: Callable[[str], bool] = matchers[0]
         else:
             self.matches = lambda topic: any(m(topic) for m in matchers)
+
+    @property
+    def inline(self) -> Callable[[Event], Any] | None:
+        """The sync handler a router may call directly in place of :meth:`push` (then it
+        counts the deliveries in ``live_routes`` and reports failures to :meth:`_failed`),
+        or None when events must go through :meth:`push`."""
+        if self.push == self._call_handler and self.group is None:
+            return self._handler
+        return None
+
+    def delivered_now(self) -> int:
+        """Events delivered so far (``stats.delivered`` plus what live routes counted)."""
+        live: int = sum(route.count for route in self.live_routes)
+        return self.stats.delivered + live
 
     def set_on_done(self, on_done: Callable[[Event], None] | None) -> None:
         """Call ``on_done(event)`` once per event handled or consumed (module docstring)."""
@@ -169,6 +186,17 @@ class Inbox(Consumer):
                 if self.on_pressure is not None:
                     self.on_pressure(self, True)
             self._wake()
+        elif self.push == self._call_handler:
+            handler = self._handler
+            assert handler is not None
+            failed = 0
+            for event in events:
+                try:
+                    handler(event)
+                except Exception as exc:
+                    failed += 1
+                    self._failed(event, exc)
+            self.stats.delivered += len(events) - failed
         else:
             push = self.push
             for event in events:
@@ -298,13 +326,15 @@ class Subscription:
 
     __slots__ = ("__weakref__", "_buffer", "_bus", "_inbox", "_low", "_stats", "_taken")
 
+    _taken: list[Event]
+
     def __init__(self, bus: Bus, inbox: Inbox) -> None:
         self._bus: Bus | None = bus
         self._inbox = inbox
         self._buffer = inbox._buffer
         self._stats = inbox.stats
         self._low = inbox.low_water + 1
-        self._taken: Event | None = None
+        self._taken = []  # events taken but not yet known consumed (on_done backends only)
 
     # ----------------------------------------------------------------------------- insight
     @property
@@ -348,7 +378,7 @@ class Subscription:
     @property
     def delivered(self) -> int:
         """Events handed to user code (handled without raising, or taken by ``async for``)."""
-        return self._stats.delivered
+        return self._inbox.delivered_now()
 
     @property
     def conflated(self) -> int:
@@ -413,32 +443,81 @@ class Subscription:
         event = await inbox.get()
         return event
 
+    def _consumed(self) -> None:
+        """What was taken before is consumed (the reader came back for more, or closed)."""
+        taken = self._taken
+        if taken:
+            self._taken = []
+            on_done = self._inbox.on_done
+            if on_done is not None:
+                for event in taken:
+                    on_done(event)
+
     async def _anext_done(self) -> Event:
-        inbox = self._inbox
-        taken, self._taken = self._taken, None
-        if taken is not None and inbox.on_done is not None:
-            inbox.on_done(taken)  # asking for the next event means the last one was consumed
-        event: Event = await inbox.get()
-        self._taken = event
+        self._consumed()
+        event: Event = await self._inbox.get()
+        self._taken = [event]
         return event
 
     def get_nowait(self) -> Event | None:
         """The next buffered event, or None when nothing is buffered; raises
         StopAsyncIteration once the subscription is closed and drained."""
+        inbox = self._inbox
+        self._consumed()
         try:
-            event: Event = self._inbox.get_nowait()
+            event: Event = inbox.get_nowait()
         except LookupError:
             return None
+        if inbox.on_done is not None:
+            self._taken = [event]
         return event
+
+    async def get_batch(self, limit: int = 1000) -> list[Event]:
+        """Wait for at least one event, then take every buffered event, at most ``limit``, in
+        order (the cheapest way to read a busy subscription: one await per batch). Raises
+        StopAsyncIteration once the subscription is closed and drained."""
+        if limit < 1:
+            raise ConfigError("limit must be >= 1", field="limit")
+        inbox = self._inbox
+        self._consumed()
+        first: Event = await inbox.get()
+        buffer = self._buffer
+        stats = self._stats
+        n = len(buffer)
+        if n + 1 > stats.high_water:
+            stats.high_water = n + 1
+        if n < limit:
+            batch = [first, *buffer]
+            buffer.clear()
+        else:
+            batch = [first]
+            popleft = buffer.popleft
+            batch.extend(popleft() for _ in range(limit - 1))
+        latest = inbox._latest
+        while latest and len(batch) < limit:
+            batch.append(latest.pop(next(iter(latest))))
+        stats.delivered += len(batch) - 1  # get() counted the first
+        if inbox.paused and len(buffer) <= self._low:
+            inbox._relieve()
+        if inbox.on_done is not None:
+            self._taken = batch
+        return batch
+
+    async def batches(self, limit: int = 1000) -> AsyncIterator[list[Event]]:
+        """``async for events in sub.batches()``: :meth:`get_batch` until the end."""
+        while True:
+            try:
+                batch = await self.get_batch(limit)
+            except StopAsyncIteration:
+                return
+            yield batch
 
     # ----------------------------------------------------------------------------- closing
     def close(self) -> None:
         """Detach now (a plain call). Idempotent."""
         bus, self._bus = self._bus, None
         inbox = self._inbox
-        taken, self._taken = self._taken, None
-        if taken is not None and inbox.on_done is not None:
-            inbox.on_done(taken)  # closed after taking it: consumed
+        self._consumed()  # closed after taking them: consumed
         if bus is not None:
             bus._remove(inbox)
         inbox.close()
@@ -475,7 +554,7 @@ def inbox_stats(inbox: Inbox) -> dict[str, Any]:
         "group": inbox.group,
         "maxsize": inbox.maxsize,
         "backlog": len(inbox),
-        "delivered": stats.delivered,
+        "delivered": inbox.delivered_now(),
         "dropped": stats.dropped,
         "conflated": stats.conflated,
         "handler_errors": stats.handler_errors,
