@@ -198,6 +198,9 @@ async def test_a_blocking_handler_is_named_by_loop_blocked() -> None:
             assert event.duration >= 0.2
             assert engine.stats("slowpoke")["handlers"]["on_trade"]["max"] >= 0.2
             assert engine.monitor is not None and engine.monitor.blocked >= 1
+            overall = engine.stats()
+            assert set(overall["bots"]) == {"slowpoke", "fine"}
+            assert overall["loop"]["blocked"] >= 1 and overall["loop"]["lag_max"] >= 0.1
 
 
 class Trader(Bot):
