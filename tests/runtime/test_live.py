@@ -147,11 +147,13 @@ async def test_state_equals_the_venue_after_sigkill_and_restart(tmp_path: Path) 
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _CHILD, ex.ws_url, ex.rest_url, key.key_id, key.secret,
             str(Path(__file__).parent), str(db), stdout=asyncio.subprocess.PIPE,
-            env=dict(os.environ))
+            stderr=asyncio.subprocess.PIPE, env=dict(os.environ))
         try:
-            assert proc.stdout is not None
+            assert proc.stdout is not None and proc.stderr is not None
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line.strip() == b"ready"
+            if line.strip() != b"ready":  # say why the child ended
+                err = await asyncio.wait_for(proc.stderr.read(), 10)
+                raise AssertionError(f"child ended: {err.decode(errors='replace')[-3000:]}")
             await asyncio.sleep(0.1)  # killed mid-run, orders in flight
         finally:
             proc.send_signal(signal.SIGKILL)
