@@ -288,7 +288,7 @@ def pure_twin(codec: Any) -> Any:
     return twin
 
 
-def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
+def test_recorded_binance_sessions_decode_alike(recorded_data: Path) -> None:
     """Every frame of the recorded Binance sessions (diffs, partial books, REST snapshots of up
     to 1,000 levels a side): the same models from the C decoder as from the pure one."""
     need_native()
@@ -296,7 +296,7 @@ def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
     for name in ("BINANCE.ws.1.0", "BINANCE_US.ws.1.0"):
         codec = BinanceCodec()
         twin = pure_twin(codec)
-        for rec in read_recording(shared_data / name):
+        for rec in read_recording(recorded_data / name):
             if rec.direction is Direction.RECEIVED:
                 got = outcome(codec.decode, memoryview(rec.frame), rec.ts)
                 assert got == outcome(twin.decode, rec.frame, rec.ts)
@@ -308,7 +308,7 @@ def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
     twin_rest._levels = PureLevelDecoder(twin_rest._d)
     books = 0
     for name in ("BINANCE.http.0.0", "BINANCE_US.http.0.0"):
-        for rec in read_recording(shared_data / name):
+        for rec in read_recording(recorded_data / name):
             if "/depth" in rec.url:
                 book = rest.parse_book(rec.frame, "BTC-USDT")
                 assert isinstance(book, BookSnapshot) and len(book.bids) > 50
