@@ -1,8 +1,30 @@
+"""Fixtures and settings for the whole suite.
+
+Runs are deterministic: hypothesis draws the same examples every run (``derandomize``; pass
+``--hypothesis-profile=explore`` to search afresh) and never fails an example for its time
+(``deadline=None``: the machine may be busy), and recorded data is read from the repository.
+Under ``TICKLOOP_PURE_PYTHON=1`` (the pure-Python leg of ``scripts/test``) the tests marked
+``compiled``, which test the compiled build itself, are deselected: that build is switched off.
+"""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from tickloop._native import pure_requested
+
+settings.register_profile(
+    "deterministic",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("deterministic")
 
 #: Real recorded exchange messages, kept in the repository (tests/data/README.md says what each
 #: file is, where it came from and its licence), so a clone needs nothing beside it.
@@ -15,3 +37,12 @@ def recorded_data() -> Path:
     if not RECORDED_DATA.is_dir():
         pytest.fail(f"recorded data not found at {RECORDED_DATA} (it ships in the repository)")
     return RECORDED_DATA
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not pure_requested():
+        return
+    compiled = [item for item in items if item.get_closest_marker("compiled") is not None]
+    if compiled:
+        config.hook.pytest_deselected(items=compiled)
+        items[:] = [item for item in items if item.get_closest_marker("compiled") is None]

@@ -15,6 +15,9 @@ import pytest
 
 from tickloop import _native
 
+#: Runs the compiled decoder's tests: deselected in the pure-Python leg (tests/conftest.py).
+pytestmark = pytest.mark.compiled
+
 SOURCE = Path(__file__).resolve().parents[2] / "src/tickloop/venues/_levels_native.c"
 TESTS = Path(__file__).with_name("test_levels_native.py")
 

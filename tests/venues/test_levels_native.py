@@ -34,6 +34,9 @@ from tickloop.venues.levels import PureLevelDecoder, level_decoder
 from tickloop.venues.recorded import Direction, read_recording
 from tickloop.venues.sim import SimCodec
 
+#: The compiled decoder's own tests: deselected in the pure-Python leg (tests/conftest.py).
+pytestmark = pytest.mark.compiled
+
 D = Decimal
 
 
