@@ -29,6 +29,7 @@ def unavailable(why: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(480)  # bounds its steps' own timeouts (compile 120 s, run 300 s)
 def test_the_c_decoder_passes_its_tests_under_address_sanitizer(tmp_path: Path) -> None:
     compiler = shutil.which("gcc")
     if compiler is None:
