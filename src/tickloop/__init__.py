@@ -22,6 +22,7 @@ from .exceptions import (
     TimeoutError,
 )
 from .fields import Selection
+from .retry import retry
 
 __all__ = [
     "AsyncClient",
@@ -44,4 +45,5 @@ __all__ = [
     "TickloopError",
     "TimeoutError",
     "__version__",
+    "retry",
 ]
