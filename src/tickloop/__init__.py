@@ -1,6 +1,7 @@
 """tickloop: an asyncio toolkit and runtime for real-time market data and trading bots."""
 
 from ._version import __version__
+from .bus import Bus
 from .client.auth import Credentials
 from .client.rest import AsyncClient
 from .client.stream import StreamClient
@@ -8,6 +9,7 @@ from .client.sync import Client
 from .exceptions import (
     AuthError,
     BookError,
+    BusError,
     ConfigError,
     ConsumerOverflow,
     ExchangeError,
@@ -16,6 +18,7 @@ from .exceptions import (
     OrderRejected,
     ProtocolError,
     RateLimitError,
+    StoreError,
     StreamError,
     SubscriptionError,
     TickloopError,
@@ -28,6 +31,8 @@ __all__ = [
     "AsyncClient",
     "AuthError",
     "BookError",
+    "Bus",
+    "BusError",
     "Client",
     "ConfigError",
     "ConsumerOverflow",
@@ -39,6 +44,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Selection",
+    "StoreError",
     "StreamClient",
     "StreamError",
     "SubscriptionError",
