@@ -10,7 +10,8 @@ carries the compiled files; an editable install writes them into ``src/`` beside
 Compiling is best effort: with no C compiler, or ``TICKLOOP_PURE_PYTHON=1`` set, the package is
 built pure Python and works the same, slower (``tickloop.book.engine.NATIVE`` tells which).
 ``TICKLOOP_REQUIRE_NATIVE=1`` makes a failed compile fail the build instead (the test command
-sets it, so CI never measures or tests the pure fallback by accident).
+sets it under CI, so CI never measures or tests the pure fallback as if it were compiled; it
+tests the fallback on purpose in a leg of its own, ``TICKLOOP_PURE_PYTHON=1`` at run time).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ every checksum (a run that fails one stops):
   in this process, encoded as the protocol's JSON and decoded by the sim codec): ~20 levels a
   side, 1-2 levels an update, a CRC32 of the top 10 a side on every update;
 * Kraken: the recorded ``KRAKEN.ws.50.0`` session (10 pairs, 4,269 updates with checksums,
-  books of up to 849 levels; ``$TICKLOOP_SHARED_DATA`` or ``../shared/data``), replayed
+  books of up to 849 levels; from the repository's ``tests/data/cryptofeed``), replayed
   ``--kraken-rounds`` times.
 
 Contenders: the synchroniser (sequence check, apply, checksum, crossed check); the reference
@@ -668,9 +668,8 @@ def limits_table(snapshot: BookSnapshot, updates: list[Update], repeat: int) -> 
 
 BookMessage = BookSnapshot | BookDelta
 ChecksumFnT = Callable[[Sequence[tuple[str, str]], Sequence[tuple[str, str]]], int]
-SHARED_DATA = Path(
-    os.environ.get("TICKLOOP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+#: The recorded sessions the tests replay (tests/data/README.md).
+RECORDED_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "cryptofeed"
 
 
 def sim_stream(n_updates: int, seed: int) -> list[BookMessage]:
@@ -697,7 +696,7 @@ def sim_stream(n_updates: int, seed: int) -> list[BookMessage]:
 
 def kraken_stream() -> list[BookMessage]:
     """The recorded Kraken session's book messages, decoded by the Kraken codec."""
-    path = SHARED_DATA / "cryptofeed" / "KRAKEN.ws.50.0"
+    path = RECORDED_DATA / "KRAKEN.ws.50.0"
     codec = KrakenCodec()
     out: list[BookMessage] = []
     for rec in read_recording(path):

@@ -4,7 +4,7 @@ Shared by the loopback server (which renders and sends the frames) and the conte
 need the id ranges to tell warm-up from the measured window). No I/O, no asyncio, no clock:
 timestamps are parameters.
 
-Shape (synthetic, modelled on the recorded Binance sessions in ``../shared/data/cryptofeed``:
+Shape (synthetic, modelled on the recorded Binance sessions in ``tests/data/cryptofeed``:
 same field names and order, same 8-decimal price/size strings):
 
 * trades are ``aggTrade`` events (what cryptofeed subscribes to; ccxt.pro is switched to it, and

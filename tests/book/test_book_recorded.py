@@ -81,8 +81,8 @@ def events(actions: tuple[object, ...]) -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def kraken(shared_data: Path) -> list[Message]:
-    return book_messages(shared_data / "KRAKEN.ws.50.0", KrakenCodec())
+def kraken(recorded_data: Path) -> list[Message]:
+    return book_messages(recorded_data / "KRAKEN.ws.50.0", KrakenCodec())
 
 
 def test_kraken_every_checksum_verifies(kraken: list[Message]) -> None:
@@ -229,17 +229,17 @@ def reference_top_contains(stream: list[Message], price: Decimal) -> bool:
 # ----------------------------------------------------------------------------------- Binance
 
 
-def binance_session(shared_data: Path) -> Iterator[tuple[int, Message]]:
+def binance_session(recorded_data: Path) -> Iterator[tuple[int, Message]]:
     """Stream diffs and REST snapshots in the order they arrived."""
     codec = BinanceCodec()
     rest = BinanceRest()
     items: list[tuple[int, int, Message]] = []
-    for n, rec in enumerate(read_recording(shared_data / "BINANCE.ws.1.0")):
+    for n, rec in enumerate(read_recording(recorded_data / "BINANCE.ws.1.0")):
         if rec.direction is Direction.RECEIVED:
             for m in codec.decode(rec.frame, rec.ts):
                 if isinstance(m, BookDelta):
                     items.append((rec.ts, n, m))
-    for n, rec in enumerate(read_recording(shared_data / "BINANCE.http.0.0")):
+    for n, rec in enumerate(read_recording(recorded_data / "BINANCE.http.0.0")):
         venue_symbol = rec.url.partition("symbol=")[2].partition("&")[0]
         symbol = codec.symbol(venue_symbol)
         items.append((rec.ts, n, rest.parse_book(rec.frame, symbol, recv_ts=rec.ts)))
@@ -248,12 +248,12 @@ def binance_session(shared_data: Path) -> Iterator[tuple[int, Message]]:
         yield ts, m
 
 
-def test_binance_syncs_by_the_rest_snapshot_rule(shared_data: Path) -> None:
+def test_binance_syncs_by_the_rest_snapshot_rule(recorded_data: Path) -> None:
     syncs: dict[str, BinanceSync] = {}
     models: dict[str, DictModel] = {}
     asked: Counter[str] = Counter()
     outcome: Counter[str] = Counter()
-    for _, msg in binance_session(shared_data):
+    for _, msg in binance_session(recorded_data):
         sync = syncs.get(msg.symbol)
         if sync is None:
             sync = syncs[msg.symbol] = BinanceSync(msg.symbol, depth=1000)
@@ -286,22 +286,22 @@ def test_binance_syncs_by_the_rest_snapshot_rule(shared_data: Path) -> None:
         assert sync.invalidations == {}
     assert outcome["applied"] > 100 and outcome["snapshot"] == 4
     # the same rule, written out independently, gives the same books
-    expected = _binance_by_hand(shared_data)
+    expected = _binance_by_hand(recorded_data)
     for symbol, sync in syncs.items():
         bids, asks = expected[symbol]
         assert sync.book.bids() == bids and sync.book.asks() == asks
         assert sync.book.sequence == max(
-            m.sequence or 0 for _, m in binance_session(shared_data) if m.symbol == symbol
+            m.sequence or 0 for _, m in binance_session(recorded_data) if m.symbol == symbol
         )
 
 
 def _binance_by_hand(
-    shared_data: Path,
+    recorded_data: Path,
 ) -> dict[str, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]]:
     buffered: dict[str, list[BookDelta]] = {}
     models: dict[str, DictModel] = {}
     last: dict[str, int] = {}
-    for _, msg in binance_session(shared_data):
+    for _, msg in binance_session(recorded_data):
         if isinstance(msg, BookSnapshot):
             assert msg.sequence is not None
             model = models[msg.symbol] = DictModel(msg)
@@ -329,9 +329,9 @@ def _binance_by_hand(
     return {s: m.top(10_000) for s, m in models.items()}
 
 
-def test_binance_snapshot_older_than_the_buffer_asks_again(shared_data: Path) -> None:
+def test_binance_snapshot_older_than_the_buffer_asks_again(recorded_data: Path) -> None:
     """A REST snapshot that the buffered diffs cannot bridge is refused, not used."""
-    stream = [m for _, m in binance_session(shared_data) if m.symbol == "NKN-USDT"]
+    stream = [m for _, m in binance_session(recorded_data) if m.symbol == "NKN-USDT"]
     snap = next(m for m in stream if isinstance(m, BookSnapshot))
     diffs = [m for m in stream if isinstance(m, BookDelta)]
     assert snap.sequence is not None
@@ -351,8 +351,8 @@ def test_binance_snapshot_older_than_the_buffer_asks_again(shared_data: Path) ->
 # ---------------------------------------------------------------------------------- Coinbase
 
 
-def test_coinbase_level2_never_crosses(shared_data: Path) -> None:
-    messages = book_messages(shared_data / "COINBASE.ws.28.0", CoinbaseCodec())
+def test_coinbase_level2_never_crosses(recorded_data: Path) -> None:
+    messages = book_messages(recorded_data / "COINBASE.ws.28.0", CoinbaseCodec())
     syncs: dict[str, BookSync] = {}
     models: dict[str, DictModel] = {}
     dropped = 0
@@ -383,12 +383,12 @@ def test_coinbase_level2_never_crosses(shared_data: Path) -> None:
 # --------------------------------------------------------------------------------------- OKX
 
 
-def test_okx_every_checksum_verifies(shared_data: Path) -> None:
+def test_okx_every_checksum_verifies(recorded_data: Path) -> None:
     """OKX has no codec yet (it is a later venue), so its v5 ``books`` frames are read with
     json here; the engine and ``checksums.okx_checksum`` are what is under test."""
     books: dict[str, OrderBook] = {}
     verified = total = 0
-    for rec in read_recording(shared_data / "OKX.ws.1.0"):
+    for rec in read_recording(recorded_data / "OKX.ws.1.0"):
         if rec.direction is not Direction.RECEIVED:
             continue
         msg = json.loads(rec.frame)

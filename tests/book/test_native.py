@@ -30,6 +30,7 @@ def need_compiled() -> None:
     pytest.skip("no compiled copy in this checkout (install with a C compiler to build it)")
 
 
+@pytest.mark.compiled
 def test_the_install_compiled_the_engine_under_ci() -> None:
     """A silent fallback under CI would test and measure the wrong class."""
     need_compiled()
@@ -65,6 +66,7 @@ def test_both_classes_give_the_same_book() -> None:
     assert repr(compiled) == repr(pure)
 
 
+@pytest.mark.compiled
 def test_a_copy_built_from_other_source_is_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,6 +1,6 @@
 """AsyncClient on real venues' public REST (markets, book, trades) through the PublicRest codecs,
 against tickloop.replay.ReplayServer on 127.0.0.1: Binance depth snapshots as recorded from
-api.binance.com (../shared/data), and bodies shaped as each venue's documentation shows them
+api.binance.com (tests/data), and bodies shaped as each venue's documentation shows them
 where no recording exists."""
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ KRAKEN_TRADES = (
 FAST = (1000.0, 1.0)  # the replay server has no budget; real venues' budgets are the default
 
 
-async def test_binance_recorded_depth_snapshots(shared_data: Path) -> None:
+async def test_binance_recorded_depth_snapshots(recorded_data: Path) -> None:
     recorded = {"NKN-USDT": 499869752, "BLZ-ETH": 281916627, "LRC-BTC": 259345543}
     async with (
         ReplayServer(
-            http_files=[shared_data / "BINANCE.http.0.0"],
+            http_files=[recorded_data / "BINANCE.http.0.0"],
             http_bodies={
                 "https://api.binance.com/api/v3/exchangeInfo": BINANCE_INFO,
                 "https://api.binance.com/api/v3/aggTrades?symbol=NKNUSDT&fromId=26130": BINANCE_AGG,
@@ -135,7 +135,7 @@ async def test_kraken_public_rest() -> None:
         assert [t.id for t in trades] == [61044952, 61044953]
 
 
-def test_sync_client_on_a_real_venue_replay(shared_data: Path) -> None:
+def test_sync_client_on_a_real_venue_replay(recorded_data: Path) -> None:
     import asyncio
     import threading
 
@@ -143,7 +143,7 @@ def test_sync_client_on_a_real_venue_replay(shared_data: Path) -> None:
     box: dict[str, object] = {}
 
     async def serve() -> None:
-        async with ReplayServer(http_files=[shared_data / "BINANCE.http.0.0"]) as srv:
+        async with ReplayServer(http_files=[recorded_data / "BINANCE.http.0.0"]) as srv:
             box["url"] = srv.rest_url
             box["stop"] = stop = asyncio.Event()
             box["loop"] = asyncio.get_running_loop()

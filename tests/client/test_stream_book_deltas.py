@@ -281,8 +281,8 @@ def _offline(path: Path) -> list[BookDelta]:
 
 
 @pytest.mark.playback
-async def test_binance_raw_stream_equals_offline_decode(shared_data: Path) -> None:
-    path = shared_data / "BINANCE.ws.1.0"
+async def test_binance_raw_stream_equals_offline_decode(recorded_data: Path) -> None:
+    path = recorded_data / "BINANCE.ws.1.0"
     expected = _offline(path)
     symbols = sorted({d.symbol for d in expected})
     assert expected and len(symbols) > 1

@@ -79,7 +79,14 @@ async def test_fifty_disconnects_five_stalls_trades_equal_the_log() -> None:
             for i in range(50):
                 before = reconnected()
                 if i % 10 == 3:
+                    malformed = feed.stats()["malformed"]
                     ex.faults.malformed(2)  # truncated frames: their trades are lost in transit
+                    # Received before the next disconnect, which would discard them unsent on
+                    # a busy machine (the sim truncates at broadcast, then queues the frame).
+                    await _until(
+                        lambda m=malformed: feed.stats()["malformed"] >= m + 2,  # type: ignore[misc]
+                        f"truncated frames {i} counted",
+                    )
                 if i % 10 == 7:
                     ex.faults.rate_limit(2)  # the backfill's REST calls meet 429s
                 await ex.faults.disconnect_all()
@@ -129,7 +136,7 @@ async def test_fifty_disconnects_five_stalls_trades_equal_the_log() -> None:
             stats = feed.stats()
             assert stats["reconnects"] >= 55
             assert stats["stale"] >= 5
-            assert stats["malformed"] >= 1  # counted and skipped, never fatal
+            assert stats["malformed"] >= 10  # counted and skipped, never fatal
             assert any(isinstance(e, Gap) and e.recovered for e in statuses)
             assert not any(isinstance(e, Gap) and not e.recovered for e in statuses)
             assert stats["duplicates"] > 0 or stats["backfilled"] > 0

@@ -207,8 +207,8 @@ async def read_until_caught_up(stream: Any, handler_events: list[Any], total: in
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-async def test_stream_equals_offline_decode(case: Case, shared_data: Path) -> None:
-    path = shared_data / case.file
+async def test_stream_equals_offline_decode(case: Case, recorded_data: Path) -> None:
+    path = recorded_data / case.file
     codec_cls = stream_codec(case.venue)
     expected = offline(path, codec_cls(**case.options), MODEL[case.channel])
     symbols = recorded_symbols(case, path)
@@ -300,9 +300,9 @@ def with_injected(source: Path, target: Path, frames: tuple[bytes, ...], before:
 
 @pytest.mark.parametrize("venue", ["binance", "coinbase", "kraken"])
 async def test_malformed_and_unknown_frames_are_counted_and_skipped(
-    venue: str, shared_data: Path, tmp_path: Path
+    venue: str, recorded_data: Path, tmp_path: Path
 ) -> None:
-    source = shared_data / INJECT_FILES[venue]
+    source = recorded_data / INJECT_FILES[venue]
     expected = offline(source, stream_codec(venue)(), Trade)
     # injected in the middle of the trades: some come before, the rest must still arrive
     middle = [i for i, f in enumerate(received(source)) if offline_trades(venue, f)]
@@ -343,11 +343,11 @@ def offline_trades(venue: str, frame: bytes) -> bool:
     ],
 )
 def test_codecs_decode_the_sessions_memoryview_payloads(
-    venue: str, file: str, shared_data: Path
+    venue: str, file: str, recorded_data: Path
 ) -> None:
     # WsSession hands codecs picows' memoryview of each payload, not bytes: every codec must
     # decode it to the same events (they failed every frame before).
-    frames = received(shared_data / file)
+    frames = received(recorded_data / file)
     from_bytes, from_views = stream_codec(venue)(), stream_codec(venue)()
     for frame in frames:
         view: Any = memoryview(frame)  # Codec.decode is annotated bytes; the session passes this
@@ -404,9 +404,9 @@ def positions(path: Path, venue: str) -> list[tuple[int, Trade]]:
 
 
 async def test_kraken_disconnect_reconnects_resubscribes_and_reports_time_gaps(
-    shared_data: Path,
+    recorded_data: Path,
 ) -> None:
-    path = shared_data / "KRAKEN.ws.48.0"
+    path = recorded_data / "KRAKEN.ws.48.0"
     drop_after, drop_lost = 30, 5  # frame 32 (two XMR/USD trades) is sent while away
     trades = positions(path, "kraken")
     symbols = recorded_symbols(Case("kraken", path.name, "trades", "/kraken"), path)
@@ -462,13 +462,13 @@ async def test_kraken_disconnect_reconnects_resubscribes_and_reports_time_gaps(
 
 
 @pytest.mark.parametrize("venue", ["binance", "coinbase"])
-async def test_disconnect_is_backfilled_over_rest(venue: str, shared_data: Path) -> None:
+async def test_disconnect_is_backfilled_over_rest(venue: str, recorded_data: Path) -> None:
     if venue == "binance":
-        path, ws_path = shared_data / "BINANCE_US.ws.1.0", "/stream"
+        path, ws_path = recorded_data / "BINANCE_US.ws.1.0", "/stream"
         drop_after, drop_lost = 225, 10  # aggTrades 425089-425092 are sent while away
         bodies = rest_aggtrades(path, "OMGBUSD")
     else:
-        path, ws_path = shared_data / "COINBASE.ws.28.0", "/coinbase"
+        path, ws_path = recorded_data / "COINBASE.ws.28.0", "/coinbase"
         drop_after, drop_lost = 3000, 1000  # six matches are sent while away
         bodies = rest_coinbase_trades(path)
     trades = positions(path, venue)
@@ -561,9 +561,9 @@ def named_symbols(venue: str, messages: list[dict[str, Any]]) -> list[str]:
     ],
 )
 async def test_sharding_spreads_streams_over_connections(
-    venue: str, file: str, codec: type[Codec], shared_data: Path
+    venue: str, file: str, codec: type[Codec], recorded_data: Path
 ) -> None:
-    path = shared_data / file
+    path = recorded_data / file
     case = Case(venue, file, "trades", PATHS[venue])
     symbols = recorded_symbols(case, path)
     expected = [t for t in offline(path, stream_codec(venue)(), Trade) if t.symbol in symbols]
@@ -593,9 +593,9 @@ async def test_sharding_spreads_streams_over_connections(
 
 
 async def test_backfill_that_cannot_be_answered_ends_in_an_unrecovered_gap(
-    shared_data: Path,
+    recorded_data: Path,
 ) -> None:
-    path = shared_data / "BINANCE_US.ws.1.0"
+    path = recorded_data / "BINANCE_US.ws.1.0"
     drop_after, drop_lost = 225, 10  # aggTrades 425089-425092 are sent while away
     trades = positions(path, "binance")
     lost_ids = [t.id for i, t in trades if drop_after <= i < drop_after + drop_lost]
@@ -632,8 +632,8 @@ async def test_backfill_that_cannot_be_answered_ends_in_an_unrecovered_gap(
 # ------------------------------------------------------------- the replay server's new knobs
 
 
-async def test_replay_sends_a_connection_only_what_it_subscribed(shared_data: Path) -> None:
-    path = shared_data / "BINANCE_US.ws.1.0"
+async def test_replay_sends_a_connection_only_what_it_subscribed(recorded_data: Path) -> None:
+    path = recorded_data / "BINANCE_US.ws.1.0"
     frames = received(path)
     async with ReplayServer([path], subscribed_only=True, start_on_message=True) as srv:
         # a combined-stream URL names its streams; a SUBSCRIBE adds, an UNSUBSCRIBE removes

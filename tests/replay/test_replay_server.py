@@ -41,8 +41,8 @@ async def receive_all(url: str, send: list[str] = ()) -> tuple[list[str], int | 
     return frames, code
 
 
-async def test_streams_a_recorded_session_byte_for_byte(shared_data: Path) -> None:
-    path = shared_data / "BINANCE.ws.1.0"
+async def test_streams_a_recorded_session_byte_for_byte(recorded_data: Path) -> None:
+    path = recorded_data / "BINANCE.ws.1.0"
     async with ReplayServer(ws_files=[path]) as srv:
         assert srv.ws_url.startswith("ws://127.0.0.1:")
         frames, code = await receive_all(srv.url("/stream"))
@@ -51,8 +51,8 @@ async def test_streams_a_recorded_session_byte_for_byte(shared_data: Path) -> No
     assert srv.connections == 1 and srv.frames_sent == 265
 
 
-async def test_frames_decode_end_to_end_through_the_codec(shared_data: Path) -> None:
-    path = shared_data / "KRAKEN.ws.50.0"
+async def test_frames_decode_end_to_end_through_the_codec(recorded_data: Path) -> None:
+    path = recorded_data / "KRAKEN.ws.50.0"
     async with ReplayServer(ws_files=[path]) as srv:
         frames, _ = await receive_all(srv.url("/kraken"))
     codec = KrakenCodec()
@@ -60,8 +60,8 @@ async def test_frames_decode_end_to_end_through_the_codec(shared_data: Path) -> 
     assert counts["BookSnapshot"] == 10 and counts["BookDelta"] == 4269
 
 
-async def test_paths_select_sessions_and_root_merges_in_time_order(shared_data: Path) -> None:
-    files = [shared_data / "KRAKEN.ws.48.0", shared_data / "COINBASE.ws.28.0"]
+async def test_paths_select_sessions_and_root_merges_in_time_order(recorded_data: Path) -> None:
+    files = [recorded_data / "KRAKEN.ws.48.0", recorded_data / "COINBASE.ws.28.0"]
     async with ReplayServer(ws_files=files) as srv:
         kraken, _ = await receive_all(srv.url("/kraken"))
         coinbase, _ = await receive_all(srv.url("/coinbase"))
@@ -90,12 +90,12 @@ async def test_paths_select_sessions_and_root_merges_in_time_order(shared_data: 
     assert stamps == sorted(stamps)
 
 
-async def test_answers_recorded_rest_requests(shared_data: Path) -> None:
-    http_file = shared_data / "BINANCE.http.0.0"
+async def test_answers_recorded_rest_requests(recorded_data: Path) -> None:
+    http_file = recorded_data / "BINANCE.http.0.0"
     bodies = {r.url: r.frame for r in read_recording(http_file)}
     async with (
         ReplayServer(
-            http_files=[http_file, shared_data / "BINANCE_US.http.0.0"],
+            http_files=[http_file, recorded_data / "BINANCE_US.http.0.0"],
             http_bodies={"https://api.binance.com/api/v3/ping": b"{}"},
         ) as srv,
         aiohttp.ClientSession() as http,
@@ -117,8 +117,8 @@ async def test_answers_recorded_rest_requests(shared_data: Path) -> None:
             assert (await resp.json())["error"] == "no recorded answer"
 
 
-async def test_acknowledges_subscribe_and_waits_for_it(shared_data: Path) -> None:
-    path = shared_data / "BINANCE_US.ws.1.0"
+async def test_acknowledges_subscribe_and_waits_for_it(recorded_data: Path) -> None:
+    path = recorded_data / "BINANCE_US.ws.1.0"
     subscribe = json.dumps({"method": "SUBSCRIBE", "params": ["omgbusd@aggTrade"], "id": 7})
     async with ReplayServer(ws_files=[path], start_on_message=True) as srv:
         frames, _ = await receive_all(srv.url("/stream"), send=[subscribe])
@@ -131,8 +131,8 @@ async def test_acknowledges_subscribe_and_waits_for_it(shared_data: Path) -> Non
     assert ack.request_id == 7  # type: ignore[union-attr]
 
 
-async def test_paced_replay_keeps_order_and_answers_pings(shared_data: Path) -> None:
-    path = shared_data / "KRAKEN.ws.48.0"  # 31 s recorded; at 2000x about 16 ms
+async def test_paced_replay_keeps_order_and_answers_pings(recorded_data: Path) -> None:
+    path = recorded_data / "KRAKEN.ws.48.0"  # 31 s recorded; at 2000x about 16 ms
     async with ReplayServer(ws_files=[path], speed=2000.0) as srv:
         frames, _ = await receive_all(srv.url("/"), send=['{"event":"ping","reqid":3}'])
     pong = [f for f in frames if json.loads(f) == {"event": "pong", "reqid": 3}]
@@ -140,8 +140,8 @@ async def test_paced_replay_keeps_order_and_answers_pings(shared_data: Path) -> 
     assert [f for f in frames if f not in pong] == recorded(path)
 
 
-async def test_stopping_closes_open_connections(shared_data: Path) -> None:
-    path = shared_data / "KRAKEN.ws.49.0"
+async def test_stopping_closes_open_connections(recorded_data: Path) -> None:
+    path = recorded_data / "KRAKEN.ws.49.0"
     srv = ReplayServer(ws_files=[path], speed=0.001)  # would take hours: only a stop ends it
     await srv.start()
     try:
@@ -157,8 +157,8 @@ async def test_stopping_closes_open_connections(shared_data: Path) -> None:
         _ = srv.ws_url
 
 
-async def test_reconnecting_client_gets_the_session_again(shared_data: Path) -> None:
-    path = shared_data / "KRAKEN.ws.48.0"
+async def test_reconnecting_client_gets_the_session_again(recorded_data: Path) -> None:
+    path = recorded_data / "KRAKEN.ws.48.0"
     async with ReplayServer(ws_files=[path]) as srv:
         first, _ = await receive_all(srv.ws_url)
         second, _ = await receive_all(srv.ws_url)
@@ -170,8 +170,8 @@ def test_rejects_a_bad_speed() -> None:
         ReplayServer(speed=0)
 
 
-async def test_command_line_server_in_its_own_process(shared_data: Path) -> None:
-    path = shared_data / "KRAKEN.ws.49.0"
+async def test_command_line_server_in_its_own_process(recorded_data: Path) -> None:
+    path = recorded_data / "KRAKEN.ws.49.0"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tickloop.replay.server", str(path),
         stdout=asyncio.subprocess.PIPE,

@@ -51,20 +51,20 @@ def test_registry_names_the_binance_codecs() -> None:
 
 
 @pytest.mark.parametrize("name", ["BINANCE", "BINANCE_US"])
-def test_every_frame_decodes(shared_data: Path, name: str) -> None:
-    codec, events = decode_file(shared_data / f"{name}.ws.1.0")
+def test_every_frame_decodes(recorded_data: Path, name: str) -> None:
+    codec, events = decode_file(recorded_data / f"{name}.ws.1.0")
     assert Counter(type(e).__name__ for e in events) == EXPECTED[name]
     assert codec.unknown == 0
 
 
 @pytest.mark.parametrize("name", ["BINANCE", "BINANCE_US"])
 def test_depth_follows_the_spot_sync_rule_against_the_rest_snapshots(
-    shared_data: Path, name: str
+    recorded_data: Path, name: str
 ) -> None:
-    books = snapshots(shared_data / f"{name}.http.0.0")
+    books = snapshots(recorded_data / f"{name}.http.0.0")
     assert len(books) == 4
     assert all(b.sequence and b.bids and b.asks for b in books.values())
-    _, events = decode_file(shared_data / f"{name}.ws.1.0")
+    _, events = decode_file(recorded_data / f"{name}.ws.1.0")
     last: dict[str, int] = {}
     kept = 0
     for e in events:
@@ -85,10 +85,10 @@ def test_depth_follows_the_spot_sync_rule_against_the_rest_snapshots(
     assert set(last) == set(books) and kept > 100
 
 
-def test_trade_ids_contiguous_per_symbol(shared_data: Path) -> None:
+def test_trade_ids_contiguous_per_symbol(recorded_data: Path) -> None:
     ids: dict[str, list[int]] = defaultdict(list)
     for name in ("BINANCE", "BINANCE_US"):
-        _, events = decode_file(shared_data / f"{name}.ws.1.0")
+        _, events = decode_file(recorded_data / f"{name}.ws.1.0")
         for e in events:
             if isinstance(e, Trade):
                 assert e.id is not None
@@ -98,8 +98,8 @@ def test_trade_ids_contiguous_per_symbol(shared_data: Path) -> None:
         assert seq == list(range(seq[0], seq[0] + len(seq)))
 
 
-def test_models_keep_the_venue_digits(shared_data: Path) -> None:
-    _, events = decode_file(shared_data / "BINANCE.ws.1.0")
+def test_models_keep_the_venue_digits(recorded_data: Path) -> None:
+    _, events = decode_file(recorded_data / "BINANCE.ws.1.0")
     delta = next(e for e in events if isinstance(e, BookDelta))
     assert delta.symbol == "NKN-USDT" and (delta.first_sequence, delta.sequence) == (
         499869750,
@@ -111,7 +111,7 @@ def test_models_keep_the_venue_digits(shared_data: Path) -> None:
     assert (str(quote.bid), str(quote.bid_size)) == ("0.35210000", "672.00000000")
     candle = next(e for e in events if isinstance(e, Candle))
     assert candle.interval == "1m" and candle.close_time - candle.open_time == 60 * 10**9
-    _, us_events = decode_file(shared_data / "BINANCE_US.ws.1.0")
+    _, us_events = decode_file(recorded_data / "BINANCE_US.ws.1.0")
     trade = next(e for e in us_events if isinstance(e, Trade))
     assert trade == Trade(
         venue="binance",
@@ -283,7 +283,7 @@ EXCHANGE_INFO = (
 )
 
 
-def test_rest_requests_and_bodies(shared_data: Path) -> None:
+def test_rest_requests_and_bodies(recorded_data: Path) -> None:
     rest = BinanceRest()
     eth, sats = rest.parse_markets(EXCHANGE_INFO)
     assert (eth.symbol, eth.venue_symbol, eth.status) == ("ETH-BTC", "ETHBTC", "open")
@@ -312,11 +312,11 @@ def test_rest_requests_and_bodies(shared_data: Path) -> None:
         (("symbol", "OMGBUSD"), ("fromId", "425085"), ("limit", "500")),
     )
     assert BinanceRest(trades="trades").trades_request("BTC-USDT").path == "/api/v3/trades"
-    books = snapshots(shared_data / "BINANCE.http.0.0")
+    books = snapshots(recorded_data / "BINANCE.http.0.0")
     nkn = books["NKN-USDT"]
     assert nkn.sequence == 499869752 and len(nkn.asks) == 1000
     assert decimal_text(nkn.bids[0].price) == "0.35210000"
-    us = snapshots(shared_data / "BINANCE_US.http.0.0")
+    us = snapshots(recorded_data / "BINANCE_US.http.0.0")
     assert {s: b.sequence for s, b in us.items()} == {
         "COMP-USDT": 113129219,
         "OMG-BUSD": 77819467,
@@ -365,13 +365,13 @@ def test_rest_errors() -> None:
 
 
 @pytest.mark.parametrize("name", ["BINANCE", "BINANCE_US"])
-def test_one_pass_event_path_equals_the_general_path(shared_data: Path, name: str) -> None:
+def test_one_pass_event_path_equals_the_general_path(recorded_data: Path, name: str) -> None:
     """Events (``"e"``) are decoded in one pass from the session's memoryview; every recorded
     frame gives the same models as the general path (bytes, stream name looked up first)."""
     fast, general = BinanceCodec(), BinanceCodec()
     general._events_first = False
     seen: Counter[str] = Counter()
-    for rec in read_recording(shared_data / f"{name}.ws.1.0"):
+    for rec in read_recording(recorded_data / f"{name}.ws.1.0"):
         if rec.direction is not Direction.RECEIVED:
             continue
         fast._events_first = True  # bookTicker frames turn it off; force the one-pass try

@@ -26,10 +26,10 @@ PRODUCTS = {
 
 
 @pytest.fixture(scope="module")
-def session(shared_data: Path) -> tuple[CoinbaseCodec, list[object]]:
+def session(recorded_data: Path) -> tuple[CoinbaseCodec, list[object]]:
     codec = CoinbaseCodec()
     out: list[object] = []
-    for rec in read_recording(shared_data / "COINBASE.ws.28.0"):
+    for rec in read_recording(recorded_data / "COINBASE.ws.28.0"):
         if rec.direction is Direction.RECEIVED:
             out.extend(codec.decode(rec.frame, rec.ts))
     return codec, out

@@ -46,8 +46,8 @@ def test_registry_names_the_kraken_codecs() -> None:
     assert rest_codec("kraken") is KrakenRest
 
 
-def test_trades_file_decodes_completely(shared_data: Path) -> None:
-    codec, events = decode_file(shared_data / "KRAKEN.ws.48.0")
+def test_trades_file_decodes_completely(recorded_data: Path) -> None:
+    codec, events = decode_file(recorded_data / "KRAKEN.ws.48.0")
     assert counts(events) == {"Subscribed": 10, "Heartbeat": 30, "Trade": 10}
     assert codec.unknown == 0
     trades = [e for e in events if isinstance(e, Trade)]
@@ -73,8 +73,8 @@ def test_trades_file_decodes_completely(shared_data: Path) -> None:
     assert Subscription(Channel.TRADES, "BTC-CHF") in {s.subscriptions[0] for s in subs}
 
 
-def test_ticker_file_decodes_completely(shared_data: Path) -> None:
-    codec, events = decode_file(shared_data / "KRAKEN.ws.49.0")
+def test_ticker_file_decodes_completely(recorded_data: Path) -> None:
+    codec, events = decode_file(recorded_data / "KRAKEN.ws.49.0")
     assert counts(events) == {"Subscribed": 10, "Heartbeat": 31, "Ticker": 18}
     assert codec.unknown == 0
     first = next(e for e in events if isinstance(e, Ticker))
@@ -84,8 +84,8 @@ def test_ticker_file_decodes_completely(shared_data: Path) -> None:
     assert str(first.last) == "13.253900" and str(first.volume) == "72035.05488104"
 
 
-def test_book_file_counts_and_every_checksum_matches(shared_data: Path) -> None:
-    codec, events = decode_file(shared_data / "KRAKEN.ws.50.0")
+def test_book_file_counts_and_every_checksum_matches(recorded_data: Path) -> None:
+    codec, events = decode_file(recorded_data / "KRAKEN.ws.50.0")
     assert counts(events) == {
         "Subscribed": 10,
         "Heartbeat": 31,
@@ -121,8 +121,8 @@ def test_book_file_counts_and_every_checksum_matches(shared_data: Path) -> None:
     assert matched == 4269
 
 
-def test_exact_digits_survive(shared_data: Path) -> None:
-    _, events = decode_file(shared_data / "KRAKEN.ws.50.0")
+def test_exact_digits_survive(recorded_data: Path) -> None:
+    _, events = decode_file(recorded_data / "KRAKEN.ws.50.0")
     texts = {
         decimal_text(value)
         for e in events

@@ -15,6 +15,9 @@ import pytest
 
 from tickloop import _native
 
+#: Runs the compiled decoder's tests: deselected in the pure-Python leg (tests/conftest.py).
+pytestmark = pytest.mark.compiled
+
 SOURCE = Path(__file__).resolve().parents[2] / "src/tickloop/venues/_levels_native.c"
 TESTS = Path(__file__).with_name("test_levels_native.py")
 
@@ -26,6 +29,7 @@ def unavailable(why: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(480)  # bounds its steps' own timeouts (compile 120 s, run 300 s)
 def test_the_c_decoder_passes_its_tests_under_address_sanitizer(tmp_path: Path) -> None:
     compiler = shutil.which("gcc")
     if compiler is None:

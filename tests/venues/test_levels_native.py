@@ -9,9 +9,11 @@ tested on the compiled module itself.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import os
+import struct
 import subprocess
 import sys
 from decimal import Decimal
@@ -31,6 +33,9 @@ from tickloop.venues.binance import BinanceCodec, BinanceRest
 from tickloop.venues.levels import PureLevelDecoder, level_decoder
 from tickloop.venues.recorded import Direction, read_recording
 from tickloop.venues.sim import SimCodec
+
+#: The compiled decoder's own tests: deselected in the pure-Python leg (tests/conftest.py).
+pytestmark = pytest.mark.compiled
 
 D = Decimal
 
@@ -191,6 +196,83 @@ def test_many_levels_spill_past_the_stack() -> None:
         assert len(got) == n and got == pure(text)
 
 
+class CountingCache(DecimalCache):
+    """A DecimalCache that counts its lookups: the C decoder reaches it only for a string its
+    table does not hold, so the count says exactly which strings the table remembered."""
+
+    __slots__ = ("lookups",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def __getitem__(self, text: str) -> Decimal:
+        self.lookups += 1
+        return super().__getitem__(text)
+
+
+def lookups_of(decoder: Any, text: bytes) -> int:
+    """How many strings of ``text`` the decoder had to look up in its DecimalCache."""
+    cache = decoder.cache
+    before = cache.lookups
+    decoder(text)
+    return int(cache.lookups - before)
+
+
+def twice(s: str) -> bytes:
+    """One level whose price and size are the same string: the second read of it must come from
+    the table, having been remembered by the first."""
+    return f'[["{s}","{s}"]]'.encode()
+
+
+MASK64 = (1 << 64) - 1
+
+
+def home_slot(text: str, seed: int, capacity: int) -> int:
+    """The slot the C table hashes ``text`` to: its hash_key() over the string's bytes read as
+    three native-endian words, zero-padded (the test of the full-window rule needs strings that
+    provably share a window)."""
+    h = seed
+    for word in struct.unpack("=3Q", text.encode().ljust(24, b"\0")):
+        h = ((h ^ word) * 0xFF51AFD7ED558CCD) & MASK64
+        h ^= h >> 32
+    h = (h * 0xC4CEB9FE1A85EC53) & MASK64
+    h ^= h >> 29
+    return h & (capacity - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 0xDEADBEEF, MASK64])
+def test_a_full_probe_window_gives_its_first_slot_to_the_new_string(seed: int) -> None:
+    """33 strings that hash to one slot of a 256-slot table (it does not grow below 128
+    entries): the first 32 fill the probe window, the 33rd replaces the first, which is then
+    looked up in the cache again and, remembered again, replaces the 33rd."""
+    need_native()
+    native = level_decoder(CountingCache(), native=True, max_entries=64, seed=seed)
+    assert native.capacity == 256
+    by_slot: dict[int, list[str]] = {}
+    for i in itertools.count():
+        text = f"{i}.5"
+        same = by_slot.setdefault(home_slot(text, seed, 256), [])
+        same.append(text)
+        if len(same) == 33:
+            break
+    first, *middle, last = same
+    for n, text in enumerate([first, *middle], 1):
+        assert lookups_of(native, twice(text)) == 1
+        assert (native.entries, native.evictions) == (n, 0)
+    assert lookups_of(native, twice(last)) == 1  # remembered at once, in the first's slot
+    assert (native.entries, native.evictions) == (32, 1)
+    assert lookups_of(native, twice(last)) == 0
+    assert all(lookups_of(native, twice(text)) == 0 for text in middle)
+    assert lookups_of(native, twice(first)) == 1  # it gave way: through the cache, once
+    assert (native.entries, native.evictions) == (32, 2)
+    assert lookups_of(native, twice(first)) == 0
+    assert lookups_of(native, twice(last)) == 1
+    assert (
+        native(twice(first)) == native(twice(first)) == PureLevelDecoder(native.cache)(twice(first))
+    )
+
+
 def test_the_table_is_bounded_and_emptied_when_full() -> None:
     native, pure = both(max_entries=8)
     assert native.max_entries == 8
@@ -202,11 +284,24 @@ def test_the_table_is_bounded_and_emptied_when_full() -> None:
     assert native.entries == 0
     assert native(b'[["1","2"]]') == pure(b'[["1","2"]]')
     assert native.entries == 2
-    grown, _ = both()
-    for i in range(5000):
-        grown(f'[["{i}.5","{i}"]]'.encode())
-    assert grown.entries == 10_000  # "i.5" and "i" for each i, all distinct
-    assert grown.capacity >= 2 * grown.entries
+
+
+# With this hash, seeds 6 and 7 each fill one probe window on the way (one eviction): the
+# growing path of the rule is exercised, not only the empty-slot one. None: a random seed.
+@pytest.mark.parametrize("seed", [*range(12), None])
+def test_every_string_is_remembered_right_after_its_lookup(seed: int | None) -> None:
+    """10,000 distinct strings through a growing table, for any seed: each is looked up in the
+    cache once and is then in the table; the table holds each of them unless a later one took
+    its slot (a full probe window) or a rehash could not place it, and it counts those."""
+    need_native()
+    native = level_decoder(CountingCache(), native=True, seed=seed)
+    for i in range(10_000):
+        text = twice(f"{i}.5")
+        assert lookups_of(native, text) == 1
+        assert lookups_of(native, text) == 0
+    assert native.entries + native.evictions == 10_000
+    assert native.capacity >= 2 * native.entries
+    assert native.cache.lookups == 10_000
 
 
 def test_no_reference_is_leaked_or_lost_on_any_path() -> None:
@@ -288,7 +383,7 @@ def pure_twin(codec: Any) -> Any:
     return twin
 
 
-def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
+def test_recorded_binance_sessions_decode_alike(recorded_data: Path) -> None:
     """Every frame of the recorded Binance sessions (diffs, partial books, REST snapshots of up
     to 1,000 levels a side): the same models from the C decoder as from the pure one."""
     need_native()
@@ -296,7 +391,7 @@ def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
     for name in ("BINANCE.ws.1.0", "BINANCE_US.ws.1.0"):
         codec = BinanceCodec()
         twin = pure_twin(codec)
-        for rec in read_recording(shared_data / name):
+        for rec in read_recording(recorded_data / name):
             if rec.direction is Direction.RECEIVED:
                 got = outcome(codec.decode, memoryview(rec.frame), rec.ts)
                 assert got == outcome(twin.decode, rec.frame, rec.ts)
@@ -308,7 +403,7 @@ def test_recorded_binance_sessions_decode_alike(shared_data: Path) -> None:
     twin_rest._levels = PureLevelDecoder(twin_rest._d)
     books = 0
     for name in ("BINANCE.http.0.0", "BINANCE_US.http.0.0"):
-        for rec in read_recording(shared_data / name):
+        for rec in read_recording(recorded_data / name):
             if "/depth" in rec.url:
                 book = rest.parse_book(rec.frame, "BTC-USDT")
                 assert isinstance(book, BookSnapshot) and len(book.bids) > 50

@@ -42,11 +42,11 @@ def mutate(frame: bytes, rng: random.Random) -> bytes:
     ],
 )
 def test_mutated_recorded_frames_raise_only_protocol_error(
-    shared_data: Path, codec_class: type[Codec], recording: str
+    recorded_data: Path, codec_class: type[Codec], recording: str
 ) -> None:
     frames = [
         r.frame
-        for r in read_recording(shared_data / recording)
+        for r in read_recording(recorded_data / recording)
         if r.direction is Direction.RECEIVED and len(r.frame) < 3000
     ]
     rng = random.Random(20261122)

@@ -24,12 +24,12 @@ pytestmark = pytest.mark.playback
         ("OKX.ws.1.0", {Direction.OPEN: 1, Direction.SENT: 3, Direction.RECEIVED: 410}),
     ],
 )
-def test_counts_every_line(shared_data: Path, name: str, expected: dict[Direction, int]) -> None:
-    assert Counter(r.direction for r in read_recording(shared_data / name)) == expected
+def test_counts_every_line(recorded_data: Path, name: str, expected: dict[Direction, int]) -> None:
+    assert Counter(r.direction for r in read_recording(recorded_data / name)) == expected
 
 
-def test_fields_of_each_direction(shared_data: Path) -> None:
-    records = list(read_recording(shared_data / "KRAKEN.ws.48.0"))
+def test_fields_of_each_direction(recorded_data: Path) -> None:
+    records = list(read_recording(recorded_data / "KRAKEN.ws.48.0"))
     opened, sent, first = records[:3]
     assert opened.direction is Direction.OPEN and opened.url == "wss://ws.kraken.com"
     assert opened.ts == 1618678132_368463000 and opened.frame == b""
@@ -37,7 +37,7 @@ def test_fields_of_each_direction(shared_data: Path) -> None:
     assert sent.frame.startswith(b'{"event":"subscribe"') and sent.frame.endswith(b"}")
     assert first.direction is Direction.RECEIVED and first.url == "wss://ws.kraken.com"
     assert first.frame.startswith(b'{"connectionID"') and first.ts == 1618678132_831468000
-    (http, *_) = read_recording(shared_data / "BINANCE.http.0.0")
+    (http, *_) = read_recording(recorded_data / "BINANCE.http.0.0")
     assert http.url == "https://api.binance.com/api/v3/depth?symbol=NKNUSDT&limit=1000"
     assert http.ts == 1633998512_320639000 and http.frame.startswith(b'{"lastUpdateId"')
 

@@ -10,7 +10,7 @@ behind), and ``watch_order_book`` returns the one maintained book however many d
 applied since. So two figures are reported: what reaches user code (``delivered``: trades in the
 returned lists, book returns) and frames processed (from the trade ids and the book's nonce).
 
-Pointing it at loopback (see ../shared/PERF.md): every ``https://`` REST base becomes
+Pointing it at loopback (see bench/README.md): every ``https://`` REST base becomes
 ``http://127.0.0.1:PORT/<path>``, the spot/margin WebSocket base ``ws://127.0.0.1:PORT/ws``
 (it connects to ``/ws/<n>`` and sends ``SUBSCRIBE``), markets are fetched for spot only and
 currencies not at all.

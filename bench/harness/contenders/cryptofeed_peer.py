@@ -6,7 +6,7 @@ async callbacks. User code is the callback: for trades it gets a ``Trade`` (Deci
 size), for the book the maintained ``OrderBook`` after each diff (the snapshot callback is not
 counted).
 
-Pointing it at loopback without editing it (see ../shared/PERF.md): its ``WSAsyncConn`` refuses
+Pointing it at loopback without editing it (see bench/README.md): its ``WSAsyncConn`` refuses
 non-``wss://`` addresses, so the name ``cryptofeed.feed.WSAsyncConn`` is replaced by a subclass
 that hands the parent a ``wss://`` address and then restores ``ws://``; a ``Binance`` subclass
 carries the loopback endpoints.

@@ -12,8 +12,17 @@
  * number where a string belongs, a stray comma, anything else) is handed to it whole, so the
  * result, or the error, is the pure decoder's. A string seen for the first time goes through the
  * DecimalCache (its ``__missing__`` builds and validates the Decimal) before it is remembered
- * here. The table is bounded: when ``max_entries`` strings are remembered it is emptied. It is
- * laid out for the memory, which is what a lookup costs once nothing is built: 32-byte slots,
+ * here. The table is bounded: when ``max_entries`` strings are remembered it is emptied.
+ *
+ * What it promises: a string that fits a slot (KEY_MAX bytes) is in the table right after its
+ * lookup, whatever the seed. A string is looked for in the PROBE_MAX slots from the one it
+ * hashes to (linear probing, no deletions) and stored in the first empty one; when all of them
+ * are taken, it replaces the string in the slot it hashes to, which is then looked up through
+ * the DecimalCache again the next time it is seen (``evictions`` counts them, and the strings a
+ * rehash could not place when the table grew, so ``entries + evictions`` is the number of strings
+ * ever stored). Replacing in place keeps every other string's probe sequence intact.
+ *
+ * It is laid out for the memory, which is what a lookup costs once nothing is built: 32-byte slots,
  * one cache line a probe, and a diff's pairs scanned (their slots prefetched) before any lookup.
  *
  * SOURCE_DIGEST (the SHA-256 of this file, given by the build as a -D define) lets the Python
@@ -32,7 +41,8 @@
 /* Strings longer than this are looked up through the DecimalCache every time (rare from a
    venue: prices and sizes are mostly 8 to 16 characters). */
 #define KEY_MAX 24
-/* Most slots a lookup or an insert probes (a remembered string is always found within it). */
+/* Most slots a lookup or an insert probes (a remembered string is always found within it;
+   an insert into a full window replaces the string in its first slot). */
 #define PROBE_MAX 32
 #if defined(__GNUC__) || defined(__clang__)
 #define PREFETCH(address) __builtin_prefetch(address)
@@ -66,6 +76,7 @@ typedef struct {
     Py_ssize_t mask;          /* capacity - 1; capacity is a power of two */
     Py_ssize_t used;
     Py_ssize_t max_entries;
+    Py_ssize_t evictions;     /* strings replaced in a full probe window, or lost growing */
     uint64_t seed;
     Py_ssize_t fallbacks;     /* texts handed to the pure decoder */
     int untrack;              /* levels may leave the cycle collector (no __dict__) */
@@ -110,11 +121,14 @@ table_clear(LevelDecoder *self)
     self->used = 0;
 }
 
-/* Put key -> value into a table known to have room; 0 when no slot within PROBE_MAX. */
+/* Put key (not in the table) -> value into the first empty slot of its probe window, or, when
+   the window is full, in place of the string in the slot it hashes to. 1 when the table holds
+   one string more, 0 when one was replaced. */
 static int
 table_put(Entry *table, Py_ssize_t mask, uint64_t seed, const Key *k, PyObject *value)
 {
-    Py_ssize_t i = (Py_ssize_t)(hash_key(k, seed) & (uint64_t)mask);
+    Py_ssize_t home = (Py_ssize_t)(hash_key(k, seed) & (uint64_t)mask);
+    Py_ssize_t i = home;
     for (int probe = 0; probe < PROBE_MAX; probe++) {
         Entry *e = &table[i];
         if (e->value == NULL) {
@@ -125,6 +139,12 @@ table_put(Entry *table, Py_ssize_t mask, uint64_t seed, const Key *k, PyObject *
         }
         i = (i + 1) & mask;
     }
+    Entry *e = &table[home];
+    PyObject *old = e->value;
+    memcpy(e->key, k->words, sizeof(e->key));
+    Py_INCREF(value);
+    e->value = value;
+    Py_DECREF(old); /* last: the table is consistent if this runs code */
     return 0;
 }
 
@@ -137,16 +157,18 @@ table_grow(LevelDecoder *self)
     if (bigger == NULL) {
         return; /* not an error: the table just stays fuller */
     }
-    Py_ssize_t used = 0;
+    Py_ssize_t used = 0, moved = 0;
     for (Py_ssize_t i = 0; i <= self->mask; i++) {
         Entry *e = &self->table[i];
         if (e->value != NULL) {
             Key k;
             memcpy(k.words, e->key, sizeof(k.words));
             used += table_put(bigger, capacity - 1, self->seed, &k, e->value);
+            moved++;
             Py_DECREF(e->value);
         }
     }
+    self->evictions += moved - used;
     PyMem_Free(self->table);
     self->table = bigger;
     self->mask = capacity - 1;
@@ -210,7 +232,12 @@ lookup(LevelDecoder *self, const Text *t)
     else if (2 * (self->used + 1) > self->mask + 1) {
         table_grow(self);
     }
-    self->used += table_put(self->table, self->mask, self->seed, &t->key, value);
+    if (table_put(self->table, self->mask, self->seed, &t->key, value)) {
+        self->used++;
+    }
+    else {
+        self->evictions++;
+    }
     return value;
 }
 
@@ -490,8 +517,9 @@ LevelDecoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->mask = 255;
     self->max_entries = max_entries;
-    /* The caller passes a random seed: which strings collide is not predictable from outside. */
-    self->seed = (uint64_t)seed ^ ((uint64_t)(uintptr_t)self * 0x9E3779B97F4A7C15ULL);
+    /* The caller draws the seed (tickloop.venues.levels: a random one per decoder, so which
+       strings collide is not predictable from outside; tests pass fixed ones to be repeatable). */
+    self->seed = (uint64_t)seed;
     Py_INCREF(cache);
     self->cache = cache;
     Py_INCREF(level_type);
@@ -555,6 +583,12 @@ LevelDecoder_get_max_entries(LevelDecoder *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+LevelDecoder_get_evictions(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->evictions);
+}
+
+static PyObject *
 LevelDecoder_get_fallbacks(LevelDecoder *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromSsize_t(self->fallbacks);
@@ -576,6 +610,8 @@ static PyGetSetDef LevelDecoder_getset[] = {
     {"entries", (getter)LevelDecoder_get_entries, NULL, "strings remembered", NULL},
     {"capacity", (getter)LevelDecoder_get_capacity, NULL, "slots in the table", NULL},
     {"max_entries", (getter)LevelDecoder_get_max_entries, NULL, "bound on entries", NULL},
+    {"evictions", (getter)LevelDecoder_get_evictions, NULL,
+     "strings replaced in a full probe window (or not placed when the table grew)", NULL},
     {"fallbacks", (getter)LevelDecoder_get_fallbacks, NULL,
      "texts handed to the pure decoder", NULL},
     {"cache", (getter)LevelDecoder_get_cache, NULL, "the DecimalCache", NULL},

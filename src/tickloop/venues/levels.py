@@ -100,17 +100,28 @@ def wire_level_decoder(cache: DecimalCache) -> WireLevelDecoder:
 
 
 def level_decoder(
-    cache: DecimalCache, *, native: bool | None = None, max_entries: int = MAX_ENTRIES
+    cache: DecimalCache,
+    *,
+    native: bool | None = None,
+    max_entries: int = MAX_ENTRIES,
+    seed: int | None = None,
 ) -> LevelDecoderType:
     """A decoder of level arrays that interns through ``cache``: the compiled one when built and
     current (or when ``native=True``, which raises if it is not), else :class:`PureLevelDecoder`.
-    ``max_entries`` bounds the compiled decoder's table of remembered strings."""
+    ``max_entries`` bounds the compiled decoder's table of remembered strings; ``seed`` (64 bits)
+    is its hash seed, random when None (a fixed one makes which strings collide repeatable, for
+    tests). Whatever the seed, a string is in the table right after its lookup: a full probe
+    window gives up its first slot (see ``_levels_native.c``)."""
     pure = PureLevelDecoder(cache)
     if native is False or (native is None and _native is None):
         return pure
     if _native is None:
         raise RuntimeError("tickloop.venues._levels_native is not built (or is stale)")
     decoder: LevelDecoderType = _native.LevelDecoder(
-        cache, BookLevel, pure, max_entries=max_entries, seed=secrets.randbits(64)
+        cache,
+        BookLevel,
+        pure,
+        max_entries=max_entries,
+        seed=secrets.randbits(64) if seed is None else seed,
     )
     return decoder

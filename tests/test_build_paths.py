@@ -1,0 +1,60 @@
+"""Each leg of the test command runs the build it names: the pure-Python modules when
+``TICKLOOP_PURE_PYTHON`` is set (the fallback a user without a C compiler gets), the compiled
+ones otherwise (required under CI, where the install fails rather than fall back)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tickloop.book
+from tickloop._native import pure_requested
+from tickloop.book import engine
+from tickloop.venues import levels
+from tickloop.venues.base import DecimalCache
+from tickloop.venues.binance import BinanceCodec
+from tickloop.venues.sim import SimCodec
+
+COMPILED_MODULES = ("tickloop.book._engine_native", "tickloop.venues._levels_native")
+
+# Imports the whole package (streams, REST, the sim, every codec) and lists the compiled modules
+# it loaded: in a fresh process, so no test that imports one on purpose can change the answer.
+LOADED = (
+    "import sys, tickloop, tickloop.client, tickloop.sim, tickloop.replay, tickloop.venues; "
+    "from tickloop.venues import binance, coinbase, kraken, sim; "
+    "binance.BinanceCodec(); sim.SimCodec(); "
+    f"print(','.join(m for m in {COMPILED_MODULES!r} if m in sys.modules))"
+)
+
+
+def loaded_compiled_modules() -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return {name for name in done.stdout.strip().split(",") if name}
+
+
+def test_this_run_uses_the_build_it_names() -> None:
+    if pure_requested():
+        assert not engine.NATIVE and not levels.NATIVE
+        assert tickloop.book.OrderBook is engine.OrderBook is engine.PureOrderBook
+        assert levels.WireLevels == list[tuple[str, str]]
+        assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
+        assert type(BinanceCodec()._levels).__name__ == "partial"  # interned_levels, pure
+        assert type(SimCodec()._levels).__name__ == "partial"
+        assert loaded_compiled_modules() == set()
+        return
+    if not (engine.NATIVE and levels.NATIVE):
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                f"the compiled leg runs without its compiled modules "
+                f"(book engine: {engine.NATIVE}, level decoder: {levels.NATIVE})"
+            )
+        pytest.skip("this checkout was installed without a C compiler: nothing compiled to check")
+    assert tickloop.book.OrderBook is engine.OrderBook is not engine.PureOrderBook
+    assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
+    assert loaded_compiled_modules() == set(COMPILED_MODULES)
