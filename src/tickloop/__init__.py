@@ -12,6 +12,7 @@ from .exceptions import (
     ConsumerOverflow,
     ExchangeError,
     InvalidRequest,
+    LimitExceeded,
     NetworkError,
     OrderRejected,
     ProtocolError,
@@ -22,6 +23,7 @@ from .exceptions import (
     TimeoutError,
 )
 from .fields import Selection
+from .limits import Limits
 
 __all__ = [
     "AsyncClient",
@@ -33,6 +35,8 @@ __all__ = [
     "Credentials",
     "ExchangeError",
     "InvalidRequest",
+    "LimitExceeded",
+    "Limits",
     "NetworkError",
     "OrderRejected",
     "ProtocolError",

@@ -55,6 +55,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     #: Undecodable frames one connection may send before it is replaced (each one is counted and
     #: reported; beyond this the venue is broken, and reconnecting is the only remedy).
     max_malformed_per_connection: int = 1000
+    #: Connections in a row the venue may end by breaking ``max_frame_size`` before the session
+    #: gives up with LimitExceeded (instead of reconnecting for ever to the same oversized frame).
+    max_oversized_reconnects: int = 3
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -77,9 +80,7 @@ def check_number_text(text: str, limits: Limits = DEFAULT_LIMITS) -> None:
     ASCII digits with an optional fraction and exponent, at most ``max_number_length``
     characters, with an adjusted exponent within ``max_exponent``."""
     if len(text) > limits.max_number_length:
-        raise ValueError(
-            f"number longer than {limits.max_number_length} characters ({len(text)})"
-        )
+        raise ValueError(f"number longer than {limits.max_number_length} characters ({len(text)})")
     if _NUMBER.fullmatch(text) is None:
         raise ValueError(f"not a decimal number: {text!r}")
 
@@ -93,9 +94,7 @@ def check_decimal(value: Decimal, limits: Limits = DEFAULT_LIMITS) -> Decimal:
     if sign:
         raise ValueError(f"negative number: {value}")
     if len(digits) > limits.max_number_length:
-        raise ValueError(
-            f"number with {len(digits)} digits (at most {limits.max_number_length})"
-        )
+        raise ValueError(f"number with {len(digits)} digits (at most {limits.max_number_length})")
     # Written out in full (a checksum does), a number costs about adjusted - exponent characters:
     # both ends are bounded, zeros included ("0E-999999" would be a million zeros).
     assert isinstance(exponent, int)

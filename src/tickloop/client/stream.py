@@ -31,7 +31,9 @@ leaving ``async with`` (or :meth:`close`) ends every consumer and awaits every t
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import inspect
 import logging
 import time
 import weakref
@@ -43,10 +45,13 @@ from ..exceptions import (
     AuthError,
     ConfigError,
     ConsumerOverflow,
+    LimitExceeded,
     StreamError,
     SubscriptionError,
     TickloopError,
+    TimeoutError,
 )
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
     BookInvalid,
@@ -56,6 +61,7 @@ from ..models import (
     ConsumerDetached,
     Fill,
     Gap,
+    Malformed,
     OrderEvent,
     StatusEvent,
     Ticker,
@@ -197,6 +203,8 @@ class Stream(Generic[T]):
             return item
         if not self._started:
             await self._start()
+            if self._client is not None:
+                return await self._first()
         try:
             item = await self._get()
         except asyncio.CancelledError:
@@ -205,6 +213,34 @@ class Stream(Generic[T]):
             self._leave_now()
             raise
         return item
+
+    async def _first(self) -> T:
+        """The first item: nothing may arrive before the venue confirms the subscription, so
+        when nothing came within ``subscribe_timeout`` and the venue has not confirmed it either,
+        this raises tickloop's TimeoutError (like ``subscribe_*``) instead of waiting for ever.
+        The subscription stays registered: the next ``__anext__`` goes on waiting."""
+        client = self._client
+        assert client is not None
+        try:
+            try:
+                async with asyncio.timeout(client.subscribe_timeout):
+                    item: T = await self._get()
+                    return item
+            except builtins.TimeoutError:
+                unconfirmed = client._unconfirmed(self._consumer.subscriptions)
+                if unconfirmed:
+                    names = ", ".join(
+                        f"{s.channel.value} {s.symbol or ''}".strip() for s in unconfirmed
+                    )
+                    raise TimeoutError(
+                        f"{names}: not confirmed by the venue within {client.subscribe_timeout:g}s",
+                        venue=client.venue,
+                    ) from None
+            item = await self._get()
+            return item
+        except asyncio.CancelledError:
+            self._leave_now()
+            raise
 
     def _leave_now(self) -> None:
         client, self._client = self._client, None
@@ -278,8 +314,11 @@ class StreamClient:
         book_snapshot_retries: int = 8,
         book_snapshot_wait: float = 0.05,
         book_snapshot_max_wait: float = 2.0,
+        limits: Limits | None = None,
     ) -> None:
         self.venue = venue
+        #: The bounds applied to what the venue sends (tickloop.limits, docs/reliability.md).
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
         self._codec_cls = codec if codec is not None else stream_codec(venue)
         self.url = url if url is not None else self._codec_cls.default_url
         if buffer_size < 1:
@@ -360,6 +399,9 @@ class StreamClient:
             "backfilled": 0,
             "refused": 0,
             "consumers_detached": 0,
+            "malformed": 0,
+            "unconfirmed": 0,
+            "bogus_trade_ids": 0,
         }
         self._sinks: dict[type, Callable[[Any], None]] = {
             Trade: self._on_trade,
@@ -1019,6 +1061,8 @@ class StreamClient:
     def _new_session(self) -> WsSession:
         options = self._codec_options
         codec_cls = self._codec_cls
+        if "limits" not in options and _takes_limits(codec_cls):
+            options = {**options, "limits": self.limits}
         session = WsSession(
             lambda: codec_cls.create(**options),
             self.url,
@@ -1030,6 +1074,8 @@ class StreamClient:
             ping_interval=self.ping_interval,
             connect_timeout=self.connect_timeout,
             token_provider=self._token,
+            limits=self.limits,
+            subscribe_timeout=self.subscribe_timeout,
         )
         self.sessions.append(session)
         return session
@@ -1118,6 +1164,22 @@ class StreamClient:
         if name in self.counters:
             self.counters[name] += 1
         self._fanout.publish_status(event)
+        if (
+            type(event) is Malformed
+            and event.symbol is not None
+            and event.channel == Channel.BOOK.value
+        ):
+            # The book missed a message it cannot do without: invalid until resynced.
+            self._books.on_malformed(event.symbol, event.ts)
+
+    def _unconfirmed(self, subscriptions: Iterable[Subscription]) -> list[Subscription]:
+        """Which of ``subscriptions`` the venue has not confirmed on their connection."""
+        out = []
+        for sub in subscriptions:
+            session = self._placement.get(sub)
+            if session is None or sub not in session.confirmed:
+                out.append(sub)
+        return out
 
     def on_confirmed(self, session: WsSession, subscriptions: tuple[Subscription, ...]) -> None:
         for sub in subscriptions:
@@ -1169,7 +1231,12 @@ class StreamClient:
     def on_failed(self, session: WsSession, error: TickloopError) -> None:
         for sub in list(session.subscriptions):
             self._placement.pop(sub, None)
-            self._fanout.fail(sub, StreamError(f"stream ended: {error.message}", venue=self.venue))
+            ended = (
+                error
+                if isinstance(error, LimitExceeded)
+                else StreamError(f"stream ended: {error.message}", venue=self.venue)
+            )
+            self._fanout.fail(sub, ended)
             if sub.channel is Channel.BOOK:
                 self._books.drop(sub)
         for consumer in self._handlers_all():
@@ -1375,3 +1442,15 @@ def _channel(channel: str | Channel) -> Channel | str:
         return Channel({"tickers": "ticker", "books": "book"}.get(str(channel), channel))
     except ValueError:
         raise ConfigError(f"unknown channel {channel!r}", field="channel") from None
+
+
+def _takes_limits(codec_cls: type[Codec]) -> bool:
+    """Whether a codec's constructor takes ``limits=`` (every built-in one does; a plug-in
+    codec may not)."""
+    try:
+        parameters = inspect.signature(codec_cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return "limits" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

@@ -32,6 +32,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
     BookSnapshot,
@@ -42,7 +43,6 @@ from ..models import (
     Ticker,
     Trade,
 )
-from ..limits import DEFAULT_LIMITS, Limits
 from .base import (
     Channel,
     Codec,
@@ -432,7 +432,9 @@ class BinanceCodec(Codec):
             return self._slow(frame, recv_ts)
         except _DECODE_ERRORS as exc:
             raise ProtocolError(
-                f"malformed Binance frame: {_short(exc)}", venue=VENUE, **_stream_of(data, self.symbol)
+                f"malformed Binance frame: {_short(exc)}",
+                venue=VENUE,
+                **_stream_of(data, self.symbol),
             ) from exc
 
     def _learn_stream(self, stream: bytes) -> tuple[int, str | None]:

@@ -34,8 +34,8 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import BookDelta, BookLevel, BookSnapshot, Instrument, Side, Ticker, Trade
-from ..limits import DEFAULT_LIMITS, Limits, check_decimal
 from .base import (
     Channel,
     Codec,

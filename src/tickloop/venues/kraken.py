@@ -34,6 +34,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
+from ..limits import DEFAULT_LIMITS, Limits, check_decimal
 from ..models import (
     BookDelta,
     BookLevel,
@@ -44,7 +45,6 @@ from ..models import (
     Ticker,
     Trade,
 )
-from ..limits import DEFAULT_LIMITS, Limits, check_decimal
 from .base import (
     Channel,
     Codec,
@@ -771,13 +771,19 @@ class KrakenV2Codec(_SymbolCache, Codec):
                 # DecimalCache sees them (a 1e300000000 would cost gigabytes in the checksum).
                 bids = tuple(
                     [
-                        _new(BookLevel, (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)))
+                        _new(
+                            BookLevel,
+                            (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)),
+                        )
                         for lv in book.bids
                     ]
                 )
                 asks = tuple(
                     [
-                        _new(BookLevel, (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)))
+                        _new(
+                            BookLevel,
+                            (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)),
+                        )
                         for lv in book.asks
                     ]
                 )

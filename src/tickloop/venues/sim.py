@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..exceptions import ProtocolError
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
+    BookLevel,
     BookSnapshot,
     Candle,
     Fill,
@@ -38,8 +40,6 @@ from ..models import (
     TimeInForce,
     Trade,
 )
-from ..limits import DEFAULT_LIMITS, Limits
-from ..models import BookLevel
 from .base import (
     Channel,
     Codec,

@@ -18,7 +18,6 @@ from urllib.parse import quote
 import msgspec
 
 from ..client.results import Market
-from ..limits import DEFAULT_LIMITS, check_decimal
 from ..exceptions import (
     AuthError,
     ExchangeError,
@@ -29,6 +28,7 @@ from ..exceptions import (
     TickloopError,
 )
 from ..fields import Selection
+from ..limits import DEFAULT_LIMITS, check_decimal
 from ..models import (
     Balance,
     BookLevel,
