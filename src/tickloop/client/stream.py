@@ -377,6 +377,7 @@ class StreamClient:
         self.sessions: list[WsSession] = []
         self._placement: dict[Subscription, WsSession] = {}
         self._continuity: dict[str, TradeContinuity] = {}
+        self._bogus_seen: dict[str, int] = {}  # symbol -> TradeContinuity.bogus reported
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self._handlers: dict[Channel | str, list[Consumer]] = {c: [] for c in Channel}
         self._handlers[BOOK_DELTAS] = []
@@ -955,7 +956,12 @@ class StreamClient:
             return
         for sub in new:
             if self._track_ids and sub.channel is Channel.TRADES and sub.symbol is not None:
-                self._continuity.setdefault(sub.symbol, TradeContinuity(self.venue, sub.symbol))
+                self._continuity.setdefault(
+                    sub.symbol,
+                    TradeContinuity(
+                        self.venue, sub.symbol, max_jump=self.limits.max_trade_id_jump
+                    ),
+                )
         by_session: dict[WsSession, list[Subscription]] = {}
         assert self._lock is not None
         async with self._lock:
@@ -1250,6 +1256,8 @@ class StreamClient:
     def _on_trade(self, trade: Trade) -> None:
         cont = self._continuity.get(trade.symbol)
         if cont is not None and not cont.on_live(trade):
+            if cont.bogus != self._bogus_seen.get(trade.symbol, 0):
+                self._bogus(cont)
             if cont.recovering:
                 self._recover(cont)
             return
@@ -1288,6 +1296,27 @@ class StreamClient:
             consumer.push(fill)
 
     # ------------------------------------------------------------------------ trade continuity
+    def _bogus(self, cont: TradeContinuity) -> None:
+        """A trade id that jumped absurdly was not followed: dropped, counted and reported."""
+        seen = self._bogus_seen.get(cont.symbol, 0)
+        self._bogus_seen[cont.symbol] = cont.bogus
+        self.counters["bogus_trade_ids"] += cont.bogus - seen
+        self.on_status(
+            Malformed(
+                venue=self.venue,
+                connection=-1,
+                reason=(
+                    f"a trade id more than {cont.max_jump} past the last one ({cont.last_id}) "
+                    "was not followed by the stream: dropped"
+                ),
+                limit="max_trade_id_jump",
+                symbol=cont.symbol,
+                channel=Channel.TRADES.value,
+                count=cont.bogus,
+                ts=time.time_ns(),
+            )
+        )
+
     def _recover(self, cont: TradeContinuity) -> None:
         if cont.buffer_full:
             self._deliver(cont, cont.give_up(time.time_ns()))
@@ -1296,8 +1325,10 @@ class StreamClient:
             return
         source = self._trade_source()
         if source is None:
-            # No backfill for this venue: say what was missed, with the time range.
-            self._deliver(cont, cont.give_up(time.time_ns()))
+            # No backfill: the first live trade after the outage tells whether any id was
+            # missed (ids are contiguous), so a Gap is reported only for a real hole.
+            if len(cont):
+                self._deliver(cont, cont.give_up(time.time_ns()))
             return
         task = asyncio.get_running_loop().create_task(
             self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
