@@ -388,12 +388,12 @@ class BinanceCodec(Codec):
             if lead == 101:  # {"e":
                 try:  # noqa: SIM105 - contextlib.suppress costs a call on the hot path
                     data = self._events.decode(frame)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass  # unknown event type or malformed: the paths below tell which
             elif lead == 115 and self._events_first:  # {"stream":
                 try:  # noqa: SIM105
                     data = self._combined_events.decode(frame).data
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass
         if data is not None:
             try:
