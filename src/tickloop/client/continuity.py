@@ -55,6 +55,7 @@ class TradeContinuity:
         "_newest_at_request",
         "_recovered_hi",
         "_recovered_lo",
+        "_released",
         "_suspect",
         "bogus",
         "duplicates",
@@ -77,6 +78,7 @@ class TradeContinuity:
         self.max_jump = max_jump
         self.bogus = 0  # trades dropped because their id jumped absurdly and nothing followed it
         self._suspect: Trade | None = None  # a trade whose id jumped past max_jump, held back
+        self._released: Trade | None = None
         self.last_id: int | None = None  # id of the last trade delivered
         self.recovering = False
         self.in_flight = False  # a backfill request is under way (set by the caller)
@@ -160,10 +162,18 @@ class TradeContinuity:
             self._suspect = trade  # another absurd id: it replaces the first, still unproven
             self.bogus += 1
             return False
-        # The stream went on from the old sequence: the jump was bogus.
+        # The stream went on from the old sequence: the jump was bogus. This trade is handed
+        # back through :meth:`released` (False here), so the caller sees the bogus count move.
         self._suspect = None
         self.bogus += 1
-        return self.on_live(trade)
+        if self.on_live(trade):
+            self._released = trade
+        return False
+
+    def released(self) -> Trade | None:
+        """A trade to deliver now that ``on_live`` returned False for (after a bogus jump)."""
+        trade, self._released = self._released, None
+        return trade
 
     def _max_jump_once(self, trade: Trade) -> bool:
         """``on_live`` without the jump check (for a jump a second trade vouched for)."""

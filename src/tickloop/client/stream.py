@@ -1258,6 +1258,10 @@ class StreamClient:
         if cont is not None and not cont.on_live(trade):
             if cont.bogus != self._bogus_seen.get(trade.symbol, 0):
                 self._bogus(cont)
+                released = cont.released()
+                if released is not None:
+                    for consumer in self._trade_routes.get(trade.symbol, ()):
+                        consumer.push(released)
             if cont.recovering:
                 self._recover(cont)
             return
