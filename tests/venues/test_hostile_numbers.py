@@ -104,12 +104,6 @@ def test_case3_sim_book_and_trade_with_a_negative_or_foreign_number(size: str) -
     assert info.value.channel == "trades"
 
 
-def test_case3_zero_trades_are_refused() -> None:
-    trade = {"type": "trade", "symbol": "X-Y", "id": 1, "price": "0", "size": "1", "side": "buy"}
-    with pytest.raises(ProtocolError):
-        SimCodec().decode(json.dumps({**trade, "ts": 1}).encode(), 0)
-
-
 def test_case1_kraken_v1_book_string_and_v2_number_are_refused() -> None:
     codec = KrakenCodec()
     codec._channels[42] = (Channel.BOOK, "BTC-USD")

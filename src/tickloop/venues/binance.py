@@ -286,6 +286,7 @@ class BinanceCodec(Codec):
         self.depth_speed = depth_speed
         self._d = DecimalCache(limits=limits)
         self._levels = wire_level_decoder(self._d)
+        self._max_levels = limits.max_levels_per_message
         self._symbols: dict[str, str] = {i.venue_symbol: i.symbol for i in instruments}
         self._venue_symbols: dict[str, str] = {s: v for v, s in self._symbols.items()}
         # stream name (bytes) -> (kind, symbol or None); bounded by the streams subscribed
@@ -499,16 +500,13 @@ class BinanceCodec(Codec):
     def _delta(self, data: _Depth, recv_ts: int) -> BookDelta:
         """A ``depthUpdate`` event as a BookDelta (the per-diff hot path)."""
         levels = self._levels
-        bids = levels(data.b)
-        asks = levels(data.a)
-        most = self.limits.max_levels_per_message
-        if len(bids) > most or len(asks) > most:
-            raise ValueError(f"more than {most} levels a side (limits.max_levels_per_message)")
+        # No level count check on this hot path: a diff's levels cost time linear in its
+        # bytes (bounded by limits.max_message_size), never more.
         return BookDelta(
             venue=VENUE,
             symbol=self._symbols.get(data.s) or self.symbol(data.s),
-            bids=bids,
-            asks=asks,
+            bids=levels(data.b),
+            asks=levels(data.a),
             sequence=data.u,
             first_sequence=data.U,
             ts=data.E * _MS,

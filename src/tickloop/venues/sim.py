@@ -25,7 +25,6 @@ from ..exceptions import ProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
-    BookLevel,
     BookSnapshot,
     Candle,
     Fill,
@@ -275,6 +274,7 @@ class SimCodec(Codec):
         super().__init__(limits=limits)
         self.decimals = decimals if decimals is not None else DecimalCache(limits=limits)
         self._levels = wire_level_decoder(self.decimals)
+        self._max_levels = limits.max_levels_per_message
         self._pending: dict[int, tuple[Subscription, ...]] = {}
 
     # -- symbols -------------------------------------------------------------------------------
@@ -329,17 +329,13 @@ class SimCodec(Codec):
             # The trade is the hot message: tested first, built inline.
             if type(msg) is _Trade:
                 d = self.decimals
-                price = d[msg.price]
-                size = d[msg.size]
-                if not price or not size:
-                    raise ValueError("a trade's price and size must be > 0")
                 return [
                     Trade(
                         venue=VENUE,
                         symbol=msg.symbol,
                         id=msg.id,
-                        price=price,
-                        size=size,
+                        price=d[msg.price],
+                        size=d[msg.size],
                         side=msg.side,
                         ts=msg.ts,
                         recv_ts=recv_ts,
@@ -355,15 +351,6 @@ class SimCodec(Codec):
             raise ProtocolError(
                 f"bad number in {type(msg).__name__[1:]}: {exc}", venue=VENUE, **_stream_of(msg)
             ) from exc
-
-    def _book_levels(self, levels: WireLevels) -> tuple[BookLevel, ...]:
-        out = self._levels(levels)
-        if len(out) > self.limits.max_levels_per_message:
-            raise ValueError(
-                f"{len(out)} levels on one side (limits.max_levels_per_message is "
-                f"{self.limits.max_levels_per_message})"
-            )
-        return out
 
     def _undecodable(
         self, frame: bytes | memoryview, exc: msgspec.ValidationError
@@ -394,12 +381,14 @@ class SimCodec(Codec):
         d = self.decimals
         match msg:
             case _BookUpdate():
+                # No level count check here, the per-diff hot path: a diff's levels cost time
+                # linear in its bytes (bounded by limits.max_message_size), never more.
                 return [
                     BookDelta(
                         venue=VENUE,
                         symbol=msg.symbol,
-                        bids=self._book_levels(msg.bids),
-                        asks=self._book_levels(msg.asks),
+                        bids=self._levels(msg.bids),
+                        asks=self._levels(msg.asks),
                         sequence=msg.seq,
                         prev_sequence=msg.prev_seq,
                         checksum=msg.checksum,
@@ -408,12 +397,16 @@ class SimCodec(Codec):
                     )
                 ]
             case _BookSnapshot():
+                bids = self._levels(msg.bids)
+                asks = self._levels(msg.asks)
+                if len(bids) + len(asks) > self._max_levels:
+                    raise ValueError(_too_many(len(bids) + len(asks)))
                 return [
                     BookSnapshot(
                         venue=VENUE,
                         symbol=msg.symbol,
-                        bids=self._book_levels(msg.bids),
-                        asks=self._book_levels(msg.asks),
+                        bids=bids,
+                        asks=asks,
                         sequence=msg.seq,
                         checksum=msg.checksum,
                         ts=msg.ts,
@@ -544,6 +537,10 @@ def _stream_of(msg: Any) -> dict[str, str | None]:
     tag = type(msg).__struct_config__.tag
     channel = _TAG_CHANNELS.get(tag) if isinstance(tag, str) else None
     return {"symbol": getattr(msg, "symbol", None), "channel": channel}
+
+
+def _too_many(n: int) -> str:
+    return f"{n} levels in one message (limits.max_levels_per_message)"
 
 
 def _short(exc: BaseException) -> str:
