@@ -66,8 +66,8 @@ def _frames(n: int, seed: int = 1) -> tuple[list[bytes], list[bytes], list[bytes
 
 
 def _time(decode: object, frames: list[bytes], rounds: int) -> float:
-    """Median CPU ns (thread time: robust to a loaded machine) per frame over ``rounds`` passes (the first pass, which fills the caches,
-    is not counted)."""
+    """Median CPU ns per frame over ``rounds`` passes (thread time: robust to a loaded
+    machine); the first pass, which fills the caches, is not counted."""
     fn = decode  # a bound method: codec.decode
     for frame in frames:
         fn(frame, 0)  # type: ignore[operator]

@@ -36,54 +36,167 @@ HOSTILE_NUMBERS: list[Any] = [10**30, -(10**15), 1e308, -1, 0, 2**63, 2**64 + 1]
 #: A frame of each kind each venue sends, in its real shape (values are typical).
 SEEDS: dict[str, list[Any]] = {
     "sim": [
-        {"type": "trade", "symbol": "BTC-USD", "id": 7, "price": "100.50", "size": "0.0100",
-         "side": "buy", "ts": 1},
-        {"type": "book_snapshot", "symbol": "BTC-USD", "seq": 3, "bids": [["100.00", "1.0000"]],
-         "asks": [["100.10", "2.0000"]], "checksum": 1, "ts": 1},
-        {"type": "book_update", "symbol": "BTC-USD", "seq": 4, "prev_seq": 3,
-         "bids": [["100.00", "0.0000"]], "asks": [], "checksum": 2, "ts": 2},
+        {
+            "type": "trade",
+            "symbol": "BTC-USD",
+            "id": 7,
+            "price": "100.50",
+            "size": "0.0100",
+            "side": "buy",
+            "ts": 1,
+        },
+        {
+            "type": "book_snapshot",
+            "symbol": "BTC-USD",
+            "seq": 3,
+            "bids": [["100.00", "1.0000"]],
+            "asks": [["100.10", "2.0000"]],
+            "checksum": 1,
+            "ts": 1,
+        },
+        {
+            "type": "book_update",
+            "symbol": "BTC-USD",
+            "seq": 4,
+            "prev_seq": 3,
+            "bids": [["100.00", "0.0000"]],
+            "asks": [],
+            "checksum": 2,
+            "ts": 2,
+        },
         {"type": "ticker", "symbol": "BTC-USD", "ts": 1, "bid": "1.00", "ask": "1.10"},
-        {"type": "candle", "symbol": "BTC-USD", "interval": "1m", "open_time": 0,
-         "close_time": 60, "open": "1.00", "high": "2.00", "low": "0.50", "close": "1.50",
-         "volume": "3.0000"},
+        {
+            "type": "candle",
+            "symbol": "BTC-USD",
+            "interval": "1m",
+            "open_time": 0,
+            "close_time": 60,
+            "open": "1.00",
+            "high": "2.00",
+            "low": "0.50",
+            "close": "1.50",
+            "volume": "3.0000",
+        },
         {"type": "subscribed", "channel": "trades", "symbols": ["BTC-USD"], "id": 1},
         {"type": "error", "code": "unknown_symbol", "message": "no 'X'", "id": 1},
     ],
     "binance": [
-        {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2,
-         "b": [["100.00", "1.000"]], "a": [["100.10", "0.000"]]},
-        {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 5, "p": "100.00", "q": "0.5",
-         "f": 1, "l": 1, "T": 1, "m": True},
-        {"stream": "btcusdt@aggTrade", "data": {"e": "aggTrade", "E": 1, "s": "BTCUSDT",
-         "a": 5, "p": "100.00", "q": "0.5", "f": 1, "l": 1, "T": 1, "m": False}},
+        {
+            "e": "depthUpdate",
+            "E": 1,
+            "s": "BTCUSDT",
+            "U": 1,
+            "u": 2,
+            "b": [["100.00", "1.000"]],
+            "a": [["100.10", "0.000"]],
+        },
+        {
+            "e": "aggTrade",
+            "E": 1,
+            "s": "BTCUSDT",
+            "a": 5,
+            "p": "100.00",
+            "q": "0.5",
+            "f": 1,
+            "l": 1,
+            "T": 1,
+            "m": True,
+        },
+        {
+            "stream": "btcusdt@aggTrade",
+            "data": {
+                "e": "aggTrade",
+                "E": 1,
+                "s": "BTCUSDT",
+                "a": 5,
+                "p": "100.00",
+                "q": "0.5",
+                "f": 1,
+                "l": 1,
+                "T": 1,
+                "m": False,
+            },
+        },
         {"result": None, "id": 1},
     ],
     "coinbase": [
-        {"type": "match", "trade_id": 1, "product_id": "BTC-USD", "price": "100.00",
-         "size": "0.1", "side": "buy", "time": "2024-01-01T00:00:00.000000Z", "sequence": 5},
-        {"type": "snapshot", "product_id": "BTC-USD", "bids": [["100.00", "1.0"]],
-         "asks": [["100.10", "1.0"]]},
-        {"type": "l2update", "product_id": "BTC-USD", "changes": [["buy", "100.00", "0.5"]],
-         "time": "2024-01-01T00:00:00.000000Z"},
-        {"type": "heartbeat", "sequence": 1, "last_trade_id": 1, "product_id": "BTC-USD",
-         "time": "2024-01-01T00:00:00.000000Z"},
+        {
+            "type": "match",
+            "trade_id": 1,
+            "product_id": "BTC-USD",
+            "price": "100.00",
+            "size": "0.1",
+            "side": "buy",
+            "time": "2024-01-01T00:00:00.000000Z",
+            "sequence": 5,
+        },
+        {
+            "type": "snapshot",
+            "product_id": "BTC-USD",
+            "bids": [["100.00", "1.0"]],
+            "asks": [["100.10", "1.0"]],
+        },
+        {
+            "type": "l2update",
+            "product_id": "BTC-USD",
+            "changes": [["buy", "100.00", "0.5"]],
+            "time": "2024-01-01T00:00:00.000000Z",
+        },
+        {
+            "type": "heartbeat",
+            "sequence": 1,
+            "last_trade_id": 1,
+            "product_id": "BTC-USD",
+            "time": "2024-01-01T00:00:00.000000Z",
+        },
     ],
     "kraken": [
-        [1, {"as": [["100.10", "1.0", "1.0"]], "bs": [["100.00", "1.0", "1.0"]]}, "book-10",
-         "XBT/USD"],
+        [
+            1,
+            {"as": [["100.10", "1.0", "1.0"]], "bs": [["100.00", "1.0", "1.0"]]},
+            "book-10",
+            "XBT/USD",
+        ],
         [1, {"a": [["100.10", "0.5", "1.1"]], "c": "12345"}, "book-10", "XBT/USD"],
         [2, [["100.00", "0.1", "1.0", "b", "l", ""]], "trade", "XBT/USD"],
         {"event": "heartbeat"},
-        {"event": "subscriptionStatus", "status": "subscribed", "channelID": 1,
-         "channelName": "book-10", "pair": "XBT/USD", "subscription": {"name": "book"}},
+        {
+            "event": "subscriptionStatus",
+            "status": "subscribed",
+            "channelID": 1,
+            "channelName": "book-10",
+            "pair": "XBT/USD",
+            "subscription": {"name": "book"},
+        },
     ],
     "kraken_v2": [
-        {"channel": "book", "type": "snapshot", "data": [{"symbol": "BTC/USD",
-         "bids": [{"price": 100.0, "qty": 1.0}], "asks": [{"price": 100.1, "qty": 1.0}],
-         "checksum": 1}]},
-        {"channel": "trade", "type": "update", "data": [{"symbol": "BTC/USD", "side": "buy",
-         "price": 100.0, "qty": 0.5, "ord_type": "market", "trade_id": 4,
-         "timestamp": "2024-01-01T00:00:00.000000Z"}]},
+        {
+            "channel": "book",
+            "type": "snapshot",
+            "data": [
+                {
+                    "symbol": "BTC/USD",
+                    "bids": [{"price": 100.0, "qty": 1.0}],
+                    "asks": [{"price": 100.1, "qty": 1.0}],
+                    "checksum": 1,
+                }
+            ],
+        },
+        {
+            "channel": "trade",
+            "type": "update",
+            "data": [
+                {
+                    "symbol": "BTC/USD",
+                    "side": "buy",
+                    "price": 100.0,
+                    "qty": 0.5,
+                    "ord_type": "market",
+                    "trade_id": 4,
+                    "timestamp": "2024-01-01T00:00:00.000000Z",
+                }
+            ],
+        },
         {"channel": "heartbeat"},
     ],
 }
@@ -111,8 +224,10 @@ def json_values(max_leaves: int = 20) -> st.SearchStrategy[Any]:
     )
     return st.recursive(
         leaves,
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(st.text(max_size=6), children, max_size=4),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=6), children, max_size=4)
+        ),
         max_leaves=max_leaves,
     )
 
@@ -150,7 +265,9 @@ def mutated(draw: st.DrawFn, seeds: list[Any]) -> bytes:
     if how == "replace":
         paths = _paths(seed)
         path = draw(st.sampled_from(paths))
-        new = draw(st.sampled_from(HOSTILE_TEXT) | st.sampled_from(HOSTILE_NUMBERS) | json_values(6))
+        new = draw(
+            st.sampled_from(HOSTILE_TEXT) | st.sampled_from(HOSTILE_NUMBERS) | json_values(6)
+        )
         return json.dumps(_replace(seed, path, new), ensure_ascii=False).encode()
     text = json.dumps(seed, separators=(",", ":"))
     if how == "duplicate" and text.startswith("{") and len(text) > 2:

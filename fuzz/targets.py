@@ -16,6 +16,7 @@ Each target takes hostile input and checks the documented contract of the code u
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -118,8 +119,8 @@ def book_target(venue: str) -> Callable[[list[Any]], None]:
     it calls valid is never crossed."""
 
     def target(messages: list[Any]) -> None:
-        sync = SYNCS[venue]("BTC-USD", depth=10) if SYNCS[venue].truncates else SYNCS[venue](
-            "BTC-USD"
+        sync = (
+            SYNCS[venue]("BTC-USD", depth=10) if SYNCS[venue].truncates else SYNCS[venue]("BTC-USD")
         )
         sync.start()
         for message in messages:
@@ -145,19 +146,15 @@ def sim_parsers_target(data: bytes) -> None:
     except _BadJson:
         value = None
     text = data.decode("utf-8", "replace")
-    try:
+    with contextlib.suppress(InvalidRequest):
         Selection.parse(text[:5000])
-    except InvalidRequest:
-        pass
     spec = DEFAULT_MARKETS["BTC-USD"]
     for candidate in (text, value if isinstance(value, str) else None):
         if candidate is None:
             continue
         for parse in (spec.parse_price, spec.parse_size):
-            try:
+            with contextlib.suppress(ValueError):
                 parse(candidate)
-            except ValueError:
-                pass
 
 
 class _Ws:

@@ -44,19 +44,18 @@ async def test_case2_reassembly_is_bounded_across_fragments() -> None:
         await ws.send(chunk for _ in range(30))  # one message, 30 frames
         await ws.send(trade(2))
 
-    async with hostile_venue(script) as venue:
-        async with _client(venue.url) as feed:
-            status: list[Any] = []
-            feed.subscribe_status(status.append)
-            got: list[Trade] = []
-            await feed.subscribe_trades("BTC-USD", got.append)
-            await until(lambda: len(got) == 2, "the trade after the oversized message")
-            session = feed.sessions[0]
-            assert session.stats.limit_breaches == 1
-            assert session.stats.reconnects == 0  # skipped, not a reason to reconnect
-            (breach,) = [e for e in status if type(e).__name__ == "Malformed"]
-            assert breach.limit == "max_message_size"
-            assert [t.id for t in got] == [1, 2]
+    async with hostile_venue(script) as venue, _client(venue.url) as feed:
+        status: list[Any] = []
+        feed.subscribe_status(status.append)
+        got: list[Trade] = []
+        await feed.subscribe_trades("BTC-USD", got.append)
+        await until(lambda: len(got) == 2, "the trade after the oversized message")
+        session = feed.sessions[0]
+        assert session.stats.limit_breaches == 1
+        assert session.stats.reconnects == 0  # skipped, not a reason to reconnect
+        (breach,) = [e for e in status if type(e).__name__ == "Malformed"]
+        assert breach.limit == "max_message_size"
+        assert [t.id for t in got] == [1, 2]
 
 
 async def test_case2_pending_fragments_are_bounded_in_count() -> None:
@@ -118,17 +117,19 @@ async def test_case4_never_confirmed_gives_a_typed_error_and_a_status_event() ->
             await ws.send(json.dumps({"type": "heartbeat", "ts": 1}))
             await asyncio.sleep(0.05)
 
-    async with hostile_venue(script, confirm=False) as venue:
-        async with _client(venue.url, subscribe_timeout=0.5) as feed:
-            status: list[Any] = []
-            feed.subscribe_status(status.append)
-            stream = feed.trades("BTC-USD")
-            with pytest.raises(TimeoutError, match="not confirmed"):
-                await asyncio.wait_for(stream.__anext__(), 20)
-            await until(lambda: any(type(e).__name__ == "Unconfirmed" for e in status), "status")
-            (event,) = [e for e in status if type(e).__name__ == "Unconfirmed"]
-            assert event.channel == "trades" and event.symbol == "BTC-USD"
-            await stream.aclose()
+    async with (
+        hostile_venue(script, confirm=False) as venue,
+        _client(venue.url, subscribe_timeout=0.5) as feed,
+    ):
+        status: list[Any] = []
+        feed.subscribe_status(status.append)
+        stream = feed.trades("BTC-USD")
+        with pytest.raises(TimeoutError, match="not confirmed"):
+            await asyncio.wait_for(stream.__anext__(), 20)
+        await until(lambda: any(type(e).__name__ == "Unconfirmed" for e in status), "status")
+        (event,) = [e for e in status if type(e).__name__ == "Unconfirmed"]
+        assert event.channel == "trades" and event.symbol == "BTC-USD"
+        await stream.aclose()
 
 
 async def test_case5_one_bogus_trade_id_silences_nothing() -> None:
@@ -142,13 +143,12 @@ async def test_case5_one_bogus_trade_id_silences_nothing() -> None:
         for i in range(4, 8):
             await ws.send(trade(i))
 
-    async with hostile_venue(script) as venue:
-        async with _client(venue.url) as feed:
-            status: list[Any] = []
-            feed.subscribe_status(status.append)
-            got: list[Trade] = []
-            await feed.subscribe_trades("BTC-USD", got.append)
-            await until(lambda: len(got) >= 7, "the real trades after the bogus id")
-            assert [t.id for t in got] == [1, 2, 3, 4, 5, 6, 7]
-            assert feed.counters["bogus_trade_ids"] == 1
-            assert not any(type(e).__name__ == "Gap" for e in status)
+    async with hostile_venue(script) as venue, _client(venue.url) as feed:
+        status: list[Any] = []
+        feed.subscribe_status(status.append)
+        got: list[Trade] = []
+        await feed.subscribe_trades("BTC-USD", got.append)
+        await until(lambda: len(got) >= 7, "the real trades after the bogus id")
+        assert [t.id for t in got] == [1, 2, 3, 4, 5, 6, 7]
+        assert feed.counters["bogus_trade_ids"] == 1
+        assert not any(type(e).__name__ == "Gap" for e in status)
