@@ -92,6 +92,53 @@ def _run(
         )
 
 
+@app.command("chaos")
+def _chaos(
+    disconnects: int = typer.Option(20, "--disconnects", help="Forced disconnects."),
+    stalls: int = typer.Option(3, "--stalls", help="Silent stalls past the watchdog."),
+    skips: int = typer.Option(10, "--skips", help="Skipped book sequence numbers."),
+    malformed: int = typer.Option(10, "--malformed", help="Truncated frames."),
+    hostile: int = typer.Option(10, "--hostile", help="Frames with hostile values."),
+    storms: int = typer.Option(3, "--storms", help="429 storms during a backfill."),
+    latency: int = typer.Option(3, "--latency-spikes", help="Latency spikes below the watchdog."),
+    slow_consumer: bool = typer.Option(True, "--slow-consumer/--no-slow-consumer"),
+    symbols: str = typer.Option("BTC-USD,ETH-USD", "--symbols", help="Comma-separated markets."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the flow and of the fault order."),
+    quick: bool = typer.Option(False, "--quick", help="A short run: a few faults of each kind."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Inject every fault the embedded exchange knows into one StreamClient run and print the
+    figures (trades lost, duplicated, book mismatches, faults not seen once, leaks, RSS drift).
+    Exits 1 when a figure that must be zero is not."""
+    import asyncio
+    import json
+
+    from .chaos import ChaosConfig, print_report, run_chaos
+
+    names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
+    if quick:
+        disconnects, stalls, skips, malformed, hostile, storms, latency = 3, 1, 2, 2, 5, 1, 1
+    config = ChaosConfig(
+        disconnects=disconnects,
+        stalls=stalls,
+        skips=skips,
+        malformed=malformed,
+        hostile=hostile,
+        storms=storms,
+        latency_spikes=latency,
+        slow_consumer=slow_consumer,
+        symbols=names,
+        seed=seed,
+    )
+    report = asyncio.run(run_chaos(config, progress=None if as_json else typer.echo))
+    if as_json:
+        typer.echo(json.dumps(report.figures(), indent=2))
+    else:
+        print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""
