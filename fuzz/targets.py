@@ -182,6 +182,7 @@ def sim_ws_target() -> Callable[[bytes], None]:
         server._ws_request(conn, frame)
         answers = [decode(p) for _, _, p in list(conn.buf)[before:]]
         assert answers, "a request was not answered"
+        assert not any(a.get("code") == "internal" for a in answers), "the handler failed"
         if any(a.get("type") == "error" for a in answers):
             assert server.stats.ws_errors > errors, "a refusal was not counted"
         conn.buf.clear()

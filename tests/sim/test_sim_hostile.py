@@ -164,3 +164,16 @@ async def test_case6_a_nested_websocket_frame_is_answered_and_the_connection_sta
             if answer.get("type") == "pong":
                 break
         assert answer["id"] == 7
+
+
+async def test_a_channel_that_is_not_a_string_is_an_error_message(ex: SimExchange) -> None:
+    """Found by the fuzzer (fuzz/): ``"channel": [1]`` raised TypeError in the handler, which
+    closed the connection."""
+    async with websockets.connect(ex.ws_url) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "channel": [1], "symbols": [SYM], "id": 4}))
+        while True:
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+            if answer.get("type") != "heartbeat":
+                break
+        assert answer["type"] == "error" and answer["code"] == "unknown_channel"
+        assert answer["id"] == 4

@@ -687,6 +687,15 @@ class SimServer:
         if req_id is not None and (not isinstance(req_id, int) or isinstance(req_id, bool)):
             self._ws_error(conn, None, "invalid_request", "id must be an integer", "id")
             return
+        try:
+            self._ws_op(conn, req_id, msg)
+        except Exception:
+            # A bug of the exchange, not the client's fault: an error message, never a closed
+            # connection (the protocol's promise), and a log line.
+            log.exception("sim: WebSocket request failed")
+            self._ws_error(conn, req_id, "internal", "the exchange failed to answer")
+
+    def _ws_op(self, conn: Connection, req_id: int | None, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         if op is None:
             self._ws_error(conn, req_id, "invalid_request", "missing op", "op")
@@ -710,12 +719,13 @@ class SimServer:
         if channel is None:
             self._ws_error(conn, req_id, "invalid_request", "missing channel", "channel")
             return
-        if channel not in CHANNELS:
+        if not isinstance(channel, str) or channel not in CHANNELS:
+            shown = repr(channel) if len(repr(channel)) <= 40 else repr(channel)[:40] + "..."
             self._ws_error(
                 conn,
                 req_id,
                 "unknown_channel",
-                f"unknown channel {channel!r}; channels: {', '.join(sorted(CHANNELS))}",
+                f"unknown channel {shown}; channels: {', '.join(sorted(CHANNELS))}",
                 "channel",
             )
             return
