@@ -139,6 +139,48 @@ def _chaos(
         raise typer.Exit(1)
 
 
+@app.command("soak")
+def _soak(
+    duration: float = typer.Option(1800.0, "--duration", help="Seconds to run (30 minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="2 minutes."),
+    interval: float = typer.Option(5.0, "--interval", help="Seconds between samples."),
+    drift_limit: float = typer.Option(20.0, "--drift-limit", help="MiB of RSS growth allowed."),
+    symbols: str = typer.Option("BTC-USD,ETH-USD,SOL-USD", "--symbols", help="Markets."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the flow."),
+) -> None:
+    """Stream from the embedded exchange for a long time, sampling RSS, tasks and file
+    descriptors; prints tracemalloc's top growth when RSS drifts. Exits 1 on drift or a leak."""
+    import asyncio
+
+    from .soak import print_soak, run_soak
+
+    if quick:
+        duration = 120.0
+    names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
+    if not names:
+        raise ConfigError("no symbol given", field="--symbols")
+
+    def show(sample: object) -> None:
+        typer.echo(
+            f"{sample.at:7.0f} s  RSS {sample.rss_mib:6.1f} MiB  tasks {sample.tasks:3d}  "  # type: ignore[attr-defined]
+            f"fds {sample.fds:3d}  trades {sample.trades}"  # type: ignore[attr-defined]
+        )
+
+    report = asyncio.run(
+        run_soak(
+            duration,
+            interval=interval,
+            drift_limit_mib=drift_limit,
+            symbols=names,
+            seed=seed,
+            progress=show,
+        )
+    )
+    print_soak(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""
