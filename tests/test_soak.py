@@ -19,7 +19,7 @@ async def test_a_short_soak_samples_and_leaves_nothing_behind() -> None:
     assert len(report.samples) >= 2
     assert all(s.rss_mib > 0 and s.tasks > 0 and s.fds > 0 for s in report.samples)
     assert 0 < report.samples[-1].trades <= report.trades
-    assert report.disconnects >= 1
+    assert report.disconnects >= 1  # the exchange (its own process) dropped the connection
     assert report.leaked_tasks == 0 and report.leaked_fds == 0
     assert report.ok and not report.top_growth  # no drift over the limit: nothing to explain
 

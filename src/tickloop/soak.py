@@ -1,12 +1,13 @@
 """``tickloop soak``: a long run of a StreamClient on the embedded exchange, watched for growth.
 
 Trades and books of a few symbols stream at a steady pace (with a disconnect now and then, so
-reconnect paths run too) while the process samples its RSS, asyncio tasks and file descriptors
-every ``interval`` seconds. tracemalloc is on from the start; the samples taken during the first
-``warmup`` seconds are the baseline. When RSS at the end is more than ``drift_limit_mib`` above
-the baseline, the report carries tracemalloc's top growth (file and line, bytes) between the
-baseline snapshot and the end, which is where a leak would show. Tasks and descriptors must come
-back to their baseline once everything is closed.
+reconnect paths run too) from an exchange in a process of its own (``tickloop sim``: its trade
+log grows by design, and must not be mistaken for the client's), while this process samples its
+RSS, asyncio tasks and file descriptors every ``interval`` seconds. tracemalloc is on from the
+start; the first sample after ``warmup`` seconds is the baseline. When RSS at the end is more
+than ``drift_limit_mib`` above the baseline, the report carries tracemalloc's top growth (file
+and line, bytes) between the baseline snapshot and the end, which is where a leak would show.
+Tasks and descriptors must come back to their baseline once everything is closed.
 
 30 minutes by default, 2 in quick mode (``--quick``). The suite runs the same code path for a
 few seconds (tests/test_soak.py); the figures of the last full run are in docs/reliability.md.
@@ -17,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from .chaos import _fds, _rss_mib
 from .client.stream import StreamClient
 from .exceptions import ConfigError
-from .models import Trade
-from .sim.exchange import SimExchange
+from .models import Disconnected, Trade
 
 __all__ = ["SoakReport", "SoakSample", "print_soak", "run_soak"]
 
@@ -71,7 +72,7 @@ async def run_soak(
     drift_limit_mib: float = 20.0,
     symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD", "SOL-USD"),
     rate: float = 50.0,
-    disconnect_every: float = 60.0,
+    disconnect_every: float = 60.0,  # the exchange drops the connection this often (0: never)
     seed: int = 1,
     progress: Callable[[SoakSample], None] | None = None,
 ) -> SoakReport:
@@ -91,14 +92,19 @@ async def run_soak(
     baseline: tracemalloc.Snapshot | None = None
     baseline_tasks = baseline_fds = 0
     try:
-        async with SimExchange(seed=seed, symbols=list(symbols), rate=rate) as ex:
-            feed = StreamClient("sim", url=ex.ws_url, base_wait=0.01, max_wait=0.2)
+        async with _exchange(seed, symbols, rate, disconnect_every) as url:
+            feed = StreamClient("sim", url=url, base_wait=0.01, max_wait=0.2)
             async with feed:
                 trades: list[int] = [0]
 
                 def count(trade: Trade) -> None:
                     trades[0] += 1
 
+                def status(event: object) -> None:
+                    if isinstance(event, Disconnected):
+                        report.disconnects += 1
+
+                feed.subscribe_status(status)
                 await feed.subscribe_trades(list(symbols), count)
 
                 async def read_books() -> None:
@@ -107,15 +113,10 @@ async def run_soak(
 
                 reader = asyncio.create_task(read_books(), name="tickloop-soak-books")
                 start = loop.time()
-                next_drop = start + disconnect_every
                 try:
                     while (now := loop.time()) - start < duration:
                         await asyncio.sleep(min(interval, max(0.0, start + duration - now)))
                         now = loop.time()
-                        if disconnect_every > 0 and now >= next_drop:
-                            await ex.faults.disconnect_all()
-                            report.disconnects += 1
-                            next_drop = now + disconnect_every
                         gc.collect()
                         sample = SoakSample(
                             at=now - start,
@@ -159,6 +160,41 @@ async def run_soak(
     report.leaked_tasks = len(leftover - tasks_before)
     report.leaked_fds = max(0, _fds()[0] - fds_before)
     return report
+
+
+@contextlib.asynccontextmanager
+async def _exchange(
+    seed: int, symbols: tuple[str, ...], rate: float, disconnect_every: float
+) -> AsyncIterator[str]:
+    """``tickloop sim`` in a child process (its WebSocket address), stopped on exit."""
+    args = ["--port", "0", "--seed", str(seed), "--rate", f"{rate:g}", "--symbols"]
+    args.append(",".join(symbols))
+    if disconnect_every > 0:
+        args += ["--fault", f"drop_every={disconnect_every:g}"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tickloop",
+        "sim",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        async with asyncio.timeout(30):
+            while url is None:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise ConfigError("tickloop sim did not start", field="sim")
+                if line.strip().startswith("WebSocket"):
+                    url = line.split()[-1]
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.communicate()
 
 
 def print_soak(report: SoakReport) -> None:
