@@ -39,6 +39,7 @@ EXTENSIONS = (("tickloop.venues._levels_native", "tickloop/venues/_levels_native
 #: none of its dependencies but msgspec).
 SUPPORT = (
     "tickloop/models.py",
+    "tickloop/_web.py",
     "tickloop/checksums.py",
     "tickloop/exceptions.py",
     "tickloop/_native.py",

@@ -24,6 +24,7 @@ from .exceptions import (
 )
 from .fields import Selection
 from .limits import Limits
+from .retry import retry
 
 __all__ = [
     "AsyncClient",
@@ -48,4 +49,5 @@ __all__ = [
     "TickloopError",
     "TimeoutError",
     "__version__",
+    "retry",
 ]

@@ -181,6 +181,28 @@ def _soak(
         raise typer.Exit(1)
 
 
+@app.command("login")
+def _login(
+    name: str = typer.Argument(..., help="A name for these credentials, e.g. alice."),
+    key_id: str | None = typer.Option(None, "--key-id", help="The API key id (else asked)."),
+    secret_stdin: bool = typer.Option(
+        False, "--secret-stdin", help="Read the secret from standard input (for scripts)."
+    ),
+    store: str = typer.Option("auto", "--store", help="keyring, file, or auto (keyring if any)."),
+) -> None:
+    """Store API credentials under NAME, for Credentials.load(NAME). The secret is never echoed."""
+    from .client.keystore import store as store_credentials
+
+    if key_id is None:
+        key_id = typer.prompt("Key id").strip()
+    if secret_stdin:
+        secret = sys.stdin.readline().strip()
+    else:
+        secret = typer.prompt("Secret", hide_input=True).strip()
+    where = store_credentials(name, key_id, secret, to=store)
+    typer.echo(f"stored credentials {name!r} (key id {key_id}) in {where}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""

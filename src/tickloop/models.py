@@ -22,7 +22,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
-import msgspec
+from ._web import WebStruct
 
 __all__ = [
     "Balance",
@@ -120,8 +120,9 @@ class OrderEventKind(StrEnum):
     REJECTED = "rejected"
 
 
-class _Model(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="model"):
-    """Base of every model: immutable, keyword-only, no GC tracking (no reference cycles)."""
+class _Model(WebStruct, frozen=True, kw_only=True, gc=False, tag_field="model"):
+    """Base of every model: immutable, keyword-only, no GC tracking (no reference cycles).
+    A FastAPI route returns models as they are (see :mod:`tickloop._web`)."""
 
 
 # --------------------------------------------------------------------------- reference data

@@ -113,6 +113,17 @@ class Credentials:
         """Credentials from anything with ``key_id`` and ``secret`` (such as ``SimApiKey``)."""
         return cls(key.key_id, key.secret, **options)
 
+    @classmethod
+    def load(cls, name: str, **options: Any) -> Credentials:
+        """The credentials stored under ``name``: from ``TICKLOOP_<NAME>_KEY_ID`` /
+        ``TICKLOOP_<NAME>_SECRET``, the OS keyring, or the user's private credentials file, in
+        that order (see :mod:`tickloop.client.keystore`; ``tickloop login NAME`` stores them).
+        ``options`` are the constructor's."""
+        from .keystore import find
+
+        found = find(name)
+        return cls(found.key_id, found.secret, **options)
+
     # -- signing ---------------------------------------------------------------------------------
     def sign(self, payload: str | bytes) -> str:
         """Lower-case hex HMAC-SHA256 of ``payload`` keyed with the secret."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from msgspec import UNSET, UnsetType
 
+from .._web import WebStruct
 from ..models import BookLevel
 
 __all__ = ["UNSET", "Market", "MarketBook", "MarketTicker", "UnsetType", "is_set"]
@@ -24,7 +24,7 @@ def is_set(value: Any) -> bool:
     return value is not UNSET
 
 
-class MarketBook(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class MarketBook(WebStruct, frozen=True, kw_only=True, gc=False):
     """The top of a market's book as the market listing carries it (10 levels a side)."""
 
     seq: int | UnsetType = UNSET
@@ -32,14 +32,14 @@ class MarketBook(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     asks: tuple[BookLevel, ...] | UnsetType = UNSET  # best (lowest) first
 
 
-class MarketTicker(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class MarketTicker(WebStruct, frozen=True, kw_only=True, gc=False):
     bid: Decimal | UnsetType | None = UNSET
     ask: Decimal | UnsetType | None = UNSET
     last: Decimal | UnsetType | None = UNSET
     volume: Decimal | UnsetType | None = UNSET
 
 
-class Market(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Market(WebStruct, frozen=True, kw_only=True, gc=False):
     """One market of a venue; with a field selection, only the selected fields are set."""
 
     venue: str = "sim"

@@ -25,6 +25,7 @@ from tickloop.client.http import HttpStats
 from tickloop.client.rest import AsyncClient
 from tickloop.client.results import Market
 from tickloop.exceptions import NetworkError
+from tickloop.exceptions import TimeoutError as CallTimeout
 from tickloop.fields import Selection
 from tickloop.models import (
     Balance,
@@ -82,6 +83,20 @@ class _LoopThread:
         except KeyboardInterrupt:
             future.cancel()
             raise
+        except TimeoutError as exc:
+            caller_loop = asyncio._get_running_loop()
+            if caller_loop is None or caller_loop is self.loop:
+                raise
+            # The calling thread runs an event loop that this blocking call froze: if that
+            # loop serves the venue (an in-process SimExchange), no answer could ever come.
+            raise CallTimeout(
+                f"{exc}: this blocking Client call was made on the thread of a running event "
+                "loop, which it froze while waiting; if that loop hosts the venue (an "
+                "`async with SimExchange(...)`), the venue could not answer. Use AsyncClient "
+                "with await there, or run the exchange on its own thread with "
+                "`with SimExchange(...) as ex:`",
+                venue=getattr(exc, "venue", None),
+            ) from exc
 
     def stop(self) -> None:
         """Stop the loop (cancelling what is left) and wait for the thread to end."""

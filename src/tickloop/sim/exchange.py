@@ -11,19 +11,28 @@ It wires the sans-I/O engine and flow to the aiohttp server (server.py) and the 
 (feed.py). The exchange owns every task and socket it creates: leaving the ``async with`` (or
 ``stop()``) stops the flow, closes every client connection and the listening socket, and awaits
 everything, leaving nothing behind.
+
+The plain ``with`` runs the same exchange on an event loop in a thread of its own, so blocking
+code (a sync :class:`~tickloop.Client`, a notebook cell) can talk to it without freezing the
+loop that serves it. The attributes are the same; the ground-truth and control methods run on
+the exchange's thread when called from another one, and :meth:`run` runs a coroutine there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import random
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from decimal import Decimal
 from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
@@ -40,6 +49,34 @@ from .market import MarketSpec, market_for
 from .server import API_PREFIX, SimServer
 
 __all__ = ["ExchangeStats", "SimExchange"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _on_own_thread(method: Callable[P, T]) -> Callable[P, T]:
+    """Run ``method`` on the exchange's thread when it runs on one (``with``) and the caller is
+    elsewhere: the engine and the hub are owned by that thread's loop."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        ex = args[0]
+        assert isinstance(ex, SimExchange)
+        loop = ex._thread_loop
+        if loop is None or threading.get_ident() == ex._thread_id:
+            return method(*args, **kwargs)
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(method(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        return done.result(timeout=30)
+
+    return wrapper
 
 
 class SimExchange:
@@ -125,6 +162,11 @@ class SimExchange:
             rate_limit_weight=rate_limit_weight,
         )
         self._runner: web.AppRunner | None = None
+        # set while the exchange runs on a thread of its own (``with``)
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._thread_stop: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         state = f"listening on {self.host}:{self.port}" if self._runner else "stopped"
@@ -142,6 +184,73 @@ class SimExchange:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    def __enter__(self) -> SimExchange:
+        """Start the exchange on an event loop in a thread of its own (for blocking code)."""
+        if self._runner is not None or self._thread is not None:
+            raise ConfigError("the exchange is already running", field="start")
+        started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(started,), name="tickloop-sim", daemon=True
+        )
+        self._thread.start()
+        try:
+            started.result(timeout=30)
+        except BaseException:
+            self._thread.join(5)
+            self._thread = None
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        thread, loop, stop = self._thread, self._thread_loop, self._thread_stop
+        if thread is None or loop is None or stop is None:
+            return
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        self._thread = None
+
+    def _thread_main(self, started: concurrent.futures.Future[None]) -> None:
+        async def main() -> None:
+            self._thread_stop = asyncio.Event()
+            try:
+                await self.start()
+            except BaseException as exc:
+                started.set_exception(exc)
+                return
+            self._thread_loop = asyncio.get_running_loop()
+            self._thread_id = threading.get_ident()
+            started.set_result(None)
+            try:
+                await self._thread_stop.wait()
+            finally:
+                self._thread_loop = None
+                self._thread_id = None
+                await self.stop()
+
+        asyncio.run(main())
+
+    def run(self, work: Awaitable[T]) -> T:
+        """Run ``work`` (e.g. ``ex.faults.disconnect_all()``) on the exchange's own thread and
+        return its result; for the ``with`` form, from blocking code."""
+        loop = self._thread_loop
+        if loop is None:
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise ConfigError(
+                "run() is for an exchange started with `with SimExchange(...)`; "
+                "in async code, await the call", field="run")
+
+        async def wrap() -> T:
+            return await work
+
+        coro: Coroutine[Any, Any, T] = wrap()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
 
     async def start(self) -> None:
         """Bind the server and start the flow."""
@@ -207,6 +316,7 @@ class SimExchange:
             raise ConfigError(f"unknown symbol {symbol!r}", field="symbol")
         return spec
 
+    @_on_own_thread
     def trades(self, symbol: str) -> list[Trade]:
         """Every trade of ``symbol`` so far, in exchange order."""
         spec = self._spec(symbol)
@@ -223,6 +333,7 @@ class SimExchange:
             for t in self._engine.trades(symbol)
         ]
 
+    @_on_own_thread
     def book(self, symbol: str) -> BookSnapshot:
         """The whole true book of ``symbol`` now, with its sequence number and checksum."""
         spec = self._spec(symbol)
@@ -240,10 +351,12 @@ class SimExchange:
         )
 
     # -- control -----------------------------------------------------------------------------
+    @_on_own_thread
     def pause_flow(self) -> None:
         """Stop the synthetic order flow (the book stays as it is)."""
         self._hub.paused = True
 
+    @_on_own_thread
     def resume_flow(self) -> None:
         self._hub.paused = False
 
@@ -251,12 +364,14 @@ class SimExchange:
     def flow_paused(self) -> bool:
         return self._hub.paused
 
+    @_on_own_thread
     def step(self, symbol: str, n: int = 1) -> None:
         """Run ``n`` synthetic-flow steps on ``symbol`` now (handy with the flow paused)."""
         self._spec(symbol)
         for _ in range(n):
             self._hub.step(symbol, time.time_ns())
 
+    @_on_own_thread
     def create_api_key(self) -> SimApiKey:
         """A new API key whose account holds 1,000,000 of each quote and 100 of each base asset."""
         key = self._keys.create()
