@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
+        if isinstance(status, int) and status:  # a sub-command's typer.Exit(code), returned
+            sys.exit(status)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

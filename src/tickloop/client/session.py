@@ -452,7 +452,13 @@ class WsSession:
         sent = [s for s in gone if s in self._sent]
         self._sent.difference_update(gone)
         self._confirmed.difference_update(gone)
+        restoring = bool(self._restoring)
         self._restoring.difference_update(gone)
+        if restoring and not self._restoring and self._transport is not None:
+            # The last stream still being restored was removed (a book resubscribing while the
+            # connection was being restored): the connection is restored all the same, and
+            # saying so must not wait for a confirmation that will never come.
+            self._restored()
         for sub in gone:
             self._resolve(sub, StreamError("unsubscribed", venue=self.venue))
         if sent and self._transport is not None and self._codec is not None:
