@@ -36,6 +36,7 @@ async def test_a_short_chaos_run_keeps_every_promise() -> None:
     assert report.rate_limited > 0  # the storm met the backfill
     events = report.status_events
     assert events["Disconnected"] == 3 + 1 + 1  # disconnects, the storm's, the stall's
+    assert events["Reconnected"] == events["Disconnected"]  # every outage said it was over
     assert events["Stale"] == 1 and events["ConsumerDetached"] == 1
     assert events["Malformed"] == 2 + 5
     assert any("runtime" in note for note in report.notes)  # bot faults: said, not faked

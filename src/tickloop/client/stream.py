@@ -286,6 +286,8 @@ class StreamClient:
     that failed or could not be used is asked for again after an exponential backoff with
     jitter (``book_snapshot_wait`` doubling up to ``book_snapshot_max_wait`` seconds), at most
     ``book_snapshot_retries`` times in a row before the book stream ends with BookError.
+    ``limits`` (:class:`tickloop.limits.Limits`) bounds what the venue may send: message size
+    across fragments, numbers, levels, symbol caches, trade-id jumps (docs/reliability.md).
     """
 
     def __init__(
