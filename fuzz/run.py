@@ -14,9 +14,12 @@ input that caused it, and the command exits 1.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -75,7 +78,15 @@ def run_atheris(name: str, target: Callable[[bytes], None], argv: list[str]) -> 
     def one(data: bytes) -> None:
         target(data)
 
-    atheris.Setup([sys.argv[0], *argv], one)
+    atheris.instrument_all()  # coverage of the tickloop code already imported by the targets
+    # A seed corpus of the venue's real frame shapes (libFuzzer mutates from there); a corpus
+    # directory given after ``--`` is used as well.
+    kind, _, venue = name.partition(":")
+    seeds = strategies.SEEDS.get(venue) if kind == "codec" else strategies.REQUEST_SEEDS
+    corpus = tempfile.mkdtemp(prefix=f"tickloop-fuzz-{kind}-")
+    for i, seed in enumerate(seeds or strategies.SEEDS["sim"]):
+        Path(corpus, f"seed-{i}").write_bytes(json.dumps(seed).encode())
+    atheris.Setup([sys.argv[0], *argv, corpus], one)
     atheris.Fuzz()
 
 
