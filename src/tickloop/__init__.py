@@ -1,6 +1,7 @@
 """tickloop: an asyncio toolkit and runtime for real-time market data and trading bots."""
 
 from ._version import __version__
+from .bus import Bus
 from .client.auth import Credentials
 from .client.rest import AsyncClient
 from .client.stream import StreamClient
@@ -8,6 +9,7 @@ from .client.sync import Client
 from .exceptions import (
     AuthError,
     BookError,
+    BusError,
     ConfigError,
     ConsumerOverflow,
     ExchangeError,
@@ -17,6 +19,7 @@ from .exceptions import (
     OrderRejected,
     ProtocolError,
     RateLimitError,
+    StoreError,
     StreamError,
     SubscriptionError,
     TickloopError,
@@ -30,6 +33,8 @@ __all__ = [
     "AsyncClient",
     "AuthError",
     "BookError",
+    "Bus",
+    "BusError",
     "Client",
     "ConfigError",
     "ConsumerOverflow",
@@ -43,6 +48,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "Selection",
+    "StoreError",
     "StreamClient",
     "StreamError",
     "SubscriptionError",

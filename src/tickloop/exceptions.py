@@ -20,7 +20,9 @@ data (venue, symbol, field, codes) as attributes, and never carry secrets.
     │   ├── SubscriptionError  the venue refused a subscription (unknown symbol, auth): not retried
     │   ├── ConsumerOverflow   a consumer fell too far behind a stream that must not drop data
     │   └── LimitExceeded      the venue broke one of tickloop's bounds (``limit``, tickloop.limits)
-    └── BookError              a local order book cannot be (re)built
+    ├── BookError              a local order book cannot be (re)built
+    ├── BusError               the event bus is closed, or its backend failed (Redis)
+    └── StoreError             the runtime's store cannot be opened, migrated or written
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import builtins
 __all__ = [
     "AuthError",
     "BookError",
+    "BusError",
     "ConfigError",
     "ConsumerOverflow",
     "ExchangeError",
@@ -39,6 +42,7 @@ __all__ = [
     "OrderRejected",
     "ProtocolError",
     "RateLimitError",
+    "StoreError",
     "StreamError",
     "SubscriptionError",
     "TickloopError",
@@ -181,3 +185,12 @@ class BookError(TickloopError):
     def __init__(self, message: str, *, symbol: str | None = None, venue: str | None = None):
         super().__init__(message, venue=venue)
         self.symbol = symbol
+
+
+class BusError(TickloopError):
+    """The event bus cannot do what was asked: it is closed, or its backend failed (the
+    backend's own exception, e.g. redis-py's, is kept as ``__cause__``)."""
+
+
+class StoreError(TickloopError):
+    """The runtime's SQLite store failed (sqlite3's exception is kept as ``__cause__``)."""

@@ -15,6 +15,10 @@ behind is detached and gets :class:`~tickloop.exceptions.ConsumerOverflow`; ``CO
 streams where only the latest value matters (tickers, candles, books) — a new value replaces the
 pending one with the same key. A slow consumer never delays the others: nothing here waits.
 
+The event bus (:mod:`tickloop.bus`) builds its subscriptions on the same buffer and adds two
+lossy policies, ``DROP_NEWEST`` and ``DROP_OLDEST``, which count every loss (``on_drop``) and
+never detach; the streaming client does not offer them.
+
 ``BACKPRESSURE`` is the opt-in exception, for consumers that would rather slow the source than
 fail or lose values (replay, backtests, benchmarks, bots that must see every trade): events are
 queued without loss, and when the backlog reaches the high water mark (``maxsize``) the consumer
@@ -66,6 +70,9 @@ class Overflow(StrEnum):
     ERROR = "error"  # never drop: detach the consumer with ConsumerOverflow
     CONFLATE = "conflate"  # keep the latest value per key
     BACKPRESSURE = "backpressure"  # never drop: pause the source above the high water mark
+    # The bus's lossy policies (tickloop.bus): a full buffer loses the new event, or its oldest.
+    DROP_NEWEST = "drop_newest"
+    DROP_OLDEST = "drop_oldest"
 
 
 class _Closed:
@@ -129,6 +136,8 @@ class Consumer:
         self.stats = ConsumerStats()
         self.subscriptions: tuple[Subscription, ...] = ()
         self.on_detach: Callable[[Consumer], None] | None = None
+        #: Called with each event a lossy policy dropped (DROP_*, and CONFLATE past its keys).
+        self.on_drop: Callable[[Consumer, Any], None] | None = None
         self._key = key if key is not None else _identity_key
         self._buffer: deque[Any] = deque()
         self._latest: dict[Hashable, Any] = {}
@@ -220,10 +229,15 @@ class Consumer:
             self._worker = None
 
     def _pusher(self) -> Callable[[Any], None]:
-        if self.policy is Overflow.ERROR:
+        policy = self.policy
+        if policy is Overflow.ERROR:
             return self._push_error
-        if self.policy is Overflow.BACKPRESSURE:
+        if policy is Overflow.BACKPRESSURE:
             return self._push_backpressure
+        if policy is Overflow.DROP_NEWEST:
+            return self._push_drop_newest
+        if policy is Overflow.DROP_OLDEST:
+            return self._push_drop_oldest
         return self._push_conflate
 
     # ------------------------------------------------------------------------------ producing
@@ -260,6 +274,34 @@ class Consumer:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _push_drop_newest(self, event: Any) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self.maxsize:
+            self.stats.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop(self, event)
+            return
+        buffer.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _push_drop_oldest(self, event: Any) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self.maxsize:
+            lost = buffer.popleft()
+            self.stats.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop(self, lost)
+        buffer.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _push_conflate(self, event: Any) -> None:
         latest = self._latest
         stats = self.stats
@@ -268,8 +310,10 @@ class Consumer:
             stats.conflated += 1
         elif len(latest) >= self.maxsize:
             # More distinct keys pending than the buffer holds: the oldest value is dropped.
-            del latest[next(iter(latest))]
+            lost = latest.pop(next(iter(latest)))
             stats.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop(self, lost)
         latest[key] = event
         if len(latest) > stats.high_water:
             stats.high_water = len(latest)

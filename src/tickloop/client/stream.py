@@ -119,10 +119,14 @@ ALLOWED: dict[Channel | str, frozenset[Overflow]] = {
     Channel.TRADES: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
     Channel.ORDERS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
     Channel.FILLS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
-    Channel.TICKER: frozenset(Overflow),
-    Channel.CANDLES: frozenset(Overflow),
+    Channel.TICKER: frozenset({Overflow.ERROR, Overflow.CONFLATE, Overflow.BACKPRESSURE}),
+    Channel.CANDLES: frozenset({Overflow.ERROR, Overflow.CONFLATE, Overflow.BACKPRESSURE}),
     Channel.BOOK: frozenset({Overflow.CONFLATE}),
 }
+
+
+#: What a stream consumer may ask for (the bus's DROP_* policies are not offered here).
+_CLIENT_POLICIES = (Overflow.ERROR, Overflow.CONFLATE, Overflow.BACKPRESSURE)
 
 
 def _policy(channel: Channel | str, overflow: Overflow | str | None) -> Overflow:
@@ -130,10 +134,12 @@ def _policy(channel: Channel | str, overflow: Overflow | str | None) -> Overflow
         return POLICIES[channel]
     try:
         policy = Overflow(overflow)
+        if policy not in _CLIENT_POLICIES:
+            raise ValueError(policy)
     except ValueError:
         raise ConfigError(
             f"unknown overflow policy {overflow!r}: one of "
-            + ", ".join(repr(o.value) for o in Overflow),
+            + ", ".join(repr(o.value) for o in _CLIENT_POLICIES),
             field="overflow",
         ) from None
     if policy not in ALLOWED[channel]:
@@ -872,6 +878,14 @@ class StreamClient:
         )
         self._fanout.add_status(consumer)
         self._status_handlers.append(consumer)
+
+    def unsubscribe_status(self, handler: Handler) -> None:
+        """Stop calling ``handler`` with status events (every subscription of it)."""
+        for consumer in [c for c in self._status_handlers if c.handler == handler]:
+            self._status_handlers.remove(consumer)
+            self._fanout.remove_status(consumer)
+            consumer.on_detach = None
+            consumer.close()
 
     async def change_handler(
         self, channel: str | Channel, new_handler: Handler, old_handler: Handler | None = None

@@ -1,0 +1,338 @@
+"""The in-process bus: publish is a plain call that pushes the event into every matching
+subscription's buffer (or calls its sync handler inline), O(matching subscriptions).
+
+Routing. The subscriptions matching a topic are computed once per topic and cached (a bounded
+dict, emptied when it grows past :data:`ROUTE_CACHE` topics); any subscribe or unsubscribe empties
+it. Delivery follows subscription order.
+
+Re-entrancy. A sync handler may publish. Such a nested publish is queued and delivered once the
+outer event reached every subscription (a trampoline), so every subscription sees events in
+publish order and the stack never grows with the chain of handlers. ``publish`` still returns
+the new Event at once. The queue is bounded (:data:`MAX_NESTED`); a handler that answers every
+event on a topic with another event on that same topic keeps the outer ``publish`` busy for good,
+as unbounded recursion would.
+
+Threads: the bus belongs to its event loop's thread (sync code and handlers in it may publish);
+from another thread, hand the call over with ``loop.call_soon_threadsafe(bus.publish, ...)``.
+
+Groups. Subscriptions made with the same ``group`` share its events: for each topic, the
+members matching it take turns (round-robin), so each event goes to exactly one member. An
+in-process group keeps nothing for members to come: with no member, its events are not kept
+(the Redis backend's groups are durable and resume).
+
+A slow sync handler delays the publisher (it runs inside ``publish``): keep sync handlers short,
+or use an async handler, which runs in its own task behind the subscription's buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..exceptions import BusError, ConfigError
+from .base import Bus
+from .events import _TYPE_OF, Event, event_type_of
+from .subscription import Inbox
+
+__all__ = ["MAX_NESTED", "RESYNC", "ROUTE_CACHE", "LocalBus"]
+
+#: At most this many events published by handlers wait for the event being delivered; past it
+#: a nested publish raises BusError (a handler publishing without end fails, is reported, and
+#: the loop stops).
+MAX_NESTED = 100_000
+
+#: How often (seconds) the offset between the wall and the monotonic clock is read again.
+RESYNC = 1.0
+
+#: At most this many topics' routes are cached (a publisher of unbounded topic names, e.g. one
+#: per order id, costs a re-match per publish once past it, never unbounded memory).
+ROUTE_CACHE = 8192
+
+
+class _RoundRobin:
+    """The members of one group matching one topic: each event goes to the next of them."""
+
+    __slots__ = ("_next", "members")
+
+    def __init__(self, first: Inbox) -> None:
+        self.members: list[Inbox] = [first]
+        self._next = 0
+
+    def push(self, event: Event) -> None:
+        members = self.members
+        i = self._next
+        self._next = (i + 1) % len(members)
+        members[i].push(event)
+
+    def push_many(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.push(event)
+
+
+class _Route:
+    """What one topic is delivered to, cached. ``calls`` are called with each event: an
+    inbox's ``push``, a group's ``push``, or, for a subscription with a sync handler, the handler
+    itself (no wrapper on the hot path); ``inboxes`` are the matching inboxes in the same order
+    (None for a group); ``many`` the batch entry points. ``count`` is how many events went
+    through this route, which is how a directly called handler's deliveries are counted."""
+
+    __slots__ = ("calls", "count", "direct", "inboxes", "many")
+
+    def __init__(self, targets: list[Inbox | _RoundRobin]) -> None:
+        self.calls: tuple[Callable[[Event], Any], ...] = ()
+        self.inboxes: tuple[Inbox | None, ...] = ()
+        self.many: tuple[Callable[[Sequence[Event]], None], ...] = ()
+        self.direct = False
+        self.count = 0
+        calls: list[Callable[[Event], Any]] = []
+        inboxes: list[Inbox | None] = []
+        for target in targets:
+            if isinstance(target, _RoundRobin):
+                calls.append(target.push)
+                inboxes.append(None)
+            else:
+                handler = target.inline
+                if handler is not None:
+                    calls.append(handler)
+                    target.live_routes.append(self)
+                    self.direct = True
+                else:
+                    calls.append(target.push)
+                inboxes.append(target)
+        self.calls = tuple(calls)
+        self.inboxes = tuple(inboxes)
+        self.many = tuple(t.push_many for t in targets)
+
+    def fold(self) -> None:
+        """The route is going: its direct handlers' deliveries move to their stats."""
+        for inbox in self.inboxes:
+            if inbox is not None and self in inbox.live_routes:
+                inbox.live_routes.remove(self)
+                inbox.stats.delivered += self.count
+
+
+class LocalBus(Bus):
+    """The in-process bus (``Bus()``); see the module docstring and :class:`Bus`."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        name: str | None = None,
+        drop_interval: float = 1.0,
+        wall_clock: Callable[[], int] | None = None,
+        mono_clock: Callable[[], int] | None = None,
+    ) -> None:
+        options: dict[str, Any] = {}
+        if wall_clock is not None:
+            options["wall_clock"] = wall_clock
+        if mono_clock is not None:
+            options["mono_clock"] = mono_clock
+        super().__init__(url, name=name, drop_interval=drop_interval, **options)
+        # With the system clocks (the default), an event's wall time is its monotonic time plus
+        # an offset re-read every RESYNC seconds: one clock call a publish instead of two.
+        self._derived_wall = not options
+        self._offset = time.time_ns() - time.monotonic_ns()
+        self._resync_timer: asyncio.TimerHandle | None = None
+        self._routes: dict[str, _Route] = {}
+        self._depth = 0
+        self._pending: deque[tuple[_Route, Event | list[Event]]] = deque()
+        self._last_class: type[Any] | None = None
+        self._last_type = ""
+
+    async def _start(self) -> None:
+        if self._derived_wall:
+            self._resync()
+
+    async def _stop(self) -> None:
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()
+            self._resync_timer = None
+
+    def _resync(self) -> None:
+        self._offset = time.time_ns() - time.monotonic_ns()
+        loop = self._loop
+        if loop is not None and not self._closed:
+            self._resync_timer = loop.call_later(RESYNC, self._resync)
+
+    # ----------------------------------------------------------------------------- routing
+    def _attach(self, inbox: Inbox) -> None:
+        self._clear_routes()
+
+    def _detach(self, inbox: Inbox) -> None:
+        self._clear_routes()
+
+    def _clear_routes(self) -> None:
+        routes = self._routes
+        if routes:
+            for route in routes.values():
+                if route.direct:
+                    route.fold()
+            routes.clear()
+
+    def _route(self, topic: str) -> _Route:
+        if not isinstance(topic, str) or not topic:
+            raise ConfigError(f"topic must be a non-empty string, got {topic!r}", field="topic")
+        targets: list[Inbox | _RoundRobin] = []
+        groups: dict[str, _RoundRobin] = {}
+        for inbox in self._inboxes:
+            if not inbox.matches(topic):
+                continue
+            group = inbox.group
+            if group is None:
+                targets.append(inbox)
+            elif group in groups:
+                groups[group].members.append(inbox)
+            else:
+                rr = groups[group] = _RoundRobin(inbox)
+                targets.append(rr)
+        if len(self._routes) >= ROUTE_CACHE:
+            self._clear_routes()
+        route = self._routes[topic] = _Route(targets)
+        return route
+
+    def matching(self, topic: str) -> list[Inbox]:
+        """The subscriptions ``topic`` is delivered to now (every member of a group)."""
+        out: list[Inbox] = []
+        route = self._routes.get(topic) or self._route(topic)
+        for call, inbox in zip(route.calls, route.inboxes, strict=True):
+            if inbox is None:
+                out.extend(call.__self__.members)  # type: ignore[attr-defined]
+            else:
+                out.append(inbox)
+        return out
+
+    # ---------------------------------------------------------------------------- publishing
+    def publish(self, topic: str, payload: Any) -> Event:
+        if self._closed:
+            raise BusError("this bus is closed")
+        cls = type(payload)
+        if cls is self._last_class:
+            type_name = self._last_type
+        else:
+            type_name = _TYPE_OF.get(cls) or event_type_of(payload)
+            self._last_class, self._last_type = cls, type_name
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        mono = self._mono()
+        event = Event(
+            type_name,
+            topic,
+            next(self._ids),
+            self.source,
+            mono + self._offset if self._derived_wall else self._wall(),
+            mono,
+            payload,
+        )
+        self.published += 1
+        calls = route.calls
+        if not calls:
+            return event
+        if self._depth:  # published by a handler: delivered once the outer event is
+            if len(self._pending) >= MAX_NESTED:
+                raise BusError(f"more than {MAX_NESTED} events published by handlers are "
+                               "waiting: a handler publishing without end?")
+            route.count += 1
+            self._pending.append((route, event))
+            return event
+        if not route.direct:
+            # Only buffers: pushing never runs user code, so nothing can publish meanwhile.
+            for call in calls:
+                call(event)
+            return event
+        route.count += 1
+        self._depth = 1
+        try:
+            i = 0
+            try:
+                for call in calls:
+                    call(event)
+                    i += 1
+            except Exception as exc:
+                self._failed_at(route, event, i, exc)
+            if self._pending:
+                self._drain()
+        finally:
+            self._depth = 0
+        return event
+
+    def _failed_at(self, route: _Route, event: Event, i: int, exc: Exception) -> None:
+        inbox = route.inboxes[i]
+        if inbox is None:
+            raise exc
+        inbox.stats.delivered -= 1  # counted by the route
+        inbox._failed(event, exc)
+        self._call(route, event, i + 1)
+
+    def _call(self, route: _Route, event: Event, start: int) -> None:
+        """Deliver ``event`` along ``route`` from ``start``; a directly called sync handler
+        that raises is counted and reported, and delivery goes on with the next."""
+        calls = route.calls
+        i = start
+        while True:
+            try:
+                for call in calls[i:] if i else calls:
+                    call(event)
+                    i += 1
+                return
+            except Exception as exc:
+                inbox = route.inboxes[i]
+                if inbox is None:
+                    raise
+                inbox.stats.delivered -= 1  # counted by the route
+                inbox._failed(event, exc)
+                i += 1
+
+    def publish_many(self, topic: str, payloads: Iterable[Any]) -> list[Event]:
+        if self._closed:
+            raise BusError("this bus is closed")
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        type_of = _TYPE_OF.get
+        ids = self._ids
+        source = self.source
+        mono = self._mono()
+        wall = mono + self._offset if self._derived_wall else self._wall()
+        events: list[Event] = []
+        append = events.append
+        for payload in payloads:
+            type_name = type_of(type(payload))
+            if type_name is None:
+                type_name = event_type_of(payload)
+            append(Event(type_name, topic, next(ids), source, wall, mono, payload))
+        self.published += len(events)
+        if not route.calls or not events:
+            return events
+        if self._depth:
+            if len(self._pending) >= MAX_NESTED:
+                raise BusError(f"more than {MAX_NESTED} batches published by handlers are "
+                               "waiting: a handler publishing without end?")
+            self._pending.append((route, events))
+            return events
+        self._depth = 1
+        try:
+            for push_many in route.many:
+                push_many(events)
+            if self._pending:
+                self._drain()
+        finally:
+            self._depth = 0
+        return events
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending:
+            route, item = pending.popleft()
+            if isinstance(item, list):
+                for push_many in route.many:
+                    push_many(item)
+            elif route.direct:
+                self._call(route, item, 0)
+            else:
+                for call in route.calls:
+                    call(item)
