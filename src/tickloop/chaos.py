@@ -14,8 +14,9 @@ against the exchange's own log, book mismatches against its own books, faults no
 once, then, after everything is closed, tasks, sockets and file descriptors left behind, and
 RSS drift. Where they must be zero the command exits 1 if they are not.
 
-Bot faults (a bot that raises, one that blocks) belong to the runtime, which this build does
-not have: the report says so rather than pretend.
+Last, three bots run in one :class:`~tickloop.runtime.Engine` on the same exchange: one raises
+in a tick, one blocks the loop with ``time.sleep``; each must be one status event naming its bot
+(``BotError``, ``LoopBlocked``) and the third bot must run on undisturbed.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ChaosConfig(msgspec.Struct, frozen=True, kw_only=True):
     storms: int = 3
     latency_spikes: int = 3
     slow_consumer: bool = True
+    bots: bool = True  # a bot that raises and one that blocks the loop, next to a steady one
     symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     seed: int = 1
     rate: float = 100.0  # flow steps per second per symbol
@@ -98,6 +100,7 @@ class ChaosReport:
     faults_not_seen_once: int = 0
     false_alarms: int = 0  # status events a latency spike below the watchdog must not cause
     unsettled: int = 0  # faults after which the client did not settle in time
+    bots_disturbed: int = 0  # a steady bot that stopped or saw nothing next to the faulty ones
     status_events: dict[str, int] = field(default_factory=dict)
     rate_limited: int = 0  # 429s the exchange answered during the storms
     backfilled: int = 0
@@ -116,6 +119,7 @@ class ChaosReport:
         "faults_not_seen_once",
         "false_alarms",
         "unsettled",
+        "bots_disturbed",
         "leaked_tasks",
         "leaked_fds",
         "leaked_sockets",
@@ -279,6 +283,9 @@ async def run_chaos(
         )
         async with feed:
             await _chaos(run, feed, ex, say)
+            if config.bots:
+                say("bots: one raises, one blocks the loop, one trades on")
+                await _bot_faults(run, ex)
             report.rss_end_mib = _rss_mib()
     for _ in range(5):  # let closed transports and cancelled tasks finish their callbacks
         await asyncio.sleep(0.01)
@@ -289,9 +296,6 @@ async def run_chaos(
     report.leaked_fds = max(0, fds_after - fds_before)
     report.leaked_sockets = max(0, sockets_after - sockets_before)
     report.duration_s = time.monotonic() - started
-    report.notes.append(
-        "bot faults (a bot that raises, one that blocks) not run: the runtime is not in this build"
-    )
     return report
 
 
@@ -411,6 +415,68 @@ async def _inject(run: _Run, feed: StreamClient, ex: SimExchange, kind: str) -> 
     false = run.count(Stale) + run.count(Disconnected) + run.count(BookInvalid) - alarms
     run.report.false_alarms += false
     return lambda: True
+
+
+async def _bot_faults(run: _Run, ex: SimExchange) -> None:
+    """Three bots in one Engine on the same exchange: one raises in a tick (once), one blocks
+    the loop with ``time.sleep`` in a tick (once), one just counts trades. The raise must be one
+    BotError naming its bot, the block one LoopBlocked naming its bot, and the third bot must
+    not notice either."""
+    from .runtime import Bot, Engine
+
+    symbol = run.config.symbols[0]
+
+    class Raises(Bot):
+        symbols = (symbol,)
+        every = 0.2
+        raised = 0
+
+        def tick(self) -> None:
+            if not self.raised:
+                self.raised += 1
+                raise RuntimeError("chaos: a bot that raises")
+
+    class Blocks(Bot):
+        symbols = (symbol,)
+        every = 0.2
+        blocked = 0
+
+        def tick(self) -> None:
+            if not self.blocked:
+                self.blocked += 1
+                time.sleep(0.3)  # what a careless bot does: the whole loop stops
+
+    class Steady(Bot):
+        symbols = (symbol,)
+        trades = 0
+
+        def on_trade(self, trade: Trade) -> None:
+            self.trades += 1
+
+    report = run.report
+    ex.resume_flow()  # the figures were taken with the flow paused
+    report.faults["bot_raises"] = 1
+    report.faults["bot_blocks"] = 1
+    events: list[Any] = []
+    steady = Steady("steady")
+    bots = [Raises("raises"), Blocks("blocks"), steady]
+    async with Engine(bots, venue="sim", url=ex.ws_url, stagger=0.1) as engine:
+        engine.bus.subscribe(
+            ["bot.error.*", "loop.blocked"], handler=events.append, name="chaos-bot-faults"
+        )
+        await engine.run(seconds=2.0)
+        payloads = [e.payload for e in events]
+        errors = [p for p in payloads if type(p).__name__ == "BotError"]
+        blocked = [p for p in payloads if type(p).__name__ == "LoopBlocked"]
+        if [e.bot for e in errors] != ["raises"]:
+            report.faults_not_seen_once += 1
+        if [b.bot for b in blocked] != ["blocks"]:
+            report.faults_not_seen_once += 1
+        if engine.status("steady") != "running" or steady.trades == 0:
+            report.bots_disturbed += 1
+        for name in ("BotError", "LoopBlocked"):
+            count = sum(1 for p in payloads if type(p).__name__ == name)
+            report.status_events[name] = report.status_events.get(name, 0) + count
 
 
 def _figures(run: _Run, feed: StreamClient, ex: SimExchange) -> None:

@@ -102,6 +102,7 @@ def _chaos(
     storms: int = typer.Option(3, "--storms", help="429 storms during a backfill."),
     latency: int = typer.Option(3, "--latency-spikes", help="Latency spikes below the watchdog."),
     slow_consumer: bool = typer.Option(True, "--slow-consumer/--no-slow-consumer"),
+    bots: bool = typer.Option(True, "--bots/--no-bots", help="A bot that raises, one that blocks."),
     symbols: str = typer.Option("BTC-USD,ETH-USD", "--symbols", help="Comma-separated markets."),
     seed: int = typer.Option(1, "--seed", help="Seed of the flow and of the fault order."),
     quick: bool = typer.Option(False, "--quick", help="A short run: a few faults of each kind."),
@@ -127,6 +128,7 @@ def _chaos(
         storms=storms,
         latency_spikes=latency,
         slow_consumer=slow_consumer,
+        bots=bots,
         symbols=names,
         seed=seed,
     )
