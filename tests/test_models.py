@@ -94,7 +94,7 @@ def test_order_remaining_and_final_status() -> None:
     assert not order.status.is_final and OrderStatus.FILLED.is_final
 
 
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=8))
+@given(st.decimals(min_value=0, max_value=10**20, allow_nan=False, allow_infinity=False, places=8))
 def test_decimal_cache_is_exact(value: Decimal) -> None:
     text = format(value, "f")
     cache = DecimalCache(max_size=4)

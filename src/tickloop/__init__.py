@@ -14,6 +14,7 @@ from .exceptions import (
     ConsumerOverflow,
     ExchangeError,
     InvalidRequest,
+    LimitExceeded,
     NetworkError,
     OrderRejected,
     ProtocolError,
@@ -25,6 +26,7 @@ from .exceptions import (
     TimeoutError,
 )
 from .fields import Selection
+from .limits import Limits
 from .retry import retry
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "Credentials",
     "ExchangeError",
     "InvalidRequest",
+    "LimitExceeded",
+    "Limits",
     "NetworkError",
     "OrderRejected",
     "ProtocolError",

@@ -92,6 +92,97 @@ def _run(
         )
 
 
+@app.command("chaos")
+def _chaos(
+    disconnects: int = typer.Option(20, "--disconnects", help="Forced disconnects."),
+    stalls: int = typer.Option(3, "--stalls", help="Silent stalls past the watchdog."),
+    skips: int = typer.Option(10, "--skips", help="Skipped book sequence numbers."),
+    malformed: int = typer.Option(10, "--malformed", help="Truncated frames."),
+    hostile: int = typer.Option(10, "--hostile", help="Frames with hostile values."),
+    storms: int = typer.Option(3, "--storms", help="429 storms during a backfill."),
+    latency: int = typer.Option(3, "--latency-spikes", help="Latency spikes below the watchdog."),
+    slow_consumer: bool = typer.Option(True, "--slow-consumer/--no-slow-consumer"),
+    bots: bool = typer.Option(True, "--bots/--no-bots", help="A bot that raises, one that blocks."),
+    symbols: str = typer.Option("BTC-USD,ETH-USD", "--symbols", help="Comma-separated markets."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the flow and of the fault order."),
+    quick: bool = typer.Option(False, "--quick", help="A short run: a few faults of each kind."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Inject every fault the embedded exchange knows into one StreamClient run and print the
+    figures (trades lost, duplicated, book mismatches, faults not seen once, leaks, RSS drift).
+    Exits 1 when a figure that must be zero is not."""
+    import asyncio
+    import json
+
+    from .chaos import ChaosConfig, print_report, run_chaos
+
+    names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
+    if quick:
+        disconnects, stalls, skips, malformed, hostile, storms, latency = 3, 1, 2, 2, 5, 1, 1
+    config = ChaosConfig(
+        disconnects=disconnects,
+        stalls=stalls,
+        skips=skips,
+        malformed=malformed,
+        hostile=hostile,
+        storms=storms,
+        latency_spikes=latency,
+        slow_consumer=slow_consumer,
+        bots=bots,
+        symbols=names,
+        seed=seed,
+    )
+    report = asyncio.run(run_chaos(config, progress=None if as_json else typer.echo))
+    if as_json:
+        typer.echo(json.dumps(report.figures(), indent=2))
+    else:
+        print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("soak")
+def _soak(
+    duration: float = typer.Option(1800.0, "--duration", help="Seconds to run (30 minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="2 minutes."),
+    interval: float = typer.Option(5.0, "--interval", help="Seconds between samples."),
+    drift_limit: float = typer.Option(20.0, "--drift-limit", help="MiB of RSS growth allowed."),
+    symbols: str = typer.Option("BTC-USD,ETH-USD,SOL-USD", "--symbols", help="Markets."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the flow."),
+) -> None:
+    """Stream from the embedded exchange for a long time, sampling RSS, tasks and file
+    descriptors; prints tracemalloc's top growth when RSS drifts. Exits 1 on drift or a leak."""
+    import asyncio
+
+    from .soak import print_soak, run_soak
+
+    if quick:
+        duration = 120.0
+    names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
+    if not names:
+        raise ConfigError("no symbol given", field="--symbols")
+
+    def show(sample: object) -> None:
+        typer.echo(
+            f"{sample.at:7.0f} s  RSS {sample.rss_mib:6.1f} MiB  tasks {sample.tasks:3d}  "  # type: ignore[attr-defined]
+            f"fds {sample.fds:3d}  trades {sample.trades}"  # type: ignore[attr-defined]
+        )
+
+    report = asyncio.run(
+        run_soak(
+            duration,
+            interval=interval,
+            drift_limit_mib=drift_limit,
+            symbols=names,
+            seed=seed,
+            progress=show,
+        )
+    )
+    print_soak(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command("login")
 def _login(
     name: str = typer.Argument(..., help="A name for these credentials, e.g. alice."),
@@ -118,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     everything else is the sub-command's business."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
+        if isinstance(status, int) and status:  # a sub-command's typer.Exit(code), returned
+            sys.exit(status)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

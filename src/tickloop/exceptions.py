@@ -18,7 +18,8 @@ data (venue, symbol, field, codes) as attributes, and never carry secrets.
     ├── ProtocolError          a message that cannot be decoded or breaks the venue's protocol
     ├── StreamError            a stream ended for good
     │   ├── SubscriptionError  the venue refused a subscription (unknown symbol, auth): not retried
-    │   └── ConsumerOverflow   a consumer fell too far behind a stream that must not drop data
+    │   ├── ConsumerOverflow   a consumer fell too far behind a stream that must not drop data
+    │   └── LimitExceeded      the venue broke one of tickloop's bounds (``limit``, tickloop.limits)
     ├── BookError              a local order book cannot be (re)built
     ├── BusError               the event bus is closed, or its backend failed (Redis)
     └── StoreError             the runtime's store cannot be opened, migrated or written
@@ -36,6 +37,7 @@ __all__ = [
     "ConsumerOverflow",
     "ExchangeError",
     "InvalidRequest",
+    "LimitExceeded",
     "NetworkError",
     "OrderRejected",
     "ProtocolError",
@@ -129,7 +131,20 @@ class OrderRejected(ExchangeError):
 
 
 class ProtocolError(TickloopError):
-    pass
+    """``symbol`` and ``channel`` are set when the codec could tell which stream the bad
+    message belonged to (a book that misses a message must not stay valid)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        venue: str | None = None,
+        symbol: str | None = None,
+        channel: str | None = None,
+    ) -> None:
+        super().__init__(message, venue=venue)
+        self.symbol = symbol
+        self.channel = channel
 
 
 class StreamError(TickloopError):
@@ -154,6 +169,16 @@ class ConsumerOverflow(StreamError):
     def __init__(self, message: str, *, dropped: int = 0, venue: str | None = None) -> None:
         super().__init__(message, venue=venue)
         self.dropped = dropped
+
+
+class LimitExceeded(StreamError):
+    """The venue broke a bound of :class:`tickloop.limits.Limits` (``limit`` names the field)
+    in a way the stream cannot recover from by itself, e.g. every connection sends a message
+    larger than ``max_message_size``."""
+
+    def __init__(self, message: str, *, limit: str, venue: str | None = None) -> None:
+        super().__init__(message, venue=venue)
+        self.limit = limit
 
 
 class BookError(TickloopError):

@@ -64,6 +64,8 @@ class Selection:
     @classmethod
     def parse(cls, text: str) -> Selection:
         """Parse ``symbol,status,book(bids,asks)``; InvalidRequest(field="fields") if malformed."""
+        if len(text) > MAX_LENGTH:
+            raise InvalidRequest(f"fields longer than {MAX_LENGTH} characters", field="fields")
         selection, pos = _parse(text, 0, "")
         if pos != len(text):
             raise InvalidRequest(f"unexpected {text[pos]!r} at {pos} in fields", field="fields")
@@ -99,7 +101,17 @@ def _check_name(name: str) -> None:
         raise InvalidRequest(f"bad field name {name!r}", field="fields")
 
 
-def _parse(text: str, pos: int, path: str) -> tuple[Selection, int]:
+#: Bounds on a selection: no response of the sim nests deeper than a few levels, and a parser
+#: that recursed once per "(" would otherwise be a RecursionError away from a 500.
+MAX_DEPTH = 16
+MAX_LENGTH = 4096
+
+
+def _parse(text: str, pos: int, path: str, depth: int = 0) -> tuple[Selection, int]:
+    if depth > MAX_DEPTH:
+        raise InvalidRequest(
+            f"fields nested deeper than {MAX_DEPTH} levels at {pos}", field="fields"
+        )
     names: list[str] = []
     nested: dict[str, Selection] = {}
     while True:
@@ -109,7 +121,7 @@ def _parse(text: str, pos: int, path: str) -> tuple[Selection, int]:
         name = match.group()
         pos = match.end()
         if pos < len(text) and text[pos] == "(":
-            sub, pos = _parse(text, pos + 1, f"{path}{name}.")
+            sub, pos = _parse(text, pos + 1, f"{path}{name}.", depth + 1)
             if pos >= len(text) or text[pos] != ")":
                 raise InvalidRequest(f"missing ')' after {path}{name}", field="fields")
             pos += 1

@@ -45,6 +45,7 @@ __all__ = [
     "Instrument",
     "Liquidity",
     "LoopBlocked",
+    "Malformed",
     "MarketEvent",
     "Order",
     "OrderEvent",
@@ -63,6 +64,7 @@ __all__ = [
     "Ticker",
     "TimeInForce",
     "Trade",
+    "Unconfirmed",
 ]
 
 
@@ -390,6 +392,35 @@ class ConsumerDetached(_Model, frozen=True, kw_only=True, gc=False, tag="consume
     ts: int
 
 
+class Malformed(_Model, frozen=True, kw_only=True, gc=False, tag="malformed"):
+    """A message from the venue was skipped: it could not be decoded, or it broke a bound of
+    :class:`tickloop.limits.Limits` (``limit`` names which). ``symbol``/``channel`` say which
+    stream it belonged to when that could be told (a book that missed it is resynchronised).
+    ``count`` is the number skipped on this connection so far."""
+
+    venue: str
+    connection: int
+    reason: str
+    limit: str | None = None
+    symbol: str | None = None
+    channel: str | None = None
+    count: int = 1
+    ts: int
+
+
+class Unconfirmed(_Model, frozen=True, kw_only=True, gc=False, tag="unconfirmed"):
+    """A subscription sent ``waited`` seconds ago has not been confirmed by the venue (it is
+    asked again; an ``async for`` over it raised TimeoutError). Once per stream per
+    connection."""
+
+    venue: str
+    connection: int
+    channel: str
+    symbol: str | None = None
+    waited: float
+    ts: int
+
+
 MarketEvent = Trade | Quote | Ticker | BookSnapshot | BookDelta | Candle
 StatusEvent = (
     Connected
@@ -400,6 +431,8 @@ StatusEvent = (
     | BookInvalid
     | BookValid
     | ConsumerDetached
+    | Malformed
+    | Unconfirmed
 )
 
 

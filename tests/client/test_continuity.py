@@ -192,3 +192,43 @@ def test_any_loss_and_duplication_pattern_yields_the_log(
     c.begin_recovery(ts=0)  # end: make sure the tail is fetched
     pump()
     assert ids(out) == list(range(1, n + 1))
+
+
+# ---------------------------------------------------------------- issue 15, cases 5 and 9
+
+
+def test_case5_an_absurd_jump_is_held_and_dropped_when_the_stream_goes_on() -> None:
+    c = TradeContinuity("sim", "BTC-USD", max_jump=1000)
+    assert c.on_live(trade(1)) and c.on_live(trade(2))
+    assert c.on_live(trade(10**15)) is False  # held: not believed yet
+    assert c.last_id == 2 and c.suspect is not None
+    assert c.on_live(trade(3)) is False  # the old sequence goes on: the jump was bogus
+    assert c.bogus == 1 and c.released() == trade(3)
+    assert c.on_live(trade(4)) is True
+    assert c.duplicates == 0 and not c.recovering
+
+
+def test_case5_a_real_jump_is_believed_once_a_second_trade_follows_it() -> None:
+    c = TradeContinuity("sim", "BTC-USD", max_jump=1000)
+    c.on_live(trade(1))
+    assert c.on_live(trade(50_000)) is False
+    assert c.on_live(trade(50_001)) is False  # vouched: now a hole 2..49999 to recover
+    assert c.recovering and c.bogus == 0
+    merge = c.give_up(ts=5)
+    assert ids(merge.trades) == [50_000, 50_001]
+    assert [(g.first_missing, g.last_missing) for g in merge.gaps] == [(2, 49_999)]
+
+
+def test_case9_a_reconnect_that_lost_nothing_is_no_gap() -> None:
+    c = TradeContinuity("sim", "BTC-USD")
+    c.on_live(trade(1))
+    for i in range(2, 102):  # 100 reconnects, each followed by the next trade in the log
+        c.begin_recovery(ts=i)
+        assert c.on_live(trade(i)) is False  # held until it is known whether a hole exists
+        merge = c.give_up(ts=i)
+        assert ids(merge.trades) == [i]
+        assert merge.gaps == []
+    c.begin_recovery(ts=200)
+    c.on_live(trade(105))
+    merge = c.give_up(ts=201)
+    assert [(g.first_missing, g.last_missing) for g in merge.gaps] == [(102, 104)]

@@ -53,19 +53,34 @@ class Clock:
         return self.now
 
 
-def test_signature_is_hex_hmac_sha256_of_ts_method_path_body() -> None:
+def test_signature_is_hex_hmac_sha256_of_ts_nonce_method_path_body() -> None:
     creds = Credentials("key-1", SECRET)
-    headers = creds.signed_headers("post", "/api/v1/orders?x=1", b'{"a":1}', ts_ms=1700000000000)
-    payload = b'1700000000000POST/api/v1/orders?x=1{"a":1}'
+    headers = creds.signed_headers(
+        "post", "/api/v1/orders?x=1", b'{"a":1}', ts_ms=1700000000000, nonce="n0nce-123"
+    )
+    payload = b'1700000000000n0nce-123POST/api/v1/orders?x=1{"a":1}'
     expected = hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
-    assert headers == {"TL-KEY": "key-1", "TL-TS": "1700000000000", "TL-SIGN": expected}
+    assert headers == {
+        "TL-KEY": "key-1",
+        "TL-TS": "1700000000000",
+        "TL-NONCE": "n0nce-123",
+        "TL-SIGN": expected,
+    }
+
+
+def test_each_signature_gets_a_fresh_nonce() -> None:
+    creds = Credentials("key-1", SECRET)
+    one = creds.signed_headers("POST", "/api/v1/orders", b"{}", ts_ms=1)
+    two = creds.signed_headers("POST", "/api/v1/orders", b"{}", ts_ms=1)
+    assert one["TL-NONCE"] != two["TL-NONCE"] and one["TL-SIGN"] != two["TL-SIGN"]
+    assert creds.login_message(ts_ms=1)["nonce"] != creds.login_message(ts_ms=1)["nonce"]
 
 
 def test_ws_login_message_is_signed() -> None:
     creds = Credentials("key-1", SECRET)
-    msg = creds.login_message(ts_ms=42)
-    expected = hmac.new(SECRET.encode(), b"42login", hashlib.sha256).hexdigest()
-    assert msg == {"op": "login", "key": "key-1", "ts": 42, "sig": expected}
+    msg = creds.login_message(ts_ms=42, nonce="abcdefgh")
+    expected = hmac.new(SECRET.encode(), b"42abcdefghlogin", hashlib.sha256).hexdigest()
+    assert msg == {"op": "login", "key": "key-1", "ts": 42, "nonce": "abcdefgh", "sig": expected}
 
 
 async def test_secret_and_token_never_in_repr() -> None:

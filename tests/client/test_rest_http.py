@@ -148,7 +148,8 @@ class FakeExchange:
         key, ts, sig = (request.headers.get(h) for h in ("TL-KEY", "TL-TS", "TL-SIGN"))
         if key != KEY or ts is None or sig is None:
             return error(401, "unknown_key", "unknown key")
-        payload = (ts + request.method + request.raw_path).encode() + await request.read()
+        nonce = request.headers.get("TL-NONCE", "")
+        payload = (ts + nonce + request.method + request.raw_path).encode() + await request.read()
         if not hmac.compare_digest(
             hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest(), sig
         ):

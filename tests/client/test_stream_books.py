@@ -546,3 +546,26 @@ def test_conflation_on_the_loop_clock_at_most_once_per_interval() -> None:
     assert got[-1] == (0.8, 8)
     consumer.close()
     assert consumer.closed
+
+
+async def test_case3_a_book_that_received_a_hostile_number_never_stays_valid() -> None:
+    """Issue 15, case 3: a book message with a hostile number (1e300000000, a negative size,
+    "١", 10,000 digits) is refused as malformed, and the book it belonged to is invalid at once
+    ("malformed"), then rebuilt; JSON nested too deep to tell its symbol shows as a gap."""
+    async with (
+        SimExchange(seed=11, symbols=SYMBOLS, rate=150) as ex,
+        _running(ex, SYMBOLS, heartbeat_timeout=0.6, ping_interval=0.15) as (feed, watch),
+    ):
+        await _settle(ex, feed, watch, SYMBOLS)
+        expected = ["malformed"] * 4 + ["gap"]
+        for round_, reason in enumerate(expected):
+            mark = len(watch.status)
+            ex.resume_flow()
+            ex.faults.hostile(1)
+            await until(lambda m=mark: len(watch.status) >= m + 2, "the hit book resynced")
+            await _settle(ex, feed, watch, SYMBOLS)
+            hit = [s for s in SYMBOLS if watch.events(s, mark)]
+            assert len(hit) == 1, round_
+            assert watch.events(hit[0], mark) == [f"BookInvalid:{reason}", "BookValid:"], round_
+        assert ex.stats.hostile_sent == len(expected)
+        assert feed.stats()["malformed"] == len(expected)

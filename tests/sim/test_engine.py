@@ -89,7 +89,13 @@ def test_market_spec_text_and_parsing() -> None:
         ("0", "> 0"),
         ("-1", "> 0"),
         ("100.123", "multiple of the tick size 0.01"),
-        ("1e40", "too large"),
+        ("1e40", "not a number"),  # the protocol's grammar has no exponent
+        ("1" * 30, "too large"),
+        ("١", "not a number"),  # an Arabic-Indic one: a digit to str.isdigit, not to the protocol
+        ("1_0", "not a number"),
+        ("+1", "not a number"),
+        (" 1", "not a number"),
+        ("100.100", "multiple of the tick size 0.01"),  # more decimals than the market's 2
     ]:
         with pytest.raises(ValueError, match=why):
             btc.parse_price(text)

@@ -41,9 +41,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def signed(key: SimApiKey, method: str, path: str, body: bytes = b"") -> dict[str, str]:
     """Headers of a signed request; ``path`` starts at /api/v1 and includes the query."""
     ts = str(time.time_ns() // 1_000_000)
-    payload = (ts + method + path).encode() + body
+    nonce = os.urandom(8).hex()  # a signature is accepted once: each request signs afresh
+    payload = (ts + nonce + method + path).encode() + body
     sig = hmac.new(key.secret.encode(), payload, hashlib.sha256).hexdigest()
-    return {"TL-KEY": key.key_id, "TL-TS": ts, "TL-SIGN": sig}
+    return {"TL-KEY": key.key_id, "TL-TS": ts, "TL-NONCE": nonce, "TL-SIGN": sig}
 
 
 class Api:

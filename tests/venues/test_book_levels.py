@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from tickloop.models import BookLevel
 from tickloop.venues.base import DecimalCache, book_levels, interned_levels
 
-numbers = st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str)
+numbers = st.decimals(
+    min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False, places=4
+).map(str)
 
 
 @given(st.lists(st.tuples(numbers, numbers), max_size=7))

@@ -245,6 +245,15 @@ class BookSync:
             return _NOTHING
         return self._invalidate("disconnected", self.book.sequence, ts, ask=False)
 
+    def on_malformed(self, ts: int) -> tuple[Action, ...]:
+        """A message of this book arrived but could not be used (a bad number, a broken level
+        array): whatever it changed is unknown, so the book is invalid until a new snapshot."""
+        if self.state is SyncState.WAITING:
+            # Deltas held for a snapshot no longer chain: drop them, the snapshot starts afresh.
+            self._buffer.clear()
+            return _NOTHING
+        return self._invalidate("malformed", self.book.sequence, ts)
+
     def on_snapshot_failed(self) -> tuple[Action, ...]:
         """The snapshot a NeedSnapshot asked for could not be had (the shell gave up on that
         request): ask again. The shell waits (its backoff) before acting on the answer."""

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import hmac
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -130,20 +131,44 @@ class Credentials:
         return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
 
     def signed_headers(
-        self, method: str, path_with_query: str, body: bytes = b"", *, ts_ms: int | None = None
+        self,
+        method: str,
+        path_with_query: str,
+        body: bytes = b"",
+        *,
+        ts_ms: int | None = None,
+        nonce: str | None = None,
     ) -> dict[str, str]:
-        """``TL-KEY``/``TL-TS``/``TL-SIGN`` for one request (docs/protocol.md, Authentication).
+        """``TL-KEY``/``TL-TS``/``TL-NONCE``/``TL-SIGN`` for one request (docs/protocol.md,
+        Authentication). A fresh random nonce each call: the exchange accepts a signature once.
 
         ``path_with_query`` starts at ``/api/v1`` and includes ``?query`` exactly as sent.
         """
         ts = str(time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
-        payload = ts.encode() + method.upper().encode() + path_with_query.encode() + body
-        return {"TL-KEY": self.key_id, "TL-TS": ts, "TL-SIGN": self.sign(payload)}
+        nonce = secrets.token_hex(12) if nonce is None else nonce
+        payload = (
+            ts.encode() + nonce.encode() + method.upper().encode() + path_with_query.encode() + body
+        )
+        return {
+            "TL-KEY": self.key_id,
+            "TL-TS": ts,
+            "TL-NONCE": nonce,
+            "TL-SIGN": self.sign(payload),
+        }
 
-    def login_message(self, *, ts_ms: int | None = None) -> dict[str, Any]:
-        """A WebSocket ``login`` op signed with the key (no token needed)."""
+    def login_message(
+        self, *, ts_ms: int | None = None, nonce: str | None = None
+    ) -> dict[str, Any]:
+        """A WebSocket ``login`` op signed with the key (no token needed), with a fresh nonce."""
         ts = time.time_ns() // 1_000_000 if ts_ms is None else ts_ms
-        return {"op": "login", "key": self.key_id, "ts": ts, "sig": self.sign(f"{ts}login")}
+        nonce = secrets.token_hex(12) if nonce is None else nonce
+        return {
+            "op": "login",
+            "key": self.key_id,
+            "ts": ts,
+            "nonce": nonce,
+            "sig": self.sign(f"{ts}{nonce}login"),
+        }
 
     # -- the session token -----------------------------------------------------------------------
     @property

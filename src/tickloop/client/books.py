@@ -739,6 +739,14 @@ class BookFeed:
             self._freeze(state.symbol)
             self._run(state, state.sync.start())
 
+    def on_malformed(self, symbol: str, ts: int) -> None:
+        """A message of ``symbol``'s book could not be decoded: the book is invalid (resync)."""
+        state = self._books.get(symbol)
+        if state is None:
+            return
+        self._freeze(state.symbol)
+        self._run(state, state.sync.on_malformed(ts))
+
     def on_lost(self, sub: Subscription, ts: int) -> None:
         state = self._books.get(sub.symbol or "")
         if state is None or state.subscription != sub:

@@ -9,7 +9,14 @@ trade ids that are contiguous per symbol (``Codec.contiguous_trade_ids``) and ha
 * **merge**: while recovering, live trades are buffered (bounded) and REST pages of "trades since
   id" are merged in, so the output stays in id order with no gap and no duplicate; when the
   missing trades cannot be fetched, a :class:`~tickloop.models.Gap` with ``recovered=False`` says
-  what was lost, and the stream goes on after it.
+  what was lost, and the stream goes on after it;
+* **distrust**: an id more than ``max_jump`` past the last one is held back, not believed: if the
+  next trade continues from it, the jump was real (a Gap, as for any hole); if the next trade
+  continues the old sequence, it was bogus and is dropped (counted in ``bogus``). One absurd id
+  can then never make every later real trade look like a duplicate.
+
+A Gap means a gap: after a reconnect with no backfill, the first live trade tells whether any
+id was missed (ids are contiguous); nothing is reported when none was.
 
 No I/O and no clock: the caller does the REST calls (:attr:`since_id` says from where) and passes
 ``ts`` (nanoseconds, for the Gap events). Theory of operation: the caller must start a backfill
@@ -48,20 +55,30 @@ class TradeContinuity:
         "_newest_at_request",
         "_recovered_hi",
         "_recovered_lo",
+        "_released",
+        "_suspect",
+        "bogus",
         "duplicates",
         "in_flight",
         "last_id",
         "max_buffer",
+        "max_jump",
         "recovered",
         "recovering",
         "symbol",
         "venue",
     )
 
-    def __init__(self, venue: str, symbol: str, *, max_buffer: int = 100_000) -> None:
+    def __init__(
+        self, venue: str, symbol: str, *, max_buffer: int = 100_000, max_jump: int = 1_000_000
+    ) -> None:
         self.venue = venue
         self.symbol = symbol
         self.max_buffer = max_buffer
+        self.max_jump = max_jump
+        self.bogus = 0  # trades dropped because their id jumped absurdly and nothing followed it
+        self._suspect: Trade | None = None  # a trade whose id jumped past max_jump, held back
+        self._released: Trade | None = None
         self.last_id: int | None = None  # id of the last trade delivered
         self.recovering = False
         self.in_flight = False  # a backfill request is under way (set by the caller)
@@ -100,9 +117,14 @@ class TradeContinuity:
 
     # ------------------------------------------------------------------------------- live path
     def on_live(self, trade: Trade) -> bool:
-        """True: deliver ``trade`` now. False: it was a duplicate or is held back (recovering)."""
+        """True: deliver ``trade`` now. False: it was a duplicate or is held back (recovering,
+        or an absurd jump waiting for a second trade to vouch for it)."""
         tid = trade.id
         last = self.last_id
+        if tid is not None and last is not None and (
+            tid - last > self.max_jump or self._suspect is not None
+        ):
+            return self._judge_jump(trade, tid)
         if not self.recovering:
             if last is None or tid is None or tid == last + 1:
                 self.last_id = tid
@@ -122,6 +144,49 @@ class TradeContinuity:
             return False
         self._buffer.append(trade)
         return False
+
+    def _judge_jump(self, trade: Trade, tid: int) -> bool:
+        suspect = self._suspect
+        if suspect is None:
+            self._suspect = trade  # believed only once the next trade continues from it
+            return False
+        sid = suspect.id
+        assert sid is not None
+        if sid < tid <= sid + self.max_jump:
+            # The next trade continues from the jump: it was real. Take both through the
+            # normal path (a hole before the suspect is then a gap like any other).
+            self._suspect = None
+            self._max_jump_once(suspect)
+            return self._max_jump_once(trade)
+        if tid - (self.last_id or 0) > self.max_jump:
+            self._suspect = trade  # another absurd id: it replaces the first, still unproven
+            self.bogus += 1
+            return False
+        # The stream went on from the old sequence: the jump was bogus. This trade is handed
+        # back through :meth:`released` (False here), so the caller sees the bogus count move.
+        self._suspect = None
+        self.bogus += 1
+        if self.on_live(trade):
+            self._released = trade
+        return False
+
+    def released(self) -> Trade | None:
+        """A trade to deliver now that ``on_live`` returned False for (after a bogus jump)."""
+        trade, self._released = self._released, None
+        return trade
+
+    def _max_jump_once(self, trade: Trade) -> bool:
+        """``on_live`` without the jump check (for a jump a second trade vouched for)."""
+        jump, self.max_jump = self.max_jump, 1 << 62
+        try:
+            return self.on_live(trade)
+        finally:
+            self.max_jump = jump
+
+    @property
+    def suspect(self) -> Trade | None:
+        """The trade held back because its id jumped past ``max_jump`` (None most of the time)."""
+        return self._suspect
 
     def begin_recovery(self, ts: int) -> None:
         """The stream was interrupted (a disconnect): hold live trades until a backfill ran."""
@@ -222,7 +287,8 @@ class TradeContinuity:
         assert last is not None and self._buffer
         first = self._buffer[0].id
         assert first is not None
-        merge.gaps.append(self._gap(last + 1, first - 1, ts, recovered=False))
+        if first > last + 1:  # a Gap means a gap: none when the held trade continues the log
+            merge.gaps.append(self._gap(last + 1, first - 1, ts, recovered=False))
         self.last_id = first - 1
 
     def _gap(self, first: int | None, last: int | None, ts: int, *, recovered: bool) -> Gap:

@@ -37,13 +37,16 @@ import picows
 
 from ..exceptions import (
     AuthError,
+    LimitExceeded,
     NetworkError,
+    ProtocolError,
     StreamError,
     SubscriptionError,
     TickloopError,
     TimeoutError,
 )
-from ..models import Connected, Disconnected, Reconnected, Stale
+from ..limits import DEFAULT_LIMITS, Limits
+from ..models import Connected, Disconnected, Malformed, Reconnected, Stale, Unconfirmed
 from ..venues.base import (
     Codec,
     Heartbeat,
@@ -92,12 +95,16 @@ class SessionStats:
     venue_errors: int = 0
     subscribe_messages: int = 0
     pauses: int = 0  # times reading was paused for flow control (a consumer's high water mark)
+    limit_breaches: int = 0  # messages or frames beyond a bound of tickloop.limits
+    unconfirmed: int = 0  # subscriptions not confirmed within subscribe_timeout (per connection)
 
 
 class SessionOwner(Protocol):
     """What a session reports to the object that owns it."""
 
-    def on_status(self, event: Connected | Disconnected | Reconnected | Stale) -> None: ...
+    def on_status(
+        self, event: Connected | Disconnected | Reconnected | Stale | Malformed | Unconfirmed
+    ) -> None: ...
 
     def on_confirmed(self, session: WsSession, subscriptions: tuple[Subscription, ...]) -> None:
         """The venue confirmed these subscriptions on the current connection."""
@@ -119,7 +126,20 @@ class _Conn:
     subclass of picows' extension type costs about twice a plain slotted object's, and the frame
     path reads this state for every frame."""
 
-    __slots__ = ("closed", "decode", "dispatch", "events", "fragments", "rx", "session")
+    __slots__ = (
+        "closed",
+        "decode",
+        "dispatch",
+        "events",
+        "fragments",
+        "malformed",
+        "max_message",
+        "max_pending",
+        "pending",
+        "rx",
+        "session",
+        "skipping",
+    )
 
     def __init__(self, session: WsSession, codec: Codec) -> None:
         self.session = session
@@ -127,8 +147,13 @@ class _Conn:
         self.dispatch = session._dispatch
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.fragments: bytearray | None = None
+        self.pending = 0  # frames of the fragmented message being reassembled
+        self.skipping = False  # the rest of an oversized fragmented message is being dropped
+        self.max_message = session.limits.max_message_size
+        self.max_pending = session.limits.max_pending_frames
         self.rx = 0  # frames received (read by the watchdog)
         self.events = 0
+        self.malformed = 0  # messages skipped on this connection
 
 
 class _Listener(picows.WSListener):
@@ -143,16 +168,32 @@ class _Listener(picows.WSListener):
         msg_type = frame.msg_type
         if msg_type is _TEXT or msg_type is _BINARY:
             if not frame.fin:
+                # The first frame of a fragmented message: reassembled here, bounded in bytes
+                # and frames (limits.max_message_size, max_pending_frames), across fragments.
+                conn.skipping = False
+                conn.pending = 1
                 conn.fragments = bytearray(frame.get_payload_as_memoryview())
+                if len(conn.fragments) > conn.max_message:
+                    conn.session._oversized(conn, "max_message_size", len(conn.fragments))
                 return
             payload = frame.get_payload_as_memoryview()
         elif msg_type is _CONTINUATION:
-            if conn.fragments is None:
+            fragments = conn.fragments
+            if fragments is None:
+                if conn.skipping and frame.fin:
+                    conn.skipping = False  # the oversized message is over
                 return
-            conn.fragments += frame.get_payload_as_memoryview()
+            fragments += frame.get_payload_as_memoryview()
+            conn.pending += 1
+            if len(fragments) > conn.max_message:
+                conn.session._oversized(conn, "max_message_size", len(fragments), frame.fin)
+                return
+            if conn.pending > conn.max_pending:
+                conn.session._oversized(conn, "max_pending_frames", conn.pending, frame.fin)
+                return
             if not frame.fin:
                 return
-            payload, conn.fragments = bytes(conn.fragments), None
+            payload, conn.fragments = bytes(fragments), None
         elif msg_type is _CLOSE:
             conn.session._close_reason = f"closed by the venue ({frame.get_close_code()})"
             transport.send_close(frame.get_close_code())
@@ -163,7 +204,7 @@ class _Listener(picows.WSListener):
         try:
             events = conn.decode(payload, time_ns())
         except Exception as exc:  # ProtocolError, or a codec bug: never fatal to the connection
-            conn.session._malformed(exc, payload)
+            conn.session._malformed(conn, exc, len(payload))
             return
         conn.events += len(events)
         dispatch = conn.dispatch
@@ -198,8 +239,10 @@ class WsSession:
         ping_interval: float | None = None,
         connect_timeout: float = 10.0,
         token_provider: Callable[[], Awaitable[str]] | None = None,
-        max_frame_size: int = 16 * 1024 * 1024,
+        max_frame_size: int | None = None,
         loopback_recv_buffer: int | None = LOOPBACK_RECV_BUFFER,
+        limits: Limits = DEFAULT_LIMITS,
+        subscribe_timeout: float = 10.0,
     ) -> None:
         self._codec_factory = codec_factory
         self._codec_cls = type(codec_factory())
@@ -213,7 +256,20 @@ class WsSession:
         self.ping_interval = ping_interval if ping_interval is not None else heartbeat_timeout / 3
         self.connect_timeout = connect_timeout
         self.token_provider = token_provider
-        self.max_frame_size = max_frame_size
+        #: The bounds of tickloop.limits this session applies (message size across fragments,
+        #: pending frames, malformed messages per connection).
+        self.limits = limits
+        self.max_frame_size = (
+            max_frame_size if max_frame_size is not None else limits.max_frame_size
+        )
+        #: A subscription sent this long ago and not confirmed is reported (Unconfirmed).
+        self.subscribe_timeout = subscribe_timeout
+        #: Connections in a row that ended because the venue broke a limit (a frame too big):
+        #: after MAX_LIMIT_FAILURES the session fails with LimitExceeded instead of looping.
+        self._limit_failures = 0
+        self._limit_failure: str | None = None
+        #: When each subscription was sent on this connection (monotonic), until confirmed.
+        self._sent_since: dict[Subscription, float] = {}
         #: SO_RCVBUF for connections to a loopback address (None: the kernel's default).
         self.loopback_recv_buffer = loopback_recv_buffer
         self.state = SessionState.IDLE
@@ -396,7 +452,13 @@ class WsSession:
         sent = [s for s in gone if s in self._sent]
         self._sent.difference_update(gone)
         self._confirmed.difference_update(gone)
+        restoring = bool(self._restoring)
         self._restoring.difference_update(gone)
+        if restoring and not self._restoring and self._transport is not None:
+            # The last stream still being restored was removed (a book resubscribing while the
+            # connection was being restored): the connection is restored all the same, and
+            # saying so must not wait for a confirmation that will never come.
+            self._restored()
         for sub in gone:
             self._resolve(sub, StreamError("unsubscribed", venue=self.venue))
         if sent and self._transport is not None and self._codec is not None:
@@ -472,13 +534,32 @@ class WsSession:
                     await self._sleep_backoff()
                     continue
                 up_at = loop.time()
+                transport = self._transport
                 try:
                     await self._open(listener)
                     await listener.closed
+                    await self._reap(transport)
                 except NetworkError as exc:
                     self._close_reason = self._close_reason or str(exc)
                 finally:
                     self._connection_lost()
+                await self._reap(transport)  # closed by us: picows may still hold an error
+                if self._limit_failure is not None:
+                    self._limit_failures += 1
+                    if self._limit_failures >= self.limits.max_oversized_reconnects:
+                        limit, self._limit_failure = self._limit_failure, None
+                        self._fail(
+                            LimitExceeded(
+                                f"the venue broke limits.{limit} on {self._limit_failures} "
+                                f"connections in a row: {self._close_reason}",
+                                limit=limit,
+                                venue=self.venue,
+                            )
+                        )
+                        return
+                    self._limit_failure = None
+                else:
+                    self._limit_failures = 0
                 self.backoff.succeeded(lasted=loop.time() - up_at)
                 if not self._wait_or_fail(NetworkError(self._close_reason, venue=self.venue)):
                     return
@@ -489,6 +570,44 @@ class WsSession:
         except Exception as exc:  # a bug must end the streams loudly, not hang them
             log.exception("%s: session failed", self.name)
             self._fail(NetworkError(f"session failed: {exc!r}", venue=self.venue))
+
+    async def _reap(self, transport: Any) -> None:
+        """Take picows' reason for a connection's end, so that it is the Disconnected reason and
+        asyncio never logs "Future exception was never retrieved": a frame over
+        ``max_frame_size`` is a limit breach (Malformed with ``limit``), counted towards
+        ``limits.max_oversized_reconnects``."""
+        if transport is None:
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await transport.wait_disconnected()
+        except picows.WSProtocolError as exc:
+            code = getattr(exc, "code", None)
+            if code == picows.WSCloseCode.MESSAGE_TOO_BIG:
+                reason = (
+                    f"the venue sent a frame larger than limits.max_frame_size "
+                    f"({self.max_frame_size} bytes)"
+                )
+                self._close_reason = reason
+                self._limit_failure = "max_frame_size"
+                self.stats.limit_breaches += 1
+                self.owner.on_status(
+                    Malformed(
+                        venue=self.venue,
+                        connection=self.index,
+                        reason=reason,
+                        limit="max_frame_size",
+                        count=self.stats.malformed + 1,
+                        ts=time.time_ns(),
+                    )
+                )
+                self.stats.malformed += 1
+            else:
+                self._close_reason = self._close_reason or f"protocol error: {str(exc)[:200]}"
+        except builtins.TimeoutError:
+            log.debug("%s: the transport did not report its end within 1 s", self.name)
+        except Exception as exc:  # an OS error on the socket: the reason, nothing more
+            self._close_reason = self._close_reason or f"connection lost: {str(exc)[:200]}"
 
     def _wait_or_fail(self, exc: TickloopError) -> bool:
         if self.backoff.exhausted:
@@ -649,6 +768,7 @@ class WsSession:
             self._events_before += listener.events
         self._lost_at = loop.time()
         lost = [s for s in self.subscriptions if s in self._sent or s in self._confirmed]
+        self._sent_since.clear()
         self._sent.clear()
         self._confirmed.clear()
         self._restoring.clear()
@@ -734,13 +854,38 @@ class WsSession:
             unconfirmed = [s for s in self._sent if s not in self._confirmed]
             self._sent.difference_update(unconfirmed)
             self._spawn(self._resend(sorted(unconfirmed, key=_sort_key)))
+        if self._sent_since:
+            self._check_unconfirmed(now)
         self._schedule_watchdog()
+
+    def _check_unconfirmed(self, now: float) -> None:
+        """Report each subscription still unconfirmed ``subscribe_timeout`` after it was sent
+        (once per connection): a venue that answers only heartbeats is not silent to us."""
+        for sub, since in list(self._sent_since.items()):
+            if sub in self._confirmed or sub not in self.subscriptions:
+                del self._sent_since[sub]
+            elif now - since >= self.subscribe_timeout:
+                del self._sent_since[sub]
+                self.stats.unconfirmed += 1
+                self.owner.on_status(
+                    Unconfirmed(
+                        venue=self.venue,
+                        connection=self.index,
+                        channel=sub.channel.value,
+                        symbol=sub.symbol,
+                        waited=now - since,
+                        ts=time.time_ns(),
+                    )
+                )
 
     # ------------------------------------------------------------------------------ sending
     async def _send_subscribe(self, subs: list[Subscription]) -> None:
         todo = [s for s in subs if s not in self._sent]
         if todo:
             self._sent.update(todo)
+            now = asyncio.get_running_loop().time()
+            for sub in todo:
+                self._sent_since.setdefault(sub, now)
             assert self._codec is not None
             await self._send_frames(todo, self._codec.subscribe)
 
@@ -812,6 +957,7 @@ class WsSession:
             )
 
     def _refuse(self, sub: Subscription, error: SubscriptionError) -> None:
+        self._sent_since.pop(sub, None)
         self.subscriptions.discard(sub)
         self._sent.discard(sub)
         self._confirmed.discard(sub)
@@ -827,6 +973,7 @@ class WsSession:
             for match in matches:
                 self._confirmed.add(match)
                 self._sent.add(match)
+                self._sent_since.pop(match, None)
                 self._resolve(match)
                 confirmed.append(match)
         if not confirmed:
@@ -911,16 +1058,60 @@ class WsSession:
         except NetworkError:
             self._disconnect("send failed")
 
-    def _malformed(self, exc: Exception, payload: Any) -> None:
+    def _malformed(self, conn: _Conn, exc: Exception, size: int) -> None:
+        """A message that could not be decoded: counted, skipped, reported (a Malformed status
+        event; the owner invalidates the book it belonged to). A connection that sends more
+        than ``limits.max_malformed_per_connection`` is replaced."""
         count = self.stats.malformed = self.stats.malformed + 1
+        conn.malformed += 1
+        reason = str(exc)
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        symbol = channel = None
+        if isinstance(exc, ProtocolError):
+            symbol, channel = exc.symbol, exc.channel
         if count & (count - 1) == 0:  # 1st, 2nd, 4th...: never a log line per frame
             log.warning(
                 "%s: skipped an undecodable frame (%d so far): %s (%d bytes)",
                 self.name,
                 count,
-                exc,
-                len(payload),
+                reason,
+                size,
             )
+        self.owner.on_status(
+            Malformed(
+                venue=self.venue,
+                connection=self.index,
+                reason=reason,
+                limit=exc.limit if isinstance(exc, LimitExceeded) else None,
+                symbol=symbol,
+                channel=channel,
+                count=conn.malformed,
+                ts=time.time_ns(),
+            )
+        )
+        if conn.malformed >= self.limits.max_malformed_per_connection:
+            self._disconnect(
+                f"{conn.malformed} malformed messages (limits.max_malformed_per_connection)"
+            )
+
+    def _oversized(self, conn: _Conn, limit: str, size: int, fin: bool = False) -> None:
+        """A fragmented message grew past a bound (``limit``): what arrived is dropped at once
+        and the rest of the message is skipped as it comes; the connection goes on."""
+        conn.fragments = None
+        conn.skipping = not fin
+        self.stats.limit_breaches += 1
+        bound = getattr(self.limits, limit)
+        unit = "bytes" if limit == "max_message_size" else "frames"
+        self._malformed(
+            conn,
+            LimitExceeded(
+                f"a fragmented message over limits.{limit} ({size} > {bound} {unit}) was skipped",
+                limit=limit,
+                venue=self.venue,
+            ),
+            size,
+        )
 
 
 def _ignore(event: Any) -> None:

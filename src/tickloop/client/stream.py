@@ -31,7 +31,9 @@ leaving ``async with`` (or :meth:`close`) ends every consumer and awaits every t
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import inspect
 import logging
 import time
 import weakref
@@ -43,10 +45,13 @@ from ..exceptions import (
     AuthError,
     ConfigError,
     ConsumerOverflow,
+    LimitExceeded,
     StreamError,
     SubscriptionError,
     TickloopError,
+    TimeoutError,
 )
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
     BookInvalid,
@@ -56,6 +61,7 @@ from ..models import (
     ConsumerDetached,
     Fill,
     Gap,
+    Malformed,
     OrderEvent,
     StatusEvent,
     Ticker,
@@ -203,6 +209,8 @@ class Stream(Generic[T]):
             return item
         if not self._started:
             await self._start()
+            if self._client is not None:
+                return await self._first()
         try:
             item = await self._get()
         except asyncio.CancelledError:
@@ -211,6 +219,34 @@ class Stream(Generic[T]):
             self._leave_now()
             raise
         return item
+
+    async def _first(self) -> T:
+        """The first item: nothing may arrive before the venue confirms the subscription, so
+        when nothing came within ``subscribe_timeout`` and the venue has not confirmed it either,
+        this raises tickloop's TimeoutError (like ``subscribe_*``) instead of waiting for ever.
+        The subscription stays registered: the next ``__anext__`` goes on waiting."""
+        client = self._client
+        assert client is not None
+        try:
+            try:
+                async with asyncio.timeout(client.subscribe_timeout):
+                    item: T = await self._get()
+                    return item
+            except builtins.TimeoutError:
+                unconfirmed = client._unconfirmed(self._consumer.subscriptions)
+                if unconfirmed:
+                    names = ", ".join(
+                        f"{s.channel.value} {s.symbol or ''}".strip() for s in unconfirmed
+                    )
+                    raise TimeoutError(
+                        f"{names}: not confirmed by the venue within {client.subscribe_timeout:g}s",
+                        venue=client.venue,
+                    ) from None
+            item = await self._get()
+            return item
+        except asyncio.CancelledError:
+            self._leave_now()
+            raise
 
     def _leave_now(self) -> None:
         client, self._client = self._client, None
@@ -256,6 +292,8 @@ class StreamClient:
     that failed or could not be used is asked for again after an exponential backoff with
     jitter (``book_snapshot_wait`` doubling up to ``book_snapshot_max_wait`` seconds), at most
     ``book_snapshot_retries`` times in a row before the book stream ends with BookError.
+    ``limits`` (:class:`tickloop.limits.Limits`) bounds what the venue may send: message size
+    across fragments, numbers, levels, symbol caches, trade-id jumps (docs/reliability.md).
     """
 
     def __init__(
@@ -284,8 +322,11 @@ class StreamClient:
         book_snapshot_retries: int = 8,
         book_snapshot_wait: float = 0.05,
         book_snapshot_max_wait: float = 2.0,
+        limits: Limits | None = None,
     ) -> None:
         self.venue = venue
+        #: The bounds applied to what the venue sends (tickloop.limits, docs/reliability.md).
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
         self._codec_cls = codec if codec is not None else stream_codec(venue)
         self.url = url if url is not None else self._codec_cls.default_url
         if buffer_size < 1:
@@ -344,6 +385,7 @@ class StreamClient:
         self.sessions: list[WsSession] = []
         self._placement: dict[Subscription, WsSession] = {}
         self._continuity: dict[str, TradeContinuity] = {}
+        self._bogus_seen: dict[str, int] = {}  # symbol -> TradeContinuity.bogus reported
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self._handlers: dict[Channel | str, list[Consumer]] = {c: [] for c in Channel}
         self._handlers[BOOK_DELTAS] = []
@@ -366,6 +408,9 @@ class StreamClient:
             "backfilled": 0,
             "refused": 0,
             "consumers_detached": 0,
+            "malformed": 0,
+            "unconfirmed": 0,
+            "bogus_trade_ids": 0,
         }
         self._sinks: dict[type, Callable[[Any], None]] = {
             Trade: self._on_trade,
@@ -927,7 +972,12 @@ class StreamClient:
             return
         for sub in new:
             if self._track_ids and sub.channel is Channel.TRADES and sub.symbol is not None:
-                self._continuity.setdefault(sub.symbol, TradeContinuity(self.venue, sub.symbol))
+                self._continuity.setdefault(
+                    sub.symbol,
+                    TradeContinuity(
+                        self.venue, sub.symbol, max_jump=self.limits.max_trade_id_jump
+                    ),
+                )
         by_session: dict[WsSession, list[Subscription]] = {}
         assert self._lock is not None
         async with self._lock:
@@ -1033,6 +1083,8 @@ class StreamClient:
     def _new_session(self) -> WsSession:
         options = self._codec_options
         codec_cls = self._codec_cls
+        if "limits" not in options and _takes_limits(codec_cls):
+            options = {**options, "limits": self.limits}
         session = WsSession(
             lambda: codec_cls.create(**options),
             self.url,
@@ -1044,6 +1096,8 @@ class StreamClient:
             ping_interval=self.ping_interval,
             connect_timeout=self.connect_timeout,
             token_provider=self._token,
+            limits=self.limits,
+            subscribe_timeout=self.subscribe_timeout,
         )
         self.sessions.append(session)
         return session
@@ -1132,6 +1186,22 @@ class StreamClient:
         if name in self.counters:
             self.counters[name] += 1
         self._fanout.publish_status(event)
+        if (
+            type(event) is Malformed
+            and event.symbol is not None
+            and event.channel == Channel.BOOK.value
+        ):
+            # The book missed a message it cannot do without: invalid until resynced.
+            self._books.on_malformed(event.symbol, event.ts)
+
+    def _unconfirmed(self, subscriptions: Iterable[Subscription]) -> list[Subscription]:
+        """Which of ``subscriptions`` the venue has not confirmed on their connection."""
+        out = []
+        for sub in subscriptions:
+            session = self._placement.get(sub)
+            if session is None or sub not in session.confirmed:
+                out.append(sub)
+        return out
 
     def on_confirmed(self, session: WsSession, subscriptions: tuple[Subscription, ...]) -> None:
         for sub in subscriptions:
@@ -1183,7 +1253,12 @@ class StreamClient:
     def on_failed(self, session: WsSession, error: TickloopError) -> None:
         for sub in list(session.subscriptions):
             self._placement.pop(sub, None)
-            self._fanout.fail(sub, StreamError(f"stream ended: {error.message}", venue=self.venue))
+            ended = (
+                error
+                if isinstance(error, LimitExceeded)
+                else StreamError(f"stream ended: {error.message}", venue=self.venue)
+            )
+            self._fanout.fail(sub, ended)
             if sub.channel is Channel.BOOK:
                 self._books.drop(sub)
         for consumer in self._handlers_all():
@@ -1197,6 +1272,12 @@ class StreamClient:
     def _on_trade(self, trade: Trade) -> None:
         cont = self._continuity.get(trade.symbol)
         if cont is not None and not cont.on_live(trade):
+            if cont.bogus != self._bogus_seen.get(trade.symbol, 0):
+                self._bogus(cont)
+                released = cont.released()
+                if released is not None:
+                    for consumer in self._trade_routes.get(trade.symbol, ()):
+                        consumer.push(released)
             if cont.recovering:
                 self._recover(cont)
             return
@@ -1235,6 +1316,27 @@ class StreamClient:
             consumer.push(fill)
 
     # ------------------------------------------------------------------------ trade continuity
+    def _bogus(self, cont: TradeContinuity) -> None:
+        """A trade id that jumped absurdly was not followed: dropped, counted and reported."""
+        seen = self._bogus_seen.get(cont.symbol, 0)
+        self._bogus_seen[cont.symbol] = cont.bogus
+        self.counters["bogus_trade_ids"] += cont.bogus - seen
+        self.on_status(
+            Malformed(
+                venue=self.venue,
+                connection=-1,
+                reason=(
+                    f"a trade id more than {cont.max_jump} past the last one ({cont.last_id}) "
+                    "was not followed by the stream: dropped"
+                ),
+                limit="max_trade_id_jump",
+                symbol=cont.symbol,
+                channel=Channel.TRADES.value,
+                count=cont.bogus,
+                ts=time.time_ns(),
+            )
+        )
+
     def _recover(self, cont: TradeContinuity) -> None:
         if cont.buffer_full:
             self._deliver(cont, cont.give_up(time.time_ns()))
@@ -1243,8 +1345,10 @@ class StreamClient:
             return
         source = self._trade_source()
         if source is None:
-            # No backfill for this venue: say what was missed, with the time range.
-            self._deliver(cont, cont.give_up(time.time_ns()))
+            # No backfill: the first live trade after the outage tells whether any id was
+            # missed (ids are contiguous), so a Gap is reported only for a real hole.
+            if len(cont):
+                self._deliver(cont, cont.give_up(time.time_ns()))
             return
         task = asyncio.get_running_loop().create_task(
             self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
@@ -1389,3 +1493,15 @@ def _channel(channel: str | Channel) -> Channel | str:
         return Channel({"tickers": "ticker", "books": "book"}.get(str(channel), channel))
     except ValueError:
         raise ConfigError(f"unknown channel {channel!r}", field="channel") from None
+
+
+def _takes_limits(codec_cls: type[Codec]) -> bool:
+    """Whether a codec's constructor takes ``limits=`` (every built-in one does; a plug-in
+    codec may not)."""
+    try:
+        parameters = inspect.signature(codec_cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return "limits" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass, field
 
 __all__ = [
+    "MAX_REMEMBERED_SIGNATURES",
     "STALE_AFTER_MS",
     "AuthFailure",
     "KeyStore",
@@ -26,6 +28,9 @@ __all__ = [
 
 #: A signed timestamp further than this from the server's clock is stale.
 STALE_AFTER_MS = 5_000
+#: Signatures remembered at once to refuse replays (each for as long as its timestamp is fresh).
+MAX_REMEMBERED_SIGNATURES = 100_000
+_NONCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,8 @@ class KeyStore:
         self.token_ttl = token_ttl
         self._secrets: dict[str, str] = {}
         self._tokens: dict[str, _Token] = {}
+        #: (key id, signature) -> wall-clock ms until which its timestamp is fresh
+        self._seen: dict[tuple[str, str], int] = {}
 
     def __contains__(self, key_id: object) -> bool:
         return key_id in self._secrets
@@ -74,11 +81,23 @@ class KeyStore:
         return key
 
     # -- signatures ----------------------------------------------------------------------------
-    def verify_signed(self, key_id: str, ts: str, sig: str, rest: bytes, *, now_ms: int) -> str:
-        """Check a signature over ``ts`` followed by ``rest``; return the key id.
+    def verify_signed(
+        self,
+        key_id: str,
+        ts: str,
+        sig: str,
+        rest: bytes,
+        *,
+        now_ms: int,
+        nonce: str | None = None,
+    ) -> str:
+        """Check a signature over ``ts`` (then ``nonce`` when one is sent) then ``rest``; return
+        the key id.
 
         ``rest`` is ``METHOD + PATH_WITH_QUERY + BODY`` for REST and ``b"login"`` for a
-        WebSocket login.
+        WebSocket login. A signature is accepted once: a second request with the same one
+        while its timestamp is still fresh is a replay (``replayed``). The client's nonce
+        makes two identical requests in one millisecond two different signatures.
         """
         secret = self._secrets.get(key_id)
         if secret is None:
@@ -93,10 +112,33 @@ class KeyStore:
                 f"timestamp is {abs(now_ms - ts_ms)} ms away from the server clock "
                 f"(at most {STALE_AFTER_MS} ms allowed)",
             )
-        expected = sign(secret, ts.encode() + rest)
+        if nonce is not None and _NONCE.fullmatch(nonce) is None:
+            raise AuthFailure("bad_nonce", "nonce must be 8 to 64 of A-Z a-z 0-9 _ -")
+        payload = ts.encode() + (nonce.encode() if nonce is not None else b"") + rest
+        expected = sign(secret, payload)
         if not hmac.compare_digest(expected, sig.lower()):
             raise AuthFailure("bad_signature", "signature does not match the request")
+        self._remember(key_id, expected, ts_ms + STALE_AFTER_MS, now_ms)
         return key_id
+
+    def _remember(self, key_id: str, signature: str, fresh_until_ms: int, now_ms: int) -> None:
+        seen = self._seen
+        key = (key_id, signature)
+        until = seen.get(key)
+        if until is not None and until >= now_ms:
+            raise AuthFailure(
+                "replayed", "this signature was already used; sign each request afresh"
+            )
+        if len(seen) >= MAX_REMEMBERED_SIGNATURES:
+            for old in [k for k, t in seen.items() if t < now_ms]:
+                del seen[old]
+            if len(seen) >= MAX_REMEMBERED_SIGNATURES:
+                # Forgetting a fresh signature would let it be replayed: refuse instead.
+                raise AuthFailure(
+                    "replay_window_full",
+                    "too many signed requests within the timestamp window; use a session token",
+                )
+        seen[key] = fresh_until_ms
 
     # -- tokens --------------------------------------------------------------------------------
     def issue_token(self, key_id: str, *, now: float, now_ns: int) -> tuple[str, int]:

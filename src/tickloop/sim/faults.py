@@ -14,6 +14,10 @@ Deadlines are monotonic (``loop.time()``), injected as ``clock``.
 ``skip_sequence(symbol)``         the next book update of ``symbol`` skips a sequence number
 ``malformed(n)``                  the next ``n`` broadcast data frames are sent truncated (their
                                   data is lost to every client that receives them)
+``hostile(n)``                    the next ``n`` broadcast data frames carry a hostile value in
+                                  turn: a price of ``1e300000000``, a negative size, a size
+                                  ``"١"``, a 10,000-digit price, JSON nested 5,000 deep (their
+                                  data is lost to every client that refuses them, as it must)
 ``rate_limit(n, retry_after)``    the next ``n`` REST requests answer 429 with ``Retry-After``
 ``fail_requests(n, status)``      the next ``n`` REST requests answer ``status`` (503) unprocessed
 ``drop_responses(n)``             the next ``n`` REST requests are processed, then the TCP
@@ -24,16 +28,22 @@ Deadlines are monotonic (``loop.time()``), injected as ``clock``.
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..exceptions import ConfigError
 
-__all__ = ["FAULT_NAMES", "Faults", "RestFault"]
+__all__ = ["FAULT_NAMES", "HOSTILE_KINDS", "Faults", "RestFault", "hostile_frame"]
+
+#: The hostile values ``hostile(n)`` injects, in turn.
+HOSTILE_KINDS = ("huge_exponent", "negative_size", "arabic_digit", "long_digits", "deep_nesting")
 
 #: Faults that ``tickloop sim --fault NAME=VALUE`` accepts.
 FAULT_NAMES = (
+    "hostile",
     "drop_every",
     "drop_probability",
     "latency",
@@ -79,6 +89,8 @@ class Faults:
         """End every fault now."""
         self.stalled_until = 0.0
         self.malformed_left = 0
+        self.hostile_left = 0
+        self.hostile_next = 0
         self.rate_limit_left = 0
         self.rate_limit_retry_after = 0.2
         self.fail_left = 0
@@ -95,6 +107,7 @@ class Faults:
             for name, on in (
                 ("stall", self.stalled_until > self._clock()),
                 ("malformed", self.malformed_left > 0),
+                ("hostile", self.hostile_left > 0),
                 ("rate_limit", self.rate_limit_left > 0),
                 ("fail_requests", self.fail_left > 0),
                 ("drop_responses", self.drop_responses_left > 0),
@@ -149,6 +162,20 @@ class Faults:
             self.malformed_left -= 1
             return True
         return False
+
+    def hostile(self, n: int = 1) -> None:
+        """The next ``n`` broadcast data frames carry a hostile value (:data:`HOSTILE_KINDS`,
+        in turn)."""
+        _non_negative("hostile", n)
+        self.hostile_left += int(n)
+
+    def take_hostile(self) -> str | None:
+        if self.hostile_left <= 0:
+            return None
+        self.hostile_left -= 1
+        kind = HOSTILE_KINDS[self.hostile_next % len(HOSTILE_KINDS)]
+        self.hostile_next += 1
+        return kind
 
     def latency(self, seconds: float) -> None:
         """Delay every REST answer and WebSocket frame by ``seconds`` (0 stops it)."""
@@ -221,7 +248,31 @@ class Faults:
             raise ConfigError(
                 f"bad fault {spec!r}: {raw!r} is not a number", field="fault"
             ) from None
-        if name in ("malformed", "rate_limit", "fail_requests", "drop_responses"):
+        if name in ("malformed", "hostile", "rate_limit", "fail_requests", "drop_responses"):
             getattr(self, name)(int(value))
         else:
             getattr(self, name)(value)
+
+
+def hostile_frame(message: Mapping[str, Any], kind: str) -> bytes:
+    """``message`` (a trade or book message of the protocol) with one hostile value of
+    ``kind`` (:data:`HOSTILE_KINDS`), as the frame to send."""
+    if kind == "deep_nesting":
+        return b'{"type":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    value = {
+        "huge_exponent": "1e300000000",
+        "negative_size": "-0.5",
+        "arabic_digit": "\u0661",
+        "long_digits": "9" * 10_000,
+    }[kind]
+    out = dict(message)
+    field = "size" if kind in ("negative_size", "arabic_digit") else "price"
+    if "bids" in out or "asks" in out:
+        side = "bids" if out.get("bids") else "asks"
+        levels = [list(level) for level in out.get(side) or [["1.00", "1.0000"]]]
+        levels[0][1 if field == "size" else 0] = value
+        out[side] = levels
+    else:
+        out[field] = value
+    text = json.dumps(out, separators=(",", ":"))
+    return text.replace("\\u0661", "\u0661").encode()

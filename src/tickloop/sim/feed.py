@@ -38,7 +38,7 @@ from ..checksums import decimal_text, sim_checksum
 from ..models import Candle, Order
 from .candles import CandleAggregator
 from .engine import BookUpdate, Engine, EngineEvent, FillRecord, MarketSpec, OrderUpdate, TradeEvent
-from .faults import Faults
+from .faults import Faults, hostile_frame
 from .flow import Flow
 
 __all__ = [
@@ -82,6 +82,7 @@ class ExchangeStats:
     frames_sent: int = 0
     frames_dropped_stalled: int = 0
     malformed_sent: int = 0  # truncated frames (malformed fault), counted once per broadcast
+    hostile_sent: int = 0  # frames with a hostile value (hostile fault), once per broadcast
     book_updates: int = 0  # engine book updates (each is one frame to each book subscriber)
     trades: int = 0
     flow_steps: int = 0
@@ -482,6 +483,11 @@ class Hub:
         if self.faults.take_malformed():
             payload = payload[: len(payload) // 2]
             self.stats.malformed_sent += 1
+        elif self.faults.hostile_left:
+            kind = self.faults.take_hostile()
+            if kind is not None:
+                payload = hostile_frame(message, kind)
+                self.stats.hostile_sent += 1
         for conn in list(subs):
             self.send(conn, payload)
 

@@ -19,6 +19,8 @@ __all__ = ["DEFAULT_MARKETS", "MarketSpec", "market_for"]
 # Beyond this many integer digits a price or size is refused rather than turned into a huge int.
 _MAX_ADJUSTED_EXPONENT = 24
 _SYMBOL = re.compile(r"([A-Z0-9]{1,16})-([A-Z0-9]{1,16})")
+_PLAIN = re.compile(r"[0-9]+(?:\.([0-9]+))?", re.ASCII)
+_MAX_TEXT = 40
 
 
 def fixed_text(value: int, decimals: int) -> str:
@@ -33,6 +35,22 @@ def fixed_text(value: int, decimals: int) -> str:
 def _parse_units(text: str, decimals: int, what: str, unit: str) -> int:
     if not isinstance(text, str):
         raise ValueError(f"{what} must be a string of decimal digits, not {type(text).__name__}")
+    if len(text) > _MAX_TEXT:
+        raise ValueError(f"{what} is longer than {_MAX_TEXT} characters")
+    # The protocol's grammar, not Decimal()'s: ASCII digits and at most one point. Decimal()
+    # would also take "١" (an Arabic-Indic one), "1_0", " 1", "+1", "1e3".
+    match = _PLAIN.fullmatch(text)
+    if match is None:
+        if text[:1] == "-" and _PLAIN.fullmatch(text[1:]):
+            raise ValueError(f"{what} {text!r} must be > 0")
+        raise ValueError(
+            f"{what} {text!r} is not a number of plain decimal digits (such as '100.50')"
+        )
+    if len(match.group(1) or "") > decimals:
+        raise ValueError(
+            f"{what} {text!r} is not a multiple of the {unit} {fixed_text(1, decimals)} "
+            f"(more than the market's {decimals} decimals)"
+        )
     try:
         value = Decimal(text)
     except InvalidOperation:

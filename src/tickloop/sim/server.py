@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -56,6 +57,37 @@ PRIVATE_CHANNELS = frozenset({"orders", "fills"})
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+
+
+class _BadJson(ValueError):
+    """A request body or WebSocket frame that is not acceptable JSON (the message says why)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _BadJson(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _parse_json(raw: bytes) -> Any:
+    """A client's JSON, strictly: valid (msgspec), not nested past the interpreter's recursion
+    limit (a RecursionError is a bad request, not a 500), and without a key given twice (which
+    value would count is a parser's choice: two parsers of one request could disagree)."""
+    try:
+        value = _decode(raw)
+    except msgspec.DecodeError as exc:
+        raise _BadJson(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise _BadJson("JSON nested too deeply") from None
+    if isinstance(value, dict | list) and b"{" in raw:
+        try:
+            json.loads(raw, object_pairs_hook=_no_duplicates)
+        except RecursionError:
+            raise _BadJson("JSON nested too deeply") from None
+    return value
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACCOUNT = web.RequestKey("tickloop_sim_account", str)
@@ -269,7 +301,14 @@ class SimServer:
             assert key is not None and ts is not None and sig is not None
             body = await request.read()
             rest = (request.method + request.raw_path).encode() + body
-            return self.keys.verify_signed(key, ts, sig, rest, now_ms=time.time_ns() // 1_000_000)
+            return self.keys.verify_signed(
+                key,
+                ts,
+                sig,
+                rest,
+                now_ms=time.time_ns() // 1_000_000,
+                nonce=headers.get("TL-NONCE"),
+            )
         auth = headers.get("Authorization")
         if auth is None:
             raise AuthFailure(
@@ -312,9 +351,9 @@ class SimServer:
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         try:
-            body = _decode(raw)
-        except msgspec.DecodeError as exc:
-            raise ApiError(400, "invalid_json", f"body is not JSON: {exc}") from None
+            body = _parse_json(raw)
+        except _BadJson as exc:
+            raise ApiError(400, "invalid_json", f"body is not acceptable JSON: {exc}") from None
         if not isinstance(body, dict):
             _bad("body", "body must be a JSON object")
         return body
@@ -637,9 +676,9 @@ class SimServer:
 
     def _ws_request(self, conn: Connection, data: bytes) -> None:
         try:
-            msg = _decode(data)
-        except msgspec.DecodeError as exc:
-            self._ws_error(conn, None, "invalid_json", f"not JSON: {exc}")
+            msg = _parse_json(data)
+        except _BadJson as exc:
+            self._ws_error(conn, None, "invalid_json", str(exc))
             return
         if not isinstance(msg, dict):
             self._ws_error(conn, None, "invalid_request", "a request must be a JSON object")
@@ -648,6 +687,15 @@ class SimServer:
         if req_id is not None and (not isinstance(req_id, int) or isinstance(req_id, bool)):
             self._ws_error(conn, None, "invalid_request", "id must be an integer", "id")
             return
+        try:
+            self._ws_op(conn, req_id, msg)
+        except Exception:
+            # A bug of the exchange, not the client's fault: an error message, never a closed
+            # connection (the protocol's promise), and a log line.
+            log.exception("sim: WebSocket request failed")
+            self._ws_error(conn, req_id, "internal", "the exchange failed to answer")
+
+    def _ws_op(self, conn: Connection, req_id: int | None, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         if op is None:
             self._ws_error(conn, req_id, "invalid_request", "missing op", "op")
@@ -671,12 +719,13 @@ class SimServer:
         if channel is None:
             self._ws_error(conn, req_id, "invalid_request", "missing channel", "channel")
             return
-        if channel not in CHANNELS:
+        if not isinstance(channel, str) or channel not in CHANNELS:
+            shown = repr(channel) if len(repr(channel)) <= 40 else repr(channel)[:40] + "..."
             self._ws_error(
                 conn,
                 req_id,
                 "unknown_channel",
-                f"unknown channel {channel!r}; channels: {', '.join(sorted(CHANNELS))}",
+                f"unknown channel {shown}; channels: {', '.join(sorted(CHANNELS))}",
                 "channel",
             )
             return
@@ -758,8 +807,11 @@ class SimServer:
                     )
                 if not isinstance(ts, (int, str)) or isinstance(ts, bool):
                     raise AuthFailure("stale_timestamp", "ts must be integer milliseconds")
+                nonce = msg.get("nonce")
+                if nonce is not None and not isinstance(nonce, str):
+                    raise AuthFailure("bad_nonce", "nonce must be a string")
                 account = self.keys.verify_signed(
-                    key, str(ts), sig, b"login", now_ms=time.time_ns() // 1_000_000
+                    key, str(ts), sig, b"login", now_ms=time.time_ns() // 1_000_000, nonce=nonce
                 )
                 signed = True
         except AuthFailure as exc:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..exceptions import TickloopError
+from ..limits import DEFAULT_LIMITS, Limits, parse_number
 from ..models import (
     BookDelta,
     BookLevel,
@@ -131,25 +132,25 @@ class DecimalCache(dict[str, Decimal]):
     """Interns venue price/size strings as Decimals: exactness paid once per distinct string.
 
     Index it on the hot path: ``cache[text]``. A hit is a plain C-level dict lookup (tens of
-    nanoseconds); only a miss runs Python (``__missing__``) to build and validate the Decimal.
+    nanoseconds); only a miss runs Python (``__missing__``) to validate the string against
+    :func:`tickloop.limits.check_number_text` (ASCII digits, no sign, bounded length and
+    exponent) and build the Decimal, so validation too is paid once per distinct string.
     Books and trades repeat a small set of prices and sizes, so nearly every lookup hits;
     docs/models.md has the measurements. Bounded: when full it is cleared (one rebuild, never
     unbounded memory). Calling it, ``cache(text)``, does the same at the cost of a Python call.
     """
 
-    __slots__ = ("max_size",)
+    __slots__ = ("limits", "max_size")
 
-    def __init__(self, max_size: int = 200_000) -> None:
+    def __init__(self, max_size: int = 200_000, *, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__()
         self.max_size = max_size
+        self.limits = limits
 
     def __missing__(self, text: str) -> Decimal:
-        try:
-            value = Decimal(text)
-        except (ArithmeticError, TypeError, ValueError):
-            raise ValueError(f"not a decimal number: {text!r}") from None
-        if not value.is_finite():
-            raise ValueError(f"not a finite decimal: {text!r}")
+        if type(text) is not str:
+            raise ValueError(f"not a decimal string: {type(text).__name__}")
+        value = parse_number(text, self.limits)  # ValueError naming why
         if len(self) >= self.max_size:
             self.clear()
         self[text] = value
@@ -215,9 +216,11 @@ class Codec(abc.ABC):
     #: Whether the venue's trades carry contiguous integer ids per symbol (backfill can dedupe).
     contiguous_trade_ids: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, limits: Limits = DEFAULT_LIMITS) -> None:
         self.unknown = 0  # well-formed messages of a type this codec does not use
         self._next_id = 0
+        #: The bounds this codec applies (tickloop.limits): numbers, levels, symbol caches.
+        self.limits = limits
 
     def next_request_id(self) -> int:
         self._next_id += 1

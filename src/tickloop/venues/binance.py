@@ -32,6 +32,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
     BookSnapshot,
@@ -62,7 +63,15 @@ VENUE = "binance"
 _MS = 1_000_000  # ns per ms
 
 _MAX_PENDING = 1024  # subscribe requests remembered until their ack
-_DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError)
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    RecursionError,  # JSON nested deeper than the interpreter's recursion limit
+)
 
 # ------------------------------------------------------------------------------------ symbols
 
@@ -266,16 +275,18 @@ class BinanceCodec(Codec):
         depth_speed: Literal["100ms", "1000ms"] = "100ms",
         ticker_stream: Literal["ticker", "bookTicker"] = "ticker",
         instruments: Iterable[Instrument] = (),
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__()
+        super().__init__(limits=limits)
         self.trade_stream = trade_stream
         # "bookTicker": Channel.TICKER is the real-time best bid/offer, decoded as a Ticker
         # (no last price or volume); "ticker": the 24 h rolling ticker, once a second.
         self.ticker_stream = ticker_stream
         self._book_ticker_as_ticker = ticker_stream == "bookTicker"
         self.depth_speed = depth_speed
-        self._d = DecimalCache()
+        self._d = DecimalCache(limits=limits)
         self._levels = wire_level_decoder(self._d)
+        self._max_levels = limits.max_levels_per_message
         self._symbols: dict[str, str] = {i.venue_symbol: i.symbol for i in instruments}
         self._venue_symbols: dict[str, str] = {s: v for v, s in self._symbols.items()}
         # stream name (bytes) -> (kind, symbol or None); bounded by the streams subscribed
@@ -314,7 +325,10 @@ class BinanceCodec(Codec):
             return self._symbols[venue_symbol]
         except KeyError:
             base, quote = split_binance_symbol(venue_symbol)
-            symbol = self._symbols[venue_symbol] = f"{base}-{quote}"
+            symbol = f"{base}-{quote}"
+            # Bounded (limits.max_symbols): beyond it a name is worked out each time it is seen.
+            if len(self._symbols) < self.limits.max_symbols:
+                self._symbols[venue_symbol] = symbol
             return symbol
 
     # -- outgoing ------------------------------------------------------------------------------
@@ -375,12 +389,12 @@ class BinanceCodec(Codec):
             if lead == 101:  # {"e":
                 try:  # noqa: SIM105 - contextlib.suppress costs a call on the hot path
                     data = self._events.decode(frame)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass  # unknown event type or malformed: the paths below tell which
             elif lead == 115 and self._events_first:  # {"stream":
                 try:  # noqa: SIM105
                     data = self._combined_events.decode(frame).data
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass
         if data is not None:
             try:
@@ -388,7 +402,9 @@ class BinanceCodec(Codec):
                     return [self._delta(data, recv_ts)]
                 return [self._convert(_EVENT_TYPES[type(data)], data, None, recv_ts)]
             except _DECODE_ERRORS as exc:
-                raise ProtocolError(f"malformed Binance frame: {exc}", venue=VENUE) from exc
+                raise ProtocolError(
+                    f"malformed Binance frame: {exc}", venue=VENUE, **_stream_of(data, self.symbol)
+                ) from exc
         if type(frame) is not bytes:
             frame = bytes(frame)  # the byte scans below need bytes
         try:
@@ -416,7 +432,11 @@ class BinanceCodec(Codec):
                 return [self._convert(event_kind, data, None, recv_ts)]
             return self._slow(frame, recv_ts)
         except _DECODE_ERRORS as exc:
-            raise ProtocolError(f"malformed Binance frame: {exc}", venue=VENUE) from exc
+            raise ProtocolError(
+                f"malformed Binance frame: {_short(exc)}",
+                venue=VENUE,
+                **_stream_of(data, self.symbol),
+            ) from exc
 
     def _learn_stream(self, stream: bytes) -> tuple[int, str | None]:
         name = stream.decode()
@@ -480,6 +500,8 @@ class BinanceCodec(Codec):
     def _delta(self, data: _Depth, recv_ts: int) -> BookDelta:
         """A ``depthUpdate`` event as a BookDelta (the per-diff hot path)."""
         levels = self._levels
+        # No level count check on this hot path: a diff's levels cost time linear in its
+        # bytes (bounded by limits.max_message_size), never more.
         return BookDelta(
             venue=VENUE,
             symbol=self._symbols.get(data.s) or self.symbol(data.s),
@@ -776,3 +798,28 @@ class BinanceRest(PublicRest):
         if code == "-1121":
             return InvalidRequest(message, field="symbol", code=code, venue=VENUE)
         return ExchangeError(message, code=code, status=status, venue=VENUE)
+
+
+def _stream_of(data: Any, normalise: Any) -> dict[str, str | None]:
+    """The stream a decoded but invalid event belonged to (ProtocolError's keywords)."""
+    if data is None:
+        return {}
+    channel = None
+    if isinstance(data, _Depth | _Partial):
+        channel = Channel.BOOK.value
+    elif isinstance(data, _AggTrade | _Trade):
+        channel = Channel.TRADES.value
+    venue_symbol = getattr(data, "s", None)
+    symbol = None
+    if isinstance(venue_symbol, str):
+        try:
+            symbol = normalise(venue_symbol)
+        except _DECODE_ERRORS:
+            symbol = None
+    return {"symbol": symbol, "channel": channel}
+
+
+def _short(exc: BaseException) -> str:
+    """An error's message, bounded (a RecursionError's or a huge value's can be long)."""
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -34,6 +34,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import BookDelta, BookLevel, BookSnapshot, Instrument, Side, Ticker, Trade
 from .base import (
     Channel,
@@ -55,7 +56,15 @@ VENUE = "coinbase"
 # (about 90 ns a level, which is most of a level's cost after the decode).
 _new = tuple.__new__
 
-_DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError)
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    RecursionError,  # JSON nested deeper than the interpreter's recursion limit
+)
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -164,11 +173,14 @@ class CoinbaseCodec(Codec):
     contiguous_trade_ids: ClassVar[bool] = True
 
     def __init__(
-        self, *, book_channel: Literal["level2", "level2_batch", "level2_50"] = "level2"
+        self,
+        *,
+        book_channel: Literal["level2", "level2_batch", "level2_50"] = "level2",
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        super().__init__()
+        super().__init__(limits=limits)
         self.book_channel = book_channel
-        self._d = DecimalCache()
+        self._d = DecimalCache(limits=limits)
         self._match = msgspec.json.Decoder(_Match)
         self._snapshot = msgspec.json.Decoder(_Snapshot)
         self._l2update = msgspec.json.Decoder(_L2Update)
@@ -256,6 +268,8 @@ class CoinbaseCodec(Codec):
             raise ProtocolError(f"malformed Coinbase frame: {exc}", venue=VENUE) from exc
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
+        if len(levels) > self.limits.max_levels_per_message:
+            raise ValueError(f"{len(levels)} levels (limits.max_levels_per_message)")
         d = self._d
         return tuple([_new(BookLevel, (d[lv.price], d[lv.size])) for lv in levels])
 

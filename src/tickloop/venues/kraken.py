@@ -34,6 +34,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
+from ..limits import DEFAULT_LIMITS, Limits, check_decimal
 from ..models import (
     BookDelta,
     BookLevel,
@@ -73,7 +74,15 @@ VENUE = "kraken"
 _new = tuple.__new__
 
 # Errors a decoder can raise on a frame that is well-formed JSON of the wrong shape.
-_DECODE_ERRORS = (msgspec.DecodeError, ValueError, TypeError, IndexError, KeyError, ArithmeticError)
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+    RecursionError,  # JSON nested deeper than the interpreter's recursion limit
+)
 
 # ------------------------------------------------------------------------------------ symbols
 
@@ -252,12 +261,16 @@ class _SymbolCache:
     """Kraken pair names -> tickloop symbols, memoised (v1 and v2 codecs)."""
 
     _symbols: dict[str, str]
+    limits: Limits
 
     def symbol(self, venue_symbol: str) -> str:
         try:
             return self._symbols[venue_symbol]
         except KeyError:
-            symbol = self._symbols[venue_symbol] = kraken_symbol(venue_symbol)
+            symbol = kraken_symbol(venue_symbol)
+            # Bounded (limits.max_symbols): beyond it a name is worked out each time it is seen.
+            if len(self._symbols) < self.limits.max_symbols:
+                self._symbols[venue_symbol] = symbol
             return symbol
 
 
@@ -276,9 +289,9 @@ class KrakenCodec(_SymbolCache, Codec):
     )
     contiguous_trade_ids: ClassVar[bool] = False  # v1 trades carry no id
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._d = DecimalCache()
+    def __init__(self, *, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(limits=limits)
+        self._d = DecimalCache(limits=limits)
         self._channels: dict[int, tuple[Channel, str]] = {}  # channelID -> (kind, symbol)
         self._symbols: dict[str, str] = {}
         self._event_decoder = msgspec.json.Decoder(_Event)
@@ -376,10 +389,22 @@ class KrakenCodec(_SymbolCache, Codec):
         return [self._candle(self._ohlc_decoder.decode(frame), symbol, recv_ts)]
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
+        if len(levels) > self.limits.max_levels_per_message:
+            raise ValueError(f"{len(levels)} levels (limits.max_levels_per_message)")
         d = self._d
         return tuple([_new(BookLevel, (d[lv.price], d[lv.size])) for lv in levels])
 
     def _book(self, msg: _BookFrame, symbol: str, recv_ts: int) -> BookSnapshot | BookDelta:
+        try:
+            return self._book_unchecked(msg, symbol, recv_ts)
+        except ValueError as exc:  # a price or size refused by the DecimalCache (limits.py)
+            raise ProtocolError(
+                f"bad Kraken book message: {exc}", venue=VENUE, symbol=symbol, channel="book"
+            ) from exc
+
+    def _book_unchecked(
+        self, msg: _BookFrame, symbol: str, recv_ts: int
+    ) -> BookSnapshot | BookDelta:
         first = msg.first
         if first.snap_asks is not None or first.snap_bids is not None:
             asks = first.snap_asks or []
@@ -663,8 +688,8 @@ class KrakenV2Codec(_SymbolCache, Codec):
     )
     contiguous_trade_ids: ClassVar[bool] = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(limits=limits)
         self._head_decoder = msgspec.json.Decoder(_V2Head)
         self._book_decoder = msgspec.json.Decoder(_V2BookMsg)
         self._trade_decoder = msgspec.json.Decoder(_V2TradeMsg)
@@ -736,11 +761,37 @@ class KrakenV2Codec(_SymbolCache, Codec):
 
     def _book(self, msg: _V2BookMsg, recv_ts: int) -> list[Decoded]:
         out: list[Decoded] = []
+        limits = self.limits
         for book in msg.data:
-            bids = tuple([_new(BookLevel, (lv.price, lv.qty)) for lv in book.bids])
-            asks = tuple([_new(BookLevel, (lv.price, lv.qty)) for lv in book.asks])
-            ts = _dt_ns(book.timestamp) if book.timestamp is not None else 0
             symbol = self.symbol(book.symbol)
+            try:
+                if len(book.bids) + len(book.asks) > limits.max_levels_per_message:
+                    raise ValueError("too many levels (limits.max_levels_per_message)")
+                # JSON numbers decoded straight to Decimal: each is checked here, since no
+                # DecimalCache sees them (a 1e300000000 would cost gigabytes in the checksum).
+                bids = tuple(
+                    [
+                        _new(
+                            BookLevel,
+                            (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)),
+                        )
+                        for lv in book.bids
+                    ]
+                )
+                asks = tuple(
+                    [
+                        _new(
+                            BookLevel,
+                            (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)),
+                        )
+                        for lv in book.asks
+                    ]
+                )
+            except ValueError as exc:
+                raise ProtocolError(
+                    f"bad Kraken v2 book message: {exc}", venue=VENUE, symbol=symbol, channel="book"
+                ) from exc
+            ts = _dt_ns(book.timestamp) if book.timestamp is not None else 0
             if msg.type == "snapshot":
                 out.append(
                     BookSnapshot(
@@ -776,6 +827,10 @@ class KrakenV2Codec(_SymbolCache, Codec):
                 side = Side.SELL
             else:
                 raise ProtocolError(f"Kraken trade side {t.side!r}", venue=VENUE)
+            check_decimal(t.price, self.limits)
+            check_decimal(t.qty, self.limits)
+            if not t.price or not t.qty:
+                raise ValueError("a trade's price and size must be > 0")
             out.append(
                 Trade(
                     venue=VENUE,
@@ -791,6 +846,10 @@ class KrakenV2Codec(_SymbolCache, Codec):
         return out
 
     def _tickers(self, msg: _V2TickerMsg, recv_ts: int) -> list[Decoded]:
+        for t in msg.data:
+            for value in (t.bid, t.bid_qty, t.ask, t.ask_qty, t.last, t.volume):
+                if value is not None:
+                    check_decimal(value, self.limits)
         return [
             Ticker(
                 venue=VENUE,

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..exceptions import ProtocolError
+from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
     BookSnapshot,
@@ -235,6 +236,15 @@ _KNOWN_TYPES = frozenset(
     }
 )
 _CHANNELS = {c.value: c for c in Channel}
+_TAG_CHANNELS = {
+    "trade": Channel.TRADES.value,
+    "book_snapshot": Channel.BOOK.value,
+    "book_update": Channel.BOOK.value,
+    "candle": Channel.CANDLES.value,
+    "ticker": Channel.TICKER.value,
+    "order": Channel.ORDERS.value,
+    "fill": Channel.FILLS.value,
+}
 _QUOTED = re.compile(r"'([^']+)'")
 _MAX_PENDING = 4096
 _ZERO = Decimal(0)
@@ -258,10 +268,13 @@ class SimCodec(Codec):
     channels: ClassVar[frozenset[Channel]] = frozenset(Channel)
     contiguous_trade_ids: ClassVar[bool] = True
 
-    def __init__(self, *, decimals: DecimalCache | None = None) -> None:
-        super().__init__()
-        self.decimals = decimals if decimals is not None else DecimalCache()
+    def __init__(
+        self, *, decimals: DecimalCache | None = None, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
+        super().__init__(limits=limits)
+        self.decimals = decimals if decimals is not None else DecimalCache(limits=limits)
         self._levels = wire_level_decoder(self.decimals)
+        self._max_levels = limits.max_levels_per_message
         self._pending: dict[int, tuple[Subscription, ...]] = {}
 
     # -- symbols -------------------------------------------------------------------------------
@@ -310,8 +323,8 @@ class SimCodec(Codec):
             msg = _DECODER.decode(frame)
         except msgspec.ValidationError as exc:
             return self._undecodable(frame, exc)
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"malformed frame: {exc}", venue=VENUE) from exc
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise ProtocolError(f"malformed frame: {_short(exc)}", venue=VENUE) from exc
         try:
             # The trade is the hot message: tested first, built inline.
             if type(msg) is _Trade:
@@ -329,12 +342,14 @@ class SimCodec(Codec):
                     )
                 ]
             return self._convert(msg, recv_ts)
-        except msgspec.DecodeError as exc:  # a level array that is not [[price, size], ...]
+        except (msgspec.DecodeError, RecursionError) as exc:  # a level array, not [[p, q], ...]
             tag = type(msg).__struct_config__.tag
-            raise ProtocolError(f"bad {tag} message: {exc}", venue=VENUE) from exc
-        except ValueError as exc:  # a price or size that is not a finite decimal
             raise ProtocolError(
-                f"bad number in {type(msg).__name__[1:]}: {exc}", venue=VENUE
+                f"bad {tag} message: {_short(exc)}", venue=VENUE, **_stream_of(msg)
+            ) from exc
+        except ValueError as exc:  # a price or size that is not a valid decimal (limits.py)
+            raise ProtocolError(
+                f"bad number in {type(msg).__name__[1:]}: {exc}", venue=VENUE, **_stream_of(msg)
             ) from exc
 
     def _undecodable(
@@ -342,7 +357,7 @@ class SimCodec(Codec):
     ) -> list[Decoded]:
         try:
             envelope = _ENVELOPE.decode(frame)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise ProtocolError(f"malformed frame: {exc}", venue=VENUE) from exc
         if envelope.type in _KNOWN_TYPES:
             raise ProtocolError(f"bad {envelope.type} message: {exc}", venue=VENUE) from exc
@@ -366,6 +381,8 @@ class SimCodec(Codec):
         d = self.decimals
         match msg:
             case _BookUpdate():
+                # No level count check here, the per-diff hot path: a diff's levels cost time
+                # linear in its bytes (bounded by limits.max_message_size), never more.
                 return [
                     BookDelta(
                         venue=VENUE,
@@ -380,12 +397,16 @@ class SimCodec(Codec):
                     )
                 ]
             case _BookSnapshot():
+                bids = self._levels(msg.bids)
+                asks = self._levels(msg.asks)
+                if len(bids) + len(asks) > self._max_levels:
+                    raise ValueError(_too_many(len(bids) + len(asks)))
                 return [
                     BookSnapshot(
                         venue=VENUE,
                         symbol=msg.symbol,
-                        bids=self._levels(msg.bids),
-                        asks=self._levels(msg.asks),
+                        bids=bids,
+                        asks=asks,
                         sequence=msg.seq,
                         checksum=msg.checksum,
                         ts=msg.ts,
@@ -509,3 +530,20 @@ class SimCodec(Codec):
             channel=channel,
             fatal=msg.code in FATAL_ERROR_CODES,
         )
+
+
+def _stream_of(msg: Any) -> dict[str, str | None]:
+    """The stream a decoded but invalid message belonged to (ProtocolError's keywords)."""
+    tag = type(msg).__struct_config__.tag
+    channel = _TAG_CHANNELS.get(tag) if isinstance(tag, str) else None
+    return {"symbol": getattr(msg, "symbol", None), "channel": channel}
+
+
+def _too_many(n: int) -> str:
+    return f"{n} levels in one message (limits.max_levels_per_message)"
+
+
+def _short(exc: BaseException) -> str:
+    """An error's message, bounded (a RecursionError's or a huge value's can be long)."""
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -28,6 +28,7 @@ from ..exceptions import (
     TickloopError,
 )
 from ..fields import Selection
+from ..limits import DEFAULT_LIMITS, check_decimal
 from ..models import (
     Balance,
     BookLevel,
@@ -186,8 +187,23 @@ _encoder = msgspec.json.Encoder()
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, what: str) -> Any:
     try:
         return decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
+        text = str(exc)[:200]
+        raise ProtocolError(f"malformed {what} answer: {text}", venue=VENUE) from None
+
+
+def _checked_levels(levels: Any, what: str) -> tuple[BookLevel, ...]:
+    """Levels of a REST answer, each number bounded (tickloop.limits): msgspec decoded them
+    straight to Decimal, so no DecimalCache has seen them."""
+    try:
+        if len(levels) > DEFAULT_LIMITS.max_levels_per_message:
+            raise ValueError(f"{len(levels)} levels (limits.max_levels_per_message)")
+        for price, size in levels:
+            check_decimal(price)
+            check_decimal(size)
+    except ValueError as exc:
         raise ProtocolError(f"malformed {what} answer: {exc}", venue=VENUE) from None
+    return tuple(levels)
 
 
 def _number(value: Decimal | str | int, name: str) -> str:
@@ -271,8 +287,8 @@ class SimRest(PublicRest):
         return BookSnapshot(
             venue=VENUE,
             symbol=symbol,
-            bids=tuple(book.bids),
-            asks=tuple(book.asks),
+            bids=_checked_levels(book.bids, "book"),
+            asks=_checked_levels(book.asks, "book"),
             sequence=book.seq,
             checksum=book.checksum,
             ts=book.ts,
@@ -293,6 +309,15 @@ class SimRest(PublicRest):
         return RestRequest("GET", f"/trades/{_symbol_path(symbol)}", params=tuple(params))
 
     def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]:
+        trades = _decode(_dec_trades, body, "trades")
+        try:
+            for t in trades:
+                check_decimal(t.price)
+                check_decimal(t.size)
+                if not t.price or not t.size:
+                    raise ValueError("a trade's price and size must be > 0")
+        except ValueError as exc:
+            raise ProtocolError(f"malformed trades answer: {exc}", venue=VENUE) from None
         return [
             Trade(
                 venue=VENUE,
@@ -304,7 +329,7 @@ class SimRest(PublicRest):
                 ts=t.ts,
                 recv_ts=recv_ts,
             )
-            for t in _decode(_dec_trades, body, "trades")
+            for t in trades
         ]
 
     def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> TickloopError:
