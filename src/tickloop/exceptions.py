@@ -20,7 +20,8 @@ data (venue, symbol, field, codes) as attributes, and never carry secrets.
     │   ├── SubscriptionError  the venue refused a subscription (unknown symbol, auth): not retried
     │   └── ConsumerOverflow   a consumer fell too far behind a stream that must not drop data
     ├── BookError              a local order book cannot be (re)built
-    └── BusError               the event bus is closed, or its backend failed (Redis)
+    ├── BusError               the event bus is closed, or its backend failed (Redis)
+    └── StoreError             the runtime's store cannot be opened, migrated or written
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "OrderRejected",
     "ProtocolError",
     "RateLimitError",
+    "StoreError",
     "StreamError",
     "SubscriptionError",
     "TickloopError",
@@ -163,3 +165,7 @@ class BookError(TickloopError):
 class BusError(TickloopError):
     """The event bus cannot do what was asked: it is closed, or its backend failed (the
     backend's own exception, e.g. redis-py's, is kept as ``__cause__``)."""
+
+
+class StoreError(TickloopError):
+    """The runtime's SQLite store failed (sqlite3's exception is kept as ``__cause__``)."""

@@ -1,0 +1,263 @@
+"""The engine against the embedded exchange: many bots on one loop, isolated, scheduled,
+risk-checked, paper-executed and persisted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from tickloop.bus import Event
+from tickloop.exceptions import ConfigError
+from tickloop.models import (
+    BotError,
+    CircuitBreakerFired,
+    Fill,
+    LoopBlocked,
+    OrderEvent,
+    OrderStatus,
+    RiskRejected,
+    Trade,
+)
+from tickloop.runtime import Bot, Engine, RiskLimits
+from tickloop.runtime.store import Store
+from tickloop.sim import SimExchange
+
+D = Decimal
+
+
+async def until(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll ``condition``; the limit only stops a broken run from hanging (not a timing goal)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.01)
+
+
+class Counter(Bot):
+    symbols = ["BTC-USD"]
+    every = 0.05
+
+    def __init__(self, id: str, **params: Any) -> None:
+        super().__init__(id, **params)
+        self.ticks = 0
+        self.trades: list[Trade] = []
+        self.started = self.stopped = False
+
+    async def on_start(self) -> None:
+        self.started = True
+
+    async def on_stop(self) -> None:
+        self.stopped = True
+
+    async def tick(self) -> None:
+        self.ticks += 1
+
+    async def on_trade(self, trade: Trade) -> None:
+        self.trades.append(trade)
+
+
+class SyncCounter(Bot):
+    symbols = ["ETH-USD"]
+    every = 0.05
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.ticks = 0
+        self.trades = 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def on_trade(self, trade: Trade) -> None:
+        self.trades += 1
+
+
+class Raiser(Bot):
+    symbols = ["BTC-USD"]
+    every = 0.02
+
+    async def tick(self) -> None:
+        raise RuntimeError("boom in tick")
+
+
+class Blocker(Bot):
+    symbols = ["BTC-USD"]
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.blocked = False
+
+    def on_trade(self, trade: Trade) -> None:
+        if not self.blocked:
+            self.blocked = True
+            time.sleep(0.25)  # what CPU-bound work in a handler does to the loop
+
+
+def _collect(engine: Engine, pattern: str) -> list[Event]:
+    seen: list[Event] = []
+    engine.bus.subscribe(pattern, handler=seen.append)
+    return seen
+
+
+async def test_bots_get_ticks_and_their_symbols_trades_sync_and_async() -> None:
+    async with SimExchange(seed=3, symbols=["BTC-USD", "ETH-USD"], rate=60) as ex:
+        a, b, s = Counter("a"), Counter("b"), SyncCounter("s")
+        async with Engine([a, b, s], url=ex.ws_url, stagger=0.05) as engine:
+            assert engine.status("a") == "running"
+            await until(lambda: a.ticks >= 3 and b.ticks >= 3 and s.ticks >= 3, "ticks")
+            await until(lambda: len(a.trades) >= 2 and s.trades >= 2, "trades")
+            assert {t.symbol for t in a.trades} == {"BTC-USD"}
+            # one upstream subscription per symbol and channel, whatever the number of bots
+            upstream = engine.feed.upstream()
+            assert upstream, upstream
+            stats = engine.stats("a")
+            assert stats["handlers"]["tick"]["count"] >= 3
+            assert stats["handlers"]["on_trade"]["count"] == len(a.trades)
+            assert a.started
+        assert a.stopped and engine.status("a") == "stopped"
+
+
+async def test_errors_are_isolated_and_the_breaker_pauses_then_resumes() -> None:
+    async with SimExchange(seed=4, symbols=["BTC-USD"], rate=40) as ex:
+        good, bad = Counter("good"), Raiser("bad")
+        async with Engine([good, bad], url=ex.ws_url, breaker_errors=3,
+                          breaker_window=60.0) as engine:
+            errors = _collect(engine, "bot.error.*")
+            breaker = _collect(engine, "bot.breaker.*")
+            await until(lambda: engine.status("bad") == "error", "the breaker fired")
+            assert len(errors) == 3
+            err = errors[0].payload
+            assert isinstance(err, BotError)
+            assert (errors[0].topic, err.bot, err.handler) == ("bot.error.bad", "bad", "tick")
+            assert "RuntimeError: boom in tick" in err.error and "Traceback" in err.traceback
+            assert isinstance(breaker[0].payload, CircuitBreakerFired)
+            assert breaker[0].topic == "bot.breaker.bad"
+            before = good.ticks
+            await until(lambda: good.ticks >= before + 3, "the good bot carries on")
+            assert len(errors) == 3  # paused: no more ticks, no more errors
+            engine.resume("bad")
+            assert engine.status("bad") == "running"
+            await until(lambda: len(errors) >= 4, "ticks again after resume")
+            assert engine.status("good") == "running"
+
+
+async def test_a_blocking_handler_is_named_by_loop_blocked() -> None:
+    async with SimExchange(seed=5, symbols=["BTC-USD"], rate=40) as ex:
+        blocker = Blocker("slowpoke")
+        async with Engine([blocker, Counter("fine")], url=ex.ws_url) as engine:
+            blocked = _collect(engine, "loop.blocked")
+            await until(lambda: bool(blocked), "a LoopBlocked event")
+            event = blocked[0].payload
+            assert isinstance(event, LoopBlocked)
+            assert event.bot == "slowpoke" and event.handler == "on_trade"
+            assert event.duration >= 0.2
+            assert engine.stats("slowpoke")["handlers"]["on_trade"]["max"] >= 0.2
+            assert engine.monitor is not None and engine.monitor.blocked >= 1
+
+
+class Trader(Bot):
+    symbols = ["BTC-USD"]
+    risk = RiskLimits(max_order_notional=D("1000000"), max_position=D("0.05"))
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.orders_seen: list[OrderEvent] = []
+        self.fills: list[Fill] = []
+
+    async def on_order(self, event: OrderEvent) -> None:
+        self.orders_seen.append(event)
+
+    async def on_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+
+
+async def test_paper_market_order_fills_and_risk_rejects_before_the_venue() -> None:
+    async with SimExchange(seed=6, symbols=["BTC-USD"], rate=40) as ex:
+        bot = Trader("t1")
+        async with Engine([bot], url=ex.ws_url) as engine:
+            rejected = _collect(engine, "risk.rejected.*")
+            await until(lambda: (engine.book("BTC-USD") is not None
+                                 and engine.book("BTC-USD").valid), "a valid local book")
+            order = await bot.buy("BTC-USD", "0.01")
+            assert order.status is OrderStatus.FILLED
+            await until(lambda: len(bot.fills) >= 1, "on_fill")
+            assert bot.position("BTC-USD").size == D("0.01")
+            assert bot.fills[0].price >= D(0)
+            placed = len(engine.executor.matcher._orders)  # type: ignore[attr-defined]
+            refused = await bot.buy("BTC-USD", "0.1")  # past max_position
+            assert refused.status is OrderStatus.REJECTED
+            assert "max_position" in (refused.reject_reason or "")
+            assert len(engine.executor.matcher._orders) == placed  # type: ignore[attr-defined]
+            assert isinstance(rejected[0].payload, RiskRejected)
+            assert rejected[0].topic == "risk.rejected.t1"
+            assert rejected[0].payload.check == "max_position"
+            # the kill switch refuses everything and cancels what rests
+            book = engine.book("BTC-USD")
+            assert book is not None and book.best_bid is not None
+            resting = await bot.buy("BTC-USD", "0.01", price=str(book.best_bid - 100))
+            assert resting.status is OrderStatus.OPEN and len(bot.orders) == 1
+            await engine.kill("t1")
+            assert bot.orders == []
+            assert (await bot.sell("BTC-USD", "0.01")).status is OrderStatus.REJECTED
+            assert rejected[-1].payload.check == "kill_switch"
+
+
+class Params(msgspec.Struct):
+    fast: int = 5
+    slow: int = 20
+    size: Decimal = D("0.01")
+
+
+class WithParams(Bot):
+    Params = Params
+
+
+def test_parameters_are_typed_and_a_bad_one_is_named() -> None:
+    bot = WithParams("p1", fast=3, size="0.5")
+    assert (bot.params.fast, bot.params.slow, bot.params.size) == (3, 20, D("0.5"))
+    with pytest.raises(ConfigError) as err:
+        WithParams("p2", fast="quick")
+    assert err.value.field == "fast" and "fast" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        WithParams("p3", fats=3)
+    assert err.value.field == "fats"
+    with pytest.raises(ConfigError) as err:
+        Bot("bad id!")
+    assert err.value.field == "id"
+
+
+class Persistent(Bot):
+    symbols = ["BTC-USD"]
+    every = 0.02
+
+    async def tick(self) -> None:
+        self.state["ticks"] = self.state.get("ticks", 0) + 1
+
+
+async def test_state_persists_across_restarts_and_events_are_stored(tmp_path: Path) -> None:
+    path = tmp_path / "rt.db"
+    async with SimExchange(seed=7, symbols=["BTC-USD"], rate=20) as ex:
+        first = Persistent("keeper")
+        async with Engine([first, Raiser("bad")], url=ex.ws_url, store=path,
+                          breaker_errors=2) as engine:
+            await until(lambda: first.state.get("ticks", 0) >= 3, "ticks")
+            await until(lambda: engine.status("bad") == "error", "breaker")
+        ticks = first.state["ticks"]
+        second = Persistent("keeper")
+        async with Engine([second], url=ex.ws_url, store=path):
+            assert second.state["ticks"] >= ticks
+    async with Store(path) as store:
+        errors = await store.events(bot="bad", type="bot_error")
+        assert len(errors.items) == 2
+        assert len((await store.events(type="circuit_breaker")).items) == 1
+        assert await store.integrity_check() == "ok"
