@@ -367,6 +367,9 @@ class Bus:
         if type(event) is Event and event.type == _BUS_DROPPED:
             return  # counted; a lost notice never schedules another one
         self._drops_due[inbox] = None
+        # Until the notice goes out, further drops need no call at all (the drop path of a
+        # stalled subscriber stays as cheap as its append path).
+        inbox.on_drop = None
         if self._notice_timer is None and not self._closed:
             loop = self._loop
             if loop is None:
@@ -381,6 +384,7 @@ class Bus:
         self._notice_timer = None
         due, self._drops_due = self._drops_due, {}
         for inbox in due:
+            inbox.on_drop = self._on_drop
             total = inbox.stats.dropped
             delta = total - inbox.announced
             if delta <= 0:

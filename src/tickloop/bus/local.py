@@ -196,23 +196,25 @@ class LocalBus(Bus):
         calls = route.calls
         if not calls:
             return event
-        route.count += 1
-        if self._depth:
+        if self._depth:  # published by a handler: delivered once the outer event is
+            route.count += 1
             self._pending.append((route, event))
             return event
+        if not route.direct:
+            # Only buffers: pushing never runs user code, so nothing can publish meanwhile.
+            for call in calls:
+                call(event)
+            return event
+        route.count += 1
         self._depth = 1
         try:
-            if route.direct:
-                i = 0
-                try:
-                    for call in calls:
-                        call(event)
-                        i += 1
-                except Exception as exc:
-                    self._failed_at(route, event, i, exc)
-            else:
+            i = 0
+            try:
                 for call in calls:
                     call(event)
+                    i += 1
+            except Exception as exc:
+                self._failed_at(route, event, i, exc)
             if self._pending:
                 self._drain()
         finally:

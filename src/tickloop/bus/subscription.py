@@ -174,9 +174,11 @@ class Inbox(Consumer):
                 else:
                     lost = events
                 self.stats.dropped += len(lost)
-                if self.on_drop is not None:
-                    for event in lost:
-                        self.on_drop(self, event)
+                for event in lost:
+                    on_drop = self.on_drop  # (the bus clears it until its next notice)
+                    if on_drop is None:
+                        break
+                    on_drop(self, event)
             self._wake()
         elif policy is Overflow.BACKPRESSURE and self._handler is None:
             buffer.extend(events)
