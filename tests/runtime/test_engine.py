@@ -261,3 +261,44 @@ async def test_state_persists_across_restarts_and_events_are_stored(tmp_path: Pa
         assert len(errors.items) == 2
         assert len((await store.events(type="circuit_breaker")).items) == 1
         assert await store.integrity_check() == "ok"
+
+
+class Offloader(Bot):
+    symbols = ["BTC-USD"]
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.result: int | None = None
+
+    async def on_start(self) -> None:
+        self.log.info("offloading")
+        self.result = await self.offload(pow, 2, 20)
+
+
+async def test_offload_log_pause_stop_and_the_venue_call_timeout(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tickloop.exceptions import TimeoutError as TickloopTimeout
+    from tickloop.runtime import PaperExecutor
+
+    caplog.set_level("INFO", logger="tickloop.bot")
+    async with SimExchange(seed=8, symbols=["BTC-USD"], rate=40) as ex:
+        off, counter, trader = Offloader("off"), Counter("c"), Trader("slowvenue")
+        async with Engine([off, counter, trader], url=ex.ws_url, call_timeout=0.05,
+                          executor=PaperExecutor(latency=5.0)) as engine:
+            assert off.result == 2 ** 20  # computed in the process pool
+            assert engine._pool is not None
+            record = next(r for r in caplog.records if r.getMessage() == "[off] offloading")
+            assert record.bot == "off"  # type: ignore[attr-defined]
+            # a venue call that hangs is cut at call_timeout, on the engine's clock
+            with pytest.raises(TickloopTimeout):
+                await trader.buy("BTC-USD", "0.01")
+            engine.pause("c")
+            assert engine.status("c") == "paused"
+            ticks = counter.ticks
+            await asyncio.sleep(0.2)
+            assert counter.ticks == ticks  # a paused bot gets no ticks
+            engine.resume("c")
+            await until(lambda: counter.ticks > ticks, "ticks after resume")
+            await engine.stop("c")
+            assert engine.status("c") == "stopped" and counter.stopped
+        assert engine._pool is None  # shut down with the engine

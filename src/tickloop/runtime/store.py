@@ -180,6 +180,9 @@ class Store:
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        except BaseException:
+            await self.close()  # e.g. a schema newer than this tickloop: no thread left behind
+            raise
 
     async def close(self) -> None:
         db, self._db = self._db, None
