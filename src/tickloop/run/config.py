@@ -86,7 +86,8 @@ class BusConfig(_Section):
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = 8000
+    #: none: 8000, or the next free port when it is taken
+    port: int | None = None
     #: the control token; "" means ``$TICKLOOP_TOKEN``, else one generated into ``token_file``
     token: str = ""
     #: where a generated token is written; "" means ``~/.local/state/tickloop/token``
@@ -291,6 +292,7 @@ class Prepared:
     risk: RiskLimits
     bot_risk: dict[str, RiskLimits]  # bot id -> its own limits from [bots.risk]
     store_path: Path
+    token_file: Path | None  # where a generated control token goes (None: the default)
     embedded: bool  # the embedded exchange is started
 
 
@@ -380,7 +382,7 @@ def validate(config: RunConfig, *, environ: dict[str, str] | None = None) -> Pre
                               field=f"symbols[{n}]")
     config.symbols = symbols
     server = config.server
-    if not 0 <= server.port <= 65535:
+    if server.port is not None and not 0 <= server.port <= 65535:
         raise ConfigError(f"server.port: must be within 0..65535, got {server.port}",
                           field="server.port")
     if server.replay < 1:
@@ -424,8 +426,9 @@ def validate(config: RunConfig, *, environ: dict[str, str] | None = None) -> Pre
     store = Path(config.store.path or default_store_path()).expanduser()
     if store.exists() and not store.is_file():
         raise ConfigError(f"store.path: {store} is not a file", field="store.path")
+    token_file = Path(server.token_file).expanduser() if server.token_file else None
     return Prepared(config=config, bots=bots, risk=risk, bot_risk=bot_risk, store_path=store,
-                    embedded=embedded)
+                    token_file=token_file, embedded=embedded)
 
 
 EXAMPLE_CONFIG = '''\
@@ -462,7 +465,7 @@ url = ""
 
 [server]
 host = "127.0.0.1"     # a non-loopback address needs a token you chose
-port = 8000            # taken: the next free one, unless you set it here or with --port
+# port = 8000          # absent: 8000, or the next free one when taken (set: exactly this)
 # The control token (Authorization: Bearer ...). "" : $TICKLOOP_TOKEN, else a new one written
 # to token_file ("" : ~/.local/state/tickloop/token), readable only by you.
 token = ""

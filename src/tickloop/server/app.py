@@ -59,8 +59,9 @@ class Platform:
     ``bus`` carries the events the SSE stream and the dashboard show; ``feeds`` are the
     StreamClients attached to it (``bus.attach``), read for their local books and counters;
     ``rest`` are the venues' REST clients, one per venue, for markets; ``engine`` is the bot
-    runtime (started, on the same bus), and ``store`` the store its history is read from (the
-    engine's own by default).
+    runtime (on the same bus, started before the app starts), and ``store`` the store its
+    history is read from (by default the engine's, if it was started when the platform was
+    made).
     """
 
     bus: Bus
@@ -86,11 +87,8 @@ class Platform:
             if client.venue in self._rest_by_venue:
                 raise ConfigError(f"two REST clients of venue {client.venue!r}", field="rest")
             self._rest_by_venue[client.venue] = client
-        if self.engine is not None:
-            if self.engine.bus is not self.bus:
-                raise ConfigError("the engine runs on another bus", field="engine")
-            if self.store is None:
-                self.store = self.engine.store
+        if self.engine is not None and self.store is None:
+            self.store = self.engine.store  # None before the engine started: give store=
         if not self.rest_timeout > 0:
             raise ConfigError("rest_timeout must be > 0", field="rest_timeout")
 
@@ -137,6 +135,10 @@ class TickloopApp(FastAPI):
             return
         if self.platform.bus.closed:
             raise ConfigError("the bus is closed", field="bus")
+        engine = self.platform.engine
+        if engine is not None and engine.bus is not self.platform.bus:
+            raise ConfigError("the engine runs on another bus (or is not started)",
+                              field="engine")
         await self.hub.start()
         self.lag.start()
         if self.bots is not None:
