@@ -138,7 +138,7 @@ def _default_bots() -> list[BotConfig]:
         BotConfig(id="sma", cls="SmaCross", symbols=["BTC-USD"], every=0.5,
                   params={"fast": 5, "slow": 20, "size": "0.01"}),
         BotConfig(id="maker", cls="MarketMaker", symbols=["ETH-USD"], every=1.0,
-                  params={"spread": "0.002", "size": "0.1", "max_inventory": "0.5"}),
+                  params={"spread": "0.0005", "size": "0.1", "max_inventory": "0.5"}),
         BotConfig(id="meanrev", cls="MeanReversion", symbols=["BTC-USD"], every=0.5,
                   params={"window": 30, "entry": "1.5", "exit": "0.5", "size": "0.01"}),
     ]
@@ -503,7 +503,7 @@ id = "maker"
 class = "MarketMaker"
 symbols = ["ETH-USD"]
 every = 1.0
-params = { spread = "0.002", size = "0.1", max_inventory = "0.5" }
+params = { spread = "0.0005", size = "0.1", max_inventory = "0.5" }
 
 [[bots]]
 id = "meanrev"
