@@ -120,6 +120,8 @@ class TickloopApp(FastAPI):
         if platform.engine is not None:
             self.bots = BotTracker(platform.engine)
             self.registry.register(BotCollector(self.bots))
+            if _bus_started(platform.bus):  # follow the bots from now, not from the start
+                self.bots.start(platform.bus)
         self._started = False
         self._closed = False
 
