@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     any other tickloop error (a venue or server that cannot be reached, a refused token) one
     line and exit 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # a command's typer.Exit(code) is returned here
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

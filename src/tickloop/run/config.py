@@ -411,6 +411,13 @@ def validate(config: RunConfig, *, environ: dict[str, str] | None = None) -> Pre
     if config.bus.url and not re.match(r"^(redis|rediss|unix)://", config.bus.url):
         raise ConfigError(f"bus.url: {config.bus.url!r} is not a redis:// address "
                           "(leave it empty for the in-process bus)", field="bus.url")
+    if config.bus.url:
+        from ..bus import Bus
+
+        try:  # only made, not started: says whether the backend is installed
+            Bus(config.bus.url)
+        except ConfigError as exc:
+            raise ConfigError(f"bus.url: {exc.message}", field="bus.url") from None
     risk = _limits(config.risk, "risk")
     bots: list[Bot] = []
     bot_risk: dict[str, RiskLimits] = {}
