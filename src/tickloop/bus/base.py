@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..client.consumers import _is_async
 from ..exceptions import BusError, ConfigError
 from ..models import BusDropped, HandlerFailed
 from .events import _TYPE_OF, Event, EventType, event_type_of
@@ -252,8 +253,14 @@ class Bus:
         if name in self._names:
             raise ConfigError(f"a subscription named {name!r} is already on this bus",
                               field="name")
-        if handler is not None and self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        if handler is not None and _is_async(handler):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise ConfigError("an async handler needs a running event loop (subscribe "
+                                  "inside async code)", field="handler") from None
+            if self._loop is None:
+                self._loop = loop
         inbox = Inbox(pats, policy=pol, maxsize=maxsize, name=name, key=key,
                       low_water=low_water, group=group)
         inbox.on_drop = self._on_drop

@@ -20,7 +20,8 @@ The backend seam (used by :mod:`tickloop.bus.local` and the Redis Streams backen
 
 * ``inbox.push(event)`` delivers one event, ``inbox.push_many(events)`` a batch, both plain calls;
 * ``inbox.matches(topic)`` tells whether the subscription's patterns match a topic;
-* ``inbox.set_on_done(fn)``: ``fn(event)`` is then called exactly once per event after it was
+* ``inbox.set_on_done(fn)`` (in the backend's ``_attach``, before any event is pushed):
+  ``fn(event)`` is then called exactly once per event after it was
   *handled* (a handler returned without raising) or *consumed* (an ``async for`` consumer took it
   and asked for the next one, or closed the subscription after taking it). It is never called
   for an event that was dropped, conflated away, left in the buffer at close, or whose handler
