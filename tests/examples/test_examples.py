@@ -85,3 +85,5 @@ async def test_all_three_trade_on_the_sim_on_paper() -> None:
             assert errors == []
             mm = engine.stats("mm")["handlers"]["tick"]
             assert mm["count"] >= 1 and mm["errors"] == 0
+        # leaving the engine cancelled every resting order (cancel_on_stop)
+        assert [engine.executor.open_orders(b.id) for b in bots] == [[], [], []]

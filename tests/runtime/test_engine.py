@@ -16,13 +16,16 @@ import pytest
 from tickloop.bus import Event
 from tickloop.exceptions import ConfigError
 from tickloop.models import (
+    BookSnapshot,
     BotError,
+    Candle,
     CircuitBreakerFired,
     Fill,
     LoopBlocked,
     OrderEvent,
     OrderStatus,
     RiskRejected,
+    Ticker,
     Trade,
 )
 from tickloop.runtime import Bot, Engine, RiskLimits
@@ -81,6 +84,25 @@ class SyncCounter(Bot):
         self.trades += 1
 
 
+class AllChannels(Bot):
+    symbols = ["BTC-USD"]
+    channels = ("books", "tickers", "candles")
+    candle_interval = "1s"
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.got: dict[str, list[Any]] = {"book": [], "ticker": [], "candle": []}
+
+    def on_book(self, book: BookSnapshot) -> None:
+        self.got["book"].append(book)
+
+    async def on_ticker(self, ticker: Ticker) -> None:
+        self.got["ticker"].append(ticker)
+
+    def on_candle(self, candle: Candle) -> None:
+        self.got["candle"].append(candle)
+
+
 class Raiser(Bot):
     symbols = ["BTC-USD"]
     every = 0.02
@@ -126,6 +148,18 @@ async def test_bots_get_ticks_and_their_symbols_trades_sync_and_async() -> None:
         assert a.stopped and engine.status("a") == "stopped"
 
 
+async def test_books_tickers_and_candles_reach_the_bots_that_declared_them() -> None:
+    async with SimExchange(seed=9, symbols=["BTC-USD"], rate=60) as ex:
+        bot, trades_only = AllChannels("all"), Counter("t")
+        async with Engine([bot, trades_only], url=ex.ws_url):
+            await until(lambda: all(bot.got.values()), "a book, a ticker and a candle")
+            book = bot.got["book"][-1]
+            assert isinstance(book, BookSnapshot) and book.symbol == "BTC-USD"
+            assert 0 < len(book.bids) <= 10 and book.bids[0].price < book.asks[0].price
+            assert isinstance(bot.got["ticker"][0], Ticker)
+            assert bot.got["candle"][0].interval == "1s"
+
+
 async def test_errors_are_isolated_and_the_breaker_pauses_then_resumes() -> None:
     async with SimExchange(seed=4, symbols=["BTC-USD"], rate=40) as ex:
         good, bad = Counter("good"), Raiser("bad")
@@ -155,13 +189,18 @@ async def test_a_blocking_handler_is_named_by_loop_blocked() -> None:
         blocker = Blocker("slowpoke")
         async with Engine([blocker, Counter("fine")], url=ex.ws_url) as engine:
             blocked = _collect(engine, "loop.blocked")
-            await until(lambda: bool(blocked), "a LoopBlocked event")
-            event = blocked[0].payload
+            # a loaded machine may stall the loop on its own too (bot None): find the bot's
+            await until(lambda: any(e.payload.bot == "slowpoke" for e in blocked),
+                        "a LoopBlocked event naming the bot")
+            event = next(e.payload for e in blocked if e.payload.bot == "slowpoke")
             assert isinstance(event, LoopBlocked)
-            assert event.bot == "slowpoke" and event.handler == "on_trade"
+            assert event.handler == "on_trade"
             assert event.duration >= 0.2
             assert engine.stats("slowpoke")["handlers"]["on_trade"]["max"] >= 0.2
             assert engine.monitor is not None and engine.monitor.blocked >= 1
+            overall = engine.stats()
+            assert set(overall["bots"]) == {"slowpoke", "fine"}
+            assert overall["loop"]["blocked"] >= 1 and overall["loop"]["lag_max"] >= 0.1
 
 
 class Trader(Bot):
@@ -249,9 +288,13 @@ async def test_state_persists_across_restarts_and_events_are_stored(tmp_path: Pa
     async with SimExchange(seed=7, symbols=["BTC-USD"], rate=20) as ex:
         first = Persistent("keeper")
         async with Engine([first, Raiser("bad")], url=ex.ws_url, store=path,
-                          breaker_errors=2) as engine:
+                          breaker_errors=2, equity_every=0.05) as engine:
             await until(lambda: first.state.get("ticks", 0) >= 3, "ticks")
             await until(lambda: engine.status("bad") == "error", "breaker")
+            refused = await first.buy("BTC-USD", "0")
+            assert refused.status is OrderStatus.REJECTED
+            equities = _collect(engine, "bot.equity.keeper")
+            await until(lambda: len(equities) >= 2, "equity snapshots")
         ticks = first.state["ticks"]
         second = Persistent("keeper")
         async with Engine([second], url=ex.ws_url, store=path):
@@ -260,6 +303,10 @@ async def test_state_persists_across_restarts_and_events_are_stored(tmp_path: Pa
         errors = await store.events(bot="bad", type="bot_error")
         assert len(errors.items) == 2
         assert len((await store.events(type="circuit_breaker")).items) == 1
+        rejected = (await store.events(type="risk_rejected")).items
+        assert [(r["bot"], r["payload"]["check"]) for r in rejected] == [("keeper", "size")]
+        snapshots = (await store.equity(bot="keeper")).items
+        assert len(snapshots) >= 2 and snapshots[0]["equity"] == "10000"
         assert await store.integrity_check() == "ok"
 
 
@@ -294,6 +341,7 @@ async def test_offload_log_pause_stop_and_the_venue_call_timeout(
                 await trader.buy("BTC-USD", "0.01")
             engine.pause("c")
             assert engine.status("c") == "paused"
+            await asyncio.sleep(0.05)  # a tick started before the pause may still finish
             ticks = counter.ticks
             await asyncio.sleep(0.2)
             assert counter.ticks == ticks  # a paused bot gets no ticks
@@ -302,3 +350,32 @@ async def test_offload_log_pause_stop_and_the_venue_call_timeout(
             await engine.stop("c")
             assert engine.status("c") == "stopped" and counter.stopped
         assert engine._pool is None  # shut down with the engine
+
+
+class Listener(Bot):
+    topics = ["bot.signal.*"]
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.events: list[Event] = []
+
+    async def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class Signaller(Bot):
+    symbols = ["BTC-USD"]
+    every = 0.02
+
+    def tick(self) -> None:
+        self.signal("hello", "1", symbol="BTC-USD")
+
+
+async def test_declared_topics_reach_on_event() -> None:
+    async with SimExchange(seed=10, symbols=["BTC-USD"], rate=20) as ex:
+        listener = Listener("ears")
+        async with Engine([listener, Signaller("mouth")], url=ex.ws_url):
+            await until(lambda: len(listener.events) >= 2, "signals on_event")
+            first = listener.events[0]
+            assert first.topic == "bot.signal.mouth"
+            assert first.payload.name == "hello" and first.payload.bot == "mouth"

@@ -44,7 +44,8 @@ Theory of operation.
   the loop.
 * **Store.** With ``store=path``, every ``bot.*``, ``risk.*`` and ``loop.*`` event is written
   by a lossless subscriber in batched transactions, bot states are saved with each equity
-  snapshot and at shutdown, and reloaded into ``bot.state`` at start.
+  snapshot and at shutdown, and at start states are reloaded into ``bot.state`` and stored
+  fills replayed into the bots' portfolios. :meth:`Engine.flush` waits for the writer.
 * **Notifiers** (``notifiers=[WebhookNotifier(...), TelegramNotifier(...)]``) are started on
   the bus and closed at shutdown (:mod:`tickloop.runtime.notify`).
 * **Shutdown** (leaving ``async with``): ticks stop, each bot's open orders are cancelled
@@ -350,9 +351,20 @@ class Engine:
         """``"running"``, ``"paused"``, ``"stopped"`` or ``"error"``."""
         return str(self._host(bot_id).status)
 
-    def stats(self, bot_id: str) -> dict[str, Any]:
+    def stats(self, bot_id: str | None = None) -> dict[str, Any]:
         """One bot's handler accounting (per handler: count, total and max seconds, errors),
-        tick overruns, and its mailbox (events waiting, events dropped)."""
+        tick overruns, and its mailbox (events waiting, events dropped). Without ``bot_id``:
+        every bot's, and the loop's lag (p50, p99, max, in seconds) and stalls."""
+        if bot_id is None:
+            monitor = self.monitor
+            p50, p99 = monitor.percentiles(50, 99) if monitor is not None else (0.0, 0.0)
+            return {
+                "bots": {h.id: self.stats(h.id) for h in self._hosts.values()},
+                "loop": {"lag_p50": p50, "lag_p99": p99,
+                         "lag_max": monitor.max_lag if monitor is not None else 0.0,
+                         "blocked": monitor.blocked if monitor is not None else 0},
+                "executor": self.executor.name,
+            }
         host = self._host(bot_id)
         return {
             "status": str(host.status),
