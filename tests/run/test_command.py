@@ -122,6 +122,12 @@ def test_an_unreachable_venue_is_one_line_within_the_duration(tmp_path: Path) ->
                           "within 1 s")
 
 
+def test_book_shows_the_embedded_exchange_s_book(tmp_path: Path) -> None:
+    proc = tickloop(tmp_path, "book", "ETH-USD", "--duration", "3", "--depth", "5")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "ETH-USD depth (seq " in proc.stdout
+
+
 def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ and with ``--symbols``, the default bots are spread over the markets given.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from rich.console import Console
@@ -77,8 +78,22 @@ def run_command(*, config: str | None, check: bool, host: str | None, port: int 
         return 0
     from .platform import run_platform
 
+    _log_to(console)
     outcome = asyncio.run(run_platform(prepared, duration=duration, console=console))
     return outcome.exit_code
+
+
+def _log_to(console: Console) -> None:
+    """tickloop's warnings (a stalled loop, a bot's circuit breaker) through the console, so
+    that they print above the live summary instead of through it."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False,
+                          markup=False)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger("tickloop")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 def init_command(path: str, *, force: bool = False) -> None:
