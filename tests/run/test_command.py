@@ -77,9 +77,16 @@ def test_run_serves_answers_the_commands_and_stops_on_sigterm(tmp_path: Path) ->
 
 
 def test_ctrl_c_stops_it_with_status_130(tmp_path: Path) -> None:
-    run = Running(tmp_path, "--port", "0")
+    run = Running(tmp_path, "--port", "0", TICKLOOP_TOKEN="env-token")
     try:
-        run.wait_for("dashboard: ")
+        url = run.wait_for("dashboard: ").split()[-1]
+        assert run.wait_for("control token: ") == "control token: from TICKLOOP_TOKEN"
+        with httpx.Client(base_url=url, timeout=10) as http:  # the environment's token
+            assert http.post("/api/bots/maker/pause").status_code == 401
+            ok = http.post("/api/bots/maker/pause",
+                           headers={"Authorization": "Bearer env-token"})
+            assert ok.status_code == 200 and ok.json()["status"] == "paused"
+        assert not (tmp_path / "state" / "tickloop" / "token").exists()
         run.proc.send_signal(signal.SIGINT)
         run.proc.wait(timeout=5)
     finally:
