@@ -80,7 +80,7 @@ class StoreConfig(_Section):
 
 
 class BusConfig(_Section):
-    #: "" for the in-process bus, or ``redis://host:port/db`` (needs the Redis backend)
+    #: "" for the in-process bus, or ``redis://host:port/db`` (the Redis Streams backend)
     url: str = ""
 
 
@@ -467,7 +467,7 @@ connect_timeout = 10.0
 path = ""
 
 [bus]
-# "" for the in-process bus, or a Redis URL (redis://127.0.0.1:6379/0) with the Redis backend.
+# "" for the in-process bus, or a Redis URL (redis://127.0.0.1:6379/0): the Redis Streams bus.
 url = ""
 
 [server]
