@@ -12,7 +12,7 @@ import sys
 import typer
 
 from ._version import __version__
-from .exceptions import ConfigError
+from .exceptions import ConfigError, TickloopError
 
 app = typer.Typer(
     name="tickloop",
@@ -36,6 +36,10 @@ def _root(
     ),
 ) -> None:
     """tickloop: stream, book, bus, bots and dashboard in one event loop."""
+
+
+_SERVER_HELP = ("The running instance's address (default: the one `tickloop run` wrote, "
+                "else http://127.0.0.1:8000).")
 
 
 @app.command("sim")
@@ -66,30 +70,105 @@ def _sim(
 
 @app.command("run")
 def _run(
+    config: str | None = typer.Argument(
+        None, help="A TOML config (tickloop init writes one); none: the defaults."),
+    check: bool = typer.Option(False, "--check", help="Only validate the config, then exit."),
+    host: str | None = typer.Option(None, "--host", help="Server address (127.0.0.1)."),
+    port: int | None = typer.Option(
+        None, "--port", help="Server port (8000, or the next free one when not given)."),
+    venue: str | None = typer.Option(None, "--venue", help="sim, binance, coinbase or kraken."),
+    url: str | None = typer.Option(
+        None, "--url", help="The venue's WebSocket address (default: the embedded exchange)."),
+    symbols: str | None = typer.Option(
+        None, "--symbols", help="Comma-separated markets (BTC-USD,ETH-USD)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the embedded exchange."),
+    rate: float | None = typer.Option(
+        None, "--rate", help="Embedded flow steps per second per market."),
+    store: str | None = typer.Option(None, "--store", help="The SQLite store's path."),
+    duration: float | None = typer.Option(
+        None, "--duration", help="Stop after N seconds (counted from the start)."),
+) -> None:
+    """The whole platform: exchange, bots on paper, store, web server and dashboard."""
+    from .run.cli import run_command
+
+    code = run_command(config=config, check=check, host=host, port=port, venue=venue, url=url,
+                       symbols=symbols, seed=seed, rate=rate, store=store, duration=duration)
+    raise typer.Exit(code)
+
+
+@app.command("init")
+def _init(
+    path: str = typer.Argument("tickloop.toml", help="Where to write the example config."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example config (what `tickloop run` does with no file)."""
+    from .run.cli import init_command
+
+    init_command(path, force=force)
+
+
+@app.command("bots")
+def _bots(
+    server: str | None = typer.Option(None, "--server", help=_SERVER_HELP),
+) -> None:
+    """The bots of a running `tickloop run`: status, PnL, errors."""
+    from .run.remote import bots_command
+
+    bots_command(server)
+
+
+@app.command("pause")
+def _pause(
+    bot: str = typer.Argument(..., help="The bot's id."),
+    server: str | None = typer.Option(None, "--server", help=_SERVER_HELP),
+) -> None:
+    """Pause a bot of a running `tickloop run` (needs the control token)."""
+    from .run.remote import control_command
+
+    control_command(server, bot, "pause")
+
+
+@app.command("resume")
+def _resume(
+    bot: str = typer.Argument(..., help="The bot's id."),
+    server: str | None = typer.Option(None, "--server", help=_SERVER_HELP),
+) -> None:
+    """Resume a bot of a running `tickloop run` (needs the control token)."""
+    from .run.remote import control_command
+
+    control_command(server, bot, "resume")
+
+
+@app.command("tail")
+def _tail(
+    type_: list[str] = typer.Option(  # noqa: B008
+        [], "--type", help="Only these event types (repeatable or comma-separated)."),
+    topic: list[str] = typer.Option(  # noqa: B008
+        [], "--topic", help="Only topics matching these globs (repeatable)."),
+    limit: int | None = typer.Option(None, "--limit", help="Stop after N events."),
+    server: str | None = typer.Option(None, "--server", help=_SERVER_HELP),
+) -> None:
+    """Print the events of a running `tickloop run` as they happen (its SSE stream)."""
+    from .run.remote import tail_command
+
+    tail_command(server, types=type_, topics=topic, limit=limit)
+
+
+@app.command("book")
+def _book(
+    symbol: str = typer.Argument(..., help="The market, e.g. BTC-USD."),
+    server: str | None = typer.Option(
+        None, "--server", help="Read the book of a running `tickloop run` at this address."),
     venue: str = typer.Option("sim", "--venue", help="sim, binance, coinbase or kraken."),
     url: str | None = typer.Option(
-        None, "--url", help="WebSocket address (default: start the embedded exchange)."
-    ),
-    symbols: str = typer.Option(
-        "BTC-USD,ETH-USD,SOL-USD", "--symbols", help="Comma-separated markets."
-    ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the embedded exchange."),
-    rate: float = typer.Option(20.0, "--rate", help="Embedded flow steps per second per symbol."),
+        None, "--url", help="The venue's WebSocket address (default: the embedded exchange)."),
+    depth: int = typer.Option(10, "--depth", help="Levels a side."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after N seconds."),
 ) -> None:
-    """Live terminal view of markets through StreamClient (the embedded exchange by default)."""
-    import asyncio
-    import contextlib
+    """A live terminal order book: from the embedded exchange, a venue, or a running server."""
+    from .run.remote import book_command
 
-    from .live import run_live
-
-    names = [s.strip().upper() for s in symbols.split(",") if s.strip()]
-    if not names:
-        raise ConfigError("no symbol given", field="--symbols")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            run_live(venue=venue, url=url, symbols=names, seed=seed, rate=rate, duration=duration)
-        )
+    book_command(symbol, server=server, venue=venue, url=url, depth=depth, duration=duration)
 
 
 @app.command("chaos")
@@ -207,11 +286,12 @@ def _login(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
-    everything else is the sub-command's business."""
+    any other tickloop error (a venue or server that cannot be reached, a refused token) one
+    line and exit 1."""
     try:
-        status = app(args=argv, standalone_mode=False)
-        if isinstance(status, int) and status:  # a sub-command's typer.Exit(code), returned
-            sys.exit(status)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # a command's typer.Exit(code) is returned here
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -219,6 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"tickloop: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except TickloopError as exc:  # an unreachable venue or server, a refused token, ...
+        print(f"tickloop: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
     except Exception as exc:
         # Typer's usage errors (its own or click's, by version) carry exit_code 2.
         if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):

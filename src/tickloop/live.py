@@ -140,7 +140,12 @@ class LiveView:
     # ---------------------------------------------------------------------------- render
     def render(self, now: float | None = None) -> Group:
         now = time.monotonic() if now is None else now
-        table = Table(title=f"tickloop live - {self.venue} {self.url}", expand=False)
+        log = Text("\n".join(self.status_log), style="dim")
+        return Group(self.render_markets(), self.render_footer(now), self.render_ladder(), log)
+
+    def render_markets(self, title: str | None = None) -> Table:
+        """The markets table: top of book, last trades, counts."""
+        table = Table(title=title or f"tickloop live - {self.venue} {self.url}", expand=False)
         columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
             ("market", "left"),
             ("bid", "right"),
@@ -168,14 +173,16 @@ class LiveView:
             table.add_row(
                 market.symbol, bid, ask, spread, last, str(market.trade_count), str(market.volume)
             )
+        return table
+
+    def render_footer(self, now: float) -> Text:
+        """Connection state, message rate, reconnects, gaps, uptime."""
         state = "[green]connected[/]" if self.connected else "[yellow]connecting[/]"
-        footer = Text.from_markup(
+        return Text.from_markup(
             f"{state}   {self.rate:,.0f} msgs/s   reconnects {self.reconnects}   "
             f"stale {self.stale}   gaps {self.gaps} ({self.gaps_recovered} recovered)   "
             f"up {now - self.started:,.0f}s   Ctrl-C to quit"
         )
-        log = Text("\n".join(self.status_log), style="dim")
-        return Group(table, footer, self.render_ladder(), log)
 
     def render_ladder(self) -> Table:
         """The focus market's depth: asks above, bids below, bars of cumulative size."""

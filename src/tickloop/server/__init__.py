@@ -9,7 +9,8 @@ dashboard, in the same event loop as the bus and the feeds.
     async with serve(app, "127.0.0.1", 8000) as served:           # uvicorn as a task of this loop
         ...                                                       # dashboard at served.url
 
-See :mod:`tickloop.server.app` (the routes), :mod:`tickloop.server.events` (the SSE stream and
+See :mod:`tickloop.server.app` (the routes), :mod:`tickloop.server.bots` (the bot runtime's
+routes and metrics), :mod:`tickloop.server.events` (the SSE stream and
 its replay rings), :mod:`tickloop.server.metrics`, :mod:`tickloop.server.auth` (the control
 token), :mod:`tickloop.server.serve`, and docs/server.md.
 """
@@ -25,14 +26,19 @@ from .auth import (
     require_token,
     resolve_token,
 )
+from .bots import LATENCY_BUCKETS, BotCollector, BotInfo, BotTracker, StorePage
 from .events import MARKET_PATTERNS, EventFilter, EventHub, EventStreamResponse, ReplayRing
 from .metrics import LoopLagMonitor, PlatformCollector, make_registry
 from .serve import Served, serve
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "MARKET_PATTERNS",
     "STATIC_DIR",
     "TOKEN_ENV",
+    "BotCollector",
+    "BotInfo",
+    "BotTracker",
     "ControlToken",
     "EventFilter",
     "EventHub",
@@ -42,6 +48,7 @@ __all__ = [
     "PlatformCollector",
     "ReplayRing",
     "Served",
+    "StorePage",
     "TickloopApp",
     "TokenOrigin",
     "check_bind",

@@ -3,8 +3,9 @@
 :class:`Platform` is what the server shows and controls: the bus (required), the stream
 clients whose local books and counters it reads, and the venues' REST clients for markets.
 Each part that is present brings its routes (one router per concern); a part that is absent
-brings none. That is how the bot runtime plugs in: as one more optional part of the platform
-with its own router.
+brings none. The bot runtime plugs in so: with ``engine=`` (a started
+:class:`~tickloop.runtime.Engine`) come the bot routes and per-bot metrics, with its store the
+history routes (:mod:`tickloop.server.bots`).
 
 The app has no lifespan: it runs in the loop of whoever owns the bus and the feeds.
 ``async with app:`` (or ``await app.start()`` / ``await app.aclose()``) starts the event hub and
@@ -36,7 +37,10 @@ from ..client.stream import StreamClient
 from ..exceptions import ConfigError, TickloopError
 from ..exceptions import TimeoutError as TickloopTimeout
 from ..models import BookSnapshot
+from ..runtime.engine import Engine
+from ..runtime.store import Store
 from .auth import ControlToken, require_token, resolve_token
+from .bots import BotCollector, BotTracker, bots_router, history_router
 from .events import EventFilter, EventHub, EventStreamResponse
 from .metrics import LoopLagMonitor, PlatformCollector, make_registry
 
@@ -54,12 +58,17 @@ class Platform:
 
     ``bus`` carries the events the SSE stream and the dashboard show; ``feeds`` are the
     StreamClients attached to it (``bus.attach``), read for their local books and counters;
-    ``rest`` are the venues' REST clients, one per venue, for markets.
+    ``rest`` are the venues' REST clients, one per venue, for markets; ``engine`` is the bot
+    runtime (on the same bus, started before the app starts), and ``store`` the store its
+    history is read from (by default the engine's, if it was started when the platform was
+    made).
     """
 
     bus: Bus
     feeds: Sequence[StreamClient] = ()
     rest: Sequence[AsyncClient] = ()
+    engine: Engine | None = None
+    store: Store | None = None
     #: Seconds a REST call made on behalf of a request may take.
     rest_timeout: float = 10.0
     _feeds_by_venue: dict[str, StreamClient] = field(init=False, repr=False)
@@ -78,6 +87,8 @@ class Platform:
             if client.venue in self._rest_by_venue:
                 raise ConfigError(f"two REST clients of venue {client.venue!r}", field="rest")
             self._rest_by_venue[client.venue] = client
+        if self.engine is not None and self.store is None:
+            self.store = self.engine.store  # None before the engine started: give store=
         if not self.rest_timeout > 0:
             raise ConfigError("rest_timeout must be > 0", field="rest_timeout")
 
@@ -105,6 +116,12 @@ class TickloopApp(FastAPI):
         self.token = token
         self.state.token = token
         self.registry = make_registry(PlatformCollector(platform.bus, platform.feeds, hub, lag))
+        self.bots: BotTracker | None = None
+        if platform.engine is not None:
+            self.bots = BotTracker(platform.engine)
+            self.registry.register(BotCollector(self.bots))
+            if _bus_started(platform.bus):  # follow the bots from now, not from the start
+                self.bots.start(platform.bus)
         self._started = False
         self._closed = False
 
@@ -120,8 +137,14 @@ class TickloopApp(FastAPI):
             return
         if self.platform.bus.closed:
             raise ConfigError("the bus is closed", field="bus")
+        engine = self.platform.engine
+        if engine is not None and engine.bus is not self.platform.bus:
+            raise ConfigError("the engine runs on another bus (or is not started)",
+                              field="engine")
         await self.hub.start()
         self.lag.start()
+        if self.bots is not None:
+            self.bots.start(self.platform.bus)
         self._started = True
 
     async def aclose(self) -> None:
@@ -129,6 +152,8 @@ class TickloopApp(FastAPI):
         if self._closed:
             return
         self._closed = True
+        if self.bots is not None:
+            self.bots.close()
         await self.hub.aclose()
         await self.lag.aclose()
 
@@ -386,6 +411,10 @@ def create_app(
         app.include_router(_markets_router())
     if platform.feeds:
         app.include_router(_books_router())
+    if platform.engine is not None:
+        app.include_router(bots_router())
+    if platform.store is not None:
+        app.include_router(history_router())
     app.include_router(_events_router())
     app.include_router(_control_router())
     app.include_router(_dashboard_router())

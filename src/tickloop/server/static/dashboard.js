@@ -1,5 +1,7 @@
-// tickloop dashboard: one page fed by the server's event stream (/api/events/stream) and its
-// status endpoint (/api/status). Everything it keeps is bounded (candles per symbol, log lines,
+// tickloop dashboard: one page fed by the server's event stream (/api/events/stream), its
+// status endpoint (/api/status) and, when the platform runs bots, /api/bots (the bots table,
+// whose pause/resume buttons call the API with the control token; the equity curve comes from
+// the stream's equity events). Everything it keeps is bounded (candles per symbol, log lines,
 // one book per symbol), and the DOM is touched at most once per animation frame, so an hour of a
 // fast market costs the same memory as a minute. Prices are shown with the venue's digits (the
 // stream carries them as strings); the charts get numbers.
@@ -11,6 +13,9 @@ const MAX_LOG = 200;           // lines in the event log
 const MAX_FILLS = 50;          // rows of the fills table
 const DEPTH_LEVELS = 10;       // rows of the book table
 const STATUS_EVERY_MS = 2000;  // /api/status polling for the health strip
+const BOTS_EVERY_MS = 2000;    // /api/bots polling for the bots table
+const MAX_EQUITY = 2000;       // equity points per bot on the curve
+const BOT_COLOURS = ["#4fc3f7", "#ffb74d", "#ba68c8", "#81c784", "#f06292", "#e0e0e0"];
 const MARKET_TYPES = new Set(["trade", "book", "ticker", "candle", "quote", "book_delta"]);
 
 const $ = (id) => document.getElementById(id);
@@ -26,8 +31,11 @@ let lastEventId = null, source = null, token = sessionStorage.getItem("tickloop-
 // the price it carried; the last DISPLAY_SAMPLES samples, in ms (same host: same clock).
 const DISPLAY_SAMPLES = 2000;
 const display = [];
+const equity = new Map();      // bot -> {series, points, last, colour}
+let equityChart = null, bots = [], botsAvailable = true, dirtyBots = false, dirtyEquity = false;
+let unlocked = false;
 window.tickloop = {received: () => received, markets, books, lastEventId: () => lastEventId,
-                   display: () => display.slice()};
+                   display: () => display.slice(), equity, bots: () => bots};
 
 // ------------------------------------------------------------------------------- rendering
 function askFrame() {
@@ -50,6 +58,135 @@ function render() {
   if (dirtyBook) { dirtyBook = false; renderBook(); }
   if (dirtyLog) { dirtyLog = false; renderLog(); }
   if (dirtyFills) { dirtyFills = false; renderFills(); }
+  if (dirtyBots) { dirtyBots = false; renderBots(); }
+  if (dirtyEquity) { dirtyEquity = false; renderEquityLegend(); }
+}
+
+// ---------------------------------------------------------------------------------- bots
+async function pollBots() {
+  if (!botsAvailable) return;
+  try {
+    const r = await fetch("/api/bots", {cache: "no-store"});
+    if (r.status === 404) { botsAvailable = false; return; }  // no engine in this platform
+    if (r.ok) {
+      bots = await r.json();
+      $("bots-panel").hidden = false;
+      dirtyBots = true;
+      askFrame();
+    }
+  } catch (e) { /* the stream's state already says the server is away */ }
+}
+
+function money(text) {
+  const n = Number(text);
+  return Number.isFinite(n) ? n.toFixed(2) : String(text);
+}
+
+function renderBots() {
+  const rows = [];
+  for (const b of bots) {
+    const tr = document.createElement("tr");
+    tr.dataset.bot = b.id;
+    const held = Object.entries(b.positions || {}).filter(([, v]) => Number(v) !== 0)
+      .map(([s, v]) => `${s} ${v}`).join(", ") || "flat";
+    const pnl = Number(b.pnl);
+    const cells = [
+      [b.id, ""], [b["class"], "class"], [b.status + (b.killed ? " (killed)" : ""), "status"],
+      [money(b.pnl), pnl > 0 ? "pnl up" : pnl < 0 ? "pnl down" : "pnl"], [held, "position"],
+      [String(b.open_orders), "orders"], [String(b.errors), "errors"],
+      [`${(b.handler_seconds * 1000).toFixed(1)} ms`, "handler"], [b.last_error || "", "error"],
+    ];
+    for (const [text, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      if (cls === "status") td.dataset.status = b.status;
+      if (cls === "error") td.title = text;
+      tr.appendChild(td);
+    }
+    const action = b.status === "running" ? "pause" : "resume";
+    const td = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = action;
+    button.dataset.action = action;
+    button.disabled = !unlocked || b.status === "stopped";
+    button.title = unlocked ? `${action} ${b.id}` : "unlock with the control token first";
+    button.addEventListener("click", () => control(b.id, action));
+    td.appendChild(button);
+    tr.appendChild(td);
+    rows.push(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    tr.className = "empty";
+    tr.innerHTML = '<td colspan="10">no bot</td>';
+    rows.push(tr);
+  }
+  $("bots").replaceChildren(...rows);
+  $("bots-note").textContent = unlocked ? "" : "unlock with the control token to pause or resume";
+}
+
+async function control(id, action) {
+  const r = await fetch(`/api/bots/${encodeURIComponent(id)}/${action}`,
+                        {method: "POST", headers: {Authorization: `Bearer ${token}`}});
+  if (r.status === 401) { lock(`refused (${r.status})`); return; }
+  if (r.ok) {
+    const info = await r.json();
+    bots = bots.map((b) => (b.id === info.id ? info : b));
+    addLog("control", `bots.${info.id}`, `${action}: ${info.status}`);
+    dirtyBots = true;
+    askFrame();
+  }
+}
+
+// -------------------------------------------------------------------------------- equity
+function onEquity(e) {
+  if (!e.bot) return;
+  $("equity-panel").hidden = false;
+  if (!equityChart) {
+    equityChart = LightweightCharts.createChart($("equity-plot"), {
+      autoSize: true,
+      layout: {background: {color: "#171d24"}, textColor: "#7d8a99", attributionLogo: true},
+      grid: {vertLines: {color: "#1f2833"}, horzLines: {color: "#1f2833"}},
+      timeScale: {timeVisible: true, secondsVisible: true},
+      rightPriceScale: {borderColor: "#263040"},
+    });
+  }
+  let line = equity.get(e.bot);
+  if (!line) {
+    const colour = BOT_COLOURS[equity.size % BOT_COLOURS.length];
+    const series = equityChart.addSeries(LightweightCharts.LineSeries,
+                                         {color: colour, lineWidth: 2, title: e.bot});
+    line = {series, points: [], last: "", colour};
+    equity.set(e.bot, line);
+  }
+  const time = Math.floor(e.ts / 1e9);
+  const value = Number(e.equity);
+  const points = line.points;
+  const tail = points[points.length - 1];
+  if (tail && time < tail.time) return;          // an older snapshot (a replay): skip it
+  if (tail && time === tail.time) tail.value = value; else points.push({time, value});
+  if (points.length > MAX_EQUITY + 100) {        // bound the chart's copy too
+    points.splice(0, points.length - MAX_EQUITY);
+    line.series.setData(points.map((p) => ({...p})));
+  } else {
+    line.series.update({time, value});
+  }
+  line.last = e.equity;
+  dirtyEquity = true;
+}
+
+function renderEquityLegend() {
+  const spans = [];
+  for (const [bot, line] of equity) {
+    const span = document.createElement("span");
+    span.style.color = line.colour;
+    span.dataset.bot = bot;
+    span.textContent = `${bot} ${money(line.last)}`;
+    spans.push(span);
+  }
+  $("equity-legend").replaceChildren(...spans);
 }
 
 function onFill(fill) {
@@ -190,6 +327,10 @@ function summary(ev) {
     case "handler_failed": return `${p.subscription} ${p.handler}: ${p.error}`;
     case "bot_error": return `${p.bot} ${p.handler}: ${p.error}`;
     case "signal": return `${p.bot} ${p.name} ${p.symbol || ""} ${p.value ?? ""}`;
+    case "equity": return `${p.bot} equity ${money(p.equity)} (pnl ${money(Number(p.realized_pnl) + Number(p.unrealized_pnl))})`;
+    case "position": return `${p.bot || ""} ${p.symbol} ${p.size}`;
+    case "circuit_breaker": return `${p.bot} paused after ${p.errors} errors`;
+    case "risk_rejected": return `${p.bot} ${p.check}: ${p.reason}`;
     default: return JSON.stringify(p).slice(0, 160);
   }
 }
@@ -224,6 +365,8 @@ function onEvent(message) {
   if (ev.type === "trade") onTrade(ev.payload, ev.ts);
   else if (ev.type === "book") onBook(ev.payload);
   else if (ev.type === "fill") onFill(ev.payload);
+  else if (ev.type === "equity") onEquity(ev.payload);
+  if (ev.type === "bot_error" || ev.type === "circuit_breaker") pollBots();
   addLog(ev.type, ev.topic, summary(ev), ev.ts);
   askFrame();
 }
@@ -289,10 +432,21 @@ async function checkToken(candidate) {
     token = candidate;
     sessionStorage.setItem("tickloop-token", token);
     state.dataset.state = "unlocked"; state.textContent = "unlocked";
+    unlocked = true;
+    dirtyBots = true;
+    askFrame();
   } else {
-    sessionStorage.removeItem("tickloop-token");
-    state.dataset.state = "refused"; state.textContent = `refused (${r.status})`;
+    lock(`refused (${r.status})`);
   }
+}
+
+function lock(text) {
+  const state = $("control-state");
+  sessionStorage.removeItem("tickloop-token");
+  unlocked = false;
+  state.dataset.state = "refused"; state.textContent = text;
+  dirtyBots = true;
+  askFrame();
 }
 
 $("control").addEventListener("submit", (e) => { e.preventDefault(); checkToken($("token").value.trim()); });
@@ -301,3 +455,5 @@ if (token) checkToken(token);
 connect();
 pollStatus();
 setInterval(pollStatus, STATUS_EVERY_MS);
+pollBots();
+setInterval(pollBots, BOTS_EVERY_MS);
