@@ -22,6 +22,7 @@ market data, so a backtest reads its candles from CSV (or from a list of Candles
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -142,7 +143,7 @@ def read_csv(path: str | Path, *, venue: str = "backtest",
         if interval is not None:
             step = interval_seconds(interval) * 1_000_000_000
         elif len(series) > 1:
-            step = min(b[0] - a[0] for a, b in zip(series, series[1:], strict=False))
+            step = min(b[0] - a[0] for a, b in itertools.pairwise(series))
         else:
             raise ConfigError(f"{path}: one {symbol} candle: the interval cannot be inferred "
                               "(give it)", field="interval")

@@ -26,6 +26,7 @@ Sans-I/O: numbers in, numbers out; no clock, no store. Conventions (docs/backtes
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def periods_per_year(bar_seconds: float) -> float:
 def returns(equity: Sequence[float]) -> list[float]:
     """Bar returns; a bar starting at zero equity (or below) has return 0."""
     out = []
-    for a, b in zip(equity, equity[1:], strict=False):
+    for a, b in itertools.pairwise(equity):
         out.append(b / a - 1.0 if a > 0 else 0.0)
     return out
 
