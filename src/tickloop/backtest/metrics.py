@@ -74,14 +74,18 @@ def total_return(equity: Sequence[float]) -> float:
     return equity[-1] / equity[0] - 1.0
 
 
-def annualized_return(equity: Sequence[float], periods: float) -> float:
+def annualized_return(equity: Sequence[float], periods: float) -> float | None:
+    """None when compounding a short run over a year overflows a float."""
     n = len(equity) - 1
     if n < 1 or equity[0] <= 0:
         return 0.0
     growth = equity[-1] / equity[0]
     if growth <= 0:
         return -1.0
-    return float(growth ** (periods / n) - 1.0)
+    try:
+        return float(growth ** (periods / n) - 1.0)
+    except OverflowError:
+        return None
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -150,8 +154,8 @@ def max_drawdown(equity: Sequence[float]) -> tuple[float, int]:
     return worst, end - worst_peak_at
 
 
-def calmar(annualized: float, mdd: float) -> float | None:
-    return annualized / mdd if mdd > 0 else None
+def calmar(annualized: float | None, mdd: float) -> float | None:
+    return annualized / mdd if mdd > 0 and annualized is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ class Backtest:
         self.monitor_interval = monitor_interval
         self.call_timeout = call_timeout
         self.fill_at_touch = fill_at_touch
+        self.engine: Engine | None = None
         steps = {c.close_time - c.open_time for c in self.candles}
         self.bar_seconds = min(steps) // _NS
         if self.bar_seconds < 1:
@@ -221,6 +222,8 @@ class Backtest:
                 if ready is None or ready:
                     await settle()
 
+        #: The engine of the last run (its stats, monitor and clock stay readable).
+        self.engine = engine
         portfolios = []
         symbols = sorted({c.symbol for c in candles})
         await engine.start()
