@@ -25,7 +25,7 @@ from ..runtime.store import Store
 from .data import load_candles
 from .report import plot, save, summary, table
 from .runner import Backtest
-from .sweep import bot_class, make_bot, parse_assignments, sweep
+from .sweep import bot_class, check_swept, make_bot, parse_assignments, sweep
 
 __all__ = ["run_cli"]
 
@@ -68,6 +68,7 @@ def run_cli(*, rec: list[str], bot: str, params: list[str], sweeps: list[str],
             if name in fixed:
                 raise ConfigError(f"--sweep {name} is also a --param", field="--sweep")
             swept[name] = listed
+        check_swept(cls, swept)
         if plot_path or store_path:
             raise ConfigError("--plot and --store are for one run, not a sweep",
                               field="--sweep")

@@ -22,7 +22,8 @@ from ..runtime.bot import Bot
 from .data import load_candles
 from .runner import Backtest
 
-__all__ = ["bot_class", "combinations", "make_bot", "parse_assignments", "run_one", "sweep"]
+__all__ = ["bot_class", "check_swept", "combinations", "make_bot", "parse_assignments",
+           "run_one", "sweep"]
 
 
 def bot_class(spec: str) -> type[Bot]:
@@ -66,6 +67,16 @@ def make_bot(cls: type[Bot], params: dict[str, str], symbols: Sequence[str] | No
     return cls(name, symbols=list(symbols) if symbols else None, **typed)
 
 
+def check_swept(cls: type[Bot], swept: dict[str, list[str]]) -> None:
+    """Every swept name is a parameter of ``cls`` (else a one-line error naming it)."""
+    known = cls.Params.__struct_fields__
+    for name in swept:
+        if name not in known:
+            raise ConfigError(f"--sweep {name}: {cls.__name__} has no parameter {name!r}"
+                              + (f" (one of {', '.join(known)})" if known else ""),
+                              field="--sweep")
+
+
 def combinations(swept: dict[str, list[str]]) -> list[dict[str, str]]:
     names = list(swept)
     return [dict(zip(names, values, strict=True))
@@ -101,13 +112,7 @@ def sweep(spec: str, fixed: dict[str, str], swept: dict[str, list[str]],
           progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Every combination of ``swept`` (over ``fixed``), one row each, in combination order;
     ``progress(done, total)`` after each one finishes."""
-    cls = bot_class(spec)
-    known = cls.Params.__struct_fields__
-    for name in swept:
-        if name not in known:
-            raise ConfigError(f"--sweep {name}: {cls.__name__} has no parameter {name!r}"
-                              + (f" (one of {', '.join(known)})" if known else ""),
-                              field="--sweep")
+    check_swept(bot_class(spec), swept)
     grid = [{**fixed, **combo} for combo in combinations(swept)]
     rows: list[dict[str, Any] | None] = [None] * len(grid)
     ctx = multiprocessing.get_context("forkserver")
