@@ -7,14 +7,16 @@ calls it at two moments of each candle, on the simulated clock:
 * :meth:`CandleFeed.open_bar` at the candle's open time: the symbol's book becomes one level
   each side of the open (``open x (1 -/+ slippage)``, each of the candle's volume), the orders
   waiting for a price are submitted against that book (a market order fills at the open plus
-  slippage, never more than the candle's volume), then the open prints as a trade;
-* :meth:`CandleFeed.close_bar` at its close time: the two extremes and the close print as
-  trades (low first when the candle closed up, high first when it closed down), each a quarter
-  of the volume, the book moves to the close, and the closed candle is published.
+  slippage, never more than the candle's volume), then the open prints;
+* :meth:`CandleFeed.close_bar` at its close time: the two extremes print (low first when the
+  candle closed up, high first when it closed down), then the close; the book moves to the
+  close, and the closed candle is published.
 
-Trades go to ``trade.<venue>.<symbol>`` (bots on ``trades`` hear four prints per candle, and
-resting limit orders fill through them by the paper matcher's rule: only when a print passes
-through the limit, at the limit, for at most the print's size), candles to
+Each print carries a quarter of the candle's volume. Resting limit orders fill through all four
+by the paper matcher's rule (only when a print passes through the limit, at the limit, for at
+most the print's size). Bots on ``trades`` hear the close print, on ``trade.<venue>.<symbol>``:
+one trade per candle, the last price (the other three go to the matcher alone, and only while
+an order rests, which keeps a candle cheap). Candles go to
 ``candle.<venue>.<symbol>.<interval>``, books (for bots on ``books``) to
 ``book.<venue>.<symbol>``. Tickers are not in candles: a bot asking for them is refused.
 
@@ -64,9 +66,12 @@ class CandleFeed:
         # the price and size each symbol's book is built from, and the book once built
         self._price: dict[str, tuple[Decimal, Decimal]] = {}
         self._books: dict[str, OrderBook] = {}
+        self._stale: set[str] = set()
         self._sequence = 0
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._trade_ids = 0
+        #: The executor whose matcher hears the prints that are not published.
+        self.executor: PaperExecutor | None = None
 
     async def start(self) -> None:
         """Nothing to connect: the candles are in memory."""
@@ -95,20 +100,27 @@ class CandleFeed:
 
     def book(self, symbol: str) -> OrderBook | None:
         book = self._books.get(symbol)
-        if book is not None:
+        if symbol not in self._stale:
             return book
         priced = self._price.get(symbol)
         if priced is None:
             return None
         price, size = priced
         self._sequence += 1
+        self._stale.discard(symbol)
         # each change of price is a new book state: the matcher's "liquidity already taken"
         # memory is per state, so two orders on one bar share its volume
-        book = OrderBook.from_snapshot(BookSnapshot(
+        if book is None:
+            book = self._books[symbol] = OrderBook(self.venue, symbol)
+        book.apply_snapshot(BookSnapshot(
             venue=self.venue, symbol=symbol, bids=(BookLevel(price * self._down, size),),
             asks=(BookLevel(price * self._up, size),), sequence=self._sequence))
-        self._books[symbol] = book
         return book
+
+    def last(self, symbol: str) -> Decimal | None:
+        """The last price of ``symbol`` (the latest open or close)."""
+        priced = self._price.get(symbol)
+        return priced[0] if priced is not None else None
 
     async def close(self) -> None:
         for waiters in self._waiting.values():
@@ -126,7 +138,7 @@ class CandleFeed:
 
     def _set(self, symbol: str, price: Decimal, size: Decimal) -> None:
         self._price[symbol] = (price, size)
-        self._books.pop(symbol, None)
+        self._stale.add(symbol)
 
     def _trade(self, candle: Candle, price: Decimal, size: Decimal, ts: int) -> None:
         topic = self._trade_topics.get(candle.symbol)
@@ -144,6 +156,14 @@ class CandleFeed:
         if book is not None:
             self._bus.publish(topic, book.snapshot())
 
+    def _hidden(self, candle: Candle, price: Decimal, size: Decimal, ts: int) -> None:
+        """A print only the resting orders hear."""
+        executor = self.executor
+        if executor is not None and executor.matcher.has_resting(candle.symbol):
+            self._trade_ids += 1
+            executor.on_trade(Trade(venue=self.venue, symbol=candle.symbol, id=self._trade_ids,
+                                    price=price, size=size, side=None, ts=ts))
+
     def open_bar(self, candle: Candle) -> bool:
         """The candle opens: its book, the waiting orders released; True when some were (the
         driver then lets them run before :meth:`print_open`)."""
@@ -159,17 +179,17 @@ class CandleFeed:
     def print_open(self, candle: Candle) -> None:
         """The open prints (after the orders released at the open were submitted)."""
         self._publish_book(candle.symbol)
-        self._trade(candle, candle.open, candle.volume / _FOUR, candle.open_time)
+        self._hidden(candle, candle.open, candle.volume / _FOUR, candle.open_time)
 
     def close_bar(self, candle: Candle) -> None:
         quarter = candle.volume / _FOUR
         ts = candle.close_time
         if candle.close >= candle.open:
-            self._trade(candle, candle.low, quarter, ts)
-            self._trade(candle, candle.high, quarter, ts)
+            self._hidden(candle, candle.low, quarter, ts)
+            self._hidden(candle, candle.high, quarter, ts)
         else:
-            self._trade(candle, candle.high, quarter, ts)
-            self._trade(candle, candle.low, quarter, ts)
+            self._hidden(candle, candle.high, quarter, ts)
+            self._hidden(candle, candle.low, quarter, ts)
         self._trade(candle, candle.close, quarter, ts)
         self._set(candle.symbol, candle.close, candle.volume)
         self._publish_book(candle.symbol)
@@ -187,6 +207,7 @@ class CandleExecutor(PaperExecutor):
                  taker_fee: Decimal = Decimal("0.002"), fill_at_touch: bool = False) -> None:
         super().__init__(maker_fee=maker_fee, taker_fee=taker_fee, fill_at_touch=fill_at_touch)
         self.feed = feed
+        feed.executor = self
 
     async def place(self, bot: str, *, symbol: str, side: Side, type: OrderType, size: Decimal,
                     price: Decimal | None, time_in_force: TimeInForce, post_only: bool,

@@ -246,7 +246,7 @@ class Backtest:
                         if not timers_done:
                             await fire_until((current - t0) / _NS, True)
                         if closed:
-                            self._record(engine, portfolios, current, symbols)
+                            self._record(feed, portfolios, current, symbols)
                     await fire_until((t - t0) / _NS, False)
                     clock.advance_to((t - t0) / _NS, inclusive=False)
                     current, closed, timers_done = t, False, False
@@ -259,7 +259,7 @@ class Backtest:
                 if not timers_done:
                     await fire_until((t - t0) / _NS, True)
                     if closed:
-                        self._record(engine, portfolios, t, symbols)
+                        self._record(feed, portfolios, t, symbols)
                         closed = False
                     timers_done = True
                 if feed.open_bar(candle):
@@ -271,7 +271,7 @@ class Backtest:
                 if not timers_done:
                     await fire_until((current - t0) / _NS, True)
                 if closed:
-                    self._record(engine, portfolios, current, symbols)
+                    self._record(feed, portfolios, current, symbols)
         finally:
             await engine.close()
         end = candles[-1].close_time
@@ -286,10 +286,13 @@ class Backtest:
                               symbols=sorted({c.symbol for c in candles}))
 
     @staticmethod
-    def _record(engine: Engine, portfolios: list[tuple[BotReport, Any]], ts: int,
+    def _record(feed: CandleFeed, portfolios: list[tuple[BotReport, Any]], ts: int,
                 symbols: list[str]) -> None:
         for report, portfolio in portfolios:
-            engine.portfolio(report.bot)  # marks the positions to the closes
+            for symbol in portfolio.symbols():  # marked to the closes (the books' mids)
+                last = feed.last(symbol)
+                if last is not None:
+                    portfolio.mark(symbol, last)
             report.equity_ts.append(ts)
             report.equity.append(portfolio.equity_value)
             report.exposed.append(any(portfolio.size(s) for s in symbols))

@@ -91,6 +91,7 @@ from ..models import (
     OrderEvent,
     OrderStatus,
     OrderType,
+    Position,
     RiskRejected,
     Side,
     Signal,
@@ -401,11 +402,16 @@ class Engine:
     def portfolio(self, bot_id: str) -> Portfolio:
         """The bot's portfolio, marked to the latest mid (or trade) prices."""
         portfolio = self._host(bot_id).portfolio
-        for position in portfolio.positions():
-            price = self._mark_price(position.symbol)
+        for symbol in portfolio.symbols():
+            price = self._mark_price(symbol)
             if price is not None:
-                portfolio.mark(position.symbol, price)
+                portfolio.mark(symbol, price)
         return portfolio
+
+    def position(self, bot_id: str, symbol: str) -> Position:
+        """The bot's position in ``symbol`` (size, average price, realised PnL: no mark
+        needed, so none is taken)."""
+        return self._host(bot_id).portfolio.position(symbol)
 
     def book(self, symbol: str) -> OrderBook | None:
         source = self._source
