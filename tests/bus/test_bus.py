@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from typing import Any
 
 import msgspec
@@ -36,7 +37,7 @@ async def test_publish_is_a_plain_call_returning_the_event() -> None:
 
 async def test_default_source_is_unique_per_bus() -> None:
     a, b = Bus(), Bus()
-    assert a.source != b.source and str(__import__("os").getpid()) in a.source
+    assert a.source != b.source and str(os.getpid()) in a.source
 
 
 async def test_payloads_must_be_models_or_registered_and_topics_strings() -> None:
@@ -526,3 +527,55 @@ async def test_directly_called_handlers_are_counted_across_route_changes() -> No
         assert (a.delivered, b.delivered, b.handler_errors, c.delivered) == (10, 5, 5, 10)
         extra.close()
         assert a.stats()["delivered"] == 10 and bus.stats()["subscriptions"][1]["delivered"] == 5
+
+
+async def test_events_published_by_handlers_wait_in_a_bounded_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tickloop.bus import local
+
+    monkeypatch.setattr(local, "MAX_NESTED", 5)
+    async with Bus() as bus:
+        def fan(event: Event) -> None:
+            for i in range(10):
+                bus.publish("b", trade(i))
+
+        source = bus.subscribe("a", handler=fan)
+        b = bus.subscribe("b")
+        bus.publish("a", trade(0))
+        # five waited and were delivered; the sixth raised in the handler, which was reported
+        assert [e.payload.id for e in _drain(b)] == [0, 1, 2, 3, 4]
+        assert source.handler_errors == 1
+
+
+async def test_default_timestamps_follow_the_system_clocks() -> None:
+    import time
+
+    wall0, mono0 = time.time_ns(), time.monotonic_ns()
+    bus = Bus()
+    async with bus:
+        event = bus.publish(T, trade(1))
+        [batched] = bus.publish_many(T, [trade(2)])
+    wall1, mono1 = time.time_ns(), time.monotonic_ns()
+    for e in (event, batched):
+        assert mono0 <= e.mono <= mono1
+        # wall = monotonic + an offset re-read every second: within a step of the clock
+        assert wall0 - 10**9 <= e.ts <= wall1 + 10**9
+    assert isinstance(bus, LocalBus) and bus._resync_timer is None  # nothing left scheduled
+
+
+def test_sync_code_may_use_a_bus_without_a_loop_but_async_handlers_need_one() -> None:
+    bus = Bus()
+    seen: list[int] = []
+    bus.subscribe("t", handler=lambda e: seen.append(e.payload.id))
+    full = bus.subscribe("t", maxsize=1)
+    bus.publish("t", trade(1))
+    bus.publish("t", trade(2))  # a drop with no loop: counted, announced later
+    assert seen == [1, 2] and full.dropped == 1
+
+    async def handler(event: Event) -> None:
+        return None
+
+    with pytest.raises(ConfigError) as info:
+        bus.subscribe("t", handler=handler)
+    assert info.value.field == "handler"

@@ -176,3 +176,28 @@ def _ours() -> set[Any]:
     """The client's and the bus's tasks (all named ``tickloop-...``), not the exchange's."""
     return {t for t in other_tasks() if t.get_name().startswith("tickloop-")
             and not t.get_name().startswith("tickloop-sim")}
+
+
+async def test_the_link_pauses_only_for_lossless_subscriptions_it_feeds(ex: SimExchange) -> None:
+    async with feed_for(ex, heartbeat_timeout=30.0) as feed, Bus() as bus:
+        link = await bus.attach(feed, trades="BTC-USD", status=False)
+        unrelated = bus.subscribe("risk.*", policy="lossless", maxsize=2)
+        for _ in range(3):
+            bus.publish("risk.x", Ticker(venue="sim", symbol="X", ts=0))
+        assert unrelated.paused and not link.paused  # not a topic of this link
+        slow = bus.subscribe("trade.*", policy="lossless", maxsize=4)
+        session = feed.sessions[0]
+        await until(lambda: session.paused, "reading paused by the full subscription")
+        assert link.paused and link.pauses == 1
+        slow.close()  # a closed subscription never holds the socket
+        assert not session.paused and not link.paused
+        count = link.published
+        await until(lambda: link.published > count + 5, "trades flow again")
+        again = bus.subscribe("trade.*", policy="lossless", maxsize=4)
+        await until(lambda: session.paused, "paused again")
+        while (event := again.get_nowait()) is not None:
+            assert isinstance(event.payload, Trade)
+        # drained below the low water mark: resumed
+        assert not session.paused and link.pauses == 2
+        await link.aclose()
+        assert not session.paused

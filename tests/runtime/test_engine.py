@@ -350,3 +350,32 @@ async def test_offload_log_pause_stop_and_the_venue_call_timeout(
             await engine.stop("c")
             assert engine.status("c") == "stopped" and counter.stopped
         assert engine._pool is None  # shut down with the engine
+
+
+class Listener(Bot):
+    topics = ["bot.signal.*"]
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.events: list[Event] = []
+
+    async def on_event(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class Signaller(Bot):
+    symbols = ["BTC-USD"]
+    every = 0.02
+
+    def tick(self) -> None:
+        self.signal("hello", "1", symbol="BTC-USD")
+
+
+async def test_declared_topics_reach_on_event() -> None:
+    async with SimExchange(seed=10, symbols=["BTC-USD"], rate=20) as ex:
+        listener = Listener("ears")
+        async with Engine([listener, Signaller("mouth")], url=ex.ws_url):
+            await until(lambda: len(listener.events) >= 2, "signals on_event")
+            first = listener.events[0]
+            assert first.topic == "bot.signal.mouth"
+            assert first.payload.name == "hello" and first.payload.bot == "mouth"

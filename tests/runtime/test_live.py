@@ -88,7 +88,13 @@ async def _check_against_venue(engine: Engine, ex: SimExchange, key: Any, journa
     assert not [r for r in rows if r["status"] == "pending"]
     # the position the runtime books is the venue's
     venue_pos = {p.symbol: p.size for p in ex.engine.positions(key.key_id)}
-    assert engine.portfolio("t1").size("BTC-USD") == venue_pos.get("BTC-USD", D(0))
+    portfolio = engine.portfolio("t1")
+    assert portfolio.size("BTC-USD") == venue_pos.get("BTC-USD", D(0))
+    # and the balances: what the runtime booked moved the venue's balances exactly
+    start = ex.engine.default_balances()
+    balances = {asset: total for asset, (total, _) in ex.engine.balances(key.key_id).items()}
+    assert balances["BTC"] - start["BTC"] == portfolio.size("BTC-USD")
+    assert balances["USD"] - start["USD"] == portfolio.cash - portfolio.start_cash
     return len(cids)
 
 

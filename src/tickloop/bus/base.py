@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..client.consumers import _is_async
 from ..exceptions import BusError, ConfigError
 from ..models import BusDropped, HandlerFailed
 from .events import _TYPE_OF, Event, EventType, event_type_of
@@ -252,8 +253,14 @@ class Bus:
         if name in self._names:
             raise ConfigError(f"a subscription named {name!r} is already on this bus",
                               field="name")
-        if handler is not None and self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        if handler is not None and _is_async(handler):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise ConfigError("an async handler needs a running event loop (subscribe "
+                                  "inside async code)", field="handler") from None
+            if self._loop is None:
+                self._loop = loop
         inbox = Inbox(pats, policy=pol, maxsize=maxsize, name=name, key=key,
                       low_water=low_water, group=group)
         inbox.on_drop = self._on_drop
@@ -367,6 +374,9 @@ class Bus:
         if type(event) is Event and event.type == _BUS_DROPPED:
             return  # counted; a lost notice never schedules another one
         self._drops_due[inbox] = None
+        # Until the notice goes out, further drops need no call at all (the drop path of a
+        # stalled subscriber stays as cheap as its append path).
+        inbox.on_drop = None
         if self._notice_timer is None and not self._closed:
             loop = self._loop
             if loop is None:
@@ -381,6 +391,7 @@ class Bus:
         self._notice_timer = None
         due, self._drops_due = self._drops_due, {}
         for inbox in due:
+            inbox.on_drop = self._on_drop
             total = inbox.stats.dropped
             delta = total - inbox.announced
             if delta <= 0:

@@ -150,8 +150,11 @@ def payload_class(type_name: str) -> type[msgspec.Struct] | None:
     return _USER_CLASSES.get(type_name)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One event on the bus. Immutable; made by ``bus.publish``, never by hand."""
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """One event on the bus. Immutable; made by ``bus.publish``, never by hand.
+
+    Fields may also be given by position, in this order (the in-process bus does: it is
+    measurably cheaper on the publish path)."""
 
     type: str  # an EventType value or a registered user type name
     topic: str

@@ -8,7 +8,12 @@ it. Delivery follows subscription order.
 Re-entrancy. A sync handler may publish. Such a nested publish is queued and delivered once the
 outer event reached every subscription (a trampoline), so every subscription sees events in
 publish order and the stack never grows with the chain of handlers. ``publish`` still returns
-the new Event at once.
+the new Event at once. The queue is bounded (:data:`MAX_NESTED`); a handler that answers every
+event on a topic with another event on that same topic keeps the outer ``publish`` busy for good,
+as unbounded recursion would.
+
+Threads: the bus belongs to its event loop's thread (sync code and handlers in it may publish);
+from another thread, hand the call over with ``loop.call_soon_threadsafe(bus.publish, ...)``.
 
 Groups. Subscriptions made with the same ``group`` share its events: for each topic, the
 members matching it take turns (round-robin), so each event goes to exactly one member. An
@@ -21,6 +26,8 @@ or use an async handler, which runs in its own task behind the subscription's bu
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -30,7 +37,15 @@ from .base import Bus
 from .events import _TYPE_OF, Event, event_type_of
 from .subscription import Inbox
 
-__all__ = ["ROUTE_CACHE", "LocalBus"]
+__all__ = ["MAX_NESTED", "RESYNC", "ROUTE_CACHE", "LocalBus"]
+
+#: At most this many events published by handlers wait for the event being delivered; past it
+#: a nested publish raises BusError (a handler publishing without end fails, is reported, and
+#: the loop stops).
+MAX_NESTED = 100_000
+
+#: How often (seconds) the offset between the wall and the monotonic clock is read again.
+RESYNC = 1.0
 
 #: At most this many topics' routes are cached (a publisher of unbounded topic names, e.g. one
 #: per order id, costs a re-match per publish once past it, never unbounded memory).
@@ -117,11 +132,31 @@ class LocalBus(Bus):
         if mono_clock is not None:
             options["mono_clock"] = mono_clock
         super().__init__(url, name=name, drop_interval=drop_interval, **options)
+        # With the system clocks (the default), an event's wall time is its monotonic time plus
+        # an offset re-read every RESYNC seconds: one clock call a publish instead of two.
+        self._derived_wall = not options
+        self._offset = time.time_ns() - time.monotonic_ns()
+        self._resync_timer: asyncio.TimerHandle | None = None
         self._routes: dict[str, _Route] = {}
         self._depth = 0
         self._pending: deque[tuple[_Route, Event | list[Event]]] = deque()
         self._last_class: type[Any] | None = None
         self._last_type = ""
+
+    async def _start(self) -> None:
+        if self._derived_wall:
+            self._resync()
+
+    async def _stop(self) -> None:
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()
+            self._resync_timer = None
+
+    def _resync(self) -> None:
+        self._offset = time.time_ns() - time.monotonic_ns()
+        loop = self._loop
+        if loop is not None and not self._closed:
+            self._resync_timer = loop.call_later(RESYNC, self._resync)
 
     # ----------------------------------------------------------------------------- routing
     def _attach(self, inbox: Inbox) -> None:
@@ -183,36 +218,42 @@ class LocalBus(Bus):
         route = self._routes.get(topic)
         if route is None:
             route = self._route(topic)
+        mono = self._mono()
         event = Event(
-            type=type_name,
-            topic=topic,
-            id=next(self._ids),
-            source=self.source,
-            ts=self._wall(),
-            mono=self._mono(),
-            payload=payload,
+            type_name,
+            topic,
+            next(self._ids),
+            self.source,
+            mono + self._offset if self._derived_wall else self._wall(),
+            mono,
+            payload,
         )
         self.published += 1
         calls = route.calls
         if not calls:
             return event
-        route.count += 1
-        if self._depth:
+        if self._depth:  # published by a handler: delivered once the outer event is
+            if len(self._pending) >= MAX_NESTED:
+                raise BusError(f"more than {MAX_NESTED} events published by handlers are "
+                               "waiting: a handler publishing without end?")
+            route.count += 1
             self._pending.append((route, event))
             return event
+        if not route.direct:
+            # Only buffers: pushing never runs user code, so nothing can publish meanwhile.
+            for call in calls:
+                call(event)
+            return event
+        route.count += 1
         self._depth = 1
         try:
-            if route.direct:
-                i = 0
-                try:
-                    for call in calls:
-                        call(event)
-                        i += 1
-                except Exception as exc:
-                    self._failed_at(route, event, i, exc)
-            else:
+            i = 0
+            try:
                 for call in calls:
                     call(event)
+                    i += 1
+            except Exception as exc:
+                self._failed_at(route, event, i, exc)
             if self._pending:
                 self._drain()
         finally:
@@ -255,29 +296,22 @@ class LocalBus(Bus):
         type_of = _TYPE_OF.get
         ids = self._ids
         source = self.source
-        wall = self._wall()
         mono = self._mono()
+        wall = mono + self._offset if self._derived_wall else self._wall()
         events: list[Event] = []
         append = events.append
         for payload in payloads:
             type_name = type_of(type(payload))
             if type_name is None:
                 type_name = event_type_of(payload)
-            append(
-                Event(
-                    type=type_name,
-                    topic=topic,
-                    id=next(ids),
-                    source=source,
-                    ts=wall,
-                    mono=mono,
-                    payload=payload,
-                )
-            )
+            append(Event(type_name, topic, next(ids), source, wall, mono, payload))
         self.published += len(events)
         if not route.calls or not events:
             return events
         if self._depth:
+            if len(self._pending) >= MAX_NESTED:
+                raise BusError(f"more than {MAX_NESTED} batches published by handlers are "
+                               "waiting: a handler publishing without end?")
             self._pending.append((route, events))
             return events
         self._depth = 1

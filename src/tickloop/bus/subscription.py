@@ -20,7 +20,8 @@ The backend seam (used by :mod:`tickloop.bus.local` and the Redis Streams backen
 
 * ``inbox.push(event)`` delivers one event, ``inbox.push_many(events)`` a batch, both plain calls;
 * ``inbox.matches(topic)`` tells whether the subscription's patterns match a topic;
-* ``inbox.set_on_done(fn)``: ``fn(event)`` is then called exactly once per event after it was
+* ``inbox.set_on_done(fn)`` (in the backend's ``_attach``, before any event is pushed):
+  ``fn(event)`` is then called exactly once per event after it was
   *handled* (a handler returned without raising) or *consumed* (an ``async for`` consumer took it
   and asked for the next one, or closed the subscription after taking it). It is never called
   for an event that was dropped, conflated away, left in the buffer at close, or whose handler
@@ -174,9 +175,11 @@ class Inbox(Consumer):
                 else:
                     lost = events
                 self.stats.dropped += len(lost)
-                if self.on_drop is not None:
-                    for event in lost:
-                        self.on_drop(self, event)
+                for event in lost:
+                    on_drop = self.on_drop  # (the bus clears it until its next notice)
+                    if on_drop is None:
+                        break
+                    on_drop(self, event)
             self._wake()
         elif policy is Overflow.BACKPRESSURE and self._handler is None:
             buffer.extend(events)
