@@ -511,6 +511,7 @@ async def test_closed_client_refuses_calls(fake: FakeExchange) -> None:
 async def test_unclosed_client_warns_once(fake: FakeExchange) -> None:
     c = client(fake)
     await c.trades("BTC-USD")
+    gc.collect()  # earlier tests' garbage warns now, not inside the block below
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del c

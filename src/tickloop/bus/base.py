@@ -99,8 +99,8 @@ class Bus:
                 backend: type[Bus] = importlib.import_module("tickloop.bus.redis").RedisBus
             except ImportError as exc:
                 raise ConfigError(
-                    f"the Redis Streams bus backend is not installed ({exc}): "
-                    "install tickloop with the redis extra",
+                    f"the Redis Streams bus backend cannot be loaded ({exc}): "
+                    "reinstall tickloop with its dependencies (redis, hiredis)",
                     field="url",
                 ) from None
             bus: Bus = super().__new__(backend)
