@@ -247,3 +247,17 @@ def test_several_symbols_and_bad_setups() -> None:
         run_backtest(SmaCross("b1"), [])
     with pytest.raises(ConfigError, match="cash"):
         run_backtest(SmaCross("b1"), CANDLES, cash="lots")
+
+
+class BuysAtStart(Bot):
+    symbols = ("BTC-USD",)
+
+    async def on_start(self) -> None:
+        self.state["order"] = await self.buy("BTC-USD", "1")
+
+
+def test_an_order_placed_in_on_start_fills_at_the_first_open() -> None:
+    bot = BuysAtStart("s1")
+    (fill,) = run_backtest(bot, CANDLES).report().fills
+    assert (fill.ts, fill.price) == (CANDLES[0].open_time, CANDLES[0].open)
+    assert bot.state["order"].status is OrderStatus.FILLED

@@ -226,7 +226,12 @@ class Backtest:
         self.engine = engine
         portfolios = []
         symbols = sorted({c.symbol for c in candles})
-        await engine.start()
+        # started as a task: an on_start that places an order waits for the first open,
+        # which only the walk below delivers
+        starting = asyncio.ensure_future(engine.start())
+        await settle()
+        if starting.done():
+            starting.result()
         try:
             bus = engine.bus
             bus.subscribe("bot.order.*", handler=on_order, name="tickloop-backtest-orders")
@@ -236,7 +241,6 @@ class Backtest:
                 report.equity_ts.append(t0)
                 report.equity.append(portfolio.equity_value)
                 report.exposed.append(False)
-            await settle()
             current: int | None = None
             closed = False  # a candle closed at the current instant
             timers_done = True
@@ -273,7 +277,12 @@ class Backtest:
                 if closed:
                     self._record(feed, portfolios, current, symbols)
         finally:
+            if not starting.done():
+                starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
             await engine.close()
+        if not starting.cancelled() and starting.exception() is not None:
+            raise starting.exception()  # type: ignore[misc]
         end = candles[-1].close_time
         for bot in self.bots:
             report = reports[bot.id]

@@ -34,8 +34,9 @@ Theory of operation.
   ``bot.breaker.<id>``, and :meth:`Engine.resume` restarts it.
 * **Schedule.** ``tick()`` runs on the bot's ``every``/``cron`` schedule
   (:mod:`tickloop.runtime.scheduler`) on the engine's clock; the first ticks of the bots are
-  spread over ``stagger`` seconds. A tick still running when the next is due is not started
-  twice (counted in ``stats(bot)["overruns"]``).
+  spread over ``stagger`` seconds. An async ``tick()`` is driven eagerly, as handlers are (a
+  task only once it waits). A tick still running when the next is due is not started twice
+  (counted in ``stats(bot)["overruns"]``).
 * **Orders.** ``bot.buy/sell/place`` go through :class:`~tickloop.runtime.risk.RiskEngine`
   first; a refusal is a :class:`~tickloop.models.RiskRejected` on ``risk.rejected.<id>`` and the
   order never reaches the executor. Accepted orders go to the executor (paper by default)
