@@ -284,6 +284,40 @@ def _login(
     typer.echo(f"stored credentials {name!r} (key id {key_id}) in {where}")
 
 
+@app.command("backtest")
+def _backtest(
+    rec: list[str] = typer.Argument(  # noqa: B008
+        ..., help="Candle CSV file(s) or directories of them (docs/backtest.md)."
+    ),
+    bot: str = typer.Option(..., "--bot", help="The bot class, module:Class."),
+    param: list[str] = typer.Option(  # noqa: B008
+        [], "--param", help="NAME=VALUE, typed by the bot's parameters (repeatable)."
+    ),
+    sweep: list[str] = typer.Option(  # noqa: B008
+        [], "--sweep", help="NAME=V1,V2,...: run every combination (repeatable)."
+    ),
+    symbols: str | None = typer.Option(None, "--symbols", help="Comma-separated markets."),
+    cash: str = typer.Option("10000", "--cash", help="Starting cash of the bot."),
+    fee: str = typer.Option("0.001", "--fee", help="Fee per fill, a fraction of its notional."),
+    slippage: str = typer.Option(
+        "0", "--slippage", help="Fraction a market order pays above/below the open."
+    ),
+    interval: str | None = typer.Option(
+        None, "--interval", help="Bar length (1s, 1m, 1h...), if not inferred from the data."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    plot: str | None = typer.Option(None, "--plot", help="Write equity + drawdown PNG here."),
+    store: str | None = typer.Option(None, "--store", help="Add the run to this store file."),
+    workers: int | None = typer.Option(None, "--workers", help="Sweep processes (default: CPUs)."),
+) -> None:
+    """Backtest a bot on candles in simulated time and print its report."""
+    from .backtest.cli import run_cli
+
+    run_cli(rec=rec, bot=bot, params=param, sweeps=sweep, symbols=symbols, cash=cash, fee=fee,
+            slippage=slippage, interval=interval, as_json=json_out, plot_path=plot,
+            store_path=store, workers=workers)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     any other tickloop error (a venue or server that cannot be reached, a refused token) one

@@ -43,7 +43,11 @@ class SmaSignal:
             raise ValueError(f"need 1 <= fast < slow, got fast={fast}, slow={slow}")
         self.fast = fast
         self.slow = slow
-        self._prices: deque[Decimal] = deque(maxlen=slow)
+        self._prices: deque[Decimal] = deque()
+        # running sums of the last ``fast`` and ``slow`` prices: O(1) a price, and exact
+        # (Decimal sums of the venue's digits round nowhere)
+        self._fast_sum = _ZERO
+        self._slow_sum = _ZERO
         self._above: bool | None = None
 
     def update(self, price: Decimal) -> Side | None:
@@ -51,10 +55,19 @@ class SmaSignal:
         it just crossed below, else None (also while there are fewer than ``slow`` prices)."""
         prices = self._prices
         prices.append(price)
-        if len(prices) < self.slow:
+        n = len(prices)
+        self._fast_sum += price
+        self._slow_sum += price
+        if n > self.fast:
+            self._fast_sum -= prices[-self.fast - 1]
+        if n > self.slow:
+            self._slow_sum -= prices.popleft()
+            n -= 1
+        if n < self.slow:
             return None
-        slow = sum(prices, _ZERO) / self.slow
-        fast = sum(list(prices)[-self.fast:], _ZERO) / self.fast
+        # compare fast_sum / fast with slow_sum / slow without dividing
+        fast = self._fast_sum * self.slow
+        slow = self._slow_sum * self.fast
         if fast == slow:
             return None
         above = fast > slow

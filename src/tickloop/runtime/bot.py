@@ -189,7 +189,7 @@ class Bot:
         return await self.engine.cancel_all(self.id, symbol)
 
     def position(self, symbol: str) -> Position:
-        return self.engine.portfolio(self.id).position(symbol)
+        return self.engine.position(self.id, symbol)
 
     @property
     def orders(self) -> list[Order]:

@@ -178,13 +178,15 @@ class SimClock:
                               field="seconds")
         return self.advance_to(self._now + seconds)
 
-    def advance_to(self, when: float) -> int:
+    def advance_to(self, when: float, *, inclusive: bool = True) -> int:
         """Move time forward to ``when`` (no-op if it is in the past), firing due timers in
-        order; returns how many fired."""
+        order; returns how many fired. ``inclusive=False`` leaves the timers due exactly at
+        ``when`` for the next advance (a backtest delivers the data of an instant before the
+        timers of that instant fire)."""
         fired = 0
         while True:
             deadline = self.next_deadline()
-            if deadline is None or deadline > when:
+            if deadline is None or deadline > when or (not inclusive and deadline == when):
                 break
             _, _, timer = heapq.heappop(self._heap)
             self._now = max(self._now, deadline)

@@ -12,6 +12,9 @@ Theory of operation.
   publishes its streams on the bus (:meth:`tickloop.bus.Bus.attach`): one upstream subscription
   per symbol and channel, whatever the number of bots. It also keeps the live local book of
   every symbol a bot trades (the paper executor fills against it; ``bot.book(symbol)``).
+  That is the live :class:`~tickloop.runtime.source.StreamSource`; ``source=`` gives the engine
+  another :class:`~tickloop.runtime.source.MarketSource` instead (the backtest's candle feed),
+  publishing on the same topics.
 * **Fan-out without a task per event.** The engine subscribes once per market channel and
   routes each event to the bots of its topic in order (a dict lookup and a list). A plain
   function handler is called inline. A coroutine handler is started inline too and driven
@@ -31,8 +34,9 @@ Theory of operation.
   ``bot.breaker.<id>``, and :meth:`Engine.resume` restarts it.
 * **Schedule.** ``tick()`` runs on the bot's ``every``/``cron`` schedule
   (:mod:`tickloop.runtime.scheduler`) on the engine's clock; the first ticks of the bots are
-  spread over ``stagger`` seconds. A tick still running when the next is due is not started
-  twice (counted in ``stats(bot)["overruns"]``).
+  spread over ``stagger`` seconds. An async ``tick()`` is driven eagerly, as handlers are (a
+  task only once it waits). A tick still running when the next is due is not started twice
+  (counted in ``stats(bot)["overruns"]``).
 * **Orders.** ``bot.buy/sell/place`` go through :class:`~tickloop.runtime.risk.RiskEngine`
   first; a refusal is a :class:`~tickloop.models.RiskRejected` on ``risk.rejected.<id>`` and the
   order never reaches the executor. Accepted orders go to the executor (paper by default)
@@ -48,6 +52,8 @@ Theory of operation.
   fills replayed into the bots' portfolios. :meth:`Engine.flush` waits for the writer.
 * **Notifiers** (``notifiers=[WebhookNotifier(...), TelegramNotifier(...)]``) are started on
   the bus and closed at shutdown (:mod:`tickloop.runtime.notify`).
+* **Client order ids** of orders placed without one are ``<bot>-<random hex>``, or what
+  ``client_ids(bot)`` returns (a backtest passes a counter, so that its runs are identical).
 * **Shutdown** (leaving ``async with``): ticks stop, each bot's open orders are cancelled
   (``cancel_on_stop``), ``on_stop`` runs, states are saved, the feed is closed, the store
   flushed and closed, the process pool shut down; every task the engine started is awaited.
@@ -86,6 +92,7 @@ from ..models import (
     OrderEvent,
     OrderStatus,
     OrderType,
+    Position,
     RiskRejected,
     Side,
     Signal,
@@ -101,6 +108,7 @@ from .notify import Notifier
 from .portfolio import Portfolio
 from .risk import Exposure, OrderIntent, RiskEngine, RiskLimits
 from .scheduler import Cron, Due, Interval, Scheduler, ScheduleRunner, stagger
+from .source import MarketSource, MarketWants, StreamSource
 from .store import Record, Store
 
 __all__ = ["BotStatus", "Engine"]
@@ -224,6 +232,7 @@ class Engine:
         url: str | None = None,
         feed: StreamClient | None = None,
         feed_options: dict[str, Any] | None = None,
+        source: MarketSource | None = None,
         bus: Bus | None = None,
         clock: Clock | None = None,
         executor: Executor | str = "paper",
@@ -243,8 +252,12 @@ class Engine:
         cancel_on_stop: bool = True,
         offload_workers: int | None = None,
         notifiers: Iterable[Notifier] = (),
+        client_ids: Callable[[str], str] | None = None,
     ) -> None:
         hosts: dict[str, _Host] = {}
+        if source is not None and (feed is not None or url is not None or feed_options):
+            raise ConfigError("give a market source, or a feed / url / feed_options, not both",
+                              field="source")
         try:
             start_cash = Decimal(str(cash))
         except InvalidOperation:
@@ -280,6 +293,8 @@ class Engine:
         self._hosts = hosts
         self._feed = feed
         self._own_feed = feed is None
+        self._source: MarketSource | None = source
+        self._client_ids = client_ids
         self._feed_options = dict(feed_options or {})
         self._bus = bus
         self._own_bus = bus is None
@@ -333,9 +348,19 @@ class Engine:
 
     @property
     def feed(self) -> StreamClient:
+        """The live StreamClient (an engine on another :class:`MarketSource` has none)."""
         if self._feed is None:
-            raise ConfigError("the engine is not started", field="feed")
+            raise ConfigError("the engine is not started" if self._source is None else
+                              "this engine's market data come from a source, not a feed",
+                              field="feed")
         return self._feed
+
+    @property
+    def source(self) -> MarketSource:
+        """Where the engine's market data come from (:mod:`tickloop.runtime.source`)."""
+        if self._source is None:
+            raise ConfigError("the engine is not started", field="source")
+        return self._source
 
     @property
     def bots(self) -> list[Bot]:
@@ -378,14 +403,20 @@ class Engine:
     def portfolio(self, bot_id: str) -> Portfolio:
         """The bot's portfolio, marked to the latest mid (or trade) prices."""
         portfolio = self._host(bot_id).portfolio
-        for position in portfolio.positions():
-            price = self._mark_price(position.symbol)
+        for symbol in portfolio.symbols():
+            price = self._mark_price(symbol)
             if price is not None:
-                portfolio.mark(position.symbol, price)
+                portfolio.mark(symbol, price)
         return portfolio
 
+    def position(self, bot_id: str, symbol: str) -> Position:
+        """The bot's position in ``symbol`` (size, average price, realised PnL: no mark
+        needed, so none is taken)."""
+        return self._host(bot_id).portfolio.position(symbol)
+
     def book(self, symbol: str) -> OrderBook | None:
-        return self._feed.book(symbol) if self._feed is not None else None
+        source = self._source
+        return source.book(symbol) if source is not None else None
 
     def open_orders(self, bot_id: str) -> list[Order]:
         self._host(bot_id)
@@ -428,10 +459,11 @@ class Engine:
             for notifier in self.notifiers:
                 await notifier.start(bus)
             await self._open_store()
-            if self._feed is None:
-                self._feed = StreamClient(self.venue, url=self.url, **self._feed_options)
-            feed = self._feed
-            await feed.start()
+            if self._source is None:
+                if self._feed is None:
+                    self._feed = StreamClient(self.venue, url=self.url, **self._feed_options)
+                self._source = StreamSource(self._feed, own=self._own_feed)
+            await self._source.start()
             self.executor.bind(emit=self._on_order_event, book=self.book, clock=clock,
                                venue=self.venue)
             if self.store is not None:
@@ -473,7 +505,6 @@ class Engine:
 
     async def _wire_feed(self) -> None:
         bus = self.bus
-        feed = self.feed
         channels: dict[str, set[str]] = {"trades": set(), "books": set(), "tickers": set()}
         candles: dict[str, set[str]] = {}
         traded: set[str] = set()
@@ -486,17 +517,11 @@ class Engine:
                         candles.setdefault(bot.candle_interval, set()).add(symbol)
                     else:
                         channels[ch].add(symbol)
-        # the paper executor and the marks need every traded symbol's trades and live book
-        channels["trades"] |= traded
-        link = await bus.attach(feed, trades=sorted(channels["trades"]),
-                                books=sorted(channels["books"]), depth=self.book_depth,
-                                tickers=sorted(channels["tickers"]))
-        self._links.append(link)
-        for interval, symbols in sorted(candles.items()):
-            self._links.append(await bus.attach(feed, candles=sorted(symbols),
-                                                interval=interval, status=False))
-        if traded:
-            await feed.subscribe_books(sorted(traded), _keep_book, live=True)
+        await self.source.wire(bus, MarketWants(
+            trades=tuple(sorted(channels["trades"])), books=tuple(sorted(channels["books"])),
+            tickers=tuple(sorted(channels["tickers"])),
+            candles={i: tuple(sorted(s)) for i, s in sorted(candles.items())},
+            traded=tuple(sorted(traded)), depth=self.book_depth))
         # trades drive resting paper orders and the last-price marks, before any bot sees them
         self._internal.append(bus.subscribe(f"trade.{self.venue}.*", handler=self._on_trade,
                                             name="tickloop-engine-trades"))
@@ -590,8 +615,8 @@ class Engine:
                 sub.close()
         for link in self._links:
             await link.aclose()
-        if self._feed is not None and self._own_feed:
-            await self._feed.close()
+        if self._source is not None:
+            await self._source.close()
         if self.monitor is not None:
             await self.monitor.stop()
         if self._drop_timer is not None:
@@ -842,9 +867,34 @@ class Engine:
         if host.tick_task is not None and not host.tick_task.done():
             host.overruns += 1
             return
-        task = asyncio.get_running_loop().create_task(self._call(host, "tick"),
-                                                      name=f"tick:{host.id}")
-        host.tick_task = task
+        # driven eagerly, as event handlers are: a tick that never waits costs no task
+        stats = host.stats["tick"]
+        stats.count += 1
+        coro = host.handlers["tick"]()
+        running = self.running
+        previous = running.enter(host.id, "tick")
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            running.leave(previous, stats)
+            return
+        except Exception as exc:
+            running.leave(previous, stats)
+            self._error(host, "tick", exc)
+            return
+        running.leave(previous, stats)
+        host.tick_task = asyncio.get_running_loop().create_task(
+            self._finish_tick(host, coro, yielded), name=f"tick:{host.id}")
+
+    async def _finish_tick(self, host: _Host, coro: Coroutine[Any, Any, Any],
+                           yielded: Any) -> bool:
+        try:
+            await _Attributed(coro, self.running, host.id, "tick", host.stats["tick"],
+                              first=yielded)
+        except Exception as exc:
+            self._error(host, "tick", exc)
+            return False
+        return True
 
     def _snapshot_equity(self) -> None:
         ts = self.clock.now_ns()
@@ -929,7 +979,12 @@ class Engine:
             raise ConfigError(f"bot {bot_id!r}: {exc}", field="order") from None
         amount = _decimal(size, "size")
         limit = _decimal(price, "price") if price is not None else None
-        cid = client_order_id or f"{bot_id}-{uuid.uuid4().hex[:16]}"
+        if client_order_id:
+            cid = client_order_id
+        elif self._client_ids is not None:
+            cid = self._client_ids(bot_id)
+        else:
+            cid = f"{bot_id}-{uuid.uuid4().hex[:16]}"
         intent = OrderIntent(bot=bot_id, symbol=symbol, side=side, size=amount, type=kind,
                              price=limit)
         clock = self.clock
@@ -1015,10 +1070,6 @@ def _decimal(value: Any, field: str) -> Decimal:
         return value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
         raise ConfigError(f"{field} {value!r} is not a number", field=field) from None
-
-
-def _keep_book(book: OrderBook) -> None:
-    """The live books are read through ``feed.book(symbol)``; the handler needs do nothing."""
 
 
 def _bot_of_event(event: Event) -> str | None:

@@ -142,6 +142,11 @@ class PaperMatcher:
         order_id = self._by_client.get(client_order_id)
         return None if order_id is None else self._orders.get(order_id)
 
+    def has_resting(self, symbol: str) -> bool:
+        """Whether any order of ``symbol`` rests (cheaper than :meth:`open_orders`)."""
+        resting = self._resting
+        return bool(resting.get((symbol, Side.BUY)) or resting.get((symbol, Side.SELL)))
+
     def open_orders(self, symbol: str | None = None) -> list[PaperOrder]:
         """Resting orders, oldest first."""
         out = [o for (sym, _), orders in self._resting.items() if symbol in (None, sym)

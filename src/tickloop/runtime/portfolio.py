@@ -141,6 +141,10 @@ class Portfolio:
         """Every symbol traded (or marked), by symbol."""
         return [self._position(self._positions[s]) for s in sorted(self._positions)]
 
+    def symbols(self) -> list[str]:
+        """Every symbol traded (or marked), in the order first seen."""
+        return list(self._positions)
+
     def size(self, symbol: str) -> Decimal:
         pos = self._positions.get(symbol)
         return pos.size if pos is not None else _ZERO

@@ -10,7 +10,7 @@ transaction (all or none). :meth:`Store.consume` drains a lossless bus subscript
 store's bounded queue and its backpressure the overflow policy: nothing the store subscribes to
 is dropped. ``written`` counts the records committed.
 
-Tables (schema version 1; ``schema_version`` holds the version, and :data:`MIGRATIONS` brings
+Tables (schema version 2; ``schema_version`` holds the version, and :data:`MIGRATIONS` brings
 any older file up to date at open, one transaction per step):
 
 ============  ======================================================================
@@ -21,6 +21,9 @@ positions     the latest position per (bot, venue, symbol)
 events        platform events (bot errors, breaker, risk rejections, loop blocks...) as JSON
 equity        equity snapshots
 bot_state     each bot's persisted ``state`` as JSON
+backtest_*    (version 2) one ``backtest_runs`` row per backtest (bot, class, parameters,
+              data span, metrics as JSON, digest) and its ``backtest_orders``,
+              ``backtest_fills`` and ``backtest_equity`` rows (:meth:`Store.write_backtest`)
 ============  ======================================================================
 
 Prices and sizes are stored as text, exactly as the Decimals print. Times are integer
@@ -95,6 +98,35 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX equity_bot ON equity (bot, id);
     CREATE TABLE bot_state (
         bot TEXT PRIMARY KEY, state TEXT NOT NULL, ts INTEGER NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE backtest_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        bot TEXT NOT NULL, class TEXT NOT NULL, params TEXT NOT NULL, symbols TEXT NOT NULL,
+        bar_seconds INTEGER NOT NULL, start_ts INTEGER NOT NULL, end_ts INTEGER NOT NULL,
+        candles INTEGER NOT NULL, metrics TEXT NOT NULL, digest TEXT NOT NULL,
+        created_ts INTEGER NOT NULL
+    );
+    CREATE TABLE backtest_orders (
+        run INTEGER NOT NULL REFERENCES backtest_runs (id), seq INTEGER NOT NULL,
+        order_id TEXT NOT NULL, client_order_id TEXT, symbol TEXT NOT NULL, side TEXT NOT NULL,
+        type TEXT NOT NULL, price TEXT, size TEXT NOT NULL, filled_size TEXT NOT NULL,
+        avg_price TEXT, status TEXT NOT NULL, reject_reason TEXT,
+        created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL,
+        PRIMARY KEY (run, seq)
+    );
+    CREATE TABLE backtest_fills (
+        run INTEGER NOT NULL REFERENCES backtest_runs (id), seq INTEGER NOT NULL,
+        order_id TEXT NOT NULL, trade_id INTEGER NOT NULL, symbol TEXT NOT NULL,
+        side TEXT NOT NULL, price TEXT NOT NULL, size TEXT NOT NULL, fee TEXT NOT NULL,
+        fee_asset TEXT, liquidity TEXT NOT NULL, ts INTEGER NOT NULL,
+        PRIMARY KEY (run, seq)
+    );
+    CREATE TABLE backtest_equity (
+        run INTEGER NOT NULL REFERENCES backtest_runs (id), seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL, equity TEXT NOT NULL, exposed INTEGER NOT NULL,
+        PRIMARY KEY (run, seq)
     );
     """,
 )
@@ -245,6 +277,67 @@ class Store:
         self.written += len(records)
         self.transactions += 1
         return len(records)
+
+    async def write_backtest(self, run: dict[str, Any], orders: Sequence[Order],
+                             fills: Sequence[Fill], equity: Sequence[tuple[int, Decimal, bool]],
+                             ) -> int:
+        """Store one backtest run (``run``: the ``backtest_runs`` columns but ``id``; ``params``
+        and ``metrics`` as JSON-able values) with its orders, fills and equity points, in one
+        transaction; returns the run's id."""
+        cols = ("bot", "class", "params", "symbols", "bar_seconds", "start_ts", "end_ts",
+                "candles", "metrics", "digest", "created_ts")
+        values = [(_encoder.encode(run[c]).decode() if c in ("params", "metrics", "symbols")
+                   else run[c]) for c in cols]
+        async with self._lock:
+            db = self.db
+            try:
+                await db.execute("BEGIN")
+                try:
+                    cur = await db.execute(
+                        f"INSERT INTO backtest_runs ({', '.join(cols)}) VALUES "
+                        f"({', '.join('?' * len(cols))})", values)
+                    run_id = cur.lastrowid
+                    assert run_id is not None
+                    await db.executemany(
+                        "INSERT INTO backtest_orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [(run_id, i, o.id, o.client_order_id, o.symbol, str(o.side),
+                          str(o.type), _text(o.price), str(o.size), str(o.filled_size),
+                          _text(o.avg_price), str(o.status), o.reject_reason, o.created_ts,
+                          o.updated_ts) for i, o in enumerate(orders)])
+                    await db.executemany(
+                        "INSERT INTO backtest_fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [(run_id, i, f.order_id, f.trade_id, f.symbol, str(f.side),
+                          str(f.price), str(f.size), str(f.fee), f.fee_asset, str(f.liquidity),
+                          f.ts) for i, f in enumerate(fills)])
+                    await db.executemany(
+                        "INSERT INTO backtest_equity VALUES (?,?,?,?,?)",
+                        [(run_id, i, ts, str(e), int(x)) for i, (ts, e, x) in enumerate(equity)])
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"writing a backtest run to {self.path}: {exc}") from exc
+        self.written += 1 + len(orders) + len(fills) + len(equity)
+        self.transactions += 1
+        return int(run_id)
+
+    async def backtest_runs(self) -> list[dict[str, Any]]:
+        """Every stored backtest run, oldest first (``params``, ``metrics`` and ``symbols``
+        decoded)."""
+        rows = await self._rows("SELECT * FROM backtest_runs ORDER BY id", ())
+        for row in rows:
+            for c in ("params", "metrics", "symbols"):
+                row[c] = _decoder.decode(row[c])
+        return rows
+
+    async def backtest_rows(self, table: str, run: int) -> list[dict[str, Any]]:
+        """A run's ``orders``, ``fills`` or ``equity`` rows, in order."""
+        if table not in ("orders", "fills", "equity"):
+            raise ConfigError(f"no backtest table {table!r} (orders, fills or equity)",
+                              field="table")
+        return await self._rows(f"SELECT * FROM backtest_{table} WHERE run = ? ORDER BY seq",
+                                (run,))
 
     async def record_intent(self, *, bot: str, venue: str, symbol: str, client_order_id: str,
                             side: str, type: str, price: str | None, size: str,

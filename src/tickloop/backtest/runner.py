@@ -1,0 +1,360 @@
+"""The backtest driver: unchanged :class:`~tickloop.runtime.Bot` s on candles, in simulated time.
+
+.. code-block:: python
+
+    result = run_backtest(SmaCross("b1", fast=5, slow=20), load_candles("BTC-USD.csv"))
+    result.report().metrics["sharpe"]
+
+One :class:`~tickloop.runtime.Engine` hosts the bots, as live, with three things swapped: its
+market data is a :class:`~tickloop.backtest.feed.CandleFeed`, its executor the
+:class:`~tickloop.backtest.feed.CandleExecutor` (the paper matcher on candle prices), and its
+clock a :class:`~tickloop.runtime.SimClock`. The driver walks the candles' instants in time
+order; at each instant ``t`` it
+
+1. fires the clock's timers due before ``t`` (ticks on ``every``/cron, venue-call timeouts, the
+   loop-lag monitor), one deadline at a time, letting the tasks they woke run in between;
+2. moves the clock to ``t`` and closes the candles ending at ``t`` (their prints, then
+   ``on_candle``), then fires the timers due at ``t`` (a tick at a bar's close sees that bar);
+3. opens the candles starting at ``t``: the orders waiting for a price are filled on the open,
+   then the open prints.
+
+"Letting tasks run" is running the event loop until nothing is ready to run, so nothing really
+sleeps and no instant is skipped: a day of one-second candles takes as long as its handlers.
+The equity of each bot is recorded at every bar close (marked to the close). Client order ids
+are ``<bot>-<n>``, so two runs on the same candles give the same orders, fills and metrics, bit
+for bit (:meth:`BacktestResult.digest`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+from ..exceptions import ConfigError
+from ..models import Candle, Fill, Order, Position
+from ..runtime.bot import Bot
+from ..runtime.clock import SimClock
+from ..runtime.engine import Engine
+from ..runtime.risk import RiskLimits
+from . import metrics as m
+from .feed import CandleExecutor, CandleFeed
+
+__all__ = ["Backtest", "BacktestResult", "BotReport", "run_backtest"]
+
+_NS = 1_000_000_000
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+@dataclass(slots=True)
+class BotReport:
+    """One bot's results: every order (its final state, in the order placed), every fill,
+    its final positions, its equity at each bar close (``equity[0]`` is the starting cash at
+    the first open) with whether a position was open, its round trips, and the metrics."""
+
+    bot: str
+    cls: str
+    params: dict[str, Any]
+    orders: list[Order] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
+    equity_ts: list[int] = field(default_factory=list)
+    equity: list[Decimal] = field(default_factory=list)
+    exposed: list[bool] = field(default_factory=list)
+    trades: list[m.RoundTrip] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BacktestResult:
+    """Every bot's :class:`BotReport`, and what was run."""
+
+    bots: dict[str, BotReport]
+    bar_seconds: int
+    candles: int
+    start_ts: int
+    end_ts: int
+    symbols: list[str]
+
+    def report(self, bot: str | None = None) -> BotReport:
+        """The report of ``bot`` (or of the only bot)."""
+        if bot is None:
+            if len(self.bots) != 1:
+                raise ConfigError(f"{len(self.bots)} bots: name one", field="bot")
+            return next(iter(self.bots.values()))
+        try:
+            return self.bots[bot]
+        except KeyError:
+            raise ConfigError(f"no bot {bot!r} in this backtest", field="bot") from None
+
+    def digest(self) -> str:
+        """SHA-256 of every bot's orders, fills, positions, equity curve and metrics: equal
+        for two runs exactly when their results are."""
+        h = hashlib.sha256()
+        for bot_id in sorted(self.bots):
+            r = self.bots[bot_id]
+            h.update(_encoder.encode([bot_id, r.orders, r.fills, r.positions, r.equity_ts,
+                                      [str(e) for e in r.equity], r.exposed, r.metrics]))
+        return h.hexdigest()
+
+
+def _decimal(value: Decimal | str | int, name: str) -> Decimal:
+    if isinstance(value, float | bool):
+        raise ConfigError(f"{name} must be a Decimal, str or int, got {value!r}", field=name)
+    try:
+        out = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{name} {value!r} is not a number", field=name) from None
+    if not out.is_finite() or out < 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}", field=name)
+    return out
+
+
+class Backtest:
+    """Runs ``bots`` on ``candles`` (see the module docstring).
+
+    ``cash`` each bot starts with; ``fee`` (a fraction of the notional) on every fill, or
+    ``maker_fee`` / ``taker_fee`` apart; ``slippage``, the fraction a market order pays above
+    (buy) or below (sell) the open; ``risk``, the engine-wide limits; ``monitor_interval``
+    (simulated seconds) how often the loop-lag monitor wakes; ``call_timeout`` (simulated
+    seconds) how long an order may wait for the next open (longer than any gap in the data).
+    """
+
+    def __init__(
+        self,
+        bots: Bot | Iterable[Bot],
+        candles: Sequence[Candle],
+        *,
+        cash: Decimal | str | int = 10_000,
+        fee: Decimal | str | int = Decimal("0.001"),
+        maker_fee: Decimal | str | int | None = None,
+        taker_fee: Decimal | str | int | None = None,
+        slippage: Decimal | str | int = 0,
+        risk: RiskLimits | None = None,
+        venue: str = "backtest",
+        monitor_interval: float = 60.0,
+        call_timeout: float = 7 * 86_400.0,
+        fill_at_touch: bool = False,
+    ) -> None:
+        self.bots = [bots] if isinstance(bots, Bot) else list(bots)
+        if not self.bots:
+            raise ConfigError("no bot to backtest", field="bots")
+        if not candles:
+            raise ConfigError("no candles to backtest on", field="candles")
+        self.candles = list(candles)
+        self.cash = _decimal(cash, "cash")
+        base_fee = _decimal(fee, "fee")
+        self.maker_fee = base_fee if maker_fee is None else _decimal(maker_fee, "maker_fee")
+        self.taker_fee = base_fee if taker_fee is None else _decimal(taker_fee, "taker_fee")
+        self.slippage = _decimal(slippage, "slippage")
+        self.risk = risk
+        self.venue = venue
+        self.monitor_interval = monitor_interval
+        self.call_timeout = call_timeout
+        self.fill_at_touch = fill_at_touch
+        self.engine: Engine | None = None
+        steps = {c.close_time - c.open_time for c in self.candles}
+        self.bar_seconds = min(steps) // _NS
+        if self.bar_seconds < 1:
+            raise ConfigError("candles must last at least one second", field="candles")
+
+    async def run(self) -> BacktestResult:
+        """Run the whole backtest on the running loop (a default asyncio loop)."""
+        candles = sorted(self.candles, key=lambda c: (c.open_time, c.symbol))
+        t0 = candles[0].open_time
+        clock = SimClock(0.0, epoch=t0 / _NS)
+        feed = CandleFeed(candles, venue=self.venue, slippage=self.slippage)
+        executor = CandleExecutor(feed, maker_fee=self.maker_fee, taker_fee=self.taker_fee,
+                                  fill_at_touch=self.fill_at_touch)
+        counters: dict[str, Iterator[int]] = {}
+
+        def client_id(bot: str) -> str:
+            counter = counters.get(bot)
+            if counter is None:
+                counter = counters[bot] = itertools.count(1)
+            return f"{bot}-{next(counter)}"
+
+        engine = Engine(self.bots, venue=self.venue, source=feed, clock=clock,
+                        executor=executor, cash=self.cash, risk=self.risk, stagger=0.0,
+                        equity_every=0.0, monitor_interval=self.monitor_interval,
+                        call_timeout=self.call_timeout, client_ids=client_id)
+        reports = {b.id: BotReport(b.id, f"{type(b).__module__}:{type(b).__qualname__}",
+                                   msgspec.to_builtins(b.params)) for b in self.bots}
+        orders: dict[str, dict[str, Order]] = {b.id: {} for b in self.bots}
+
+        def on_order(event: Any) -> None:
+            order = event.payload.order
+            book = orders.get(event.topic.rpartition(".")[2])
+            if book is not None:
+                book[order.id] = order
+
+        def on_fill(event: Any) -> None:
+            report = reports.get(event.topic.rpartition(".")[2])
+            if report is not None:
+                report.fills.append(event.payload)
+
+        loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)
+
+        async def settle() -> None:
+            """Run the loop until no task is ready (or a few rounds, on a loop that does not
+            show its ready queue)."""
+            if ready is None:
+                for _ in range(8):
+                    await asyncio.sleep(0)
+                return
+            while ready:  # noqa: ASYNC110  (no event to wait for: the loop's own queue)
+                await asyncio.sleep(0)
+
+        async def fire_until(when: float, inclusive: bool) -> None:
+            while True:
+                deadline = clock.next_deadline()
+                if deadline is None or deadline > when or (not inclusive and deadline == when):
+                    return
+                clock.advance_to(deadline)
+                if ready is None or ready:
+                    await settle()
+
+        #: The engine of the last run (its stats, monitor and clock stay readable).
+        self.engine = engine
+        portfolios = []
+        symbols = sorted({c.symbol for c in candles})
+        # started as a task: an on_start that places an order waits for the first open,
+        # which only the walk below delivers
+        starting = asyncio.ensure_future(engine.start())
+        await settle()
+        if starting.done():
+            starting.result()
+        try:
+            bus = engine.bus
+            bus.subscribe("bot.order.*", handler=on_order, name="tickloop-backtest-orders")
+            bus.subscribe("bot.fill.*", handler=on_fill, name="tickloop-backtest-fills")
+            portfolios = [(reports[b.id], engine.portfolio(b.id)) for b in self.bots]
+            for report, portfolio in portfolios:
+                report.equity_ts.append(t0)
+                report.equity.append(portfolio.equity_value)
+                report.exposed.append(False)
+            current: int | None = None
+            closed = False  # a candle closed at the current instant
+            timers_done = True
+            for t, kind, candle in _instants(candles):
+                if t != current:
+                    if current is not None:
+                        if not timers_done:
+                            await fire_until((current - t0) / _NS, True)
+                        if closed:
+                            self._record(feed, portfolios, current, symbols)
+                    await fire_until((t - t0) / _NS, False)
+                    clock.advance_to((t - t0) / _NS, inclusive=False)
+                    current, closed, timers_done = t, False, False
+                if kind == 0:
+                    feed.close_bar(candle)
+                    closed = True
+                    if ready is None or ready:
+                        await settle()
+                    continue
+                if not timers_done:
+                    await fire_until((t - t0) / _NS, True)
+                    if closed:
+                        self._record(feed, portfolios, t, symbols)
+                        closed = False
+                    timers_done = True
+                if feed.open_bar(candle):
+                    await settle()
+                feed.print_open(candle)
+                if ready is None or ready:
+                    await settle()
+            if current is not None:
+                if not timers_done:
+                    await fire_until((current - t0) / _NS, True)
+                if closed:
+                    self._record(feed, portfolios, current, symbols)
+        finally:
+            if not starting.done():
+                starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await engine.close()
+        if not starting.cancelled() and starting.exception() is not None:
+            raise starting.exception()  # type: ignore[misc]
+        end = candles[-1].close_time
+        for bot in self.bots:
+            report = reports[bot.id]
+            report.orders = list(orders[bot.id].values())
+            report.positions = engine.portfolio(bot.id).positions()
+            report.trades = m.round_trips(report.fills)
+            report.metrics = _metrics(report, self.cash, self.bar_seconds)
+        return BacktestResult(bots=reports, bar_seconds=self.bar_seconds, candles=len(candles),
+                              start_ts=t0, end_ts=max(end, max(c.close_time for c in candles)),
+                              symbols=sorted({c.symbol for c in candles}))
+
+    @staticmethod
+    def _record(feed: CandleFeed, portfolios: list[tuple[BotReport, Any]], ts: int,
+                symbols: list[str]) -> None:
+        for report, portfolio in portfolios:
+            for symbol in portfolio.symbols():  # marked to the closes (the books' mids)
+                last = feed.last(symbol)
+                if last is not None:
+                    portfolio.mark(symbol, last)
+            report.equity_ts.append(ts)
+            report.equity.append(portfolio.equity_value)
+            report.exposed.append(any(portfolio.size(s) for s in symbols))
+
+
+def _instants(candles: Sequence[Candle]) -> Iterator[tuple[int, int, Candle]]:
+    """(time, 0 = close / 1 = open, candle), in time order, closes before opens."""
+    opens = ((c.open_time, 1, i, c) for i, c in enumerate(candles))
+    by_close = sorted(range(len(candles)), key=lambda i: (candles[i].close_time, i))
+    closes = ((candles[i].close_time, 0, i, candles[i]) for i in by_close)
+    for t, kind, _, c in heapq.merge(opens, closes, key=lambda e: (e[0], e[1], e[2])):
+        yield t, kind, c
+
+
+def _metrics(report: BotReport, cash: Decimal, bar_seconds: int) -> dict[str, Any]:
+    curve = [float(e) for e in report.equity]
+    periods = m.periods_per_year(bar_seconds)
+    rets = m.returns(curve)
+    annual = m.annualized_return(curve, periods)
+    mdd, mdd_bars = m.max_drawdown(curve)
+    pnls = [float(t.pnl) for t in report.trades]
+    notional = sum((f.price * f.size for f in report.fills), Decimal(0))
+    fees = sum((f.fee for f in report.fills), Decimal(0))
+    mean_equity = sum(curve) / len(curve) if curve else 0.0
+    final = report.equity[-1] if report.equity else cash
+    return {
+        "orders": len(report.orders),
+        "fills": len(report.fills),
+        "trades": len(report.trades),
+        "bars": len(curve) - 1,
+        "start_cash": str(cash),
+        "final_equity": str(final),
+        "pnl": float(final - cash),
+        "total_return": m.total_return(curve),
+        "annualized_return": annual,
+        "sharpe": m.sharpe(rets, periods),
+        "sortino": m.sortino(rets, periods),
+        "calmar": m.calmar(annual, mdd),
+        "max_drawdown": mdd,
+        "max_drawdown_bars": mdd_bars,
+        "max_drawdown_seconds": mdd_bars * bar_seconds,
+        "win_rate": m.win_rate(pnls),
+        "profit_factor": m.profit_factor(pnls),
+        "expectancy": m.expectancy(pnls),
+        "exposure": (sum(report.exposed[1:]) / (len(report.exposed) - 1)
+                     if len(report.exposed) > 1 else 0.0),
+        "turnover": float(notional) / mean_equity if mean_equity > 0 else 0.0,
+        "fees": float(fees),
+    }
+
+
+def run_backtest(bots: Bot | Iterable[Bot], candles: Sequence[Candle],
+                 **options: Any) -> BacktestResult:
+    """:class:`Backtest` ``(bots, candles, **options).run()`` on a fresh event loop."""
+    backtest = Backtest(bots, candles, **options)
+    return asyncio.run(backtest.run())

@@ -1,0 +1,107 @@
+"""The engine's market-data seam: any MarketSource, the same topics; SimClock.advance_to's
+``inclusive``; counter client ids; ticks driven eagerly."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tickloop.book.engine import OrderBook
+from tickloop.bus import Bus
+from tickloop.exceptions import ConfigError
+from tickloop.models import BookLevel, BookSnapshot, Trade
+from tickloop.runtime import Bot, Engine, SimClock
+from tickloop.runtime.source import MarketWants
+
+
+class ListSource:
+    """A MarketSource that publishes given trades when told."""
+
+    def __init__(self) -> None:
+        self.wants: MarketWants | None = None
+        self.bus: Bus | None = None
+        self.closed = False
+        self._book = OrderBook.from_snapshot(BookSnapshot(
+            venue="mem", symbol="BTC-USD", bids=(BookLevel(Decimal(99), Decimal(5)),),
+            asks=(BookLevel(Decimal(101), Decimal(5)),), sequence=1))
+
+    async def start(self) -> None:
+        pass
+
+    async def wire(self, bus: Bus, wants: MarketWants) -> None:
+        self.bus, self.wants = bus, wants
+
+    def book(self, symbol: str) -> OrderBook | None:
+        return self._book if symbol == "BTC-USD" else None
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def trade(self, price: str) -> None:
+        assert self.bus is not None
+        self.bus.publish("trade.mem.BTC-USD", Trade(venue="mem", symbol="BTC-USD", id=1,
+                                                    price=Decimal(price), size=Decimal(1),
+                                                    side=None, ts=0))
+
+
+class Buyer(Bot):
+    symbols = ("BTC-USD",)
+    every = 1.0
+
+    def __init__(self, id: str, **kw: Any) -> None:
+        super().__init__(id, **kw)
+        self.heard: list[Decimal] = []
+        self.ticks = 0
+
+    def on_trade(self, trade: Trade) -> None:
+        self.heard.append(trade.price)
+
+    async def tick(self) -> None:
+        self.ticks += 1
+        if self.ticks == 2:
+            await self.buy("BTC-USD", "1")
+
+
+async def test_an_engine_on_another_source() -> None:
+    source = ListSource()
+    clock = SimClock()
+    ids = iter(range(1, 100))
+    engine = Engine([Buyer("b1")], venue="mem", source=source, clock=clock, stagger=0,
+                    equity_every=0, client_ids=lambda bot: f"{bot}-{next(ids)}")
+    async with engine:
+        assert source.wants == MarketWants(trades=("BTC-USD",), traded=("BTC-USD",))
+        with pytest.raises(ConfigError, match="come from a source"):
+            _ = engine.feed
+        assert engine.source is source
+        source.trade("100")
+        bot = engine.bots[0]
+        assert isinstance(bot, Buyer) and bot.heard == [Decimal(100)]
+        clock.advance(0)
+        assert bot.ticks == 1 and bot._engine is engine
+        assert engine._hosts["b1"].tick_task is None  # a tick that never waits: no task
+        clock.advance(1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        fills = engine.portfolio("b1").position("BTC-USD")
+        assert fills.size == 1 and fills.avg_price == Decimal(101)
+        assert engine.position("b1", "BTC-USD") == fills
+        assert [o.client_order_id for o in engine.open_orders("b1")] == []
+    assert source.closed
+
+
+def test_a_source_and_a_feed_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        Engine([], source=ListSource(), url="ws://127.0.0.1:1")
+
+
+def test_advance_to_not_inclusive_leaves_the_timers_of_that_instant() -> None:
+    clock = SimClock()
+    fired: list[str] = []
+    clock.call_at(1.0, fired.append, "a")
+    clock.call_at(2.0, fired.append, "b")
+    assert clock.advance_to(2.0, inclusive=False) == 1
+    assert fired == ["a"] and clock.monotonic() == 2.0
+    assert clock.advance_to(2.0) == 1 and fired == ["a", "b"]
