@@ -40,6 +40,8 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
+import msgspec
+
 from ..book import OrderBook, make_sync
 from ..exceptions import (
     AuthError,
@@ -61,6 +63,7 @@ from ..models import (
     ConsumerDetached,
     Fill,
     Gap,
+    Instrument,
     Malformed,
     OrderEvent,
     StatusEvent,
@@ -75,11 +78,24 @@ from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_asy
 from .continuity import Merge, TradeContinuity
 from .session import SessionState, WsSession
 
-__all__ = ["Stream", "StreamClient", "TradeSource"]
+__all__ = ["ALL", "Stream", "StreamClient", "Symbols", "TradeSource"]
 
 log = logging.getLogger("tickloop.client.stream")
 
 T = TypeVar("T")
+
+#: The symbol that means every market of the venue: ``feed.trades("*")``. ``None`` and an empty
+#: list mean the same where a list of symbols is expected.
+ALL = "*"
+
+#: What the symbol arguments take: one symbol, several, or every market (``"*"``, None, ``[]``).
+Symbols = str | Iterable[str] | None
+
+
+class MarketSource(Protocol):
+    """What ``"*"`` needs from a REST client: the venue's market list."""
+
+    async def instruments(self) -> list[Instrument]: ...
 
 
 class TradeSource(Protocol):
@@ -367,6 +383,8 @@ class StreamClient:
         self._raw_book_routes = self._fanout.routes[BOOK_DELTAS]
         self._order_routes = self._fanout.routes[Channel.ORDERS]
         self._book_rest: Any = None
+        self._all_markets: list[str] | None = None  # what "*" stands for (markets())
+        self._markets_lock: asyncio.Lock | None = None
         self._books = BookFeed(
             venue,
             sync_factory=book_sync if book_sync is not None else make_sync,
@@ -496,7 +514,7 @@ class StreamClient:
     # ------------------------------------------------------------------ async-iterator streams
     def trades(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
@@ -514,7 +532,7 @@ class StreamClient:
 
     def tickers(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
@@ -526,7 +544,7 @@ class StreamClient:
 
     def candles(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         interval: str = "1m",
         *,
         buffer: int | None = None,
@@ -553,7 +571,7 @@ class StreamClient:
 
     def books(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         depth: int | None = None,
         conflate: float | None = None,
@@ -578,7 +596,7 @@ class StreamClient:
 
     def book_deltas(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         overflow: Overflow | str | None = None,
         buffer: int | None = None,
@@ -689,7 +707,7 @@ class StreamClient:
     # ------------------------------------------------------------------------ callback streams
     async def subscribe_trades(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         buffer: int | None = None,
@@ -707,14 +725,14 @@ class StreamClient:
         await self._subscribe_handler(Channel.TRADES, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_trades(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
+        self, symbols: Symbols, handler: Handler | None = None
     ) -> None:
         subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
         await self._unsubscribe_handler(Channel.TRADES, subs, handler)
 
     async def subscribe_tickers(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         buffer: int | None = None,
@@ -724,14 +742,14 @@ class StreamClient:
         await self._subscribe_handler(Channel.TICKER, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_tickers(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
+        self, symbols: Symbols, handler: Handler | None = None
     ) -> None:
         subs = [Subscription(Channel.TICKER, s) for s in _symbols(symbols)]
         await self._unsubscribe_handler(Channel.TICKER, subs, handler)
 
     async def subscribe_candles(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         interval: str,
         handler: Handler,
         *,
@@ -742,7 +760,7 @@ class StreamClient:
         await self._subscribe_handler(Channel.CANDLES, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_candles(
-        self, symbols: str | Iterable[str], interval: str, handler: Handler | None = None
+        self, symbols: Symbols, interval: str, handler: Handler | None = None
     ) -> None:
         subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
         await self._unsubscribe_handler(Channel.CANDLES, subs, handler)
@@ -777,7 +795,7 @@ class StreamClient:
 
     async def subscribe_books(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         depth: int | None = None,
@@ -821,7 +839,7 @@ class StreamClient:
         )
 
     async def unsubscribe_books(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
+        self, symbols: Symbols, handler: Handler | None = None
     ) -> None:
         """Stop calling ``handler`` (every book handler when None) for ``symbols``."""
         self._check_open()
@@ -830,7 +848,7 @@ class StreamClient:
         for consumer in list(handlers):
             if handler is not None and consumer.handler != handler:
                 continue
-            subs = [s for s in consumer.subscriptions if s.symbol in wanted]
+            subs = [s for s in consumer.subscriptions if s.symbol in wanted or ALL in wanted]
             gone = self._fanout.detach(consumer, subs)
             if not consumer.subscriptions:
                 handlers.remove(consumer)
@@ -840,7 +858,7 @@ class StreamClient:
 
     async def subscribe_book_deltas(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         buffer: int | None = None,
@@ -853,7 +871,7 @@ class StreamClient:
         await self._subscribe_handler(BOOK_DELTAS, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_book_deltas(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
+        self, symbols: Symbols, handler: Handler | None = None
     ) -> None:
         """Stop calling ``handler`` (every raw book handler when None) for ``symbols``."""
         self._check_open()
@@ -862,7 +880,7 @@ class StreamClient:
         for consumer in list(handlers):
             if handler is not None and consumer.handler != handler:
                 continue
-            subs = [s for s in consumer.subscriptions if s.symbol in wanted]
+            subs = [s for s in consumer.subscriptions if s.symbol in wanted or ALL in wanted]
             gone = self._fanout.detach(consumer, subs)
             if not consumer.subscriptions:
                 handlers.remove(consumer)
@@ -943,7 +961,7 @@ class StreamClient:
         for consumer in list(self._handlers[channel]):
             if handler is not None and consumer.handler != handler:
                 continue
-            gone = self._fanout.detach(consumer, subs)
+            gone = self._fanout.detach(consumer, _held(consumer, subs))
             if not consumer.subscriptions:
                 self._handlers[channel].remove(consumer)
                 await consumer.aclose()
@@ -955,6 +973,8 @@ class StreamClient:
         self, consumer: Consumer, subs: tuple[Subscription, ...], *, wait: bool
     ) -> None:
         self._check_open()
+        if any(s.symbol == ALL for s in subs):
+            subs = await self._expand(subs)
         if isinstance(consumer, BookConsumer):
             subs = self._resolve_books(consumer, subs)
         elif consumer.channel == BOOK_DELTAS:
@@ -1005,6 +1025,66 @@ class StreamClient:
                     raise refusal from None
                 raise
 
+    async def _expand(self, subs: tuple[Subscription, ...]) -> tuple[Subscription, ...]:
+        """Replace each every-market subscription (symbol ``"*"``) by one per market."""
+        markets = await self.markets()
+        out: dict[Subscription, None] = {}
+        for sub in subs:
+            if sub.symbol == ALL:
+                for symbol in markets:
+                    out[msgspec.structs.replace(sub, symbol=symbol)] = None
+            else:
+                out[sub] = None
+        return tuple(out)
+
+    async def markets(self, *, refresh: bool = False) -> list[str]:
+        """The symbols ``"*"`` stands for: every market of the venue that is open for trading,
+        from its market list (REST), asked once per client (``refresh=True`` asks again).
+        A subscription to ``"*"`` covers the markets listed when it was made."""
+        self._check_open()
+        lock = self._markets_lock
+        if lock is None:
+            lock = self._markets_lock = asyncio.Lock()
+        async with lock:
+            if self._all_markets is None or refresh:
+                rest = self._market_source()
+                try:
+                    instruments = await rest.instruments()
+                except (TickloopError, OSError) as exc:
+                    reason = exc.message if isinstance(exc, TickloopError) else str(exc)
+                    raise StreamError(
+                        f"'*' needs the venue's market list, which failed: {reason}",
+                        venue=self.venue,
+                    ) from exc
+                self._all_markets = list(
+                    dict.fromkeys(i.symbol for i in instruments if i.status == "open")
+                )
+                if not self._all_markets:
+                    raise StreamError("'*': the venue lists no open market", venue=self.venue)
+            return list(self._all_markets)
+
+    def _market_source(self) -> MarketSource:
+        rest = self._rest
+        if rest is not None and hasattr(rest, "instruments"):
+            source: MarketSource = rest
+            return source
+        public: MarketSource = self._public_rest()
+        return public
+
+    def _public_rest(self) -> Any:
+        """A REST client for the public calls (books, markets) a user-given ``rest`` lacks."""
+        if self._rest is None:
+            from .rest import AsyncClient
+
+            self._rest = AsyncClient(self.venue, url=self._rest_url, credentials=self._credentials)
+            self._own_rest = True
+            return self._rest
+        if self._book_rest is None:
+            from .rest import AsyncClient
+
+            self._book_rest = AsyncClient(self.venue, url=self._rest_url)
+        return self._book_rest
+
     def _resolve_books(
         self, consumer: BookConsumer, subs: tuple[Subscription, ...]
     ) -> tuple[Subscription, ...]:
@@ -1042,22 +1122,11 @@ class StreamClient:
 
     def _book_source(self) -> BookSource:
         rest = self._rest
-        if rest is None:
-            from .rest import AsyncClient
-
-            rest = self._rest = AsyncClient(
-                self.venue, url=self._rest_url, credentials=self._credentials
-            )
-            self._own_rest = True
-        if hasattr(rest, "book"):
+        if rest is not None and hasattr(rest, "book"):
             source: BookSource = rest
             return source
-        if self._book_rest is None:
-            from .rest import AsyncClient
-
-            self._book_rest = AsyncClient(self.venue, url=self._rest_url)
-        book_rest: BookSource = self._book_rest
-        return book_rest
+        public: BookSource = self._public_rest()
+        return public
 
     def _book_status(self, event: BookInvalid | BookValid) -> None:
         self._fanout.publish_status(event)
@@ -1475,14 +1544,45 @@ class _StatusStream:
         self._remove()
 
 
+def _held(consumer: Consumer, subs: Iterable[Subscription]) -> list[Subscription]:
+    """The subscriptions of ``consumer`` that ``subs`` name (``"*"``: all of that channel and
+    interval)."""
+    wanted = set(subs)
+    every = {(s.channel, s.interval) for s in wanted if s.symbol == ALL}
+    return [
+        s
+        for s in consumer.subscriptions
+        if s in wanted or (s.channel, s.interval) in every
+    ]
+
+
 def _usable(session: WsSession) -> bool:
     return session.state not in (SessionState.FAILED, SessionState.CLOSED)
 
 
-def _symbols(symbols: str | Iterable[str]) -> list[str]:
-    items = [symbols] if isinstance(symbols, str) else list(symbols)
+def _symbols(symbols: Symbols) -> list[str]:
+    """Normalised symbols; ``[ALL]`` for every market (``"*"``, None or an empty list)."""
+    if symbols is None:
+        return [ALL]
+    if isinstance(symbols, str):
+        items = [symbols]
+    else:
+        try:
+            items = list(symbols)
+        except TypeError:
+            raise ConfigError(
+                f"symbols must be a symbol, a list of symbols or '*', not {type(symbols).__name__}",
+                field="symbols",
+            ) from None
     if not items:
-        raise ConfigError("no symbol given", field="symbols")
+        return [ALL]
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(
+                f"symbols must be non-empty strings, not {item!r}", field="symbols"
+            )
+    if ALL in items:
+        return [ALL]
     return [s.upper() for s in dict.fromkeys(items)]
 
 
