@@ -206,7 +206,7 @@ async def test_binance_star_subscribes_every_listed_market(recorded_data: Path) 
     expected = [e for f in frames for e in codec.decode(f, 0) if isinstance(e, Trade)]
     listed = {"NKNUSDT": "TRADING", "BLZETH": "TRADING", "LRCBTC": "TRADING", "XYZBTC": "BREAK"}
     expected = [t for t in expected if t.symbol in ("NKN-USDT", "BLZ-ETH", "LRC-BTC")]
-    assert {t.symbol for t in expected} == {"NKN-USDT", "BLZ-ETH", "LRC-BTC"}
+    assert {t.symbol for t in expected} == {"NKN-USDT", "LRC-BTC"}  # BLZ-ETH: no trade
     async with (
         ReplayServer(
             [path],
