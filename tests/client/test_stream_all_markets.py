@@ -61,9 +61,7 @@ async def test_trades_star_iterates_every_market(ex: SimExchange) -> None:
 
 
 @pytest.mark.parametrize("every", ["*", None, []], ids=["star", "none", "empty"])
-async def test_subscribe_trades_every_market_with_one_handler(
-    ex: SimExchange, every: Any
-) -> None:
+async def test_subscribe_trades_every_market_with_one_handler(ex: SimExchange, every: Any) -> None:
     async with feed_for(ex) as feed:
         got: list[Trade] = []
         await feed.subscribe_trades(every, handler=got.append)
