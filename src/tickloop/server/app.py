@@ -115,7 +115,9 @@ class TickloopApp(FastAPI):
         self.lag = lag
         self.token = token
         self.state.token = token
-        self.registry = make_registry(PlatformCollector(platform.bus, platform.feeds, hub, lag))
+        self.registry = make_registry(
+            PlatformCollector(platform.bus, platform.feeds, hub, lag, rest=platform.rest)
+        )
         self.bots: BotTracker | None = None
         if platform.engine is not None:
             self.bots = BotTracker(platform.engine)
