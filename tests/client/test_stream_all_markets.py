@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from tickloop import ConfigError, StreamClient, StreamError
-from tickloop.models import BookDelta, BookSnapshot, Candle, Ticker, Trade
+from tickloop.models import BookDelta, BookSnapshot, Candle, Instrument, Ticker, Trade
 from tickloop.replay import ReplayServer
 from tickloop.sim import SimExchange
 from tickloop.venues.base import Channel, Subscription
@@ -227,3 +228,49 @@ async def test_binance_star_subscribes_every_listed_market(recorded_data: Path) 
         assert [(t.symbol, t.id, t.price, t.size, t.ts) for t in got] == [
             (t.symbol, t.id, t.price, t.size, t.ts) for t in expected
         ]
+
+
+class ClosedMarkets:
+    """A REST source whose only market is not open (a trading break), then is."""
+
+    def __init__(self) -> None:
+        self.status = "halted"
+        self.asked = 0
+
+    async def instruments(self) -> list[Instrument]:
+        self.asked += 1
+        return [
+            Instrument(
+                venue="sim",
+                symbol="BTC-USD",
+                venue_symbol="BTC-USD",
+                base="BTC",
+                quote="USD",
+                price_precision=2,
+                size_precision=4,
+                tick_size=Decimal("0.01"),
+                lot_size=Decimal("0.0001"),
+                status=self.status,
+            )
+        ]
+
+    async def trades(
+        self, symbol: str, *, since_id: int | None = None, limit: int | None = None
+    ) -> list[Trade]:
+        return []
+
+
+async def test_no_open_market_is_an_error_and_is_asked_again(ex: SimExchange) -> None:
+    source = ClosedMarkets()
+    async with feed_for(ex, rest=source) as feed:
+        with pytest.raises(StreamError, match="no open market"):
+            await feed.subscribe_trades("*", handler=print)
+        assert feed.upstream() == {}
+        source.status = "open"  # the break is over: the next '*' asks again
+        got: list[Trade] = []
+        await feed.subscribe_trades("*", handler=got.append)
+        assert source.asked == 2
+        assert feed.upstream() == {Subscription(Channel.TRADES, "BTC-USD"): 1}
+        await until(lambda: len(got) >= 1, "trades of the market that opened")
+        assert await feed.markets() == ["BTC-USD"] and source.asked == 2  # cached
+        assert await feed.markets(refresh=True) == ["BTC-USD"] and source.asked == 3

@@ -987,11 +987,10 @@ class StreamClient:
                         f"'*' needs the venue's market list, which failed: {reason}",
                         venue=self.venue,
                     ) from exc
-                self._all_markets = list(
-                    dict.fromkeys(i.symbol for i in instruments if i.status == "open")
-                )
-                if not self._all_markets:
+                listed = list(dict.fromkeys(i.symbol for i in instruments if i.status == "open"))
+                if not listed:
                     raise StreamError("'*': the venue lists no open market", venue=self.venue)
+                self._all_markets = listed
             return list(self._all_markets)
 
     def _market_source(self) -> MarketSource:
