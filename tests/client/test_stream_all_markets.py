@@ -145,8 +145,11 @@ async def test_star_without_a_market_list_says_why(ex: SimExchange) -> None:
             await feed.subscribe_trades("*", handler=print)
         assert "market list" in str(info.value)
         assert feed.upstream() == {}
+        stream = feed.trades("*")
         with pytest.raises(StreamError):
-            await anext(feed.trades("*"))
+            await anext(stream)
+        with pytest.raises(StreamError):  # again, at once: the stream ended with that error
+            await anext(stream)
 
 
 def socket_port() -> int:

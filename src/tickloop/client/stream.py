@@ -213,7 +213,15 @@ class Stream(Generic[T]):
         client = self._client
         if client is None:
             raise StopAsyncIteration
-        await client._attach(self._consumer, self._subscriptions, wait=False)
+        try:
+            await client._attach(self._consumer, self._subscriptions, wait=False)
+        except Exception as exc:
+            if not self._consumer.subscriptions:
+                # Nothing was subscribed (a bad argument, no market list for "*"): the stream
+                # ends with that error, raised again by every later read instead of waiting.
+                self._client = None
+                self._consumer.close(exc)
+            raise
 
     async def __aenter__(self) -> Stream[T]:
         if not self._started:
@@ -476,7 +484,8 @@ class StreamClient:
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> Stream[Trade]:
-        """Trades of one or several symbols, in trade-id order per symbol, none missed.
+        """Trades of one or several symbols (``"*"``, None or ``[]``: every market of the venue,
+        from its market list; see :meth:`markets`), in trade-id order per symbol, none missed.
 
         ``overflow``: ``"error"`` (default) detaches a consumer that falls ``buffer`` trades
         behind with ConsumerOverflow, so it never delays the others; ``"backpressure"`` pauses
