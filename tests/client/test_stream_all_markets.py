@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tickloop import ConfigError, StreamClient, StreamError
+from tickloop import ConfigError, InvalidRequest, StreamClient, StreamError
 from tickloop.models import BookDelta, BookSnapshot, Candle, Instrument, Ticker, Trade
 from tickloop.replay import ReplayServer
 from tickloop.sim import SimExchange
@@ -277,3 +277,83 @@ async def test_no_open_market_is_an_error_and_is_asked_again(ex: SimExchange) ->
         await until(lambda: len(got) >= 1, "trades of the market that opened")
         assert await feed.markets() == ["BTC-USD"] and source.asked == 2  # cached
         assert await feed.markets(refresh=True) == ["BTC-USD"] and source.asked == 3
+
+
+# ------------------------------------------------------- a venue's own all-market stream
+
+
+def _ticker24(symbol: str, last: str, event_ms: int) -> dict[str, Any]:
+    """A 24hrTicker payload in Binance's documented shape."""
+    return {
+        "e": "24hrTicker", "E": event_ms, "s": symbol, "p": "0.0015", "P": "250.00",
+        "w": "0.0018", "x": "0.0009", "c": last, "Q": "10", "b": "0.00240000",
+        "B": "10.00000000", "a": "0.00260000", "A": "100.00000000", "o": "0.0010",
+        "h": "0.0025", "l": "0.0010", "v": "10000.00000000", "q": "18", "O": 0,
+        "C": 86400000, "F": 0, "L": 18150, "n": 18151,
+    }  # fmt: skip
+
+
+ARR_SYMBOLS = {"BTCUSDT": "BTC-USDT", "ETHUSDT": "ETH-USDT", "NKNUSDT": "NKN-USDT"}
+
+
+def _all_tickers_frame(event_ms: int, last: str) -> bytes:
+    data = [_ticker24(s, last, event_ms) for s in ARR_SYMBOLS]
+    return json.dumps({"stream": "!ticker@arr", "data": data}, separators=(",", ":")).encode()
+
+
+def test_binance_codec_decodes_the_all_market_ticker_stream() -> None:
+    codec = BinanceCodec()
+    assert codec.all_markets() == {Channel.TICKER}
+    assert codec.stream_name(Subscription(Channel.TICKER, "*")) == "!ticker@arr"
+    tickers = codec.decode(_all_tickers_frame(1672515782136, "0.00250000"), 7)
+    assert [t.symbol for t in tickers] == list(ARR_SYMBOLS.values())
+    first = tickers[0]
+    assert isinstance(first, Ticker)
+    assert str(first.last) == "0.00250000" and str(first.bid) == "0.00240000"  # exact digits
+    assert first.ts == 1672515782136 * 1_000_000 and first.recv_ts == 7
+    raw = codec.decode(memoryview(_all_tickers_frame(1, "0.1")), 0)  # the session's payload type
+    assert len(raw) == 3
+    book_ticker = BinanceCodec(ticker_stream="bookTicker")
+    assert book_ticker.all_markets() == frozenset()
+    with pytest.raises(InvalidRequest) as info:
+        book_ticker.stream_name(Subscription(Channel.TICKER, "*"))
+    assert info.value.field == "symbol"
+    with pytest.raises(InvalidRequest):
+        codec.stream_name(Subscription(Channel.TRADES, "*"))
+
+
+async def test_binance_star_tickers_use_the_all_market_stream(tmp_path: Path) -> None:
+    # No REST answer is served: the market list is not needed (a request for it would fail).
+    path = tmp_path / "BINANCE.ws.arr.0"
+    lines = ["wss://stream.binance.com:9443/stream <-> 1672515782.000000"]
+    for n in range(3):
+        frame = _all_tickers_frame(1672515782136 + n * 1000, f"0.0025000{n}")
+        lines.append(f"1672515782.{n:06d}: {frame.decode()}")
+    path.write_text("\n".join(lines) + "\n")
+    async with (
+        # close_at_end: the session ends after its three frames; the client reconnects and
+        # resubscribes, and the replay starts again, so the stream goes on.
+        ReplayServer([path], start_on_message=True, close_at_end=True) as srv,
+        StreamClient("binance", url=srv.url("/stream"), rest_url=srv.rest_url) as feed,
+    ):
+        got: list[Ticker] = []
+        async with feed.tickers([]) as stream:  # an iterator and a handler share the stream
+            await feed.subscribe_tickers("*", handler=got.append, overflow="error")
+            assert feed.upstream() == {Subscription(Channel.TICKER, "*"): 2}
+            assert len(feed.sessions) == 1
+            ticker = await anext(stream)
+            assert ticker.symbol in ARR_SYMBOLS.values()
+        await until(
+            lambda: {str(t.last) for t in got if t.symbol == "NKN-USDT"}
+            == {"0.00250000", "0.00250001", "0.00250002"},
+            "every frame's tickers",
+        )
+        assert {t.symbol for t in got} == set(ARR_SYMBOLS.values())
+        sent = " ".join(message for _, message in srv.client_messages)
+        assert '"!ticker@arr"' in sent
+        await feed.unsubscribe_tickers("*", got.append)
+        await until(lambda: feed.upstream() == {}, "the all-market stream unsubscribed")
+        await until(
+            lambda: "UNSUBSCRIBE" in " ".join(m for _, m in srv.client_messages),
+            "UNSUBSCRIBE sent",
+        )

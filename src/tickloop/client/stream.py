@@ -327,6 +327,7 @@ class StreamClient:
         self._order_routes = self._fanout.routes[Channel.ORDERS]
         self._book_rest: Any = None
         self._all_markets: list[str] | None = None  # what "*" stands for (markets())
+        self._direct: frozenset[Channel] | None = None  # channels with an all-market stream
         self._markets_lock: asyncio.Lock | None = None
         self._books = BookFeed(
             venue,
@@ -966,16 +967,23 @@ class StreamClient:
                 raise
 
     async def _expand(self, subs: tuple[Subscription, ...]) -> tuple[Subscription, ...]:
-        """Replace each every-market subscription (symbol ``"*"``) by one per market."""
-        markets = await self.markets()
+        """Replace each every-market subscription (symbol ``"*"``) by one per market, unless the
+        venue streams that channel for every market at once (``Codec.all_markets``): then the
+        ``"*"`` subscription is that one stream."""
+        direct = self._all_market_channels()
         out: dict[Subscription, None] = {}
         for sub in subs:
-            if sub.symbol == ALL:
-                for symbol in markets:
+            if sub.symbol == ALL and sub.channel not in direct:
+                for symbol in await self.markets():
                     out[msgspec.structs.replace(sub, symbol=symbol)] = None
             else:
                 out[sub] = None
         return tuple(out)
+
+    def _all_market_channels(self) -> frozenset[Channel]:
+        if self._direct is None:
+            self._direct = self._codec_cls.create(**self._session_codec_options()).all_markets()
+        return self._direct
 
     async def markets(self, *, refresh: bool = False) -> list[str]:
         """The symbols ``"*"`` stands for: every market of the venue that is open for trading,
@@ -1070,12 +1078,16 @@ class StreamClient:
     def _book_status(self, event: BookInvalid | BookValid) -> None:
         self._fanout.publish_status(event)
 
+    def _session_codec_options(self) -> dict[str, Any]:
+        options = self._codec_options
+        if "limits" not in options and _takes_limits(self._codec_cls):
+            options = {**options, "limits": self.limits}
+        return options
+
     def _new_session(self, index: int) -> WsSession:
         """A new connection (the placement's factory: it decides when one is needed)."""
-        options = self._codec_options
+        options = self._session_codec_options()
         codec_cls = self._codec_cls
-        if "limits" not in options and _takes_limits(codec_cls):
-            options = {**options, "limits": self.limits}
         return WsSession(
             lambda: codec_cls.create(**options),
             self.url,
@@ -1238,9 +1250,14 @@ class StreamClient:
             self._books.on_update(event)
 
     def _on_ticker(self, ticker: Ticker) -> None:
-        consumers = self._ticker_routes.get(ticker.symbol)
+        routes = self._ticker_routes
+        consumers = routes.get(ticker.symbol)
         if consumers:
             for consumer in consumers:
+                consumer.push(ticker)
+        every = routes.get(ALL)  # an all-market ticker stream's consumers (Codec.all_markets)
+        if every:
+            for consumer in every:
                 consumer.push(ticker)
 
     def _on_candle(self, candle: Candle) -> None:
