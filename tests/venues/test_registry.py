@@ -301,3 +301,18 @@ async def test_a_private_call_to_a_venue_without_authorizer_says_so() -> None:
         with pytest.raises(AuthError, match="venue 'binance' has no authorizer") as info:
             await http.request(RestRequest("GET", "/account", private=True))
         assert "secret-never-shown" not in str(info.value)
+
+
+def test_a_run_config_accepts_a_registered_venue(inline: Venue, tmp_path: Any) -> None:
+    from tickloop.run.config import RunConfig, load_config, validate
+
+    path = tmp_path / "run.toml"
+    path.write_text('[venue]\nname = "inline"\nurl = "ws://127.0.0.1:1/inline"\n')
+    config = load_config(path)
+    assert isinstance(config, RunConfig)
+    validate(config, environ={})
+    unregister("inline")
+    with pytest.raises(ConfigError) as info:
+        validate(config, environ={})
+    assert str(info.value).startswith("venue.name: unknown venue 'inline' (known: ")
+    assert info.value.field == "venue.name"
