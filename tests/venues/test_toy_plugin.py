@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import importlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -31,12 +32,13 @@ from tickloop import (
     AuthError,
     ConfigError,
     Credentials,
+    ProtocolError,
     StreamClient,
     SubscriptionError,
     VenueLoadError,
 )
 from tickloop.models import Side
-from tickloop.venues import ENTRY_POINT_GROUP, get, names, unregister
+from tickloop.venues import ENTRY_POINT_GROUP, Channel, Subscription, get, names, unregister
 
 TOY_PROJECT = Path(__file__).resolve().parents[1] / "plugins" / "toy_venue"
 KEY_ID = "toy-key-1"
@@ -280,3 +282,30 @@ async def test_a_wrong_secret_is_refused_by_the_toy_venue(
         with pytest.raises(AuthError, match="bad_signature") as info:
             await c.balances()
     assert "not-the-secret" not in str(info.value) and toy_server.signed == []
+
+
+def test_the_toy_codec_alone_no_socket(toy_installed: Path) -> None:
+    """A plug-in codec is unit-tested like the built-in ones: frames in, models out."""
+    codec = get("toy").stream
+    assert codec is not None
+    toy = codec.create()
+    (trade,) = toy.decode(json.dumps(TRADES[3]).encode(), 99)
+    assert (trade.symbol, trade.price, trade.recv_ts) == ("TOY-USD", Decimal("1.2400"), 99)
+    assert toy.decode(b'{"hello": "world"}', 0) == [] and toy.unknown == 1
+    for bad in (b"{not json", b'{"ch": "trades", "sym": "toy_usd"}', b'{"ack": 1, "streams": 3}'):
+        with pytest.raises(ProtocolError):
+            toy.decode(bad, 0)
+    (frame,) = toy.subscribe([Subscription(Channel.TRADES, "TOY-USD")])
+    assert json.loads(frame) == {"op": "sub", "id": 1, "streams": ["trades.toy_usd"]}
+
+
+def test_the_docs_excerpts_are_the_toy_package_verbatim() -> None:
+    """docs/venues.md, "Adding your own venue", shows the toy package: each block that names
+    a file of it on its first line is a verbatim excerpt of that file."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "venues.md").read_text()
+    section = docs.split("## Adding your own venue", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:python|toml)\n# (\S+)\n(.*?)\n```", section, re.S)
+    assert len(blocks) >= 7
+    for name, body in blocks:
+        source = (TOY_PROJECT / name).read_text()
+        assert body in source, f"docs/venues.md excerpt of {name} is not in the file"
