@@ -172,3 +172,6 @@ async def test_a_venue_without_tokens_or_authorizer_says_so() -> None:
             await creds.token(http)
     with pytest.raises(ConfigError, match="venue 'binance' has no authorizer"):
         await creds.token(PlainSender(), venue="binance")
+    async with HttpSession("http://127.0.0.1:1", venue="binance", credentials=creds) as http:
+        with pytest.raises(ConfigError, match="venue 'binance' has no authorizer"):
+            await creds.token(http)  # never the sim's login, whatever venue= says

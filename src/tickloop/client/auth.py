@@ -246,9 +246,11 @@ class Credentials:
         sender: _Sender = via if isinstance(via, _Sender) else via.http
         auth: Authorizer | None = getattr(sender, "authorizer", None)
         if auth is None:
-            cls = venue_authorizer(venue)
+            # an HttpSession without one is of a venue that has none; a stand-in names none
+            name: str = getattr(sender, "venue", venue)
+            cls = venue_authorizer(name)
             if cls is None:
-                raise ConfigError(f"venue {venue!r} has no authorizer", field="venue")
+                raise ConfigError(f"venue {name!r} has no authorizer", field="venue")
             auth = cls()
         request = auth.login_request()
         if request is None:
