@@ -39,6 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from .._state import state_dir, write_private
 from ..bus import Bus
 from ..client.rest import AsyncClient
 from ..client.stream import StreamClient
@@ -66,8 +67,7 @@ PORT_TRIES = 20
 def instance_file() -> Path:
     """Where a running ``tickloop run`` writes its address (for ``tickloop bots``, ...):
     ``$XDG_STATE_HOME/tickloop/instance.json``."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "tickloop" / "instance.json"
+    return state_dir() / "instance.json"
 
 
 @dataclass
@@ -115,12 +115,7 @@ def _rest_url_of(ws_url: str) -> str:
 
 
 def _write_instance(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(data).encode())
-    finally:
-        os.close(fd)
+    write_private(path, json.dumps(data))
 
 
 def _remove_instance(path: Path) -> None:
