@@ -69,6 +69,7 @@ from ..models import (
 )
 from ..venues import rest_codec, stream_codec
 from ..venues.base import Channel, Codec, Subscription
+from ..venues.sim import derive_rest_url as derive_rest_url  # moved to the sim venue
 from .backoff import Backoff
 from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
