@@ -48,8 +48,6 @@ __all__ = [
 ]
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")  # the same as `tickloop sim`'s, so `run --url` fits
-#: The built-in venues; plug-in venues (tickloop.venues) are accepted too.
-KNOWN_VENUES = ("sim", "binance", "coinbase", "kraken")
 
 
 def default_store_path() -> str:
@@ -63,7 +61,7 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class VenueConfig(_Section):
-    #: sim, binance, coinbase or kraken
+    #: sim, binance, coinbase or kraken (validate() also knows plug-in venues, tickloop.venues)
     name: str = "sim"
     #: the venue's WebSocket address; none with ``sim``: the embedded exchange is started
     url: str | None = None

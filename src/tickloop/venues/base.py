@@ -1,4 +1,13 @@
-"""The contract between a venue's sans-I/O codec and tickloop's one WebSocket session class.
+"""The public venue contract: what a venue implements so tickloop's I/O shells can use it.
+
+Three sans-I/O parts, put together as a :class:`tickloop.venues.Venue`
+(docs/venues.md, *Adding your own venue*):
+
+* :class:`Codec`, the WebSocket codec that the one WebSocket session class drives;
+* :class:`PublicRest`, the REST codec that the one HTTP session class drives, with optional
+  capability contracts (:class:`FieldSelectionRest`, :class:`MarketDataRest`,
+  :class:`TradingRest`, :class:`AccountRest`) that enable more ``AsyncClient`` calls;
+* :class:`Authorizer`, the signer of private requests, computing with a :class:`SigningKey`.
 
 A codec turns the venue's frames into tickloop models and tickloop's wishes (subscribe,
 unsubscribe, ping, login) into the venue's frames. It owns no socket, no task and no clock: the
