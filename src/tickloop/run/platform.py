@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -54,6 +53,7 @@ from ..runtime.engine import Engine
 from ..runtime.store import Store
 from ..server import Platform, create_app, serve
 from ..server.auth import TOKEN_ENV
+from ..venues import stream_codec
 from .config import Prepared
 from .summary import PlatformView
 
@@ -105,13 +105,6 @@ class _Stopper:
         self.event.set()
         if self.starting is not None and not self.starting.done():
             self.starting.cancel()
-
-
-def _rest_url_of(ws_url: str) -> str:
-    """The embedded exchange serves REST on the WebSocket's host and port."""
-    match = re.match(r"^ws(s?)://([^/]+)", ws_url)
-    assert match is not None
-    return f"http{match.group(1)}://{match.group(2)}"
 
 
 def _write_instance(path: Path, data: dict[str, Any]) -> None:
@@ -249,8 +242,9 @@ async def _start(prepared: Prepared, stack: contextlib.AsyncExitStack, console: 
         ws_url, rest_url = ex.ws_url, ex.rest_url
     elif not ws_url:
         ws_url = StreamClient(venue.name).url
-    elif venue.name == "sim" and rest_url is None:
-        rest_url = _rest_url_of(ws_url)
+    elif rest_url is None:
+        # where the venue serves REST beside its stream (the sim: ws://h:p/ws -> .../api/v1)
+        rest_url = stream_codec(venue.name).rest_url(ws_url)
 
     async with _step(console, "opening the bus", current):
         try:
