@@ -25,6 +25,8 @@ from .exceptions import (
     SubscriptionError,
     TickloopError,
     TimeoutError,
+    UnknownVenue,
+    VenueLoadError,
 )
 from .fields import Selection
 from .limits import Limits
@@ -56,6 +58,8 @@ __all__ = [
     "SubscriptionError",
     "TickloopError",
     "TimeoutError",
+    "UnknownVenue",
+    "VenueLoadError",
     "__version__",
     "is_set",
     "retry",

@@ -118,6 +118,24 @@ def test_sim_then_run_url_works_with_the_defaults(tmp_path: Path) -> None:
     assert_one_line_error(other, f"venue sim at {ex.ws_url} refused", "unknown symbol 'SOL-USD'")
 
 
+def test_run_url_finds_the_venues_rest_api_beside_its_stream(tmp_path: Path) -> None:
+    # `tickloop run --url <sim ws url>` with no rest_url: the REST base comes from the venue's
+    # codec (SimCodec.rest_url: ws://h:p/ws -> http://h:p/api/v1), so /api/markets answers
+    with SimExchange(seed=1) as ex:
+        run = Running(tmp_path, "--url", ex.ws_url, "--port", "0", "--symbols", "BTC-USD")
+        try:
+            url = run.wait_for("dashboard: ").split()[-1]
+            with httpx.Client(base_url=url, timeout=30) as http:
+                markets = http.get("/api/markets")
+                assert markets.status_code == 200, markets.text
+                assert {m["symbol"] for m in markets.json()} == set(ex.symbols)
+            run.proc.send_signal(signal.SIGTERM)
+            code, _, err = run.finish(timeout=30)
+            assert code == 0, err
+        finally:
+            run.kill()
+
+
 def test_an_unreachable_venue_is_one_line_within_the_duration(tmp_path: Path) -> None:
     # the second case: it used to wait 11 s and print three chained tracebacks
     proc = tickloop(tmp_path, "run", "--url", "ws://127.0.0.1:1/ws", "--duration", "2",

@@ -78,8 +78,9 @@ from ..models import (
     Ticker,
     Trade,
 )
-from ..venues import stream_codec
+from ..venues import rest_codec, stream_codec
 from ..venues.base import Channel, Codec, Subscription
+from ..venues.sim import derive_rest_url as derive_rest_url  # moved to the sim venue
 from .backoff import Backoff
 from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .channels import ALL, BY_ROUTE, CHANNELS, Kind, Symbols, held, kind, subscriptions
@@ -109,18 +110,6 @@ class MarketSource(Protocol):
     """What ``"*"`` needs from a REST client: the venue's market list."""
 
     async def instruments(self) -> list[Instrument]: ...
-
-
-def derive_rest_url(ws_url: str) -> str:
-    """The sim's REST base from its WebSocket address: ``ws://h:p/ws`` -> ``http://h:p/api/v1``."""
-    scheme, sep, rest = ws_url.partition("://")
-    if not sep:
-        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
-    host = rest.split("/", 1)[0]
-    http = {"ws": "http", "wss": "https"}.get(scheme.lower())
-    if http is None:
-        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
-    return f"{http}://{host}/api/v1"
 
 
 class Stream(Generic[T]):
@@ -247,7 +236,7 @@ class StreamClient:
     ``reset_retry_after`` configure the exponential backoff with jitter; ``heartbeat_timeout`` is
     how long a connection may stay silent before it is replaced (an application ping goes out
     after ``ping_interval`` of silence). ``buffer_size`` bounds each consumer. ``rest`` (or
-    ``rest_url``; derived from ``url`` for the sim) is used for trade backfill; ``credentials``
+    ``rest_url``; else the codec's ``rest_url(url)``) is used for trade backfill; ``credentials``
     (:class:`tickloop.client.auth.Credentials`) for private streams. ``book_sync`` makes each
     symbol's book synchroniser (default :func:`tickloop.book.make_sync`); a REST book snapshot
     that failed or could not be used is asked for again after an exponential backoff with
@@ -311,8 +300,8 @@ class StreamClient:
         self._rest: Any = rest
         self._own_rest = False
         self._rest_url = rest_url
-        if rest is None and rest_url is None and venue == "sim":
-            self._rest_url = derive_rest_url(self.url)
+        if rest is None and rest_url is None:
+            self._rest_url = self._codec_cls.rest_url(self.url)
         # Ids are tracked (dedupe, gap detection, backfill) only where the venue's trade ids are
         # contiguous; elsewhere an interruption is reported as a Gap with its time range.
         self._backfill_enabled = backfill and self._codec_cls.contiguous_trade_ids
@@ -1169,8 +1158,8 @@ class StreamClient:
             raise AuthError("private channels need credentials=", venue=self.venue)
         via: Any = self._rest if self._rest is not None and hasattr(self._rest, "http") else None
         if via is None:
-            via = self._rest_url or derive_rest_url(self.url)
-        token: str = await self._credentials.token(via)
+            via = self._rest_url or rest_codec(self.venue).default_url
+        token: str = await self._credentials.token(via, venue=self.venue)
         return token
 
     # ------------------------------------------------------------------------ SessionOwner API

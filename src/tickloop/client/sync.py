@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from tickloop.client.auth import Credentials
 from tickloop.client.http import HttpStats
 from tickloop.client.rest import AsyncClient
-from tickloop.client.results import Market
 from tickloop.client.unclosed import report_unclosed
 from tickloop.exceptions import NetworkError
 from tickloop.exceptions import TimeoutError as CallTimeout
@@ -34,6 +33,7 @@ from tickloop.models import (
     Candle,
     Fill,
     Instrument,
+    Market,
     Order,
     OrderType,
     Position,
