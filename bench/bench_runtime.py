@@ -170,6 +170,12 @@ async def slow_endpoint() -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/hook"
 
 
+def market_events(engine: Engine) -> int:
+    """Market events the engine's feed has published on the bus so far."""
+    links = getattr(engine.source, "_links", [])
+    return sum(link.published for link in links)
+
+
 async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: float,
                   warmup: float) -> Result:
     bots = make_bots(n, symbols, bad=name == "bad")
@@ -201,11 +207,11 @@ async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: floa
         errors = 0
         assert engine.monitor is not None
         engine.monitor.reset()
-        published = sum(link.published for link in engine._links)
+        published = market_events(engine)
         start = time.perf_counter()
         await asyncio.sleep(seconds)
         elapsed = time.perf_counter() - start
-        events = sum(link.published for link in engine._links) - published
+        events = market_events(engine) - published
         lag50, lag99 = engine.monitor.percentiles(50, 99)
         samples = list(LATENCIES)
         orders = [x * 1e3 for x in ORDERS]
