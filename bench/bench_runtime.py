@@ -13,7 +13,8 @@ only), ``bad`` (the same plus one bot that raises on every tick and one that blo
 for 200 ms on every tick, every 2 s) and, with ``--notify``, ``notify`` (clean plus a webhook
 notifier of every order, fill and position event pointed at a local endpoint that takes 5 s
 per request). The table
-shows market events/s on the bus, loop lag p50/p99, event -> handler latency p50/p99 (also
+shows market events/s on the bus, the engine process's CPU time per market event
+(``time.process_time``: 1e6 / it is the rate one free core could carry), loop lag p50/p99, event -> handler latency p50/p99 (also
 with the samples that arrived during a reported stall left out: what the stall did to
 everyone is the stall itself), the BotError and LoopBlocked counts and whom the LoopBlocked
 events named, and the bad/clean ratios.
@@ -141,6 +142,7 @@ class Result:
     order_p50: float
     order_p99: float
     samples: int
+    cpu_us: float  # this process's CPU time per market event (µs): what one core can carry
     bot_errors: int
     blocked: int
     named: Counter[str] = field(default_factory=Counter)
@@ -208,9 +210,9 @@ async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: floa
         assert engine.monitor is not None
         engine.monitor.reset()
         published = market_events(engine)
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
         events = market_events(engine) - published
         lag50, lag99 = engine.monitor.percentiles(50, 99)
         samples = list(LATENCIES)
@@ -228,7 +230,7 @@ async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: floa
                if not any(arrived <= b and done >= a for a, b in windows)]
     return Result(name, len(bots), events / elapsed, lag50 * 1e3, lag99 * 1e3, pct(lat, 50),
                   pct(lat, 99), pct(outside, 99), pct(orders, 50), pct(orders, 99), len(lat),
-                  errors, len(blocks),
+                  cpu / max(events, 1) * 1e6, errors, len(blocks),
                   Counter(b for _, _, b in blocks if b))
 
 
@@ -264,7 +266,7 @@ async def main() -> None:
                   f"({platform.python_implementation()} {platform.python_version()})")
     for col in ("run", "bots", "market events/s", "loop lag p50/p99 ms",
                 "event->handler p50/p99 ms", "p99 outside stalls ms", "paper order p50/p99 ms",
-                "samples", "BotErrors",
+                "samples", "CPU µs/event", "BotErrors",
                 "LoopBlocked (named)"):
         table.add_column(col, justify="right")
     for r in results:
@@ -272,7 +274,7 @@ async def main() -> None:
         table.add_row(r.name, str(r.bots), f"{r.events_per_s:,.0f}",
                       f"{r.lag_p50:.2f} / {r.lag_p99:.2f}", f"{r.lat_p50:.2f} / {r.lat_p99:.2f}",
                       f"{r.lat_p99_outside:.2f}", f"{r.order_p50:.3f} / {r.order_p99:.3f}",
-                      f"{r.samples:,}", str(r.bot_errors),
+                      f"{r.samples:,}", f"{r.cpu_us:.1f}", str(r.bot_errors),
                       f"{r.blocked} ({named})")
     console.print(table)
     clean = [r for r in results if r.name == "clean"]
