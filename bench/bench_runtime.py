@@ -12,12 +12,11 @@ the call to its return, is the "paper order" column). The runs alternate: ``clea
 only), ``bad`` (the same plus one bot that raises on every tick and one that blocks the loop
 for 200 ms on every tick, every 2 s) and, with ``--notify``, ``notify`` (clean plus a webhook
 notifier of every order, fill and position event pointed at a local endpoint that takes 5 s
-per request). The table
-shows market events/s on the bus, the engine process's CPU time per market event
-(``time.process_time``: 1e6 / it is the rate one free core could carry), loop lag p50/p99, event -> handler latency p50/p99 (also
-with the samples that arrived during a reported stall left out: what the stall did to
-everyone is the stall itself), the BotError and LoopBlocked counts and whom the LoopBlocked
-events named, and the bad/clean ratios.
+per request). The table shows market events/s on the bus, the engine process's CPU time per
+market event (``time.process_time``: 1e6 / it is the rate one free core could carry), loop lag
+p50/p99, event -> handler latency p50/p99 (also with the samples that arrived during a
+reported stall left out: what the stall did to everyone is the stall itself), the BotError
+and LoopBlocked counts and whom the LoopBlocked events named, and the bad/clean ratios.
 
 Run: ``.venv/bin/python bench/bench_runtime.py [--quick] [--bots 500] [--seconds 10]
 [--rate 60] [--symbols 20] [--runs 1] [--notify]``.

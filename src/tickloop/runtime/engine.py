@@ -16,7 +16,9 @@ Theory of operation.
   another :class:`~tickloop.runtime.source.MarketSource` instead (the backtest's candle feed),
   publishing on the same topics.
 * **Fan-out without a task per event.** The engine subscribes once per market channel and
-  routes each event to the bots of its topic in order (a dict lookup and a list). A plain
+  routes each event to the bots of its topic in order, in one pass over a tuple made when the
+  bots started (per bot: its handler, whether it is a coroutine function, its stats), with one
+  clock read per bot call that ends one call's accounting and starts the next. A plain
   function handler is called inline. A coroutine handler is started inline too and driven
   eagerly: if it finishes without waiting on anything (the common case: a bot that updates
   its indicators) it costs no task at all; if it waits (an order placed, a sleep), the rest
@@ -25,10 +27,11 @@ Theory of operation.
   announced as :class:`~tickloop.models.BusDropped` naming the bot) until that handler is
   done, so each bot sees its events in order and a slow bot never delays the others. A bot's
   own order events and fills take the same path.
-* **Isolation.** Every handler call goes through one wrapper: it names the running bot in the
-  loop monitor's slot (for an async handler, around each step of the coroutine), accounts the
-  call's time to the bot, and turns an exception into a :class:`~tickloop.models.BotError` on
-  ``bot.error.<id>`` with the traceback; the bot carries on. ``breaker_errors`` errors within
+* **Isolation.** Every handler call is made the same way (inline in the market fan-out, through
+  one wrapper elsewhere): it names the running bot in the loop monitor's slot (for an async
+  handler, around each step of the coroutine), accounts the call's time to the bot, and turns
+  an exception into a :class:`~tickloop.models.BotError` on ``bot.error.<id>`` with the
+  traceback; the bot carries on. ``breaker_errors`` errors within
   ``breaker_window`` seconds trip the bot's circuit breaker: the bot stops receiving events and
   ticks (status ``"error"``), :class:`~tickloop.models.CircuitBreakerFired` is published on
   ``bot.breaker.<id>``, and :meth:`Engine.resume` restarts it.
