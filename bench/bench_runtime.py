@@ -285,7 +285,8 @@ async def main() -> None:
                 f"p99 {b.lat_p99 / c.lat_p99:.2f}x, "
                 f"p99 outside stalls {b.lat_p99_outside / c.lat_p99_outside:.2f}x, "
                 f"paper order p50 {b.order_p50 / c.order_p50:.2f}x, "
-                f"loop lag p50 {b.lag_p50 / max(c.lag_p50, 1e-9):.2f}x")
+                f"loop lag p50 {b.lag_p50 / max(c.lag_p50, 1e-9):.2f}x, "
+                f"CPU per market event {b.cpu_us / max(c.cpu_us, 1e-9):.2f}x")
 
 
 if __name__ == "__main__":
