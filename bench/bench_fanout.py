@@ -11,6 +11,11 @@ engine's bus round-robin over the symbols, ``--batch`` events per loop turn (wha
 read delivers), and reads the process's **CPU time per market event** (``time.process_time``,
 which the machine's load moves far less than wall time) and the bot handler calls per event.
 
+The baseline, in the same run: the same handlers of the same bots called from a bare loop (a
+dict of handler lists per topic; a coroutine handler driven as the engine drives it), with no
+bus, no accounting, no isolation and no mailbox: what the fan-out costs above the bots' own
+code is the ratio of the two.
+
 ``1e6 / (µs per event)`` is the event rate one free core could carry through this part.
 
 Run: ``.venv/bin/python bench/bench_fanout.py [--bots 500] [--symbols 20] [--events 100000]
@@ -101,6 +106,44 @@ async def one_round(bots: int, symbols: list[str], events: list[tuple[str, Any]]
             "cpu_us_per_call": cpu / max(calls, 1) * 1e6}
 
 
+async def bare_round(bots: int, symbols: list[str], events: list[tuple[str, Any]],
+                     batch: int) -> dict[str, float]:
+    """The same bots' handlers called from a plain loop (see the module docstring)."""
+    from bench import bench_runtime
+
+    table: dict[str, list[tuple[Any, bool]]] = {}
+    for bot in make_bots(bots, symbols, bad=False):
+        for sym in bot.symbols:
+            for channel, prefix, name in (("trades", "trade", "on_trade"),
+                                          ("books", "book", "on_book")):
+                fn = getattr(bot, name, None)
+                if channel in bot.channels and fn is not None:
+                    table.setdefault(f"{prefix}.sim.{sym}", []).append(
+                        (fn, asyncio.iscoroutinefunction(fn)))
+    bench_runtime.LATENCIES.clear()
+    gc.collect()
+    calls = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    k = 0
+    for topic, payload in events:
+        for fn, is_async in table.get(topic, ()):
+            calls += 1
+            if is_async:
+                for _ in fn(payload).__await__():
+                    break
+            else:
+                fn(payload)
+        k += 1
+        if k == batch:
+            k = 0
+            await asyncio.sleep(0)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    bench_runtime.LATENCIES.clear()
+    return {"cpu_us": cpu / len(events) * 1e6, "wall_us": wall / len(events) * 1e6,
+            "calls_per_event": calls / len(events),
+            "cpu_us_per_call": cpu / max(calls, 1) * 1e6}
+
+
 def _handler_calls(engine: Engine) -> int:
     total = 0
     for bot in engine.bots:
@@ -124,14 +167,22 @@ async def main() -> None:
     symbols = names[: max(args.symbols, 1)]
     events = market(symbols, args.events, args.book_every)
     gc.freeze()
-    runs = [await one_round(args.bots, symbols, events, args.batch) for _ in range(args.rounds)]
+    runs, bare = [], []
+    for _ in range(args.rounds):  # alternated, so both see the same load
+        runs.append(await one_round(args.bots, symbols, events, args.batch))
+        bare.append(await bare_round(args.bots, symbols, events, args.batch))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    bmed = {k: statistics.median(r[k] for r in bare) for k in bare[0]}
+    ratio = statistics.median(r["cpu_us"] / b["cpu_us"] for r, b in zip(runs, bare, strict=True))
     print(f"{args.bots} bots, {len(symbols)} symbols, {args.events:,} events "
           f"(1 in {args.book_every} a book), {args.batch} per loop turn, median of "
           f"{args.rounds}: CPU {med['cpu_us']:.2f} µs/event (wall {med['wall_us']:.2f}), "
           f"{med['calls_per_event']:.1f} handler calls/event, "
           f"{med['cpu_us_per_call']:.3f} µs CPU per handler call; "
           f"one core: {1e6 / med['cpu_us']:,.0f} events/s")
+    print(f"bare loop calling the same handlers: CPU {bmed['cpu_us']:.2f} µs/event, "
+          f"{bmed['calls_per_event']:.1f} calls/event, {bmed['cpu_us_per_call']:.3f} µs per "
+          f"call; engine / bare loop: {ratio:.2f}x the CPU per event")
 
 
 if __name__ == "__main__":
