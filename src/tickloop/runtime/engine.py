@@ -242,9 +242,6 @@ class _TopicRoute:
         self.hosts: list[_Host] = []
         self.slots: tuple[_Slot, ...] = ()
 
-    def __contains__(self, host: _Host) -> bool:
-        return host in self.hosts
-
     def add(self, host: _Host) -> None:
         if host not in self.hosts:
             self.hosts.append(host)
