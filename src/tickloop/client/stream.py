@@ -74,6 +74,7 @@ from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
 from .continuity import Merge, TradeContinuity
 from .session import SessionState, WsSession
+from .transport import Transport
 
 __all__ = ["Stream", "StreamClient", "TradeSource"]
 
@@ -294,6 +295,9 @@ class StreamClient:
     ``book_snapshot_retries`` times in a row before the book stream ends with BookError.
     ``limits`` (:class:`tickloop.limits.Limits`) bounds what the venue may send: message size
     across fragments, numbers, levels, symbol caches, trade-id jumps (docs/reliability.md).
+
+    ``transport`` (:class:`tickloop.client.transport.Transport`) makes the WebSocket
+    connections: picows when None; a recording or a test's ``MemoryTransport`` otherwise.
     """
 
     def __init__(
@@ -323,8 +327,11 @@ class StreamClient:
         book_snapshot_wait: float = 0.05,
         book_snapshot_max_wait: float = 2.0,
         limits: Limits | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.venue = venue
+        #: What makes the WebSocket connections (tickloop.client.transport; None: picows).
+        self.transport = transport
         #: The bounds applied to what the venue sends (tickloop.limits, docs/reliability.md).
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self._codec_cls = codec if codec is not None else stream_codec(venue)
@@ -1098,6 +1105,7 @@ class StreamClient:
             token_provider=self._token,
             limits=self.limits,
             subscribe_timeout=self.subscribe_timeout,
+            transport=self.transport,
         )
         self.sessions.append(session)
         return session
