@@ -187,6 +187,7 @@ class HttpSession:
         rng: random.Random | None = None,
         owner: str | None = None,
         transport: HttpTransport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigError("max_concurrency must be >= 1", field="max_concurrency")
@@ -225,6 +226,8 @@ class HttpSession:
         self._warned = False
         #: What performs each HTTP exchange (:data:`HttpTransport`); :meth:`send` by default.
         self.transport: HttpTransport = transport if transport is not None else self.send
+        #: Stamps each answer's ``recv_ts``: the wall clock live, the recorded time in a replay.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -349,7 +352,7 @@ class HttpSession:
                     self.throttle.succeeded()
                     self._observe(answer_headers, loop.time())
                 backoff.succeeded()
-                return Response(status, answer, answer_headers, time.time_ns(), attempts=attempt)
+                return Response(status, answer, answer_headers, self.wall_clock(), attempts=attempt)
             if status == 429:
                 self._observe(answer_headers, loop.time())
             error = self._error(status, answer, answer_headers)

@@ -187,6 +187,7 @@ class WsSession:
         limits: Limits = DEFAULT_LIMITS,
         subscribe_timeout: float = 10.0,
         transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self._codec_factory = codec_factory
         self._codec_cls = type(codec_factory())
@@ -208,6 +209,10 @@ class WsSession:
         )
         #: A subscription sent this long ago and not confirmed is reported (Unconfirmed).
         self.subscribe_timeout = subscribe_timeout
+        #: Stamps status events (Unix ns): the wall clock live, the recorded time in a replay.
+        self.wall_clock: Callable[[], int] = (
+            wall_clock if wall_clock is not None else time.time_ns
+        )
         #: Connections in a row that ended because the venue broke a limit (a frame too big):
         #: after MAX_LIMIT_FAILURES the session fails with LimitExceeded instead of looping.
         self._limit_failures = 0
@@ -541,7 +546,7 @@ class WsSession:
                     reason=conn.reason,
                     limit=conn.limit,
                     count=self.stats.malformed + 1,
-                    ts=time.time_ns(),
+                    ts=self.wall_clock(),
                 )
             )
             self.stats.malformed += 1
@@ -638,7 +643,7 @@ class WsSession:
             return  # once per connection (a confirmation can come before _open is done)
         self._announced = True
         loop = asyncio.get_running_loop()
-        ts = time.time_ns()
+        ts = self.wall_clock()
         if not self._ever_connected:
             self._ever_connected = True
             self.owner.on_status(
@@ -675,7 +680,7 @@ class WsSession:
         self._restoring.clear()
         self._abort_login()
         if was_open and self.state is not SessionState.CLOSED:
-            ts = time.time_ns()
+            ts = self.wall_clock()
             self.owner.on_lost(self, lost, ts)
             self.owner.on_status(
                 Disconnected(
@@ -730,7 +735,7 @@ class WsSession:
                         venue=self.venue,
                         connection=self.index,
                         silent_for=silent,
-                        ts=time.time_ns(),
+                        ts=self.wall_clock(),
                     )
                 )
                 transport.close()
@@ -775,7 +780,7 @@ class WsSession:
                         channel=sub.channel.value,
                         symbol=sub.symbol,
                         waited=now - since,
-                        ts=time.time_ns(),
+                        ts=self.wall_clock(),
                     )
                 )
 
@@ -988,7 +993,7 @@ class WsSession:
                 symbol=symbol,
                 channel=channel,
                 count=conn.malformed,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
         if conn.malformed >= self.limits.max_malformed_per_connection:

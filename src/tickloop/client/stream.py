@@ -328,6 +328,7 @@ class StreamClient:
         book_snapshot_max_wait: float = 2.0,
         limits: Limits | None = None,
         transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self.venue = venue
         #: What makes the WebSocket connections (tickloop.client.transport; None: picows).
@@ -349,6 +350,9 @@ class StreamClient:
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
         self.subscribe_timeout = subscribe_timeout
+        #: Stamps status events and backfill merges (Unix ns): the wall clock live, the
+        #: recorded time in a replay (tickloop.replay), so that a replay is the same every run.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
         self.buffer_size = buffer_size
         self.backfill_page = backfill_page
         self._codec_options = dict(codec_options or {})
@@ -1106,6 +1110,7 @@ class StreamClient:
             limits=self.limits,
             subscribe_timeout=self.subscribe_timeout,
             transport=self.transport,
+            wall_clock=self.wall_clock,
         )
         self.sessions.append(session)
         return session
@@ -1137,7 +1142,7 @@ class StreamClient:
                 consumer=consumer.name or str(consumer.channel),
                 symbols=tuple(dict.fromkeys(s.symbol for s in subs if s.symbol is not None)),
                 dropped=error.dropped,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
@@ -1221,7 +1226,7 @@ class StreamClient:
                     self._recover(cont)
                 start = self._interrupted.pop(sub.symbol, None)
                 if start is not None:
-                    now = time.time_ns()
+                    now = self.wall_clock()
                     self._gap(
                         Gap(
                             venue=self.venue,
@@ -1341,13 +1346,13 @@ class StreamClient:
                 symbol=cont.symbol,
                 channel=Channel.TRADES.value,
                 count=cont.bogus,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
     def _recover(self, cont: TradeContinuity) -> None:
         if cont.buffer_full:
-            self._deliver(cont, cont.give_up(time.time_ns()))
+            self._deliver(cont, cont.give_up(self.wall_clock()))
             return
         if not cont.wants_backfill or cont.symbol in self._backfills or self._closed:
             return
@@ -1356,7 +1361,7 @@ class StreamClient:
             # No backfill: the first live trade after the outage tells whether any id was
             # missed (ids are contiguous), so a Gap is reported only for a real hole.
             if len(cont):
-                self._deliver(cont, cont.give_up(time.time_ns()))
+                self._deliver(cont, cont.give_up(self.wall_clock()))
             return
         task = asyncio.get_running_loop().create_task(
             self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
@@ -1390,12 +1395,12 @@ class StreamClient:
                     wait = backoff.next_wait()
                     if wait is None:
                         log.warning("%s: backfill of %s failed: %s", self.venue, cont.symbol, exc)
-                        self._deliver(cont, cont.give_up(time.time_ns()))
+                        self._deliver(cont, cont.give_up(self.wall_clock()))
                         return
                     await asyncio.sleep(wait)
                     continue
                 merge = cont.on_backfill(
-                    page, complete=len(page) < self.backfill_page, ts=time.time_ns()
+                    page, complete=len(page) < self.backfill_page, ts=self.wall_clock()
                 )
                 self.counters["backfilled"] += len(page)
                 self._deliver(cont, merge)

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..exceptions import ConfigError
-from .recorder import RecordStats, record
+from .recorder import RecordStats, _parse_channels, record
+from .writer import check_out
 
 __all__ = ["run_cli"]
 
@@ -54,7 +55,8 @@ def run_cli(
     if venue != "sim" and url is None and symbols is None:
         raise ConfigError(f"--symbols is needed for --venue {venue}", field="--symbols")
     names = _list(symbols, "--symbols") or ["BTC-USD"]
-    chans = _list(channels, "--channels") or []
+    chans = _parse_channels(_list(channels, "--channels") or [])
+    check_out(out)
     err = Console(stderr=True)
     out_console = Console(soft_wrap=True)
     with Progress(
@@ -64,6 +66,7 @@ def run_cli(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task("record", total=seconds, line="")
 

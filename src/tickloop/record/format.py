@@ -15,7 +15,8 @@ Each record is a fixed 24-byte little-endian header followed by its payload::
 connections of the recording (1, 2, ... in the order they were opened: a reconnect is a new
 number; 0 for records of no connection). Payloads by kind (:class:`RecordKind`): the raw
 frame for ``RECEIVED`` and ``SENT`` (the exact bytes, never re-encoded); JSON for ``CONNECT``
-(``{"url"}``), ``DISCONNECT`` (``{"reason", "limit"}``) and ``STATUS`` (the status event as
+(``{"url"}``), ``DISCONNECT`` (``{"reason", "limit", "by_client"}``; ``by_client``: the
+session itself closed it) and ``STATUS`` (the status event as
 tickloop's tagged JSON); msgpack for ``REST`` (:class:`RestExchange`: the request, the
 answer's status, headers and body, and when it was sent).
 

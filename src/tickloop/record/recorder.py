@@ -148,13 +148,13 @@ class _RecordingTransport:
         # once it is open (or at its first frame, should one come before connect returns).
         if not tap.conn:
             tap.opened()
-        return _RecordingConnection(connection, self._recorder._write, tap.conn)
+        return _RecordingConnection(connection, self._recorder._write, tap)
 
 
 class _Tap:
     """The session's FrameSink, seen through the recorder."""
 
-    __slots__ = ("_on_frame", "_recorder", "_sink", "_url", "_write", "conn")
+    __slots__ = ("_on_frame", "_recorder", "_sink", "_url", "_write", "by_client", "conn")
 
     def __init__(self, sink: FrameSink, recorder: Recorder, url: str) -> None:
         self._sink = sink
@@ -163,6 +163,7 @@ class _Tap:
         self._write = recorder._write
         self._url = url
         self.conn = 0
+        self.by_client = False  # the session closed it (not the venue, not the network)
 
     def opened(self) -> None:
         self.conn = self._recorder._next_connection()
@@ -182,7 +183,7 @@ class _Tap:
         self._write(
             RecordKind.DISCONNECT,
             self.conn,
-            msgspec.json.encode({"reason": reason, "limit": limit}),
+            msgspec.json.encode({"reason": reason, "limit": limit, "by_client": self.by_client}),
             _monotonic_ns(),
             now_ns,
         )
@@ -190,10 +191,11 @@ class _Tap:
 
 
 class _RecordingConnection:
-    def __init__(self, inner: Connection, write: Callable[..., None], conn: int) -> None:
+    def __init__(self, inner: Connection, write: Callable[..., None], tap: _Tap) -> None:
         self._inner = inner
         self._write = write
-        self._conn = conn
+        self._tap = tap
+        self._conn = tap.conn
 
     @property
     def received(self) -> int:
@@ -213,6 +215,7 @@ class _RecordingConnection:
         self._inner.resume_reading()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        self._tap.by_client = True
         self._inner.close(code, reason)
 
     async def wait_closed(self) -> None:

@@ -21,11 +21,20 @@ import zstandard
 from ..exceptions import ConfigError
 from .format import FORMAT, HEADER, INDEX, VERSION, Index, RecordKind, SegmentInfo, segment_name
 
-__all__ = ["RecordWriter"]
+__all__ = ["RecordWriter", "check_out"]
 
 _pack = HEADER.pack
 _HEADER_SIZE = HEADER.size
 _names = {kind: kind.name.lower() for kind in RecordKind}
+
+
+def check_out(out: str | Path) -> Path:
+    """``out`` as a Path if a recording can be written there (it does not exist, or is an empty
+    directory); else a ConfigError naming it."""
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"{path} already exists and is not an empty directory", field="out")
+    return path
 
 
 class RecordWriter:
@@ -51,11 +60,7 @@ class RecordWriter:
             raise ConfigError("max_segment_seconds must be > 0", field="max_segment_seconds")
         if flush_bytes < 1:
             raise ConfigError("flush_bytes must be >= 1", field="flush_bytes")
-        self.path = Path(out)
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise ConfigError(
-                f"{self.path} already exists and is not an empty directory", field="out"
-            )
+        self.path = check_out(out)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

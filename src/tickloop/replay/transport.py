@@ -19,8 +19,9 @@ with what the recorded one did:
   asked for them; a client that sends less is waited for ``wait_timeout`` seconds, then the
   replay goes on (counted in :attr:`Replay.stats`). Cryptofeed's recordings come from another
   client, so there only the first message of a connection is waited for;
-* ``DISCONNECT``: ends the bound connection as the venue or the network did; the session
-  reconnects by itself and the next ``CONNECT`` binds its new connection;
+* ``DISCONNECT``: ends the bound connection as the venue or the network did (one the recorded
+  client closed itself is left to the replayed client); the session reconnects by itself and
+  the next ``CONNECT`` binds its new connection;
 * ``REST``: makes the recorded answer available: a request whose answer is in the recording
   waits for the pump to reach it (as live, the book snapshot arrives after the diffs that came
   meanwhile), then gets it; one that is not is answered 404. Requests match on method, path and
@@ -286,8 +287,15 @@ class Replay:
         venue = self.recording.venue
         rest = AsyncClient(venue, url=self.rest_url(), max_retries=0)
         rest.http.transport = self.http
+        rest.http.wall_clock = self.now_ns
         options.setdefault("url", meta.get("url") or None)
-        return StreamClient(venue, rest=rest, transport=self, **options)
+        options.setdefault("transport", self)
+        return StreamClient(venue, rest=rest, wall_clock=self.now_ns, **options)
+
+    def now_ns(self) -> int:
+        """The recorded wall time of the replay's position (Unix ns): the clock that stamps the
+        replayed client's status events and REST answers, so that they are the same every run."""
+        return self._now_ns
 
     def rest_url(self) -> str:
         """The recorded REST root (requests are matched on their path, whatever the host)."""
@@ -416,9 +424,11 @@ class Replay:
                     await self._on_connect(conn_id)
                 elif kind is RecordKind.DISCONNECT:
                     conn = bound.get(conn_id)
-                    if conn is not None and not conn.closed:
-                        reason = msgspec.json.decode(data).get("reason") or "connection closed"
-                        conn._end(str(reason), wall_ns)
+                    end = msgspec.json.decode(data)
+                    # a connection the recorded client closed itself is the replayed client's
+                    # to close: only what the venue or the network did is replayed
+                    if conn is not None and not conn.closed and not end.get("by_client"):
+                        conn._end(str(end.get("reason") or "connection closed"), wall_ns)
                         await asyncio.sleep(0)
                 elif kind is RecordKind.REST:
                     self._on_rest(_rest_decoder.decode(data))
