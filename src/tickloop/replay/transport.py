@@ -44,7 +44,7 @@ import builtins
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -221,6 +221,9 @@ class Replay:
         self._done: asyncio.Future[None] | None = None
         self._now_ns = 0
         self._closed = False
+        # the pace's clock and sleep (the loop's; a test gives fakes)
+        self._clock: Callable[[], float] | None = None
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def __repr__(self) -> str:
         return f"<Replay {self.recording.venue} speed={self.speed} records={self.stats.records}>"
@@ -380,6 +383,8 @@ class Replay:
         assert self._done is not None
         loop = asyncio.get_running_loop()
         speed = self.speed
+        clock = self._clock if self._clock is not None else loop.time
+        sleep = self._sleep
         batch = self.batch
         stats = self.stats
         bound = self._bound
@@ -393,11 +398,11 @@ class Replay:
                 self._now_ns = wall_ns
                 if speed is not None:
                     if start_at is None:
-                        start_at, first_ns = loop.time(), mono_ns
+                        start_at, first_ns = clock(), mono_ns
                     due = start_at + (mono_ns - first_ns) / 1e9 / speed
-                    delay = due - loop.time()
+                    delay = due - clock()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await sleep(delay)
                 if kind is _RECEIVED:
                     conn = bound.get(conn_id)
                     if conn is None or conn.closed:
