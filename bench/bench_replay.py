@@ -1,5 +1,6 @@
 """Replay through the full pipeline, and what recording costs on the live path.
 
+0. The baseline, same frames, same run: ``json.loads`` into dict books and a callback.
 1. Records the embedded exchange (in-process, ``--rate`` flow steps/s per symbol) for
    ``--record-seconds`` with ``tickloop.record.record`` (trades and books of ``--symbols``).
 2. Replays that recording as fast as possible through the live code path, no socket:
@@ -7,7 +8,8 @@
    StreamClient -> bus (``Bus.attach``: every trade, every book update as a snapshot of the
    top 10) -> Engine -> a bot's ``on_trade`` / ``on_book``. Reported: events/s reaching the bot
    handlers (trades + books), frames/s, over the replay's wall time (one core: the loop's).
-3. The recording cost, side by side in the same run: the same replay into a StreamClient with
+3. The replay transport alone: the recording read, decompressed and handed to a no-op sink.
+4. The recording cost, side by side in the same run: the same replay into a StreamClient with
    trade and book handlers, plain, and with a :class:`~tickloop.record.Recorder` wrapped around
    the transport (every frame written to a zstd recording, as ``tickloop record`` does live):
    frames/s of each and their ratio.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import platform
 import sys
 import tempfile
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tickloop.record import Recorder, open_recording, record
+from tickloop.record import Recorder, RecordKind, open_recording, record
 from tickloop.replay import Replay
 from tickloop.runtime.bot import Bot
 from tickloop.runtime.engine import Engine
@@ -56,6 +59,66 @@ async def make_recording(out: Path, symbols: list[str], seconds: float, rate: fl
         stats = await record(out, seconds=seconds, venue="sim", url=ex.ws_url,
                              rest_url=ex.rest_url, symbols=symbols, channels=["trades", "book"])
     return stats.frames
+
+
+def naive(rec_path: Path) -> tuple[int, float]:
+    """The baseline: the same frames through ``json.loads`` into dict books and a callback (no
+    sequence check, no checksum, no bus), in the same process."""
+    frames = [r.data for r in open_recording(rec_path).records() if r.kind is RecordKind.RECEIVED]
+    books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    events = 0
+
+    def handler(_: Any) -> None:
+        nonlocal events
+        events += 1
+
+    start = time.perf_counter()
+    for frame in frames:
+        msg = json.loads(frame)
+        kind = msg.get("type")
+        if kind == "trade":
+            handler(msg)
+        elif kind in ("book_update", "book_snapshot"):
+            bids, asks = books.setdefault(msg["symbol"], ({}, {}))
+            if kind == "book_snapshot":
+                bids.clear()
+                asks.clear()
+            for side, levels in ((bids, msg["bids"]), (asks, msg["asks"])):
+                for price, size in levels:
+                    if float(size):
+                        side[price] = size
+                    else:
+                        side.pop(price, None)
+            handler(books[msg["symbol"]])
+    return events, time.perf_counter() - start
+
+
+class Sink:
+    """A session stand-in that takes every frame and does nothing with it."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def on_frame(self, data: Any, now_ns: int) -> None:
+        self.frames += 1
+
+    def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
+        pass
+
+    def on_closed(self, reason: str, now_ns: int, limit: str | None) -> None:
+        pass
+
+
+async def transport_alone(rec_path: Path) -> tuple[int, float]:
+    """The replay transport's own cost: records read, decompressed and handed to a no-op sink
+    (sends are not waited for: there is no client)."""
+    async with Replay(rec_path, wait_timeout=0.0) as replay:
+        sink = Sink()
+        start = time.perf_counter()
+        await replay.connect("ws://replay", {}, sink)
+        await replay.wait()
+        elapsed = time.perf_counter() - start
+    return sink.frames, elapsed
 
 
 async def full_pipeline(rec_path: Path, symbols: list[str]) -> tuple[int, int, float]:
@@ -115,6 +178,10 @@ def main() -> None:
         detail: dict[str, str] = {}
         gc.collect()
         for run in range(args.runs):
+            n, elapsed = naive(rec_path)
+            best["naive"] = max(best.get("naive", 0), n / elapsed)
+            n, elapsed = asyncio.run(transport_alone(rec_path))
+            best["transport"] = max(best.get("transport", 0), n / elapsed)
             events, frames_seen, elapsed = asyncio.run(full_pipeline(rec_path, symbols))
             rate = events / elapsed
             if rate > best.get("pipeline", 0):
@@ -127,8 +194,12 @@ def main() -> None:
     print()
     print("| row | figure |")
     print("|---|---|")
+    print(f"| baseline: json.loads -> dict book -> callback | {best['naive']:,.0f} events/s |")
     print(f"| replay -> codec -> book -> bus -> bot handler | {best['pipeline']:,.0f} events/s "
           f"({detail['pipeline']}) |")
+    print(f"| pipeline / baseline | {best['pipeline'] / best['naive']:.2f} |")
+    print(f"| replay transport alone (read, decompress, hand to a no-op sink) | "
+          f"{best['transport']:,.0f} frames/s |")
     print(f"| replay -> StreamClient handlers, plain | {best['plain']:,.0f} frames/s |")
     print(f"| same, recording every frame (Recorder) | {best['recorded']:,.0f} frames/s |")
     print(f"| recorded / plain | {best['recorded'] / best['plain']:.2f} |")

@@ -25,7 +25,8 @@ __all__ = ["RecordWriter", "check_out"]
 
 _pack = HEADER.pack
 _HEADER_SIZE = HEADER.size
-_names = {kind: kind.name.lower() for kind in RecordKind}
+_names = {int(kind): kind.name.lower() for kind in RecordKind}
+_RECEIVED = RecordKind.RECEIVED
 
 
 def check_out(out: str | Path) -> Path:
@@ -113,9 +114,9 @@ class RecordWriter:
         self._cobj = self._compressor.compressobj()
         self._seg_records = 0
         self._seg_bytes = 0
-        self._seg_first: tuple[int, int] | None = None
-        self._seg_last = (0, 0)
-        self._seg_counts: dict[str, int] = {}
+        self._seg_first_mono = self._seg_first_wall = 0
+        self._seg_last_mono = self._seg_last_wall = 0
+        self._seg_counts = [0] * (max(RecordKind) + 1)  # by kind
 
     def write(
         self,
@@ -132,24 +133,39 @@ class RecordWriter:
             mono_ns = time.monotonic_ns()
         if wall_ns is None:
             wall_ns = time.time_ns()
-        first = self._seg_first
-        if first is None:
-            self._seg_first = first = (mono_ns, wall_ns)
-        elif (
-            self._seg_bytes >= self.max_segment_bytes
-            or mono_ns - first[0] >= self.max_segment_ns
-        ):
-            self._rotate()
-            self._seg_first = (mono_ns, wall_ns)
+        self._append(kind, conn, data, mono_ns, wall_ns)
+
+    def received(self, conn: int, data: bytes | memoryview, wall_ns: int) -> None:
+        """Append a RECEIVED record stamped now (monotonic) and ``wall_ns``: the live path's
+        one call per message, kept short."""
+        self._append(_RECEIVED, conn, data, time.monotonic_ns(), wall_ns)
+
+    def _append(
+        self,
+        kind: int,
+        conn: int,
+        data: bytes | bytearray | memoryview,
+        mono_ns: int,
+        wall_ns: int,
+    ) -> None:
+        if self._seg_records:
+            if (
+                self._seg_bytes >= self.max_segment_bytes
+                or mono_ns - self._seg_first_mono >= self.max_segment_ns
+            ):
+                self._rotate()
+                self._seg_first_mono, self._seg_first_wall = mono_ns, wall_ns
+        else:
+            self._seg_first_mono, self._seg_first_wall = mono_ns, wall_ns
         size = len(data)
         buffer = self._buffer
         buffer += _pack(kind, 0, conn, mono_ns, wall_ns, size)
         buffer += data
         self._seg_records += 1
         self._seg_bytes += _HEADER_SIZE + size
-        self._seg_last = (mono_ns, wall_ns)
-        name = _names[kind]
-        self._seg_counts[name] = self._seg_counts.get(name, 0) + 1
+        self._seg_last_mono = mono_ns
+        self._seg_last_wall = wall_ns
+        self._seg_counts[kind] += 1
         if len(buffer) >= self.flush_bytes:
             self.flush()
 
@@ -178,18 +194,18 @@ class RecordWriter:
         compressed = fh.tell()
         fh.close()
         self._fh = None
-        first = self._seg_first or self._seg_last
+        counts = {_names[k]: n for k, n in enumerate(self._seg_counts) if n}
         self._index.segments.append(
             SegmentInfo(
                 file=self._seg_name,
                 records=self._seg_records,
                 raw_bytes=self._seg_bytes,
                 compressed_bytes=compressed,
-                first_mono_ns=first[0],
-                last_mono_ns=self._seg_last[0],
-                first_wall_ns=first[1],
-                last_wall_ns=self._seg_last[1],
-                counts=dict(sorted(self._seg_counts.items())),
+                first_mono_ns=self._seg_first_mono,
+                last_mono_ns=self._seg_last_mono,
+                first_wall_ns=self._seg_first_wall,
+                last_wall_ns=self._seg_last_wall,
+                counts=dict(sorted(counts.items())),
             )
         )
         self._done_records += self._seg_records
