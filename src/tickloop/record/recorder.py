@@ -66,6 +66,7 @@ class Recorder:
         self.writer = RecordWriter(out, meta=meta, **writer_options)
         self._write = self.writer.write
         self._connections = 0
+        self._pending_rest: RestExchange | None = None
         self.status_events = 0
 
     def __repr__(self) -> str:
@@ -89,28 +90,55 @@ class Recorder:
         return self._connections
 
     # ----------------------------------------------------------------------------- REST
-    def http(self, inner: HttpTransport) -> HttpTransport:
-        """An HttpTransport recording each exchange of ``inner`` (``session.transport``)."""
+    def http(
+        self, inner: HttpTransport, clock: Callable[[], int] = _time_ns, *, defer: bool = False
+    ) -> HttpTransport:
+        """An HttpTransport recording each exchange of ``inner``, stamped with ``clock``.
+
+        ``defer``: a 2xx answer is recorded only when :meth:`_rest_stamp` is called (the
+        session stamping it, just before it hands the answer over), not when it was read: so
+        the record sits where the answer reached the client among the stream's frames."""
         write = self._write
 
         async def recording(
             method: str, url: str, body: bytes | None, headers: Mapping[str, str]
         ) -> tuple[int, bytes, Mapping[str, str]]:
-            sent_mono, sent_wall = _monotonic_ns(), _time_ns()
+            sent_mono, sent_wall = _monotonic_ns(), clock()
             status, answer, answer_headers = await inner(method, url, body, headers)
             parts = urlsplit(url)
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             exchange = RestExchange(
                 method, target, status, answer, dict(answer_headers), sent_mono, sent_wall
             )
-            write(RecordKind.REST, 0, msgspec.msgpack.encode(exchange))
+            if defer and 200 <= status < 300:
+                self._flush_rest(clock)  # never left pending: the session stamps at once
+                self._pending_rest = exchange
+            else:
+                write(RecordKind.REST, 0, msgspec.msgpack.encode(exchange))
             return status, answer, answer_headers
 
         return recording
 
+    def _flush_rest(self, clock: Callable[[], int]) -> int | None:
+        exchange, self._pending_rest = self._pending_rest, None
+        if exchange is None:
+            return None
+        wall = clock()
+        self._write(RecordKind.REST, 0, msgspec.msgpack.encode(exchange), _monotonic_ns(), wall)
+        return wall
+
     def attach_http(self, session: HttpSession) -> None:
-        """Record every exchange of ``session`` (an AsyncClient's ``http``)."""
-        session.transport = self.http(session.transport)
+        """Record every exchange of ``session`` (an AsyncClient's ``http``). A 2xx answer is
+        recorded when the session stamps its ``recv_ts``, with that very time: a replay hands
+        it over at the same point of the stream, with the same ``recv_ts``."""
+        clock = session.wall_clock
+        session.transport = self.http(session.transport, clock, defer=True)
+
+        def stamp() -> int:
+            wall = self._flush_rest(clock)
+            return wall if wall is not None else clock()
+
+        session.wall_clock = stamp
 
     # --------------------------------------------------------------------------- status
     def on_status(self, event: StatusEvent) -> None:
@@ -118,6 +146,7 @@ class Recorder:
         self._write(RecordKind.STATUS, 0, _status_encoder.encode(event))
 
     def close(self) -> None:
+        self._flush_rest(_time_ns)
         self.writer.close()
 
     def __enter__(self) -> Recorder:

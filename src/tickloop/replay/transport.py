@@ -24,8 +24,10 @@ with what the recorded one did:
   the next ``CONNECT`` binds its new connection;
 * ``REST``: makes the recorded answer available: a request whose answer is in the recording
   waits for the pump to reach it (as live, the book snapshot arrives after the diffs that came
-  meanwhile), then gets it; one that is not is answered 404. Requests match on method, path and
-  query (in any parameter order; ``limit`` may differ), answers of one request in turn.
+  meanwhile), then gets it; one that is not is answered 404. In a tickloop recording the pump
+  also waits (``wait_timeout`` at most) for the client to have made the request first.
+  Requests match on method, path and query (in any parameter order; ``limit`` may differ),
+  answers of one request in turn.
 
 Pace: ``speed=None`` as fast as possible (the pump lets other tasks run every ``batch``
 records, a fixed count, so a replay is the same run after run); ``speed=1.0`` the recorded pace;
@@ -214,12 +216,15 @@ class Replay:
         self._bound: dict[int, ReplayConnection] = {}
         self._sends_seen: dict[int, int] = {}
         #: released answers, by request without ``limit``
-        self._answers: dict[RequestKey, deque[RestExchange]] = {}
+        self._answers: dict[RequestKey, deque[tuple[RestExchange, int]]] = {}
         self._rest_waiters: list[asyncio.Future[None]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._done: asyncio.Future[None] | None = None
         self._now_ns = 0
+        self._answer_wall: int | None = None
+        self._requested: dict[RequestKey, int] = {}  # requests made, by request without limit
+        self._released: dict[RequestKey, int] = {}  # answers the pump has reached
         self._closed = False
         # the pace's clock and sleep (the loop's; a test gives fakes)
         self._clock: Callable[[], float] | None = None
@@ -290,10 +295,15 @@ class Replay:
         venue = self.recording.venue
         rest = AsyncClient(venue, url=self.rest_url(), max_retries=0)
         rest.http.transport = self.http
-        rest.http.wall_clock = self.now_ns
+        rest.http.wall_clock = self._http_clock
         options.setdefault("url", meta.get("url") or None)
         options.setdefault("transport", self)
         return StreamClient(venue, rest=rest, wall_clock=self.now_ns, **options)
+
+    def _http_clock(self) -> int:
+        # an answer's recv_ts: the recorded one, right after http() returned it
+        wall, self._answer_wall = self._answer_wall, None
+        return wall if wall is not None else self._now_ns
 
     def now_ns(self) -> int:
         """The recorded wall time of the replay's position (Unix ns): the clock that stamps the
@@ -331,9 +341,13 @@ class Replay:
     ) -> tuple[int, bytes, Mapping[str, str]]:
         """The REST side (an HttpTransport): the recorded answer to this request (docstring)."""
         key = _request_key(method, url)
+        loose = _loose(key)
+        self._requested[loose] = self._requested.get(loose, 0) + 1
+        self._wake()
         while True:
-            answer = self._take(key)
-            if answer is not None:
+            taken = self._take(key)
+            if taken is not None:
+                answer, self._answer_wall = taken
                 self.stats.rest_answers += 1
                 return answer.status, answer.body, answer.headers
             if self._closed or self.done or self._task is None:
@@ -344,16 +358,16 @@ class Replay:
         self.stats.rest_missing += 1
         return 404, b'{"error":"not in the recording"}', {"Content-Type": "application/json"}
 
-    def _take(self, key: RequestKey) -> RestExchange | None:
-        """The first released answer to ``key``: an exact match first, else one that differs
-        only in ``limit``."""
+    def _take(self, key: RequestKey) -> tuple[RestExchange, int] | None:
+        """The first released answer to ``key`` and its recorded time: an exact match first,
+        else one that differs only in ``limit``."""
         queue = self._answers.get(_loose(key))
         if not queue:
             return None
-        for i, answer in enumerate(queue):
+        for i, (answer, wall) in enumerate(queue):
             if _request_key(answer.method, answer.target) == key:
                 del queue[i]
-                return answer
+                return answer, wall
         return queue.popleft()
 
     # ----------------------------------------------------------------------------- pump
@@ -436,7 +450,10 @@ class Replay:
                         conn._end(str(end.get("reason") or "connection closed"), wall_ns)
                         await asyncio.sleep(0)
                 elif kind is RecordKind.REST:
-                    self._on_rest(_rest_decoder.decode(data))
+                    answer = _rest_decoder.decode(data)
+                    if self._exact_sends:
+                        await self._on_request(answer)
+                    self._on_rest(answer, wall_ns)
                     if self._rest_waiters:
                         # let the waiting request take its answer before the next frame, as live
                         self._release_waiters()
@@ -474,9 +491,20 @@ class Replay:
         ):
             self.stats.send_timeouts += 1
 
-    def _on_rest(self, answer: RestExchange) -> None:
+    async def _on_request(self, answer: RestExchange) -> None:
+        """Wait until the client has asked what this answer answers (as live, the answer came
+        after the request), for wait_timeout at most."""
         key = _loose(_request_key(answer.method, answer.target))
-        self._answers.setdefault(key, deque()).append(answer)
+        released = self._released.get(key, 0)
+        if not await self._until(
+            lambda: self._requested.get(key, 0) > released, f"the request {answer.target}"
+        ):
+            self.stats.send_timeouts += 1
+
+    def _on_rest(self, answer: RestExchange, wall_ns: int) -> None:
+        key = _loose(_request_key(answer.method, answer.target))
+        self._released[key] = self._released.get(key, 0) + 1
+        self._answers.setdefault(key, deque()).append((answer, wall_ns))
 
     def _release_waiters(self) -> None:
         waiters, self._rest_waiters = self._rest_waiters, []
