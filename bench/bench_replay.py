@@ -14,8 +14,8 @@
    the transport (every frame written to a zstd recording, as ``tickloop record`` does live):
    frames/s of each and their ratio.
 
-Rows alternate over ``--runs`` repetitions; the best of each is kept (the shared machine varies
-30-50% between runs; compare within one run).
+Rows alternate over ``--runs`` repetitions; the median of each is reported (the shared machine
+varies 30-50% between runs; compare within one run).
 
 Run: ``.venv/bin/python bench/bench_replay.py [--quick] [--record-seconds S] [--runs N]``.
 """
@@ -26,7 +26,9 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -112,6 +114,7 @@ class Sink:
 async def transport_alone(rec_path: Path) -> tuple[int, float]:
     """The replay transport's own cost: records read, decompressed and handed to a no-op sink
     (sends are not waited for: there is no client)."""
+    logging.getLogger("tickloop.replay").setLevel(logging.ERROR)  # "did not happen": expected
     async with Replay(rec_path, wait_timeout=0.0) as replay:
         sink = Sink()
         start = time.perf_counter()
@@ -162,7 +165,7 @@ def main() -> None:
     parser.add_argument("--record-seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=2000.0, help="sim flow steps/s a symbol")
     parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="2 s recording, 1 run")
     args = parser.parse_args()
     if args.quick:
@@ -174,24 +177,22 @@ def main() -> None:
         size = sum(p.stat().st_size for p in rec_path.iterdir())
         print(f"recording: {frames} frames of {len(symbols)} symbols, {size} bytes "
               f"(python {platform.python_version()}, {sys.platform})")
-        best: dict[str, float] = {}
+        runs: dict[str, list[float]] = {}
         detail: dict[str, str] = {}
         gc.collect()
         for run in range(args.runs):
             n, elapsed = naive(rec_path)
-            best["naive"] = max(best.get("naive", 0), n / elapsed)
+            runs.setdefault("naive", []).append(n / elapsed)
             n, elapsed = asyncio.run(transport_alone(rec_path))
-            best["transport"] = max(best.get("transport", 0), n / elapsed)
+            runs.setdefault("transport", []).append(n / elapsed)
             events, frames_seen, elapsed = asyncio.run(full_pipeline(rec_path, symbols))
-            rate = events / elapsed
-            if rate > best.get("pipeline", 0):
-                best["pipeline"] = rate
-                detail["pipeline"] = f"{events} events, {frames_seen} frames in {elapsed:.2f} s " \
-                                     f"({frames_seen / elapsed:,.0f} frames/s)"
+            runs.setdefault("pipeline", []).append(events / elapsed)
+            detail["pipeline"] = f"{events} events from {frames_seen} frames"
             for name, out in (("plain", None), ("recorded", Path(tmp) / f"again-{run}")):
                 n, elapsed = asyncio.run(client_only(rec_path, symbols, out))
-                best[name] = max(best.get(name, 0), n / elapsed)
-    print()
+                runs.setdefault(name, []).append(n / elapsed)
+        best = {name: statistics.median(values) for name, values in runs.items()}
+    print(f"\nmedians of {args.runs} alternating runs\n")
     print("| row | figure |")
     print("|---|---|")
     print(f"| baseline: json.loads -> dict book -> callback | {best['naive']:,.0f} events/s |")

@@ -61,6 +61,7 @@ from ..record.format import Record, RecordKind, RestExchange
 from ..record.reader import Recording, open_recording
 
 if TYPE_CHECKING:
+    from ..client.stream import StreamClient
     from ..client.transport import FrameSink
 
 __all__ = ["Replay", "ReplayConnection", "ReplayStats"]
@@ -278,14 +279,16 @@ class Replay:
     async def wait(self) -> None:
         """Return once the recording has been played out (starting it if nobody connected)."""
         self._start()
-        assert self._done is not None and self._task is not None
-        await asyncio.wait([self._done, self._task], return_when=asyncio.FIRST_COMPLETED)
-        if self._task is not None and self._task.done() and not self._task.cancelled():
-            exc = self._task.exception()
+        task, done = self._task, self._done
+        if task is None or done is None:
+            return  # closed
+        await asyncio.wait([done, task], return_when=asyncio.FIRST_COMPLETED)
+        if task.done() and not task.cancelled():
+            exc = task.exception()
             if exc is not None:
                 raise exc
 
-    def client(self, **options: Any) -> Any:
+    def client(self, **options: Any) -> StreamClient:
         """A StreamClient of the recording's venue on this replay (its REST too): ``options``
         go to :class:`~tickloop.client.stream.StreamClient` (``codec_options``, ...)."""
         from ..client.rest import AsyncClient
