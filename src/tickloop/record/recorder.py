@@ -46,6 +46,7 @@ __all__ = ["CHANNELS", "RecordStats", "Recorder", "record"]
 
 _monotonic_ns = time.monotonic_ns
 _time_ns = time.time_ns
+_RECEIVED = RecordKind.RECEIVED
 _SENT = RecordKind.SENT
 _status_encoder = msgspec.json.Encoder()
 
@@ -191,7 +192,7 @@ class _Tap:
         self._on_frame = sink.on_frame
         self._recorder = recorder
         self._write = recorder._write
-        self._received = recorder.writer.received
+        self._received = recorder.writer._append
         self._url = url
         self.conn = 0
         self.by_client = False  # the session closed it (not the venue, not the network)
@@ -204,7 +205,7 @@ class _Tap:
         if not self.conn:
             self.opened()
         # written (copied) first: a memoryview payload is valid only during this call
-        self._received(self.conn, data, now_ns)
+        self._received(_RECEIVED, self.conn, data, _monotonic_ns(), now_ns)
         self._on_frame(data, now_ns)
 
     def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
