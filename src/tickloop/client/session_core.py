@@ -47,6 +47,7 @@ from typing import Any
 
 from ..exceptions import (
     AuthError,
+    ConfigError,
     LimitExceeded,
     NetworkError,
     ProtocolError,
@@ -214,6 +215,9 @@ class SessionCore:
         self.can_login = can_login
         self.clock_ns = clock_ns
         self._per_message = max(1, codec_cls.max_streams_per_message)
+        #: Market streams one connection may carry (the codec's ``max_streams_per_connection``;
+        #: private channels are per account, not counted): the owner shards beyond it.
+        self.max_streams = codec_cls.max_streams_per_connection
         self._interval = 1.0 / codec_cls.max_messages_per_second
         #: How often the watchdog looks (seconds).
         self.check_every = max(0.01, min(heartbeat_timeout / 4, self.ping_interval / 2))
@@ -287,6 +291,11 @@ class SessionCore:
         return frozenset(self._confirmed)
 
     @property
+    def room(self) -> int:
+        """How many more market streams this connection may carry."""
+        return self.max_streams - sum(1 for s in self.subscriptions if not s.channel.private)
+
+    @property
     def malformed_here(self) -> int:
         """Messages skipped on the current connection."""
         return self._malformed_here
@@ -297,10 +306,21 @@ class SessionCore:
             self._connect()
 
     def add(self, subscriptions: Iterable[Subscription], now: float) -> None:
-        """Carry ``subscriptions`` from now on (asked for at once when connected)."""
-        new = [s for s in subscriptions if s not in self.subscriptions]
+        """Carry ``subscriptions`` from now on (asked for at once when connected). Raises
+        LimitExceeded, adding none, when they would pass the codec's streams-per-connection
+        limit (:attr:`room`)."""
+        new = list(dict.fromkeys(s for s in subscriptions if s not in self.subscriptions))
         if not new:
             return
+        market = sum(1 for s in new if not s.channel.private)
+        if market > self.room:
+            raise ConfigError(
+                f"{market} more streams do not fit on one connection "
+                f"({self.max_streams - self.room} of max_streams_per_connection="
+                f"{self.max_streams} carried): shard them over more sessions",
+                field="max_streams_per_connection",
+                venue=self.venue,
+            )
         self.subscriptions.update(new)
         if self.state is SessionState.IDLE:
             self._connect()
@@ -720,14 +740,17 @@ class SessionCore:
         if not error.fatal:
             return  # the shell logs it (a warning), nothing is refused
         channel = error.channel
-        refused = [
-            s
-            for s in self.subscriptions
-            if (channel is None or s.channel is channel)
-            and (error.symbol is None or s.symbol == error.symbol)
-            and s not in self._confirmed
-            and s in self._sent
-        ]
+        refused = sorted(
+            (
+                s
+                for s in self.subscriptions
+                if (channel is None or s.channel is channel)
+                and (error.symbol is None or s.symbol == error.symbol)
+                and s not in self._confirmed
+                and s in self._sent
+            ),
+            key=_sort_key,
+        )
         if error.symbol is not None or (channel is not None and channel.private):
             for sub in refused:
                 self._refuse(sub, _subscription_error(error, sub, self.venue))
