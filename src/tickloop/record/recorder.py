@@ -10,6 +10,9 @@
 * :meth:`Recorder.http`: an :data:`~tickloop.client.http.HttpTransport` that wraps an
   :class:`~tickloop.client.http.HttpSession`'s: each REST exchange (book snapshots, trade
   backfill) is a ``REST`` record with the answer's status, headers and body.
+* credentials never reach the file: the values of credential keys (:data:`SECRET_KEYS`: a
+  login frame's token, a signed request's signature, a login answer's token) are written as
+  ``"***"`` (:func:`redact`); request headers are not recorded at all.
 * :meth:`Recorder.on_status`: a status handler (``feed.subscribe_status(recorder.on_status)``):
   Connected, Disconnected, Reconnected, Stale, Gap, ... as ``STATUS`` records.
 
@@ -49,6 +52,44 @@ _time_ns = time.time_ns
 _RECEIVED = RecordKind.RECEIVED
 _SENT = RecordKind.SENT
 _status_encoder = msgspec.json.Encoder()
+
+#: JSON keys (and query parameters) whose values are credentials: never written to a recording.
+SECRET_KEYS = frozenset(
+    {"token", "signature", "secret", "api_key", "apikey", "apiKey", "passphrase", "password"}
+)
+_SECRET_MARKS = tuple(f'"{k}"'.encode() for k in SECRET_KEYS)
+
+
+def redact(data: bytes) -> bytes:
+    """``data`` with the value of every credential key (:data:`SECRET_KEYS`) replaced by
+    ``"***"`` when it is JSON holding one; else ``data`` unchanged (the common case costs one
+    substring search per key)."""
+    if not any(mark in data for mark in _SECRET_MARKS):
+        return data
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data
+    return msgspec.json.encode(_redacted(doc))
+
+
+def _redacted(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: "***" if k in SECRET_KEYS else _redacted(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_redacted(v) for v in doc]
+    return doc
+
+
+def _redact_target(target: str) -> str:
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    params = [p.partition("=") for p in query.split("&")]
+    return path + "?" + "&".join(
+        f"{k}=***" if k in SECRET_KEYS and eq else f"{k}{eq}{v}" for k, eq, v in params
+    )
+
 
 #: What ``tickloop record --channels`` accepts.
 CHANNELS = ("trades", "book", "tickers", "candles")
@@ -107,9 +148,9 @@ class Recorder:
             sent_mono, sent_wall = _monotonic_ns(), clock()
             status, answer, answer_headers = await inner(method, url, body, headers)
             parts = urlsplit(url)
-            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            target = _redact_target(parts.path + (f"?{parts.query}" if parts.query else ""))
             exchange = RestExchange(
-                method, target, status, answer, dict(answer_headers), sent_mono, sent_wall
+                method, target, status, redact(answer), dict(answer_headers), sent_mono, sent_wall
             )
             if defer and 200 <= status < 300:
                 self._flush_rest(clock)  # never left pending: the session stamps at once
@@ -235,7 +276,7 @@ class _RecordingConnection:
 
     def send(self, data: bytes | str) -> None:
         self._inner.send(data)
-        self._write(_SENT, self._conn, data.encode() if isinstance(data, str) else data)
+        self._write(_SENT, self._conn, redact(data.encode() if isinstance(data, str) else data))
 
     def send_ping(self) -> None:
         self._inner.send_ping()
