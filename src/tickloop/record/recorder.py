@@ -188,6 +188,9 @@ class Recorder:
         self._write(RecordKind.STATUS, 0, _status_encoder.encode(event))
 
     def close(self) -> None:
+        """End the recording (idempotent). Close it before the client, so that the client's
+        own shutdown (unsubscribes, closing frames) is not part of it; what comes after is
+        counted in ``writer.late``, never written."""
         self._flush_rest(_time_ns)
         self.writer.close()
 
@@ -408,8 +411,11 @@ async def record(
             if progress is not None:
                 progress(stats(), elapsed)
             await asyncio.sleep(min(0.2, seconds - elapsed))
-        await feed.close()
         result = stats()
+        # the recording ends before the client's own shutdown (its unsubscribes, its close):
+        # a replay then never waits for a shutdown the replayed client has not begun
+        recorder.close()
+        await feed.close()
         if progress is not None:
             progress(result, seconds)
     final = recorder.writer

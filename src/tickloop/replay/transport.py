@@ -17,7 +17,10 @@ with what the recorded one did:
 * ``SENT``: waits until the client has sent as many messages on that connection as the recorded
   one had by then (its subscriptions), so answers and data never overtake the request that
   asked for them; a client that sends less is waited for ``wait_timeout`` seconds, then the
-  replay goes on (counted in :attr:`Replay.stats`). Cryptofeed's recordings come from another
+  replay goes on (counted in :attr:`Replay.stats`). Pings (the venue codec's ``ping()``
+  frame) are neither waited for nor counted: the watchdog sends them on its own clock; nor is
+  a send after which the venue said nothing more on that connection (an unsubscribe while the
+  recorded client closed). Cryptofeed's recordings come from another
   client, so there only the first message of a connection is waited for;
 * ``DISCONNECT``: ends the bound connection as the venue or the network did (one the recorded
   client closed itself is left to the replayed client); the session reconnects by itself and
@@ -29,10 +32,14 @@ with what the recorded one did:
   Requests match on method, path and query (in any parameter order; ``limit`` may differ),
   answers of one request in turn.
 
-Pace: ``speed=None`` as fast as possible (the pump lets other tasks run every ``batch``
-records, a fixed count, so a replay is the same run after run); ``speed=1.0`` the recorded pace;
-``speed=10.0`` ten times faster. ``await replay.wait()`` returns when the recording is played
-out; the connections then stay open and silent until the client closes.
+Pace: ``speed=None`` as fast as possible; ``speed=1.0`` the recorded pace; ``speed=10.0`` ten
+times faster. At any pace the client catches up with each message before the next one comes,
+as a live client keeps up with a venue: after a message, the pump waits until no task it woke
+is still ready to run (on asyncio's default loop, read from its ready queue; at most ``batch``
+turns; on another loop it lets other tasks run every ``batch`` messages). So what a consumer
+sees does not depend on how fast the machine is, and a replay is the same run after run.
+``await replay.wait()`` returns when the recording is played out; the connections then stay
+open and silent until the client closes.
 
     async with Replay(open_recording(path)) as replay, replay.client() as feed:
         await feed.subscribe_trades(["BTC-USD"], on_trade)
@@ -59,6 +66,7 @@ from ..exceptions import ConfigError, NetworkError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..record.format import Record, RecordKind, RestExchange
 from ..record.reader import Recording, open_recording
+from ..venues import stream_codec
 
 if TYPE_CHECKING:
     from ..client.stream import StreamClient
@@ -70,6 +78,8 @@ log = logging.getLogger("tickloop.replay")
 
 _RECEIVED = RecordKind.RECEIVED
 _rest_decoder = msgspec.msgpack.Decoder(RestExchange)
+#: How far the pump reads ahead to see whether the venue answered a send.
+LOOKAHEAD = 10_000
 
 RequestKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
@@ -118,6 +128,7 @@ class ReplayConnection:
         self.on_frame = sink.on_frame
         self.received = 0
         self.sent: list[bytes] = []
+        self.requests = 0  # messages sent, pings aside
         self.recorded: int | None = None  # the recorded connection it stands for
         self.closed = False
         self.paused = False
@@ -134,6 +145,8 @@ class ReplayConnection:
             raise NetworkError("not connected")
         raw = data.encode() if isinstance(data, str) else bytes(data)
         self.sent.append(raw)
+        if raw != self.replay._ping:
+            self.requests += 1
         if self.replay._answer_requests:
             ack = _binance_ack(raw)
             if ack is not None:
@@ -227,6 +240,13 @@ class Replay:
         self._requested: dict[RequestKey, int] = {}  # requests made, by request without limit
         self._released: dict[RequestKey, int] = {}  # answers the pump has reached
         self._closed = False
+        self._ahead: deque[Record] = deque()  # records read ahead (_answered)
+        self._source: Iterator[Record] | None = None
+        try:
+            #: The venue's application ping (never waited for, never counted as a request).
+            self._ping: bytes | None = stream_codec(recording.venue)().ping()
+        except Exception:  # an unknown venue or a codec that needs options: no ping to skip
+            self._ping = None
         # the pace's clock and sleep (the loop's; a test gives fakes)
         self._clock: Callable[[], float] | None = None
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -403,6 +423,9 @@ class Replay:
         clock = self._clock if self._clock is not None else loop.time
         sleep = self._sleep
         batch = self.batch
+        # the default asyncio loop's queue of ready callbacks (None on another loop: then the
+        # pump lets other tasks run every ``batch`` messages)
+        ready: Any = getattr(loop, "_ready", None)
         stats = self.stats
         bound = self._bound
         start_at: float | None = None
@@ -436,12 +459,18 @@ class Replay:
                         conn.on_frame(data, wall_ns)
                     except Exception:  # the session never raises; a bug must not stop the replay
                         log.exception("replay: the session's sink failed")
-                    count += 1
-                    if count >= batch:
-                        count = 0
-                        await asyncio.sleep(0)
+                    if ready is not None:
+                        # the client catches up with each message before the next, as a live
+                        # client does with a venue's pace: every task it woke runs first
+                        if ready:
+                            await self._settle(ready)
+                    else:
+                        count += 1
+                        if count >= batch:
+                            count = 0
+                            await asyncio.sleep(0)
                 elif kind is RecordKind.SENT:
-                    await self._on_sent(conn_id)
+                    await self._on_sent(conn_id, data)
                 elif kind is RecordKind.CONNECT:
                     await self._on_connect(conn_id)
                 elif kind is RecordKind.DISCONNECT:
@@ -467,8 +496,46 @@ class Replay:
         if not self._done.done():
             self._done.set_result(None)
 
+    async def _settle(self, ready: Any) -> None:
+        """Let every task the last message woke run until none is ready (bounded: a client
+        that never rests gets ``batch`` turns, then the replay goes on)."""
+        for _ in range(self.batch):
+            await asyncio.sleep(0)
+            if not ready:
+                return
+
     def _records(self) -> Iterator[Record]:
-        return iter(self.recording.records())
+        source = iter(self.recording.records())
+        ahead = self._ahead
+        while True:
+            if ahead:
+                yield ahead.popleft()
+                continue
+            record = next(source, None)
+            if record is None:
+                return
+            self._source = source
+            yield record
+
+    def _answered(self, conn_id: int) -> bool:
+        """Whether the recording shows the venue answering on ``conn_id`` after the send just
+        read: its next record there is a received message (looked for among the next
+        LOOKAHEAD records). A send with nothing after it (an unsubscribe while the recorded
+        client was closing) is not waited for: nothing the client sees depends on it."""
+        ahead = self._ahead
+        for record in ahead:
+            if record.conn == conn_id and record.kind in (_RECEIVED, RecordKind.DISCONNECT):
+                return record.kind is _RECEIVED
+        source = self._source
+        while source is not None and len(ahead) < LOOKAHEAD:
+            following = next(source, None)
+            if following is None:
+                self._source = None
+                break
+            ahead.append(following)
+            if following.conn == conn_id and following.kind in (_RECEIVED, RecordKind.DISCONNECT):
+                return following.kind is _RECEIVED
+        return len(ahead) >= LOOKAHEAD  # not found within reach: wait, to be safe
 
     async def _on_connect(self, conn_id: int) -> None:
         if not await self._until(lambda: bool(self._pending), "the client's connect"):
@@ -479,18 +546,20 @@ class Replay:
         self._bound[conn_id] = conn
         self._sends_seen[conn_id] = 0
         if not self._exact_sends and not await self._until(
-            lambda: bool(conn.sent) or conn.closed, "the client's first message"
+            lambda: conn.requests > 0 or conn.closed, "the client's first message"
         ):
             self.stats.send_timeouts += 1
 
-    async def _on_sent(self, conn_id: int) -> None:
+    async def _on_sent(self, conn_id: int, data: bytes) -> None:
         conn = self._bound.get(conn_id)
-        if conn is None or conn.closed:
-            return
+        if conn is None or conn.closed or data == self._ping:
+            return  # a ping is the watchdog's, on the clock of the process that sent it
         seen = self._sends_seen[conn_id] = self._sends_seen.get(conn_id, 0) + 1
         want = seen if self._exact_sends else min(seen, 1)
+        if conn.requests >= want or not self._answered(conn_id):
+            return
         if not await self._until(
-            lambda: len(conn.sent) >= want or conn.closed, "a message the recorded client sent"
+            lambda: conn.requests >= want or conn.closed, "a message the recorded client sent"
         ):
             self.stats.send_timeouts += 1
 
