@@ -36,7 +36,7 @@ Pace: ``speed=None`` as fast as possible; ``speed=1.0`` the recorded pace; ``spe
 times faster. At any pace the client catches up with each message before the next one comes,
 as a live client keeps up with a venue: after a message, the pump waits until no task it woke
 is still ready to run (on asyncio's default loop, read from its ready queue; at most ``batch``
-turns; on another loop it lets other tasks run every ``batch`` messages). So what a consumer
+turns), and in any case lets the loop run every ``batch`` messages. So what a consumer
 sees does not depend on how fast the machine is, and a replay is the same run after run.
 ``await replay.wait()`` returns when the recording is played out; the connections then stay
 open and silent until the client closes.
@@ -459,16 +459,16 @@ class Replay:
                         conn.on_frame(data, wall_ns)
                     except Exception:  # the session never raises; a bug must not stop the replay
                         log.exception("replay: the session's sink failed")
-                    if ready is not None:
+                    count += 1
+                    if ready:
                         # the client catches up with each message before the next, as a live
                         # client does with a venue's pace: every task it woke runs first
-                        if ready:
-                            await self._settle(ready)
-                    else:
-                        count += 1
-                        if count >= batch:
-                            count = 0
-                            await asyncio.sleep(0)
+                        count = 0
+                        await self._settle(ready)
+                    elif count >= batch:
+                        # and timers (watchdogs, the loop-lag monitor) get a turn as often
+                        count = 0
+                        await asyncio.sleep(0)
                 elif kind is RecordKind.SENT:
                     await self._on_sent(conn_id, data)
                 elif kind is RecordKind.CONNECT:
