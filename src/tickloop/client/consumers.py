@@ -46,6 +46,7 @@ from typing import Any
 
 from ..exceptions import ConsumerOverflow, StreamError
 from ..venues.base import Channel, Subscription
+from .turns import TURN
 
 __all__ = [
     "BOOK_DELTAS",
@@ -322,6 +323,9 @@ class Consumer:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+                # A reader of latest values waits: let it run before the transport delivers
+                # the rest of its read (tickloop.client.turns), the values in between conflate.
+                TURN.wanted = True
 
     def offer(self, event: Any) -> None:
         """Hand over an event that a subclass may hold back (books conflate by time); a plain
