@@ -268,3 +268,14 @@ async def test_a_bot_on_the_replay_sees_what_it_saw_live(tmp_path: Path) -> None
     start = replay_bot.seen.index(seen_live[0])
     assert replay_bot.seen[start : start + len(seen_live)] == seen_live
     assert rep.stats.send_timeouts == 0 and rep.stats.connect_timeouts == 0
+
+
+def test_record_command_says_so_when_it_never_connected(tmp_path: Path) -> None:
+    proc = run_cli("record", "out", "--venue", "kraken", "--url", "ws://127.0.0.1:9/",
+                   "--symbols", "XMR-USD", "--seconds", "1", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "tickloop: error: [kraken] never connected to ws://127.0.0.1:9/ "
+        "(the recording in out is empty)\n"
+    )
+    assert open_recording(tmp_path / "out").complete  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ..client.http import HttpSession, HttpTransport
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, NetworkError, TimeoutError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import StatusEvent
 from .format import RecordKind, RestExchange
@@ -374,7 +374,13 @@ async def record(
         rest = AsyncClient(venue, url=rest_url)
         await stack.enter_async_context(rest)
         recorder.attach_http(rest.http)
-        feed = StreamClient(venue, url=url, rest=rest, transport=recorder.transport())
+        feed = StreamClient(
+            venue,
+            url=url,
+            rest=rest,
+            transport=recorder.transport(),
+            subscribe_timeout=min(10.0, max(1.0, seconds)),
+        )
         await stack.enter_async_context(feed)
         feed.subscribe_status(recorder.on_status)
         events = 0
@@ -383,15 +389,22 @@ async def record(
             nonlocal events
             events += 1
 
-        for name in names:
-            if name == "trades":
-                await feed.subscribe_trades(wanted, count)
-            elif name == "tickers":
-                await feed.subscribe_tickers(wanted, count)
-            elif name == "candles":
-                await feed.subscribe_candles(wanted, "1m", count)
-            else:
-                await feed.subscribe_books(wanted, count)
+        try:
+            for name in names:
+                if name == "trades":
+                    await feed.subscribe_trades(wanted, count)
+                elif name == "tickers":
+                    await feed.subscribe_tickers(wanted, count)
+                elif name == "candles":
+                    await feed.subscribe_candles(wanted, "1m", count)
+                else:
+                    await feed.subscribe_books(wanted, count)
+        except TimeoutError:
+            if recorder._connections:
+                raise
+            raise NetworkError(
+                f"never connected to {feed.url} (the recording in {out} is empty)", venue=venue
+            ) from None
         loop = asyncio.get_running_loop()
         started = loop.time()
 
@@ -416,6 +429,11 @@ async def record(
         # a replay then never waits for a shutdown the replayed client has not begun
         recorder.close()
         await feed.close()
+        if not recorder._connections:
+            raise NetworkError(
+                f"never connected to {feed.url} (the recording in {out} is empty)",
+                venue=venue,
+            )
         if progress is not None:
             progress(result, seconds)
     final = recorder.writer
