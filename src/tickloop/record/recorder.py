@@ -45,7 +45,7 @@ from .writer import RecordWriter
 if TYPE_CHECKING:
     from ..client.transport import Connection, FrameSink, Transport
 
-__all__ = ["CHANNELS", "RecordStats", "Recorder", "record"]
+__all__ = ["CHANNELS", "SECRET_KEYS", "RecordStats", "Recorder", "record", "redact"]
 
 _monotonic_ns = time.monotonic_ns
 _time_ns = time.time_ns
