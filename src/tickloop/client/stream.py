@@ -298,6 +298,9 @@ class StreamClient:
 
     ``transport`` (:class:`tickloop.client.transport.Transport`) makes the WebSocket
     connections: picows when None; a recording or a test's ``MemoryTransport`` otherwise.
+    ``wall_clock`` (Unix ns; :func:`time.time_ns` when None) stamps status events and backfill
+    merges: a replay (:class:`tickloop.replay.Replay`) gives the recorded time, so that the
+    same recording gives the same status events on every run.
     """
 
     def __init__(
