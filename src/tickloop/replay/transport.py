@@ -35,9 +35,10 @@ with what the recorded one did:
 Pace: ``speed=None`` as fast as possible; ``speed=1.0`` the recorded pace; ``speed=10.0`` ten
 times faster. At any pace the client catches up with each message before the next one comes,
 as a live client keeps up with a venue: after a message, the pump waits until no task it woke
-is still ready to run (on asyncio's default loop, read from its ready queue; at most ``batch``
-turns), and in any case lets the loop run every ``batch`` messages. So what a consumer
-sees does not depend on how fast the machine is, and a replay is the same run after run.
+is still ready to run (on asyncio's default loop, read from its ready queue; at most
+``SETTLE_TURNS`` turns), and in any case lets the loop run every ``batch`` messages. So what a
+consumer sees does not depend on how fast the machine is, and a replay is the same run after
+run.
 ``await replay.wait()`` returns when the recording is played out; the connections then stay
 open and silent until the client closes.
 
@@ -80,6 +81,8 @@ _RECEIVED = RecordKind.RECEIVED
 _rest_decoder = msgspec.msgpack.Decoder(RestExchange)
 #: How far the pump reads ahead to see whether the venue answered a send.
 LOOKAHEAD = 10_000
+#: Loop turns the pump gives a client to catch up with one message, at most.
+SETTLE_TURNS = 64
 
 RequestKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
@@ -423,8 +426,8 @@ class Replay:
         clock = self._clock if self._clock is not None else loop.time
         sleep = self._sleep
         batch = self.batch
-        # the default asyncio loop's queue of ready callbacks (None on another loop: then the
-        # pump lets other tasks run every ``batch`` messages)
+        # the default asyncio loop's queue of ready callbacks (None on another loop: there the
+        # pump only lets other tasks run every ``batch`` messages)
         ready: Any = getattr(loop, "_ready", None)
         stats = self.stats
         bound = self._bound
@@ -498,8 +501,8 @@ class Replay:
 
     async def _settle(self, ready: Any) -> None:
         """Let every task the last message woke run until none is ready (bounded: a client
-        that never rests gets ``batch`` turns, then the replay goes on)."""
-        for _ in range(self.batch):
+        that never rests gets SETTLE_TURNS turns, then the replay goes on)."""
+        for _ in range(SETTLE_TURNS):
             await asyncio.sleep(0)
             if not ready:
                 return
