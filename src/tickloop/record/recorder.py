@@ -7,17 +7,18 @@
   whole message received a ``RECEIVED`` record (the exact bytes, stamped with the receive time
   the session itself uses, and the monotonic clock), each message sent a ``SENT`` record and the
   end of the connection a ``DISCONNECT`` record. The session above it is unchanged.
-* :meth:`Recorder.http`: an :data:`~tickloop.client.http.HttpTransport` that wraps an
-  :class:`~tickloop.client.http.HttpSession`'s: each REST exchange (book snapshots, trade
-  backfill) is a ``REST`` record with the answer's status, headers and body.
+* :meth:`Recorder.attach_http`: wraps an :class:`~tickloop.client.http.HttpSession`'s
+  :data:`~tickloop.client.http.HttpTransport` (and its ``wall_clock``): each REST exchange
+  (book snapshots, trade backfill) is a ``REST`` record with the answer's status, headers and
+  body, written where the session handed the answer over, with the ``recv_ts`` it stamped.
 * credentials never reach the file: the values of credential keys (:data:`SECRET_KEYS`: a
   login frame's token, a signed request's signature, a login answer's token) are written as
   ``"***"`` (:func:`redact`); request headers are not recorded at all.
 * :meth:`Recorder.on_status`: a status handler (``feed.subscribe_status(recorder.on_status)``):
   Connected, Disconnected, Reconnected, Stale, Gap, ... as ``STATUS`` records.
 
-What the wrappers add per message is one ``RecordWriter.write`` (a header pack and a buffer
-append); compression happens in blocks (``bench/bench_record.py`` measures the cost).
+What the wrappers add per message is one record append (a header pack and a buffer copy);
+compression happens in blocks of 256 KiB (``bench/bench_replay.py`` measures the cost).
 
 :func:`record` is the whole ``tickloop record`` command as a coroutine: a StreamClient of
 ``venue`` on the recording transports, subscribed to ``channels`` of ``symbols``, for
