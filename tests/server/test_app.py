@@ -182,6 +182,7 @@ STATUS_METRICS = {
     models.BookInvalid: "tickloop_book_invalidations_total",
     models.BookValid: "tickloop_book_validations_total",
     models.ConsumerDetached: "tickloop_stream_consumers_detached_total",
+    models.ConsumerFailed: "tickloop_stream_handler_errors_total",
     models.Malformed: "tickloop_stream_malformed_total",
     models.Unconfirmed: "tickloop_stream_unconfirmed_total",
 }

@@ -70,6 +70,7 @@ from ..models import (
     BookValid,
     Candle,
     ConsumerDetached,
+    ConsumerFailed,
     Fill,
     Instrument,
     Malformed,
@@ -89,6 +90,7 @@ from .placement import Placement, usable
 from .session import WsSession
 from .tasks import TaskOwner
 from .trades import TradeFeed, TradeSource
+from .transport import Transport
 from .unclosed import creation_traceback, report_unclosed
 
 __all__ = ["ALL", "Stream", "StreamClient", "Symbols", "TradeSource"]
@@ -244,6 +246,12 @@ class StreamClient:
     ``book_snapshot_retries`` times in a row before the book stream ends with BookError.
     ``limits`` (:class:`tickloop.limits.Limits`) bounds what the venue may send: message size
     across fragments, numbers, levels, symbol caches, trade-id jumps (docs/reliability.md).
+
+    ``transport`` (:class:`tickloop.client.transport.Transport`) makes the WebSocket
+    connections: picows when None; a recording or a test's ``MemoryTransport`` otherwise.
+    ``wall_clock`` (Unix ns; :func:`time.time_ns` when None) stamps status events and backfill
+    merges: a replay (:class:`tickloop.replay.Replay`) gives the recorded time, so that the
+    same recording gives the same status events on every run.
     """
 
     def __init__(
@@ -273,8 +281,12 @@ class StreamClient:
         book_snapshot_wait: float = 0.05,
         book_snapshot_max_wait: float = 2.0,
         limits: Limits | None = None,
+        transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self.venue = venue
+        #: What makes the WebSocket connections (tickloop.client.transport; None: picows).
+        self.transport = transport
         #: The bounds applied to what the venue sends (tickloop.limits, docs/reliability.md).
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self._codec_cls = codec if codec is not None else stream_codec(venue)
@@ -292,6 +304,9 @@ class StreamClient:
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
         self.subscribe_timeout = subscribe_timeout
+        #: Stamps status events and backfill merges (Unix ns): the wall clock live, the
+        #: recorded time in a replay (tickloop.replay), so that a replay is the same every run.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
         self.buffer_size = buffer_size
         self.backfill_page = backfill_page
         self._codec_options = dict(codec_options or {})
@@ -308,6 +323,7 @@ class StreamClient:
         self._fanout = Fanout()
         self._fanout.on_unneeded = self._unneeded_soon
         self._fanout.on_overflow = self._consumer_overflowed
+        self._fanout.on_failure = self._consumer_failed
         self._trade_routes = self._fanout.routes[Channel.TRADES]
         self._ticker_routes = self._fanout.routes[Channel.TICKER]
         self._candle_routes = self._fanout.routes[Channel.CANDLES]
@@ -360,6 +376,7 @@ class StreamClient:
             "backfilled": 0,
             "refused": 0,
             "consumers_detached": 0,
+            "handler_errors": 0,  # a consumer's own handler raised (ConsumerFailed)
             "malformed": 0,
             "unconfirmed": 0,
             "bogus_trade_ids": 0,
@@ -375,6 +392,7 @@ class StreamClient:
             tasks=self._tasks,
             page=backfill_page,
             max_jump=self.limits.max_trade_id_jump,
+            clock=self.wall_clock,
         )
         self._sinks: dict[type, Callable[[Any], None]] = {
             Trade: self._trades.on_trade,
@@ -574,8 +592,9 @@ class StreamClient:
 
     def status(self, *, buffer: int = 1000) -> AsyncIterator[StatusEvent]:
         """Connection and data-quality events: Connected, Disconnected, Reconnected, Stale, Gap,
-        BookInvalid, BookValid, and ConsumerDetached (a consumer that fell too far behind on a
-        stream that never drops silently was detached)."""
+        BookInvalid, BookValid, ConsumerDetached (a consumer that fell too far behind on a
+        stream that never drops silently was detached), ConsumerFailed (a consumer's handler
+        raised), Malformed (a message was skipped) and Unconfirmed."""
         self._check_open()
         consumer = Consumer("status", policy=Overflow.ERROR, maxsize=buffer, name="status")
         self._fanout.add_status(consumer)
@@ -1090,6 +1109,8 @@ class StreamClient:
             token_provider=self._token,
             limits=self.limits,
             subscribe_timeout=self.subscribe_timeout,
+            transport=self.transport,
+            wall_clock=self.wall_clock,
         )
 
     async def _leave(self, consumer: Consumer) -> None:
@@ -1119,6 +1140,28 @@ class StreamClient:
                 consumer=consumer.name or str(consumer.channel),
                 symbols=tuple(dict.fromkeys(s.symbol for s in subs if s.symbol is not None)),
                 dropped=error.dropped,
+                ts=self.wall_clock(),
+            )
+        )
+
+    def _consumer_failed(self, consumer: Consumer, exc: Exception) -> None:
+        """A consumer's handler raised: counted, and reported as a ConsumerFailed status event
+        on its 1st, 2nd, 4th... failure (the consumer logs it with its traceback)."""
+        self.counters["handler_errors"] += 1
+        count = consumer.stats.handler_errors
+        if count & (count - 1):
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        self._fanout.publish_status(
+            ConsumerFailed(
+                venue=self.venue,
+                channel=str(consumer.channel),
+                consumer=consumer.name or str(consumer.channel),
+                symbols=tuple(
+                    dict.fromkeys(s.symbol for s in consumer.subscriptions if s.symbol is not None)
+                ),
+                error=error if len(error) <= 200 else error[:200] + "...",
+                count=count,
                 ts=time.time_ns(),
             )
         )

@@ -62,6 +62,7 @@ class TradeFeed:
         tasks: TaskOwner,
         page: int = 1000,
         max_jump: int = 1_000_000,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.venue = venue
         self._routes = routes
@@ -74,6 +75,9 @@ class TradeFeed:
         self._tasks = tasks
         self.page = page
         self.max_jump = max_jump
+        #: Stamps gaps and backfill merges (Unix ns): the client's wall clock (a replay's
+        #: recorded time in a replay).
+        self._clock = clock
         self._continuity: dict[str, TradeContinuity] = {}
         self._bogus_seen: dict[str, int] = {}  # symbol -> TradeContinuity.bogus reported
         self._backfills: dict[str, asyncio.Task[None]] = {}
@@ -106,7 +110,7 @@ class TradeFeed:
             self._recover(cont)
         start = self._interrupted.pop(symbol, None)
         if start is not None:
-            now = time.time_ns()
+            now = self._clock()
             self._gap(
                 Gap(
                     venue=self.venue,
@@ -167,13 +171,13 @@ class TradeFeed:
                 symbol=cont.symbol,
                 channel=Channel.TRADES.value,
                 count=cont.bogus,
-                ts=time.time_ns(),
+                ts=self._clock(),
             )
         )
 
     def _recover(self, cont: TradeContinuity) -> None:
         if cont.buffer_full:
-            self._deliver(cont, cont.give_up(time.time_ns()))
+            self._deliver(cont, cont.give_up(self._clock()))
             return
         if not cont.wants_backfill or cont.symbol in self._backfills or self._tasks.closed:
             return
@@ -182,7 +186,7 @@ class TradeFeed:
             # No backfill: the first live trade after the outage tells whether any id was
             # missed (ids are contiguous), so a Gap is reported only for a real hole.
             if len(cont):
-                self._deliver(cont, cont.give_up(time.time_ns()))
+                self._deliver(cont, cont.give_up(self._clock()))
             return
         self._backfills[cont.symbol] = self._tasks.spawn(
             self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
@@ -200,11 +204,11 @@ class TradeFeed:
                     wait = backoff.next_wait()
                     if wait is None:
                         log.warning("%s: backfill of %s failed: %s", self.venue, cont.symbol, exc)
-                        self._deliver(cont, cont.give_up(time.time_ns()))
+                        self._deliver(cont, cont.give_up(self._clock()))
                         return
                     await asyncio.sleep(wait)
                     continue
-                merge = cont.on_backfill(page, complete=len(page) < self.page, ts=time.time_ns())
+                merge = cont.on_backfill(page, complete=len(page) < self.page, ts=self._clock())
                 self.counters["backfilled"] += len(page)
                 self._deliver(cont, merge)
                 if merge.done:

@@ -177,6 +177,8 @@ class PlatformCollector(Collector):
                             "Subscriptions the venue did not confirm in time."),
             "consumers_detached": ("tickloop_stream_consumers_detached",
                                    "Consumers detached for falling behind."),
+            "handler_errors": ("tickloop_stream_handler_errors",
+                               "Times a consumer's handler raised (ConsumerFailed)."),
             "book_valid": ("tickloop_book_validations",
                            "Times a local book became valid (again)."),
         }
