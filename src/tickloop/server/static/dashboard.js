@@ -63,8 +63,12 @@ function render() {
 }
 
 // ---------------------------------------------------------------------------------- bots
+// A poll never overlaps the previous one: on a slow server, overlapping polls would fill the
+// browser's few connections to the host and hold up the requests a click makes.
+let botsPolling = false;
 async function pollBots() {
-  if (!botsAvailable) return;
+  if (!botsAvailable || botsPolling) return;
+  botsPolling = true;
   try {
     const r = await fetch("/api/bots", {cache: "no-store"});
     if (r.status === 404) { botsAvailable = false; return; }  // no engine in this platform
@@ -75,6 +79,7 @@ async function pollBots() {
       askFrame();
     }
   } catch (e) { /* the stream's state already says the server is away */ }
+  finally { botsPolling = false; }
 }
 
 function money(text) {
@@ -401,7 +406,10 @@ function connect() {
 }
 
 // --------------------------------------------------------------------------------- health
+let statusPolling = false;
 async function pollStatus() {
+  if (statusPolling) return;
+  statusPolling = true;
   try {
     const r = await fetch("/api/status", {cache: "no-store"});
     if (r.ok) {
@@ -415,6 +423,7 @@ async function pollStatus() {
       $("h-drops").textContent = s.bus.dropped;
     }
   } catch (e) { /* the stream's state already says the server is away */ }
+  finally { statusPolling = false; }
   const now = performance.now();
   $("h-rate").textContent = Math.round((received - rateMark.n) * 1000 / (now - rateMark.t));
   if (display.length) {
