@@ -24,6 +24,7 @@ Conventions and invariants:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -167,6 +168,22 @@ class Portfolio:
         holdings = sum((p.size * p.mark for p in self._positions.values()
                         if p.size and p.mark is not None), _ZERO)
         return self.cash + holdings
+
+    def mark_equity(self, prices: Mapping[str, Decimal]) -> tuple[Decimal, bool]:
+        """Mark every symbol held or marked to its price in ``prices`` (those it has), and
+        return the equity then (:attr:`equity_value`) and whether any position is open: a
+        backtest's reading at each bar close, in one pass."""
+        holdings = _ZERO
+        exposed = False
+        for symbol, pos in self._positions.items():
+            price = prices.get(symbol)
+            if price is not None:
+                pos.mark = price
+            if pos.size:
+                exposed = True
+                if pos.mark is not None:
+                    holdings += pos.size * pos.mark
+        return self.cash + holdings, exposed
 
     def equity(self, ts: int) -> Equity:
         """An equity snapshot at ``ts`` (ns)."""
