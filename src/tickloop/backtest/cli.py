@@ -104,7 +104,7 @@ def run_cli(*, rec: list[str], bot: str, params: list[str], sweeps: list[str],
             grid.add_row(*cells)
         out.print(grid)
         return
-    result = asyncio.run(Backtest(make_bot(cls, fixed, names), candles, **options).run())
+    result = Backtest(make_bot(cls, fixed, names), candles, **options).run_sync()
     if plot_path:
         plot(result, plot_path)
     if store_path:

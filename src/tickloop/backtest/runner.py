@@ -164,6 +164,18 @@ class Backtest:
         if self.bar_seconds < 1:
             raise ConfigError("candles must last at least one second", field="candles")
 
+    def run_sync(self) -> BacktestResult:
+        """:meth:`run` on a fresh event loop (what :func:`run_backtest` does)."""
+        out: list[BacktestResult] = []
+
+        async def main() -> None:
+            # the result is not the task's: asyncio.run formats its main task's repr (result
+            # included) when it puts its SIGINT handler back, and a result holds every fill
+            out.append(await self.run())
+
+        asyncio.run(main())
+        return out[0]
+
     async def run(self) -> BacktestResult:
         """Run the whole backtest on the running loop (a default asyncio loop)."""
         candles = sorted(self.candles, key=lambda c: (c.open_time, c.symbol))
@@ -343,5 +355,4 @@ def _metrics(report: BotReport, cash: Decimal, bar_seconds: int) -> dict[str, An
 def run_backtest(bots: Bot | Iterable[Bot], candles: Sequence[Candle],
                  **options: Any) -> BacktestResult:
     """:class:`Backtest` ``(bots, candles, **options).run()`` on a fresh event loop."""
-    backtest = Backtest(bots, candles, **options)
-    return asyncio.run(backtest.run())
+    return Backtest(bots, candles, **options).run_sync()
