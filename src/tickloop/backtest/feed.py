@@ -38,6 +38,7 @@ from ..bus import Bus
 from ..exceptions import ConfigError
 from ..models import BookLevel, BookSnapshot, Candle, Order, OrderType, Side, TimeInForce, Trade
 from ..runtime.executor import PaperExecutor
+from ..runtime.paper import PaperMatcher
 from ..runtime.source import MarketWants
 
 __all__ = ["CandleExecutor", "CandleFeed"]
@@ -74,6 +75,7 @@ class CandleFeed:
         self._trade_ids = 0
         #: The executor whose matcher hears the prints that are not published.
         self.executor: PaperExecutor | None = None
+        self._matcher: PaperMatcher | None = None
 
     async def start(self) -> None:
         """Nothing to connect: the candles are in memory."""
@@ -99,6 +101,8 @@ class CandleFeed:
         for symbol in wants.books:
             self._book_topics[symbol] = f"book.{self.venue}.{symbol}"
         self._bus = bus
+        # the engine binds its executor before it wires its source
+        self._matcher = self.executor.matcher if self.executor is not None else None
 
     def book(self, symbol: str) -> OrderBook | None:
         book = self._books.get(symbol)
@@ -179,10 +183,10 @@ class CandleFeed:
     def close_bar(self, candle: Candle) -> None:
         symbol = candle.symbol
         ts = candle.close_time
-        executor = self.executor
+        matcher = self._matcher
         quarter: Decimal | None = None
         # the two extremes reach the matcher only while an order rests (most candles: none)
-        if executor is not None and executor.matcher.has_resting(symbol):
+        if matcher is not None and matcher.has_resting(symbol):
             quarter = candle.volume / _FOUR
             if candle.close >= candle.open:
                 self._hidden(candle, candle.low, quarter, ts)

@@ -135,6 +135,9 @@ class BotStatus(StrEnum):
     ERROR = "error"  # the circuit breaker fired (or on_start failed): resume() restarts it
 
 
+_RUNNING = BotStatus.RUNNING  # read on every event and tick: a module constant is cheaper
+
+
 _NOTHING: Any = object()  # _Attributed: no eager first step was taken
 
 
@@ -783,9 +786,8 @@ class Engine:
         payload = event.payload
         name = _HANDLER_OF[type(payload)]
         deliver = self._deliver
-        running = BotStatus.RUNNING
         for host in hosts:
-            if host.status is running:
+            if host.status is _RUNNING:
                 deliver(host, name, payload)
 
     def _deliver(self, host: _Host, name: str, payload: Any) -> None:
@@ -855,11 +857,13 @@ class Engine:
                     dropped=delta, total=host.dropped, ts=self.clock.now_ns()))
 
     def _on_due(self, due: Due) -> None:
-        if due.key == _EQUITY_JOB:
-            self._snapshot_equity()
+        key = due.key
+        host = self._hosts.get(key) if type(key) is str else None
+        if host is None:
+            if key == _EQUITY_JOB:
+                self._snapshot_equity()
             return
-        host = self._hosts.get(due.key) if isinstance(due.key, str) else None
-        if host is None or host.status is not BotStatus.RUNNING:
+        if host.status is not _RUNNING:
             return
         if not host.is_async["tick"]:
             self._call_sync(host, "tick")

@@ -170,8 +170,10 @@ class PaperExecutor:
         return sum(1 for o in self._matcher.open_orders() if bot_of.get(o.id) == bot)
 
     def on_trade(self, trade: Trade) -> None:
-        if self._matcher is not None:
-            self._send(self._matcher.on_trade(trade))
+        matcher = self._matcher
+        # every trade of every traded symbol comes here: most find nothing resting
+        if matcher is not None and matcher.has_resting(trade.symbol):
+            self._send(matcher.on_trade(trade))
 
     async def close(self) -> None:
         """Nothing to release: paper orders live in memory."""
