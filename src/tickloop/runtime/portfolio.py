@@ -25,7 +25,7 @@ Conventions and invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..exceptions import ConfigError
@@ -48,6 +48,9 @@ class PositionState:
     cost: Decimal = _ZERO
     realized: Decimal = _ZERO
     mark: Decimal | None = None
+    #: The :class:`~tickloop.models.Position` of the fields above, made at the first read
+    #: after a fill (a bot reads its position on every tick; fills are rare).
+    model: Position | None = field(default=None, repr=False, compare=False)
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -119,6 +122,7 @@ class Portfolio:
             if pos.size and (pos.size > 0) != (old > 0):
                 pos.cost = pos.size * price  # flipped: the rest opens at the fill price
         pos.realized -= fill.fee
+        pos.model = None
         self.fees += fill.fee
         self.cash -= signed * price + fill.fee
         if pos.mark is None:
@@ -202,5 +206,8 @@ class Portfolio:
         return pnl - self._day_base
 
     def _position(self, pos: PositionState) -> Position:
-        return Position(venue=self.venue, symbol=pos.symbol, size=pos.size,
-                        avg_price=pos.avg_price, realized_pnl=pos.realized)
+        model = pos.model
+        if model is None:
+            model = pos.model = Position(venue=self.venue, symbol=pos.symbol, size=pos.size,
+                                         avg_price=pos.avg_price, realized_pnl=pos.realized)
+        return model
