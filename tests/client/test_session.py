@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 
 from tickloop.client.backoff import Backoff
 from tickloop.client.session import LOOPBACK_RECV_BUFFER, SessionState, WsSession
+from tickloop.client.transport import PicowsConnection, PicowsTransport
 from tickloop.exceptions import AuthError, NetworkError, StreamError, TickloopError
 from tickloop.models import Connected, Reconnected, Stale, Trade
 from tickloop.venues.base import Channel, Subscription
@@ -270,7 +271,9 @@ async def test_a_loopback_connection_reads_through_a_bounded_receive_buffer(
     session = session_for(venue.url, owner)
     await session.add([BTC])
     await until(lambda: owner.confirmed == [BTC], "subscribed")
-    sock = session._transport.underlying_transport.get_extra_info("socket")
+    connection = session.connection
+    assert isinstance(connection, PicowsConnection)
+    sock = connection._transport.underlying_transport.get_extra_info("socket")
     with socket.socket() as probe:  # what this kernel makes of the same request
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LOOPBACK_RECV_BUFFER)
         expected = probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
@@ -278,11 +281,14 @@ async def test_a_loopback_connection_reads_through_a_bounded_receive_buffer(
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     await session.close()
 
+    transport = session.transport
+    assert isinstance(transport, PicowsTransport)
     for host in ("192.0.2.1", "example.invalid"):  # never contacted, never looked up
-        assert await session._loopback_socket(SimpleNamespace(host=host, port=443)) is None
-    local = await session._loopback_socket(SimpleNamespace(host="localhost", port=1))
+        assert await transport._loopback_socket(SimpleNamespace(host=host, port=443)) is None
+    local = await transport._loopback_socket(SimpleNamespace(host="localhost", port=1))
     assert local is not None
     with local:
         assert not local.getblocking()
     off = session_for(venue.url, Owner(), loopback_recv_buffer=None)
-    assert await off._loopback_socket(SimpleNamespace(host="127.0.0.1", port=1)) is None
+    assert isinstance(off.transport, PicowsTransport)
+    assert await off.transport._loopback_socket(SimpleNamespace(host="127.0.0.1", port=1)) is None

@@ -37,7 +37,7 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -63,10 +63,24 @@ from .throttle import Throttle
 if TYPE_CHECKING:
     from .auth import Credentials
 
-__all__ = ["ErrorMapper", "HttpSession", "HttpStats", "Response", "default_error"]
+__all__ = [
+    "ErrorMapper",
+    "HttpSession",
+    "HttpStats",
+    "HttpTransport",
+    "Response",
+    "default_error",
+]
 
 #: Turns a non-2xx answer into a tickloop error (a venue codec's ``PublicRest.error``).
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], TickloopError]
+
+#: One HTTP exchange: ``(method, url, body or None, headers) -> (status, body, headers)``.
+#: :meth:`HttpSession.send` (aiohttp) is the default; a recorder wraps it, a replay answers
+#: from a recording. Everything around it (deadline, throttle, auth, retries) is the same.
+HttpTransport = Callable[
+    [str, str, bytes | None, Mapping[str, str]], Awaitable[tuple[int, bytes, Mapping[str, str]]]
+]
 
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -172,6 +186,8 @@ class HttpSession:
         headers: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
         owner: str | None = None,
+        transport: HttpTransport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigError("max_concurrency must be >= 1", field="max_concurrency")
@@ -208,6 +224,10 @@ class HttpSession:
         self._connector: aiohttp.TCPConnector | None = None
         self._closed = False
         self._warned = False
+        #: What performs each HTTP exchange (:data:`HttpTransport`); :meth:`send` by default.
+        self.transport: HttpTransport = transport if transport is not None else self.send
+        #: Stamps each answer's ``recv_ts``: the wall clock live, the recorded time in a replay.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -308,10 +328,11 @@ class HttpSession:
         while True:
             attempt += 1
             headers = await self._auth_headers(request, target, body)
-            session = self._get_session()  # a closed session fails here, without retries
+            if self._closed:  # a closed session fails here, without retries
+                raise NetworkError(f"{self._owner} is closed", venue=self.venue)
             try:
                 status, answer, answer_headers = await self._exchange(
-                    session, request, url, body, headers, deadline
+                    request, url, body, headers, deadline
                 )
             except _OutOfTime:
                 raise
@@ -331,7 +352,7 @@ class HttpSession:
                     self.throttle.succeeded()
                     self._observe(answer_headers, loop.time())
                 backoff.succeeded()
-                return Response(status, answer, answer_headers, time.time_ns(), attempts=attempt)
+                return Response(status, answer, answer_headers, self.wall_clock(), attempts=attempt)
             if status == 429:
                 self._observe(answer_headers, loop.time())
             error = self._error(status, answer, answer_headers)
@@ -425,9 +446,18 @@ class HttpSession:
         token = await credentials.token(self)
         return {"Authorization": f"Bearer {token}"}
 
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """The default :data:`HttpTransport`: one exchange over the aiohttp connection pool."""
+        session = self._get_session()
+        async with session.request(
+            method, URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
+        ) as resp:
+            return resp.status, await resp.read(), resp.headers
+
     async def _exchange(
         self,
-        session: aiohttp.ClientSession,
         request: RestRequest,
         url: URL,
         body: bytes,
@@ -447,10 +477,7 @@ class HttpSession:
             until = min(deadline, loop.time() + self.attempt_timeout)
             try:
                 async with asyncio.timeout_at(until):
-                    async with session.request(
-                        method, url, data=body or None, headers=headers, allow_redirects=False
-                    ) as resp:
-                        return resp.status, await resp.read(), resp.headers
+                    return await self.transport(method, str(url), body or None, headers)
             except builtins.TimeoutError:
                 if until >= deadline:
                     raise  # the call's deadline: request() reports it

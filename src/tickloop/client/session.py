@@ -1,39 +1,35 @@
 """The one WebSocket session class: every venue's connections go through it.
 
 A :class:`WsSession` is one logical connection to a venue. It keeps the set of subscriptions it
-should carry and makes the socket match it, whatever happens to the socket: it connects (picows),
-logs in when private channels need it, subscribes within the codec's declared limits (streams per
-message, messages per second), reconnects with exponential backoff and jitter, restores every
-subscription after a reconnect, and replaces a connection that goes silent without closing (the
-heartbeat watchdog). Everything venue-specific is in the :class:`~tickloop.venues.base.Codec`;
-this module has no venue branch.
+should carry and makes the connection match it, whatever happens to it: it connects (through an
+injected :class:`~tickloop.client.transport.Transport`; picows by default), logs in when private
+channels need it, subscribes within the codec's declared limits (streams per message, messages
+per second), reconnects with exponential backoff and jitter, restores every subscription after
+a reconnect, and replaces a connection that goes silent without closing (the heartbeat
+watchdog). Everything venue-specific is in the :class:`~tickloop.venues.base.Codec`; this
+module has no venue branch, and no socket: the transport delivers whole messages.
 
-Hot path: picows calls :meth:`_Listener.on_ws_frame` for each frame of a socket read; the frame
-is decoded there and each event is dispatched synchronously by its type through one dict lookup
-(data sinks supplied by the owner, control messages handled here). No task, no queue and no log
-line per message. A frame that cannot be decoded is counted and skipped, never fatal.
+Hot path: the transport calls :meth:`_Conn.on_frame` for each message; it is decoded there and
+each event is dispatched synchronously by its type through one dict lookup (data sinks supplied
+by the owner, control messages handled here). No task, no queue and no log line per message. A
+frame that cannot be decoded is counted and skipped, never fatal.
 
 Status is data: the owner (:class:`SessionOwner`, the StreamClient) is told about connects,
 reconnects with their downtime, stale connections, refused subscriptions and final failure, and
-turns them into status events. picows and OS errors are translated to :mod:`tickloop.exceptions`
-here and never leak.
+turns them into status events. Transports translate their library's errors to
+:mod:`tickloop.exceptions`; none leaks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from time import time_ns
 from typing import Any, Protocol
-
-import picows
 
 from ..exceptions import (
     AuthError,
@@ -58,23 +54,12 @@ from ..venues.base import (
     VenueError,
 )
 from .backoff import Backoff
+from .transport import LOOPBACK_RECV_BUFFER, Connection, PicowsTransport, Transport
 
 __all__ = ["LOOPBACK_RECV_BUFFER", "SessionOwner", "SessionState", "SessionStats", "WsSession"]
 
 log = logging.getLogger("tickloop.client.session")
 
-#: The kernel receive buffer of a connection to a loopback address (bytes; Linux doubles it).
-#: picows doubles its read buffer whenever a read fills it, so a full-speed local stream (the
-#: embedded exchange, a replay, the benchmark server) would otherwise be read megabytes at a
-#: time: tens of thousands of frames handled in one event-loop turn, during which no other task
-#: runs (an ``async for`` consumer woke 5 times a second). A loopback round trip is microseconds,
-#: so a small window costs no throughput there; remote venues keep the kernel's autotuning.
-LOOPBACK_RECV_BUFFER = 256 * 1024
-
-_TEXT = picows.WSMsgType.TEXT
-_BINARY = picows.WSMsgType.BINARY
-_CONTINUATION = picows.WSMsgType.CONTINUATION
-_CLOSE = picows.WSMsgType.CLOSE
 
 
 class SessionState(Enum):
@@ -122,23 +107,20 @@ class SessionOwner(Protocol):
 
 
 class _Conn:
-    """State of one physical connection, kept off the picows listener: attribute access on a
-    subclass of picows' extension type costs about twice a plain slotted object's, and the frame
-    path reads this state for every frame."""
+    """The session's side of one physical connection: the :class:`~.transport.FrameSink` the
+    transport delivers to. Each message is decoded here and each event dispatched synchronously
+    by its type through one dict lookup; a slotted object, read for every frame."""
 
     __slots__ = (
         "closed",
+        "connection",
         "decode",
         "dispatch",
         "events",
-        "fragments",
+        "limit",
         "malformed",
-        "max_message",
-        "max_pending",
-        "pending",
-        "rx",
+        "reason",
         "session",
-        "skipping",
     )
 
     def __init__(self, session: WsSession, codec: Codec) -> None:
@@ -146,81 +128,42 @@ class _Conn:
         self.decode = codec.decode
         self.dispatch = session._dispatch
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.fragments: bytearray | None = None
-        self.pending = 0  # frames of the fragmented message being reassembled
-        self.skipping = False  # the rest of an oversized fragmented message is being dropped
-        self.max_message = session.limits.max_message_size
-        self.max_pending = session.limits.max_pending_frames
-        self.rx = 0  # frames received (read by the watchdog)
+        self.connection: Connection | None = None
         self.events = 0
         self.malformed = 0  # messages skipped on this connection
+        self.reason = ""  # the transport's reason for the end
+        self.limit: str | None = None  # the bound the venue broke to end it, if any
 
+    @property
+    def rx(self) -> int:
+        connection = self.connection
+        return connection.received if connection is not None else 0
 
-class _Listener(picows.WSListener):
-    """picows callbacks of one physical connection: decode and dispatch inline."""
-
-    def __init__(self, conn: _Conn) -> None:
-        self.conn = conn
-
-    def on_ws_frame(self, transport: Any, frame: Any) -> None:
-        conn = self.conn
-        conn.rx += 1
-        msg_type = frame.msg_type
-        if msg_type is _TEXT or msg_type is _BINARY:
-            if not frame.fin:
-                # The first frame of a fragmented message: reassembled here, bounded in bytes
-                # and frames (limits.max_message_size, max_pending_frames), across fragments.
-                conn.skipping = False
-                conn.pending = 1
-                conn.fragments = bytearray(frame.get_payload_as_memoryview())
-                if len(conn.fragments) > conn.max_message:
-                    conn.session._oversized(conn, "max_message_size", len(conn.fragments))
-                return
-            payload = frame.get_payload_as_memoryview()
-        elif msg_type is _CONTINUATION:
-            fragments = conn.fragments
-            if fragments is None:
-                if conn.skipping and frame.fin:
-                    conn.skipping = False  # the oversized message is over
-                return
-            fragments += frame.get_payload_as_memoryview()
-            conn.pending += 1
-            if len(fragments) > conn.max_message:
-                conn.session._oversized(conn, "max_message_size", len(fragments), frame.fin)
-                return
-            if conn.pending > conn.max_pending:
-                conn.session._oversized(conn, "max_pending_frames", conn.pending, frame.fin)
-                return
-            if not frame.fin:
-                return
-            payload, conn.fragments = bytes(fragments), None
-        elif msg_type is _CLOSE:
-            conn.session._close_reason = f"closed by the venue ({frame.get_close_code()})"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-            return
-        else:
-            return
+    def on_frame(self, data: bytes | memoryview, now_ns: int) -> None:
         try:
-            events = conn.decode(payload, time_ns())
+            events = self.decode(data, now_ns)
         except Exception as exc:  # ProtocolError, or a codec bug: never fatal to the connection
-            conn.session._malformed(conn, exc, len(payload))
+            self.session._malformed(self, exc, len(data))
             return
-        conn.events += len(events)
-        dispatch = conn.dispatch
+        self.events += len(events)
+        dispatch = self.dispatch
         try:
             for event in events:
                 sink = dispatch.get(type(event))
                 if sink is not None:
                     sink(event)
         except Exception:
-            log.exception("%s: error while dispatching an event", conn.session.name)
+            log.exception("%s: error while dispatching an event", self.session.name)
 
-    def on_ws_disconnected(self, transport: Any) -> None:
-        conn = self.conn
-        if not conn.closed.done():
-            conn.closed.set_result(None)
-        conn.session._abort_login()
+    def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
+        self.session._oversized(self, limit, size)
+
+    def on_closed(self, reason: str, now_ns: int, limit: str | None) -> None:
+        self.reason = reason
+        self.limit = limit
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.session._abort_login()
 
 
 class WsSession:
@@ -243,6 +186,8 @@ class WsSession:
         loopback_recv_buffer: int | None = LOOPBACK_RECV_BUFFER,
         limits: Limits = DEFAULT_LIMITS,
         subscribe_timeout: float = 10.0,
+        transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self._codec_factory = codec_factory
         self._codec_cls = type(codec_factory())
@@ -264,14 +209,25 @@ class WsSession:
         )
         #: A subscription sent this long ago and not confirmed is reported (Unconfirmed).
         self.subscribe_timeout = subscribe_timeout
+        #: Stamps status events (Unix ns): the wall clock live, the recorded time in a replay.
+        self.wall_clock: Callable[[], int] = (
+            wall_clock if wall_clock is not None else time.time_ns
+        )
         #: Connections in a row that ended because the venue broke a limit (a frame too big):
         #: after MAX_LIMIT_FAILURES the session fails with LimitExceeded instead of looping.
         self._limit_failures = 0
         self._limit_failure: str | None = None
         #: When each subscription was sent on this connection (monotonic), until confirmed.
         self._sent_since: dict[Subscription, float] = {}
-        #: SO_RCVBUF for connections to a loopback address (None: the kernel's default).
-        self.loopback_recv_buffer = loopback_recv_buffer
+        #: What makes the connections (tickloop.client.transport): picows by default, with
+        #: ``max_frame_size`` and ``loopback_recv_buffer``; those two apply to that default only.
+        self.transport: Transport = (
+            transport
+            if transport is not None
+            else PicowsTransport(
+                max_frame_size=self.max_frame_size, loopback_recv_buffer=loopback_recv_buffer
+            )
+        )
         self.state = SessionState.IDLE
         self.stats = SessionStats()
         #: What this session should carry, whatever the socket's state.
@@ -289,12 +245,13 @@ class WsSession:
             }
         )
         # Per physical connection:
-        self._transport: Any = None
+        self._connection: Connection | None = None
         self._codec: Codec | None = None
         self._sent: set[Subscription] = set()
         self._confirmed: set[Subscription] = set()
         self._restoring: set[Subscription] = set()
         self._logged_in = False
+        self._announced = False  # Connected/Reconnected said for this connection
         self._login_waiter: asyncio.Future[None] | None = None
         self._close_reason = ""
         self._rx_before = 0  # frames of earlier connections
@@ -324,7 +281,12 @@ class WsSession:
 
     @property
     def connected(self) -> bool:
-        return self._transport is not None
+        return self._connection is not None
+
+    @property
+    def connection(self) -> Connection | None:
+        """The current physical connection (None between connections)."""
+        return self._connection
 
     @property
     def paused(self) -> bool:
@@ -350,17 +312,13 @@ class WsSession:
             self._set_reading(True)
 
     def _set_reading(self, reading: bool) -> None:
-        transport = self._transport
-        if transport is None:
+        connection = self._connection
+        if connection is None:
             return  # applied to the next connection when it is made
-        raw = transport.underlying_transport
-        try:
-            if reading:
-                raw.resume_reading()
-            else:
-                raw.pause_reading()
-        except (AttributeError, RuntimeError) as exc:  # a closing transport
-            log.debug("%s: cannot %s reading: %s", self.name, "resume" if reading else "pause", exc)
+        if reading:
+            connection.resume_reading()
+        else:
+            connection.pause_reading()
         if reading:
             # Silence while paused was ours, not the venue's: the watchdog starts afresh.
             self._last_rx_at = asyncio.get_running_loop().time()
@@ -401,6 +359,7 @@ class WsSession:
         """Close the socket and stop reconnecting; waits for the session's task to end."""
         if self.state is not SessionState.FAILED:
             self.state = SessionState.CLOSED
+        listener = self._listener
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -419,6 +378,8 @@ class WsSession:
             except Exception:
                 log.exception("%s: session task failed", self.name)
         self._drop_transport()
+        if listener is not None:
+            await self._reap(listener)  # the transport's own end, so that nothing is left behind
         self._resolve_all(StreamError("the stream client was closed", venue=self.venue))
 
     # ---------------------------------------------------------------------- subscription API
@@ -431,7 +392,7 @@ class WsSession:
         if self.state is SessionState.IDLE:
             self.start()
             return
-        if self._transport is not None and self.state is SessionState.OPEN:
+        if self._connection is not None and self.state is SessionState.OPEN:
             try:
                 if any(s.channel.private for s in new) and not self._logged_in:
                     try:
@@ -454,14 +415,14 @@ class WsSession:
         self._confirmed.difference_update(gone)
         restoring = bool(self._restoring)
         self._restoring.difference_update(gone)
-        if restoring and not self._restoring and self._transport is not None:
+        if restoring and not self._restoring and self._connection is not None:
             # The last stream still being restored was removed (a book resubscribing while the
             # connection was being restored): the connection is restored all the same, and
             # saying so must not wait for a confirmation that will never come.
             self._restored()
         for sub in gone:
             self._resolve(sub, StreamError("unsubscribed", venue=self.venue))
-        if sent and self._transport is not None and self._codec is not None:
+        if sent and self._connection is not None and self._codec is not None:
             try:
                 await self._send_frames(sent, self._codec.unsubscribe)
             except NetworkError:
@@ -534,16 +495,15 @@ class WsSession:
                     await self._sleep_backoff()
                     continue
                 up_at = loop.time()
-                transport = self._transport
                 try:
                     await self._open(listener)
-                    await listener.closed
-                    await self._reap(transport)
+                    await asyncio.shield(listener.closed)  # a cancel must not end it
+                    self._ended(listener)
                 except NetworkError as exc:
                     self._close_reason = self._close_reason or str(exc)
                 finally:
                     self._connection_lost()
-                await self._reap(transport)  # closed by us: picows may still hold an error
+                await self._reap(listener)  # closed by us: wait for the transport to say so
                 if self._limit_failure is not None:
                     self._limit_failures += 1
                     if self._limit_failures >= self.limits.max_oversized_reconnects:
@@ -571,43 +531,37 @@ class WsSession:
             log.exception("%s: session failed", self.name)
             self._fail(NetworkError(f"session failed: {exc!r}", venue=self.venue))
 
-    async def _reap(self, transport: Any) -> None:
-        """Take picows' reason for a connection's end, so that it is the Disconnected reason and
-        asyncio never logs "Future exception was never retrieved": a frame over
-        ``max_frame_size`` is a limit breach (Malformed with ``limit``), counted towards
-        ``limits.max_oversized_reconnects``."""
-        if transport is None:
+    def _ended(self, conn: _Conn) -> None:
+        """The transport reported the end of ``conn``: its reason becomes the Disconnected
+        reason; a frame over ``max_frame_size`` is a limit breach (Malformed with ``limit``),
+        counted towards ``limits.max_oversized_reconnects``."""
+        if conn.limit is not None:
+            self._close_reason = conn.reason
+            self._limit_failure = conn.limit
+            self.stats.limit_breaches += 1
+            self.owner.on_status(
+                Malformed(
+                    venue=self.venue,
+                    connection=self.index,
+                    reason=conn.reason,
+                    limit=conn.limit,
+                    count=self.stats.malformed + 1,
+                    ts=self.wall_clock(),
+                )
+            )
+            self.stats.malformed += 1
+        else:
+            self._close_reason = self._close_reason or conn.reason
+
+    async def _reap(self, conn: _Conn) -> None:
+        """Wait (bounded) for the transport to report the end of a connection closed by us."""
+        if conn.closed.done():
             return
         try:
-            async with asyncio.timeout(1.0):
-                await transport.wait_disconnected()
-        except picows.WSProtocolError as exc:
-            code = getattr(exc, "code", None)
-            if code == picows.WSCloseCode.MESSAGE_TOO_BIG:
-                reason = (
-                    f"the venue sent a frame larger than limits.max_frame_size "
-                    f"({self.max_frame_size} bytes)"
-                )
-                self._close_reason = reason
-                self._limit_failure = "max_frame_size"
-                self.stats.limit_breaches += 1
-                self.owner.on_status(
-                    Malformed(
-                        venue=self.venue,
-                        connection=self.index,
-                        reason=reason,
-                        limit="max_frame_size",
-                        count=self.stats.malformed + 1,
-                        ts=time.time_ns(),
-                    )
-                )
-                self.stats.malformed += 1
-            else:
-                self._close_reason = self._close_reason or f"protocol error: {str(exc)[:200]}"
+            async with asyncio.timeout(2.0):
+                await asyncio.shield(conn.closed)
         except builtins.TimeoutError:
-            log.debug("%s: the transport did not report its end within 1 s", self.name)
-        except Exception as exc:  # an OS error on the socket: the reason, nothing more
-            self._close_reason = self._close_reason or f"connection lost: {str(exc)[:200]}"
+            log.debug("%s: the transport did not report its end within 2 s", self.name)
 
     def _wait_or_fail(self, exc: TickloopError) -> bool:
         if self.backoff.exhausted:
@@ -634,75 +588,24 @@ class WsSession:
         self._resolve_all(error)
         self.owner.on_failed(self, error)
 
-    async def _loopback_socket(self, endpoint: Any) -> socket.socket | None:
-        """picows' socket factory: for a loopback peer (a loopback address, or a ``localhost``
-        name resolving to loopback addresses only), an unconnected non-blocking socket with a
-        bounded receive buffer (:data:`LOOPBACK_RECV_BUFFER`); None (picows' own connection
-        path, no lookup here) for any other peer or when the bound is off."""
-        size = self.loopback_recv_buffer
-        if size is None:
-            return None
-        host = str(endpoint.host)
-        try:
-            if not ipaddress.ip_address(host).is_loopback:
-                return None
-        except ValueError:  # a name: only "localhost" names can be loopback without a lookup
-            name = host.lower().rstrip(".")
-            if name != "localhost" and not name.endswith(".localhost"):
-                return None
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, endpoint.port, type=socket.SOCK_STREAM)
-        if not infos or not all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos):
-            return None
-        # picows connects the socket to the URL's host, resolved for the socket's family: take
-        # IPv4 where the name has it (a local server often listens on 127.0.0.1 only).
-        family, kind, proto, _, _ = min(infos, key=lambda i: i[0] != socket.AF_INET)
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
     async def _connect(self) -> _Conn:
         codec = self._codec_factory()
         url = codec.url(self.base_url, sorted(self.subscriptions, key=_sort_key))
         listener = _Conn(self, codec)
-
-        def factory() -> _Listener:
-            return _Listener(listener)
-
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                transport, _ = await picows.ws_connect(
-                    factory,
-                    url,
-                    websocket_handshake_timeout=self.connect_timeout,
-                    enable_auto_pong=True,
-                    max_frame_size=self.max_frame_size,
-                    logger_name="tickloop",
-                    socket_factory=self._loopback_socket,
-                )
-        except builtins.TimeoutError as exc:
-            raise TimeoutError(f"connecting to {url} timed out", venue=self.venue) from exc
-        except picows.WSHandshakeError as exc:
-            status = getattr(getattr(exc, "response", None), "status", None)
-            if status in (401, 403):
-                raise AuthError(
-                    f"{url} refused the connection ({status})", venue=self.venue
-                ) from exc
-            raise NetworkError(
-                f"WebSocket handshake with {url} failed ({status})", venue=self.venue
-            ) from exc
-        except (OSError, picows.WSError) as exc:
-            raise NetworkError(f"cannot connect to {url}: {exc}", venue=self.venue) from exc
+            connection = await self.transport.connect(
+                url, {}, listener, timeout=self.connect_timeout, limits=self.limits
+            )
+        except TickloopError as exc:
+            if exc.venue is None:
+                exc.venue = self.venue
+            raise
+        listener.connection = connection
         self._listener = listener
-        self._transport = transport
+        self._connection = connection
         self._codec = codec
         self._close_reason = ""
+        self._announced = False
         self._sent.clear()
         self._confirmed.clear()
         self._logged_in = False
@@ -736,8 +639,11 @@ class WsSession:
             self._restored()
 
     def _restored(self) -> None:
+        if self._announced:
+            return  # once per connection (a confirmation can come before _open is done)
+        self._announced = True
         loop = asyncio.get_running_loop()
-        ts = time.time_ns()
+        ts = self.wall_clock()
         if not self._ever_connected:
             self._ever_connected = True
             self.owner.on_status(
@@ -760,7 +666,7 @@ class WsSession:
 
     def _connection_lost(self) -> None:
         loop = asyncio.get_running_loop()
-        was_open = self._transport is not None
+        was_open = self._connection is not None
         self._drop_transport()
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -774,7 +680,7 @@ class WsSession:
         self._restoring.clear()
         self._abort_login()
         if was_open and self.state is not SessionState.CLOSED:
-            ts = time.time_ns()
+            ts = self.wall_clock()
             self.owner.on_lost(self, lost, ts)
             self.owner.on_status(
                 Disconnected(
@@ -790,14 +696,14 @@ class WsSession:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.disconnect(graceful=False)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def _disconnect(self, reason: str) -> None:
-        if self._transport is not None:
+        if self._connection is not None:
             self._close_reason = self._close_reason or reason
-            self._transport.disconnect(graceful=False)
+            self._connection.close()
 
     # ------------------------------------------------------------------------------ watchdog
     def _schedule_watchdog(self) -> None:
@@ -806,7 +712,7 @@ class WsSession:
 
     def _check_alive(self) -> None:
         self._watchdog = None
-        transport = self._transport
+        transport = self._connection
         if transport is None:
             return
         now = asyncio.get_running_loop().time()
@@ -829,10 +735,10 @@ class WsSession:
                         venue=self.venue,
                         connection=self.index,
                         silent_for=silent,
-                        ts=time.time_ns(),
+                        ts=self.wall_clock(),
                     )
                 )
-                transport.disconnect(graceful=False)
+                transport.close()
                 return
             if silent >= self.ping_interval and not self._ping_sent and self._codec is not None:
                 self._ping_sent = True
@@ -841,7 +747,7 @@ class WsSession:
                     if frame is None:
                         transport.send_ping()
                     else:
-                        transport.send(_TEXT, frame)
+                        transport.send(frame)
                 except Exception as exc:  # a dying transport: the watchdog will replace it
                     log.debug("%s: ping failed: %s", self.name, exc)
         if (
@@ -874,7 +780,7 @@ class WsSession:
                         channel=sub.channel.value,
                         symbol=sub.symbol,
                         waited=now - since,
-                        ts=time.time_ns(),
+                        ts=self.wall_clock(),
                     )
                 )
 
@@ -905,11 +811,11 @@ class WsSession:
                     now = loop.time()
                     if self._next_send_at > now:
                         await asyncio.sleep(self._next_send_at - now)
-                    transport = self._transport
-                    if transport is None:
+                    connection = self._connection
+                    if connection is None:
                         raise NetworkError("not connected", venue=self.venue)
                     try:
-                        transport.send(_TEXT, frame)
+                        connection.send(frame)
                     except Exception as exc:
                         raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
                     self.stats.subscribe_messages += 1
@@ -925,12 +831,12 @@ class WsSession:
         if frame is None:
             self._logged_in = True
             return
-        transport = self._transport
-        if transport is None:
+        connection = self._connection
+        if connection is None:
             raise NetworkError("not connected", venue=self.venue)
         waiter = self._login_waiter = asyncio.get_running_loop().create_future()
         try:
-            transport.send(_TEXT, frame)
+            connection.send(frame)
         except Exception as exc:
             self._login_waiter = None
             raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
@@ -1087,7 +993,7 @@ class WsSession:
                 symbol=symbol,
                 channel=channel,
                 count=conn.malformed,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
         if conn.malformed >= self.limits.max_malformed_per_connection:
@@ -1095,11 +1001,9 @@ class WsSession:
                 f"{conn.malformed} malformed messages (limits.max_malformed_per_connection)"
             )
 
-    def _oversized(self, conn: _Conn, limit: str, size: int, fin: bool = False) -> None:
-        """A fragmented message grew past a bound (``limit``): what arrived is dropped at once
-        and the rest of the message is skipped as it comes; the connection goes on."""
-        conn.fragments = None
-        conn.skipping = not fin
+    def _oversized(self, conn: _Conn, limit: str, size: int) -> None:
+        """The transport dropped a fragmented message that grew past a bound (``limit``); the
+        connection goes on."""
         self.stats.limit_breaches += 1
         bound = getattr(self.limits, limit)
         unit = "bytes" if limit == "max_message_size" else "frames"

@@ -74,6 +74,7 @@ from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
 from .continuity import Merge, TradeContinuity
 from .session import SessionState, WsSession
+from .transport import Transport
 
 __all__ = ["Stream", "StreamClient", "TradeSource"]
 
@@ -294,6 +295,9 @@ class StreamClient:
     ``book_snapshot_retries`` times in a row before the book stream ends with BookError.
     ``limits`` (:class:`tickloop.limits.Limits`) bounds what the venue may send: message size
     across fragments, numbers, levels, symbol caches, trade-id jumps (docs/reliability.md).
+
+    ``transport`` (:class:`tickloop.client.transport.Transport`) makes the WebSocket
+    connections: picows when None; a recording or a test's ``MemoryTransport`` otherwise.
     """
 
     def __init__(
@@ -323,8 +327,12 @@ class StreamClient:
         book_snapshot_wait: float = 0.05,
         book_snapshot_max_wait: float = 2.0,
         limits: Limits | None = None,
+        transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self.venue = venue
+        #: What makes the WebSocket connections (tickloop.client.transport; None: picows).
+        self.transport = transport
         #: The bounds applied to what the venue sends (tickloop.limits, docs/reliability.md).
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self._codec_cls = codec if codec is not None else stream_codec(venue)
@@ -342,6 +350,9 @@ class StreamClient:
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
         self.subscribe_timeout = subscribe_timeout
+        #: Stamps status events and backfill merges (Unix ns): the wall clock live, the
+        #: recorded time in a replay (tickloop.replay), so that a replay is the same every run.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
         self.buffer_size = buffer_size
         self.backfill_page = backfill_page
         self._codec_options = dict(codec_options or {})
@@ -1098,6 +1109,8 @@ class StreamClient:
             token_provider=self._token,
             limits=self.limits,
             subscribe_timeout=self.subscribe_timeout,
+            transport=self.transport,
+            wall_clock=self.wall_clock,
         )
         self.sessions.append(session)
         return session
@@ -1129,7 +1142,7 @@ class StreamClient:
                 consumer=consumer.name or str(consumer.channel),
                 symbols=tuple(dict.fromkeys(s.symbol for s in subs if s.symbol is not None)),
                 dropped=error.dropped,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
@@ -1213,7 +1226,7 @@ class StreamClient:
                     self._recover(cont)
                 start = self._interrupted.pop(sub.symbol, None)
                 if start is not None:
-                    now = time.time_ns()
+                    now = self.wall_clock()
                     self._gap(
                         Gap(
                             venue=self.venue,
@@ -1333,13 +1346,13 @@ class StreamClient:
                 symbol=cont.symbol,
                 channel=Channel.TRADES.value,
                 count=cont.bogus,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
     def _recover(self, cont: TradeContinuity) -> None:
         if cont.buffer_full:
-            self._deliver(cont, cont.give_up(time.time_ns()))
+            self._deliver(cont, cont.give_up(self.wall_clock()))
             return
         if not cont.wants_backfill or cont.symbol in self._backfills or self._closed:
             return
@@ -1348,7 +1361,7 @@ class StreamClient:
             # No backfill: the first live trade after the outage tells whether any id was
             # missed (ids are contiguous), so a Gap is reported only for a real hole.
             if len(cont):
-                self._deliver(cont, cont.give_up(time.time_ns()))
+                self._deliver(cont, cont.give_up(self.wall_clock()))
             return
         task = asyncio.get_running_loop().create_task(
             self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
@@ -1382,12 +1395,12 @@ class StreamClient:
                     wait = backoff.next_wait()
                     if wait is None:
                         log.warning("%s: backfill of %s failed: %s", self.venue, cont.symbol, exc)
-                        self._deliver(cont, cont.give_up(time.time_ns()))
+                        self._deliver(cont, cont.give_up(self.wall_clock()))
                         return
                     await asyncio.sleep(wait)
                     continue
                 merge = cont.on_backfill(
-                    page, complete=len(page) < self.backfill_page, ts=time.time_ns()
+                    page, complete=len(page) < self.backfill_page, ts=self.wall_clock()
                 )
                 self.counters["backfilled"] += len(page)
                 self._deliver(cont, merge)

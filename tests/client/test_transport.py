@@ -1,0 +1,179 @@
+"""The transport seam (tickloop.client.transport): a session and a StreamClient run on the
+in-memory transport, with no socket; the test plays the venue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tickloop.client.backoff import Backoff
+from tickloop.client.session import SessionState, WsSession
+from tickloop.client.stream import StreamClient
+from tickloop.client.transport import MemoryConnection, MemoryTransport
+from tickloop.exceptions import AuthError, NetworkError, TimeoutError
+from tickloop.models import Connected, Disconnected, Malformed, Reconnected, Trade
+from tickloop.venues.base import Channel, Subscription
+from tickloop.venues.sim import SimCodec
+
+from .helpers import until
+from .test_session import Owner
+
+BTC = Subscription(Channel.TRADES, "BTC-USD")
+
+
+def trade(n: int, symbol: str = "BTC-USD") -> str:
+    return json.dumps(
+        {
+            "type": "trade",
+            "symbol": symbol,
+            "id": n,
+            "price": "100.00",
+            "size": "1.0000",
+            "side": "buy",
+            "ts": n,
+        }
+    )
+
+
+def confirm(conn: MemoryConnection, data: bytes) -> None:
+    """A scripted sim venue: every subscribe is confirmed at once."""
+    message = json.loads(data)
+    if message.get("op") == "subscribe":
+        conn.push(
+            json.dumps(
+                {
+                    "type": "subscribed",
+                    "id": message["id"],
+                    "channel": message["channel"],
+                    "symbols": message.get("symbols"),
+                }
+            )
+        )
+
+
+def session_on(transport: MemoryTransport, owner: Owner, **kw: Any) -> WsSession:
+    kw.setdefault("backoff", Backoff(base_wait=0.001, max_wait=0.002))
+    return WsSession(
+        SimCodec,
+        "ws://venue.invalid/ws",
+        owner=owner,
+        sinks={Trade: owner.trades.append},
+        transport=transport,
+        **kw,
+    )
+
+
+async def test_a_session_subscribes_receives_and_reconnects_through_the_memory_transport() -> None:
+    transport = MemoryTransport(on_send=confirm)
+    owner = Owner()
+    session = session_on(transport, owner)
+    await session.add([BTC])
+    conn = await transport.next_connection()
+    assert conn.url == "ws://venue.invalid/ws"
+    await session.wait_confirmed([BTC], 5.0)
+    sent = [json.loads(m) for m in conn.sent]
+    assert [(m["op"], m["channel"], m["symbols"]) for m in sent] == [
+        ("subscribe", "trades", ["BTC-USD"])
+    ]
+    conn.push(trade(1))
+    conn.push(b"{not json")  # counted and skipped, the connection goes on
+    conn.push(trade(2))
+    assert [t.id for t in owner.trades] == [1, 2]
+    assert session.stats.malformed == 1
+    assert session.frames == 4  # the confirmation, two trades, the bad one
+
+    conn.drop("the venue went away")
+    second = await transport.next_connection()
+    await until(lambda: any(isinstance(e, Reconnected) for e in owner.status), "reconnected")
+    # The subscription is restored on the new connection without being asked again.
+    assert [json.loads(m)["symbols"] for m in second.sent] == [["BTC-USD"]]
+    kinds = [type(e) for e in owner.status]
+    assert kinds == [Connected, Malformed, Disconnected, Reconnected]
+    assert owner.status[2].reason == "the venue went away"
+    assert owner.lost == [BTC]
+    second.push(trade(3))
+    assert len(owner.trades) == 3
+    await session.close()
+    assert second.closed and session.state is SessionState.CLOSED
+
+
+async def test_flow_control_pauses_the_transport_and_frames_wait_there() -> None:
+    transport = MemoryTransport(on_send=confirm)
+    owner = Owner()
+    session = session_on(transport, owner)
+    await session.add([BTC])
+    conn = await transport.next_connection()
+    await session.wait_confirmed([BTC], 5.0)
+    session.pause_reading("consumer")
+    assert conn.paused
+    conn.push(trade(1))
+    conn.push(trade(2))
+    assert owner.trades == []
+    session.resume_reading("consumer")
+    assert not conn.paused
+    assert len(owner.trades) == 2
+    await session.close()
+
+
+async def test_connect_errors_cross_the_seam_as_tickloop_errors() -> None:
+    transport = MemoryTransport(on_send=confirm)
+    transport.refuse.extend([NetworkError("refused"), TimeoutError("slow")])
+    owner = Owner()
+    session = session_on(transport, owner)
+    await session.add([BTC])
+    await transport.next_connection()  # the third attempt
+    await session.wait_confirmed([BTC], 5.0)
+    assert transport.attempts == 3
+    await session.close()
+
+    refused = MemoryTransport()
+    refused.refuse.append(AuthError("bad key"))
+    owner = Owner()
+    session = session_on(refused, owner)
+    await session.add([BTC])
+    await until(lambda: session.state is SessionState.FAILED, "failed")
+    assert isinstance(owner.failed[0], AuthError)
+    assert owner.failed[0].venue == "sim"  # the session names its venue on the transport's error
+    await session.close()
+
+
+async def test_an_oversized_message_reported_by_the_transport_is_a_limit_breach() -> None:
+    transport = MemoryTransport(on_send=confirm)
+    owner = Owner()
+    session = session_on(transport, owner)
+    await session.add([BTC])
+    conn = await transport.next_connection()
+    await session.wait_confirmed([BTC], 5.0)
+    conn.sink.on_oversized("max_message_size", 1 << 30, 0)
+    assert session.stats.limit_breaches == 1
+    assert session.stats.malformed == 1
+    conn.drop("frame too big", limit="max_frame_size")
+    await until(lambda: len(transport.connections) == 2, "reconnected")
+    malformed = [e for e in owner.status if isinstance(e, Malformed)]
+    assert [e.limit for e in malformed] == ["max_message_size", "max_frame_size"]
+    await session.close()
+
+
+async def test_a_stream_client_streams_from_an_injected_transport() -> None:
+    transport = MemoryTransport(on_send=confirm)
+    got: list[Trade] = []
+    async with StreamClient(
+        "sim", url="ws://venue.invalid/ws", transport=transport, backfill=False
+    ) as feed:
+        assert feed.transport is transport
+
+        async def read() -> None:
+            async for t in feed.trades("BTC-USD"):
+                got.append(t)
+                if len(got) == 3:
+                    return
+
+        reader = asyncio.create_task(read())
+        conn = await transport.next_connection()
+        await until(lambda: any(json.loads(m).get("op") == "subscribe" for m in conn.sent), "sub")
+        for n in (1, 2, 3):
+            conn.push(trade(n))
+        await asyncio.wait_for(reader, 5.0)
+    assert [t.symbol for t in got] == ["BTC-USD"] * 3
+    assert conn.closed
