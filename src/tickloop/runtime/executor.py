@@ -64,6 +64,10 @@ class PaperExecutor:
     each placement and cancel, as a venue round trip would."""
 
     name = "paper"
+    #: Its calls need no task of their own: the engine runs their first step in the bot's
+    #: (:meth:`tickloop.runtime.Engine._timed`), so an order without latency is matched at
+    #: once, on the book the bot just saw.
+    eager = True
 
     def __init__(self, *, maker_fee: Decimal = Decimal("0.001"),
                  taker_fee: Decimal = Decimal("0.002"), latency: float = 0.0,
