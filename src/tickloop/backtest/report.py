@@ -42,6 +42,7 @@ def summary(result: BacktestResult, bot: str | None = None) -> dict[str, Any]:
         "bar_seconds": result.bar_seconds,
         "start_ts": result.start_ts,
         "end_ts": result.end_ts,
+        **({"frames": result.frames} if result.frames else {}),
         **report.metrics,
     }
 

@@ -81,6 +81,8 @@ class BacktestResult:
     start_ts: int
     end_ts: int
     symbols: list[str]
+    #: Frames replayed, for a backtest on a recording (0 on candles).
+    frames: int = 0
 
     def report(self, bot: str | None = None) -> BotReport:
         """The report of ``bot`` (or of the only bot)."""
