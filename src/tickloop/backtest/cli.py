@@ -67,7 +67,8 @@ def run_cli(*, rec: list[str], bot: str, params: list[str], sweeps: list[str],
             if given:
                 raise ConfigError(f"{option} is for candles: on a recording the bot trades on "
                                   "the replayed books", field=option)
-        source: list[str | Path] = [Path(r) for r in rec]
+        source: Path | list[str | Path] = Path(rec[0]) if len(rec) == 1 else [
+            Path(r) for r in rec]
         replayed = ReplayBacktest(make_bot(cls, fixed, names), source, cash=options["cash"],
                                   fee=options["fee"])
         _report(replayed.run_sync(), out, as_json=as_json, plot_path=plot_path,

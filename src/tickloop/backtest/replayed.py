@@ -126,16 +126,16 @@ class ReplayBacktest:
         self.bots = [bots] if isinstance(bots, Bot) else list(bots)
         if not self.bots:
             raise ConfigError("no bot to backtest", field="bots")
+        if isinstance(equity_every, bool) or not isinstance(equity_every, int) \
+                or equity_every < 1:
+            raise ConfigError(f"equity_every must be a whole number of seconds >= 1, got "
+                              f"{equity_every!r}", field="equity_every")
         self.recording = recording if isinstance(recording, Recording) else \
             open_recording(recording)
         self.cash = _decimal(cash, "cash")
         base_fee = _decimal(fee, "fee")
         self.maker_fee = base_fee if maker_fee is None else _decimal(maker_fee, "maker_fee")
         self.taker_fee = base_fee if taker_fee is None else _decimal(taker_fee, "taker_fee")
-        if isinstance(equity_every, bool) or not isinstance(equity_every, int) \
-                or equity_every < 1:
-            raise ConfigError(f"equity_every must be a whole number of seconds >= 1, got "
-                              f"{equity_every!r}", field="equity_every")
         self.latency = latency
         self.fill_at_touch = fill_at_touch
         self.risk = risk
