@@ -91,6 +91,11 @@ def test_a_bot_on_a_recording_trades_in_simulated_time_and_the_same_every_run(re
     # equity once a simulated second, from the starting cash to the end of the recording
     assert report.equity[0] == Decimal(1000) and report.equity_ts[0] == records[0].wall_ns
     assert len(report.equity) >= int(span)
+    # the loop-lag monitor ran on that clock, once a simulated second, and saw no lag: a
+    # task a timer woke runs at the time it was woken, whatever the gap to the next frame
+    monitor = first.engine.monitor  # type: ignore[union-attr]
+    assert monitor is not None and abs(len(monitor.lags) - span) <= 2
+    assert monitor.blocked == 0 and monitor.max_lag < 1e-9  # float rounding of the times
     again = ReplayBacktest(Flipper("flip"), rec, cash=1000, fee="0.0005").run_sync()
     assert again.digest() == result.digest()
 

@@ -15,7 +15,10 @@ fees, latency and fill rule given). What differs from live is the clock: a
 is handed to the client, the clock moves to that record's receive time, firing every timer due
 by then (the bots' ``tick`` on ``every``/cron, venue-call timeouts, the paper latency, the
 loop-lag monitor, the equity snapshots): nothing sleeps, and a tick sees exactly the frames
-received before its time.
+received before its time. When timers fired, the clock stays at the last one's time for that
+record: the tasks those timers woke run at the replay's next turn of the event loop (after the
+record), and so read the time they were woken at, not the gap to the next frame later (the
+loop-lag monitor, on this clock, then measures no lag a quiet market would cause).
 
 Equity is the engine's own snapshot (``bot.equity.<id>``) every ``equity_every`` simulated
 seconds, marked to the replayed books' mids, plus the starting cash at the first record and a
@@ -88,7 +91,17 @@ class _ClockedReplay(Replay):
             mono = record.mono_ns
             if mono > self.last_ns:
                 self.last_ns = mono
-                clock.advance_to((mono - origin) / _NS)  # the timers due by then fire first
+                when = (mono - origin) / _NS
+                deadline = clock.next_deadline()
+                if deadline is None or deadline > when:
+                    clock.advance_to(when)
+                else:
+                    # the timers due by then fire first, in order; the clock stays at the
+                    # last one's time, so the tasks they woke (which run at the replay's next
+                    # turn of the loop, after this record) are not late by the gap to it
+                    while deadline is not None and deadline <= when:
+                        clock.advance_to(deadline)
+                        deadline = clock.next_deadline()
             yield record
 
 
