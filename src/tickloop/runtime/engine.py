@@ -953,11 +953,19 @@ class Engine:
         self.bus.publish(f"bot.signal.{bot_id}", Signal(bot=bot_id, symbol=symbol, name=name,
                                                          value=value, ts=self.clock.now_ns()))
 
+    def _open_count(self, bot_id: str) -> int:
+        """How many orders of the bot are open (without making their models, when the
+        executor can count them: the paper executors can)."""
+        count = getattr(self.executor, "open_count", None)
+        if callable(count):
+            return int(count(bot_id))
+        return len(self.executor.open_orders(bot_id))
+
     def _exposure(self, host: _Host, symbol: str, wall: float) -> Exposure:
         buy, sell = self.executor.open_size(host.id, symbol)
         portfolio = self.portfolio(host.id)
         return Exposure(position=portfolio.size(symbol), open_buy=buy, open_sell=sell,
-                        open_orders=len(self.executor.open_orders(host.id)),
+                        open_orders=self._open_count(host.id),
                         daily_pnl=portfolio.daily_pnl(wall))
 
     async def place(
