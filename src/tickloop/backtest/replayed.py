@@ -111,7 +111,7 @@ class ReplayBacktest:
     ``cash`` each bot starts with; ``fee`` (a fraction of the notional) on every fill, or
     ``maker_fee`` / ``taker_fee`` apart; ``latency`` (simulated seconds) before each paper
     placement or cancel; ``fill_at_touch`` the paper fill rule; ``risk`` the engine-wide limits;
-    ``symbols`` replaces each bot's declared symbols; ``equity_every`` (whole simulated
+    ``equity_every`` (whole simulated
     seconds) the equity interval, the metrics' bar; ``stagger``, ``monitor_interval`` and
     ``call_timeout`` go to the engine (simulated seconds); ``batch`` is how many records the
     replay hands over between two turns of the event loop (1: the bots' tasks run after every
