@@ -7,15 +7,18 @@
    replay transport -> WsSession -> codec -> trade continuity / book synchroniser ->
    StreamClient -> bus (``Bus.attach``: every trade, every book update as a snapshot of the
    top 10) -> Engine -> a bot's ``on_trade`` / ``on_book``. Reported: events/s reaching the bot
-   handlers (trades + books), frames/s, over the replay's wall time (one core: the loop's).
+   handlers (trades + books) over the replay's wall time (one core: the loop's).
 3. The replay transport alone: the recording read, decompressed and handed to a no-op sink.
 4. The recording cost, side by side in the same run: the same replay into a StreamClient with
    trade and book handlers, plain, and with a :class:`~tickloop.record.Recorder` wrapped around
    the transport (every frame written to a zstd recording, as ``tickloop record`` does live):
    frames/s of each and their ratio.
+5. The recording cost on the live path: the embedded exchange in a child process
+   (``--live-rate``), one StreamClient with trade and book handlers, plain and recording every
+   frame; this process's CPU time per frame received, and their ratio.
 
-Rows alternate over ``--runs`` repetitions; the best of each is kept (the shared machine varies
-30-50% between runs; compare within one run).
+Rows alternate over ``--runs`` repetitions; the median of each is reported (the shared machine
+varies 30-50% between runs; compare within one run).
 
 Run: ``.venv/bin/python bench/bench_replay.py [--quick] [--record-seconds S] [--runs N]``.
 """
@@ -26,13 +29,17 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import platform
+import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from tickloop import StreamClient
 from tickloop.record import Recorder, RecordKind, open_recording, record
 from tickloop.replay import Replay
 from tickloop.runtime.bot import Bot
@@ -112,6 +119,7 @@ class Sink:
 async def transport_alone(rec_path: Path) -> tuple[int, float]:
     """The replay transport's own cost: records read, decompressed and handed to a no-op sink
     (sends are not waited for: there is no client)."""
+    logging.getLogger("tickloop.replay").setLevel(logging.ERROR)  # "did not happen": expected
     async with Replay(rec_path, wait_timeout=0.0) as replay:
         sink = Sink()
         start = time.perf_counter()
@@ -157,16 +165,71 @@ async def client_only(rec_path: Path, symbols: list[str], out: Path | None) -> t
     return replay.stats.frames, elapsed
 
 
+async def start_sim(rate: float, symbols: list[str]) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickloop", "sim", "--port", "0", "--seed", "7",
+        "--symbols", ",".join(symbols), "--rate", str(rate), stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        if not line:
+            raise RuntimeError("tickloop sim exited before printing its address")
+        if "WebSocket" in line:
+            return proc, line.split()[-1]
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def live_cost(url: str, symbols: list[str], out: Path | None, seconds: float) -> float:
+    """Client CPU (this process) per frame received from the sim over a socket, for
+    ``seconds`` after a 0.5 s warm-up: plain, or recording every frame (``out``)."""
+    recorder = Recorder(out) if out is not None else None
+    transport = recorder.transport() if recorder is not None else None
+    try:
+        async with StreamClient("sim", url=url, transport=transport) as feed:
+            await feed.subscribe_trades(symbols, lambda _: None)
+            await feed.subscribe_books(symbols, lambda _: None)
+            await asyncio.sleep(0.5)
+            frames, cpu = feed.stats()["frames"], _cpu()
+            await asyncio.sleep(seconds)
+            frames, cpu = feed.stats()["frames"] - frames, _cpu() - cpu
+    finally:
+        if recorder is not None:
+            recorder.close()
+    return cpu / max(1, frames) * 1e6
+
+
+async def live_rows(symbols: list[str], rate: float, seconds: float, runs: int,
+                    tmp: Path) -> tuple[float, float]:
+    proc, url = await start_sim(rate, symbols)
+    try:
+        plain, recorded = [], []
+        for run in range(runs):
+            plain.append(await live_cost(url, symbols, None, seconds))
+            recorded.append(await live_cost(url, symbols, tmp / f"live-{run}", seconds))
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return statistics.median(plain), statistics.median(recorded)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--record-seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=2000.0, help="sim flow steps/s a symbol")
     parser.add_argument("--symbols", default="BTC-USD,ETH-USD")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--live-rate", type=float, default=500.0,
+                        help="sim flow steps/s a symbol for the live rows (a child process)")
+    parser.add_argument("--live-seconds", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="2 s recording, 1 run")
     args = parser.parse_args()
     if args.quick:
-        args.record_seconds, args.runs = 2.0, 1
+        args.record_seconds, args.runs, args.live_seconds = 2.0, 1, 1.0
     symbols = [s for s in args.symbols.split(",") if s]
     with tempfile.TemporaryDirectory() as tmp:
         rec_path = Path(tmp) / "rec"
@@ -174,24 +237,25 @@ def main() -> None:
         size = sum(p.stat().st_size for p in rec_path.iterdir())
         print(f"recording: {frames} frames of {len(symbols)} symbols, {size} bytes "
               f"(python {platform.python_version()}, {sys.platform})")
-        best: dict[str, float] = {}
+        runs: dict[str, list[float]] = {}
         detail: dict[str, str] = {}
         gc.collect()
         for run in range(args.runs):
             n, elapsed = naive(rec_path)
-            best["naive"] = max(best.get("naive", 0), n / elapsed)
+            runs.setdefault("naive", []).append(n / elapsed)
             n, elapsed = asyncio.run(transport_alone(rec_path))
-            best["transport"] = max(best.get("transport", 0), n / elapsed)
+            runs.setdefault("transport", []).append(n / elapsed)
             events, frames_seen, elapsed = asyncio.run(full_pipeline(rec_path, symbols))
-            rate = events / elapsed
-            if rate > best.get("pipeline", 0):
-                best["pipeline"] = rate
-                detail["pipeline"] = f"{events} events, {frames_seen} frames in {elapsed:.2f} s " \
-                                     f"({frames_seen / elapsed:,.0f} frames/s)"
+            runs.setdefault("pipeline", []).append(events / elapsed)
+            detail["pipeline"] = f"{events} events from {frames_seen} frames"
             for name, out in (("plain", None), ("recorded", Path(tmp) / f"again-{run}")):
                 n, elapsed = asyncio.run(client_only(rec_path, symbols, out))
-                best[name] = max(best.get(name, 0), n / elapsed)
-    print()
+                runs.setdefault(name, []).append(n / elapsed)
+        best = {name: statistics.median(values) for name, values in runs.items()}
+        live_plain, live_recorded = asyncio.run(
+            live_rows(symbols, args.live_rate, args.live_seconds, args.runs, Path(tmp))
+        )
+    print(f"\nmedians of {args.runs} alternating runs\n")
     print("| row | figure |")
     print("|---|---|")
     print(f"| baseline: json.loads -> dict book -> callback | {best['naive']:,.0f} events/s |")
@@ -203,6 +267,10 @@ def main() -> None:
     print(f"| replay -> StreamClient handlers, plain | {best['plain']:,.0f} frames/s |")
     print(f"| same, recording every frame (Recorder) | {best['recorded']:,.0f} frames/s |")
     print(f"| recorded / plain | {best['recorded'] / best['plain']:.2f} |")
+    print(f"| live from the sim (a child process), client CPU per frame, plain | "
+          f"{live_plain:.1f} µs |")
+    print(f"| same, recording every frame | {live_recorded:.1f} µs |")
+    print(f"| live: recorded / plain CPU per frame | {live_recorded / live_plain:.2f} |")
 
 
 if __name__ == "__main__":

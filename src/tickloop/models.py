@@ -37,6 +37,7 @@ __all__ = [
     "CircuitBreakerFired",
     "Connected",
     "ConsumerDetached",
+    "ConsumerFailed",
     "Disconnected",
     "Equity",
     "Fill",
@@ -392,6 +393,22 @@ class ConsumerDetached(_Model, frozen=True, kw_only=True, gc=False, tag="consume
     ts: int
 
 
+class ConsumerFailed(_Model, frozen=True, kw_only=True, gc=False, tag="consumer_failed"):
+    """A consumer's own handler raised (a bug in user code, not bad input from the venue):
+    the event was skipped for that consumer only, the stream and its other consumers went on.
+    Published for a consumer's 1st, 2nd, 4th, 8th... failure; ``count`` is its failures so far
+    (every one is counted in the client's ``stats()["handler_errors"]``). ``error`` is the
+    exception's type and message, cut to 200 characters."""
+
+    venue: str
+    channel: str
+    consumer: str  # its name (the handler's, or the channel's)
+    symbols: tuple[str, ...] = ()
+    error: str
+    count: int
+    ts: int
+
+
 class Malformed(_Model, frozen=True, kw_only=True, gc=False, tag="malformed"):
     """A message from the venue was skipped: it could not be decoded, or it broke a bound of
     :class:`tickloop.limits.Limits` (``limit`` names which). ``symbol``/``channel`` say which
@@ -433,6 +450,7 @@ StatusEvent = (
     | ConsumerDetached
     | Malformed
     | Unconfirmed
+    | ConsumerFailed
 )
 
 

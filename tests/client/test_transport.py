@@ -4,14 +4,24 @@ in-memory transport, with no socket; the test plays the venue."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
+from aiohttp import web
+
 from tickloop.client.backoff import Backoff
+from tickloop.client.consumers import Consumer, Overflow
 from tickloop.client.session import SessionState, WsSession
 from tickloop.client.stream import StreamClient
-from tickloop.client.transport import MemoryConnection, MemoryTransport
+from tickloop.client.transport import (
+    TURN,
+    MemoryConnection,
+    MemoryTransport,
+    PicowsTransport,
+)
 from tickloop.exceptions import AuthError, NetworkError, TimeoutError
+from tickloop.limits import DEFAULT_LIMITS
 from tickloop.models import Connected, Disconnected, Malformed, Reconnected, Trade
 from tickloop.venues.base import Channel, Subscription
 from tickloop.venues.sim import SimCodec
@@ -177,3 +187,139 @@ async def test_a_stream_client_streams_from_an_injected_transport() -> None:
         await asyncio.wait_for(reader, 5.0)
     assert [t.symbol for t in got] == ["BTC-USD"] * 3
     assert conn.closed
+
+
+class Recorder:
+    """A sink that asks for a turn after every message (as a woken ``async for`` reader does)
+    and notes which event-loop iteration each message came in."""
+
+    def __init__(self) -> None:
+        self.iteration = 0
+        self.seen: list[tuple[bytes, int]] = []
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def on_frame(self, data: bytes | memoryview, now_ns: int) -> None:
+        self.seen.append((bytes(data), self.iteration))
+        TURN.wanted = True
+
+    def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
+        raise AssertionError("no message is oversized here")
+
+    def on_closed(self, reason: str, now_ns: int, limit: str | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(reason)
+
+
+async def test_picows_gives_the_loop_a_turn_between_messages_of_one_read_when_asked() -> None:
+    """A socket read of many frames is handed over in one callback: a reader that asked for a
+    turn (TURN.wanted) gets one before the next message, and nothing is lost or reordered."""
+    count = 400
+    sent = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for n in range(count):
+            await ws.send_str(f"m{n}")
+        sent.set()
+        await ws.receive()  # until the client closes
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recorder = Recorder()
+
+    async def ticker() -> None:
+        while True:
+            recorder.iteration += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        conn = await PicowsTransport().connect(
+            f"ws://127.0.0.1:{port}/ws", {}, recorder, timeout=5.0, limits=DEFAULT_LIMITS
+        )
+        conn.pause_reading()  # everything waits in the kernel: one read will carry it all
+        await asyncio.wait_for(sent.wait(), 10.0)
+        conn.resume_reading()
+        await until(lambda: len(recorder.seen) == count, "every message")
+        assert [m for m, _ in recorder.seen] == [f"m{n}".encode() for n in range(count)]
+        iterations = [i for _, i in recorder.seen]
+        # A turn between any two messages: each came in a later loop iteration than the last.
+        assert all(b > a for a, b in itertools.pairwise(iterations))
+        assert not TURN.wanted or conn.backlog is None
+        conn.close()
+        await asyncio.wait_for(conn.wait_closed(), 5.0)
+    finally:
+        TURN.wanted = False
+        ticking.cancel()
+        await runner.cleanup()
+
+
+async def test_without_a_request_a_read_is_delivered_in_one_go() -> None:
+    """The fast path: no reader asked, so the messages of one read share one loop iteration
+    (nothing is held back, nothing copied)."""
+    count = 400
+    sent = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for n in range(count):
+            await ws.send_str(f"m{n}")
+        sent.set()
+        await ws.receive()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    recorder = Recorder()
+    recorder.on_frame = lambda data, now_ns: recorder.seen.append(  # type: ignore[method-assign]
+        (bytes(data), recorder.iteration)
+    )
+
+    async def ticker() -> None:
+        while True:
+            recorder.iteration += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        conn = await PicowsTransport().connect(
+            f"ws://127.0.0.1:{port}/ws", {}, recorder, timeout=5.0, limits=DEFAULT_LIMITS
+        )
+        conn.pause_reading()
+        await asyncio.wait_for(sent.wait(), 10.0)
+        conn.resume_reading()
+        await until(lambda: len(recorder.seen) == count, "every message")
+        iterations = {i for _, i in recorder.seen}
+        assert len(iterations) < count / 10  # a few reads, not one turn per message
+        conn.close()
+        await asyncio.wait_for(conn.wait_closed(), 5.0)
+    finally:
+        ticking.cancel()
+        await runner.cleanup()
+
+
+async def test_a_conflating_reader_that_is_woken_asks_for_a_turn() -> None:
+    consumer = Consumer(Channel.TICKER, policy=Overflow.CONFLATE, maxsize=10)
+    TURN.wanted = False
+    consumer.push("a")  # nobody waits: no turn needed
+    assert not TURN.wanted
+    assert await consumer.get() == "a"
+    waiting = asyncio.create_task(consumer.get())
+    await asyncio.sleep(0)
+    consumer.push("b")
+    assert TURN.wanted
+    TURN.wanted = False
+    assert await waiting == "b"

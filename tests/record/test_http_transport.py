@@ -63,3 +63,30 @@ async def test_the_recorder_keeps_each_exchange(tmp_path: Path) -> None:
         ("GET", "/nothing", 404, b"no"),
     ]
     assert rest[0].headers == {"X-Test": "1"} and rest[0].sent_wall_ns > 0
+
+
+async def test_credentials_never_reach_the_recording(tmp_path: Path) -> None:
+    from tickloop.client.transport import MemoryTransport
+    from tickloop.limits import DEFAULT_LIMITS
+
+    class NullSink:
+        def on_frame(self, data: object, now_ns: int) -> None: ...
+        def on_oversized(self, limit: str, size: int, now_ns: int) -> None: ...
+        def on_closed(self, reason: str, now_ns: int, limit: str | None) -> None: ...
+
+    fake = Scripted([(200, b'{"token":"tok-SECRET-1","expires_in":300}')])
+    with Recorder(tmp_path / "rec") as recorder:
+        conn = await recorder.transport(MemoryTransport()).connect(
+            "ws://x", {}, NullSink(), timeout=1.0, limits=DEFAULT_LIMITS
+        )
+        conn.send('{"op":"login","token":"tok-SECRET-2","id":1}')
+        conn.send('{"op":"subscribe","channel":"trades","id":2}')
+        async with HttpSession("http://venue.invalid", transport=fake) as http:
+            recorder.attach_http(http)
+            await http.request(RestRequest("GET", "/x", (("a", "1"), ("signature", "SIG-SECRET"))))
+    raw = b"".join(r.data for r in open_recording(tmp_path / "rec").records())
+    assert b"SECRET" not in raw
+    sent = [r.data for r in open_recording(tmp_path / "rec").records() if r.kind is RecordKind.SENT]
+    assert sent[0] == b'{"op":"login","token":"***","id":1}'
+    assert sent[1] == b'{"op":"subscribe","channel":"trades","id":2}'  # untouched, byte for byte
+    assert b"signature=***" in raw and b'"token":"***"' in raw

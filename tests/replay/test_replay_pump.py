@@ -137,3 +137,11 @@ def test_bad_options_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         Replay(tmp_path, speed=0)
     assert info.value.field == "speed"
+
+
+async def test_a_corrupt_recording_is_a_one_line_error_from_wait(tmp_path: Path) -> None:
+    path = recording(tmp_path / "r", [connect_record(1, 0), (RecordKind.RECEIVED, 1, 1, b"x")])
+    (path / "seg-00000.tlr.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 10)
+    async with Replay(path) as replay:
+        with pytest.raises(ConfigError, match="corrupt segment"):
+            await replay.wait()

@@ -46,6 +46,7 @@ from typing import Any
 
 from ..exceptions import ConsumerOverflow, StreamError
 from ..venues.base import Channel, Subscription
+from .turns import TURN
 
 __all__ = [
     "BOOK_DELTAS",
@@ -138,6 +139,9 @@ class Consumer:
         self.on_detach: Callable[[Consumer], None] | None = None
         #: Called with each event a lossy policy dropped (DROP_*, and CONFLATE past its keys).
         self.on_drop: Callable[[Consumer, Any], None] | None = None
+        #: Called with each exception this consumer's handler raised (after it was counted in
+        #: ``stats.handler_errors``): the owner reports it (a ConsumerFailed status event).
+        self.on_failure: Callable[[Consumer, Exception], None] | None = None
         self._key = key if key is not None else _identity_key
         self._buffer: deque[Any] = deque()
         self._latest: dict[Hashable, Any] = {}
@@ -194,15 +198,23 @@ class Consumer:
         assert handler is not None
         try:
             handler(event)
-        except Exception:
-            self._handler_failed()
+        except Exception as exc:
+            self._handler_failed(exc)
         else:
             stats.delivered += 1
 
-    def _handler_failed(self) -> None:
+    def _handler_failed(self, exc: Exception) -> None:
         errors = self.stats.handler_errors = self.stats.handler_errors + 1
         if errors & (errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a log line per message
-            log.exception("handler of %s failed (%d failures so far)", self.name, errors)
+            log.error(
+                "handler of %s failed (%d failures so far)", self.name, errors, exc_info=exc
+            )
+        on_failure = self.on_failure
+        if on_failure is not None:
+            try:
+                on_failure(self, exc)
+            except Exception:  # the report must not become a failure of its own
+                log.exception("reporting a failure of %s's handler failed", self.name)
 
     async def _run_handler(self) -> None:
         try:
@@ -222,9 +234,9 @@ class Consumer:
                     result = handler(event)
                     if result is not None:
                         await result
-                except Exception:
+                except Exception as exc:
                     self.stats.delivered -= 1
-                    self._handler_failed()
+                    self._handler_failed(exc)
         finally:
             self._worker = None
 
@@ -322,6 +334,9 @@ class Consumer:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+                # A reader of latest values waits: let it run before the transport delivers
+                # the rest of its read (tickloop.client.turns), the values in between conflate.
+                TURN.wanted = True
 
     def offer(self, event: Any) -> None:
         """Hand over an event that a subclass may hold back (books conflate by time); a plain
@@ -476,6 +491,9 @@ class Fanout:
         self.on_overflow: (
             Callable[[Consumer, ConsumerOverflow, tuple[Subscription, ...]], None] | None
         ) = None
+        #: Called when the handler of a consumer of market data raised (not of a status
+        #: consumer: its report would be a status event of its own), with the exception.
+        self.on_failure: Callable[[Consumer, Exception], None] | None = None
 
     def attach(
         self, consumer: Consumer, subscriptions: Iterable[Subscription]
@@ -494,7 +512,12 @@ class Fanout:
         consumer.subscriptions = consumer.subscriptions + subs
         self.consumers.add(consumer)
         consumer.on_detach = self._detached
+        consumer.on_failure = self._failed
         return new
+
+    def _failed(self, consumer: Consumer, exc: Exception) -> None:
+        if self.on_failure is not None:
+            self.on_failure(consumer, exc)
 
     def detach(
         self, consumer: Consumer, subscriptions: Iterable[Subscription] | None = None

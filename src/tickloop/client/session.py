@@ -1,18 +1,21 @@
 """The one WebSocket session class: every venue's connections go through it.
 
-A :class:`WsSession` is one logical connection to a venue. It keeps the set of subscriptions it
-should carry and makes the connection match it, whatever happens to it: it connects (through an
-injected :class:`~tickloop.client.transport.Transport`; picows by default), logs in when private
-channels need it, subscribes within the codec's declared limits (streams per message, messages
-per second), reconnects with exponential backoff and jitter, restores every subscription after
-a reconnect, and replaces a connection that goes silent without closing (the heartbeat
-watchdog). Everything venue-specific is in the :class:`~tickloop.venues.base.Codec`; this
-module has no venue branch, and no socket: the transport delivers whole messages.
+A :class:`WsSession` is one logical connection to a venue: a thin shell that runs a
+:class:`~tickloop.client.session_core.SessionCore` (every decision: reconciliation, batching by
+the codec's limits, confirmations, login, heartbeat, reconnect with backoff) on an injected
+:class:`~tickloop.client.transport.Transport` (picows by default). It feeds the core what happens
+(connections made and lost, decoded control messages, tokens, the clock at the deadlines the
+core asks for) and carries out what the core decides (connect, send, close, fetch a token, tell
+the owner). Everything venue-specific is in the :class:`~tickloop.venues.base.Codec`; this
+module has no venue branch and no socket.
 
 Hot path: the transport calls :meth:`_Conn.on_frame` for each message; it is decoded there and
 each event is dispatched synchronously by its type through one dict lookup (data sinks supplied
-by the owner, control messages handled here). No task, no queue and no log line per message. A
-frame that cannot be decoded is counted and skipped, never fatal.
+by the owner; control messages go to the core). No task, no queue and no log line per message.
+A message that cannot be decoded is counted and skipped, never fatal; a sample of them is
+logged with its traceback (at most one line per ``LOG_EVERY`` seconds and session). A sink that
+raises is counted apart (``stats.dispatch_errors``), logged the same way, and never ends the
+frame's other events.
 
 Status is data: the owner (:class:`SessionOwner`, the StreamClient) is told about connects,
 reconnects with their downtime, stale connections, refused subscriptions and final failure, and
@@ -26,21 +29,10 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ..exceptions import (
-    AuthError,
-    LimitExceeded,
-    NetworkError,
-    ProtocolError,
-    StreamError,
-    SubscriptionError,
-    TickloopError,
-    TimeoutError,
-)
+from ..exceptions import LimitExceeded, NetworkError, StreamError, TickloopError, TimeoutError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import Connected, Disconnected, Malformed, Reconnected, Stale, Unconfirmed
 from ..venues.base import (
@@ -54,34 +46,36 @@ from ..venues.base import (
     VenueError,
 )
 from .backoff import Backoff
+from .session_core import (
+    Close,
+    Confirmed,
+    Connect,
+    Failed,
+    FetchToken,
+    Lost,
+    Notify,
+    Refused,
+    Send,
+    SessionCore,
+    SessionState,
+    SessionStats,
+)
 from .transport import LOOPBACK_RECV_BUFFER, Connection, PicowsTransport, Transport
 
-__all__ = ["LOOPBACK_RECV_BUFFER", "SessionOwner", "SessionState", "SessionStats", "WsSession"]
+__all__ = [
+    "LOG_EVERY",
+    "LOOPBACK_RECV_BUFFER",
+    "SessionOwner",
+    "SessionState",
+    "SessionStats",
+    "WsSession",
+]
 
 log = logging.getLogger("tickloop.client.session")
 
-
-
-class SessionState(Enum):
-    IDLE = "idle"  # not started
-    CONNECTING = "connecting"
-    OPEN = "open"  # connected; subscriptions restored or being restored
-    WAITING = "waiting"  # between attempts (backoff)
-    CLOSED = "closed"  # closed by its owner
-    FAILED = "failed"  # gave up (retries exhausted, or a non-retryable error)
-
-
-@dataclass
-class SessionStats:
-    malformed: int = 0  # frames that could not be decoded (counted, skipped)
-    connects: int = 0
-    reconnects: int = 0
-    stale: int = 0  # connections replaced by the watchdog
-    venue_errors: int = 0
-    subscribe_messages: int = 0
-    pauses: int = 0  # times reading was paused for flow control (a consumer's high water mark)
-    limit_breaches: int = 0  # messages or frames beyond a bound of tickloop.limits
-    unconfirmed: int = 0  # subscriptions not confirmed within subscribe_timeout (per connection)
+#: Seconds between two log lines about skipped messages (or failing sinks) of one session: the
+#: first is logged at once with its traceback, later ones are counted into the next line.
+LOG_EVERY = 10.0
 
 
 class SessionOwner(Protocol):
@@ -106,6 +100,27 @@ class SessionOwner(Protocol):
         """The session gave up; every subscription it carried is ended with ``error``."""
 
 
+class _Sampler:
+    """Rate-limited logging of one kind of failure: the first at once, with its traceback; then
+    at most one line per ``every`` seconds, saying how many were not logged."""
+
+    __slots__ = ("every", "last", "quiet")
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.last: float | None = None
+        self.quiet = 0
+
+    def due(self, now: float) -> int | None:
+        """None: stay quiet; else log now (the count of failures not logged since)."""
+        if self.last is not None and now - self.last < self.every:
+            self.quiet += 1
+            return None
+        self.last = now
+        quiet, self.quiet = self.quiet, 0
+        return quiet
+
+
 class _Conn:
     """The session's side of one physical connection: the :class:`~.transport.FrameSink` the
     transport delivers to. Each message is decoded here and each event dispatched synchronously
@@ -113,24 +128,24 @@ class _Conn:
 
     __slots__ = (
         "closed",
+        "codec",
         "connection",
         "decode",
         "dispatch",
         "events",
         "limit",
-        "malformed",
         "reason",
         "session",
     )
 
     def __init__(self, session: WsSession, codec: Codec) -> None:
         self.session = session
+        self.codec = codec
         self.decode = codec.decode
         self.dispatch = session._dispatch
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.connection: Connection | None = None
         self.events = 0
-        self.malformed = 0  # messages skipped on this connection
         self.reason = ""  # the transport's reason for the end
         self.limit: str | None = None  # the bound the venue broke to end it, if any
 
@@ -147,13 +162,13 @@ class _Conn:
             return
         self.events += len(events)
         dispatch = self.dispatch
-        try:
-            for event in events:
-                sink = dispatch.get(type(event))
-                if sink is not None:
+        for event in events:
+            sink = dispatch.get(type(event))
+            if sink is not None:
+                try:
                     sink(event)
-        except Exception:
-            log.exception("%s: error while dispatching an event", self.session.name)
+                except Exception as exc:  # a bug in a sink: counted, the other events go on
+                    self.session._sink_failed(exc, event)
 
     def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
         self.session._oversized(self, limit, size)
@@ -163,7 +178,7 @@ class _Conn:
         self.limit = limit
         if not self.closed.done():
             self.closed.set_result(None)
-        self.session._abort_login()
+        self.session._on_closed(self)
 
 
 class WsSession:
@@ -196,10 +211,6 @@ class WsSession:
         self.index = index
         self.name = f"{self.venue}#{index}"
         self.owner = owner
-        self.backoff = backoff if backoff is not None else Backoff()
-        self.heartbeat_timeout = heartbeat_timeout
-        self.ping_interval = ping_interval if ping_interval is not None else heartbeat_timeout / 3
-        self.connect_timeout = connect_timeout
         self.token_provider = token_provider
         #: The bounds of tickloop.limits this session applies (message size across fragments,
         #: pending frames, malformed messages per connection).
@@ -207,18 +218,6 @@ class WsSession:
         self.max_frame_size = (
             max_frame_size if max_frame_size is not None else limits.max_frame_size
         )
-        #: A subscription sent this long ago and not confirmed is reported (Unconfirmed).
-        self.subscribe_timeout = subscribe_timeout
-        #: Stamps status events (Unix ns): the wall clock live, the recorded time in a replay.
-        self.wall_clock: Callable[[], int] = (
-            wall_clock if wall_clock is not None else time.time_ns
-        )
-        #: Connections in a row that ended because the venue broke a limit (a frame too big):
-        #: after MAX_LIMIT_FAILURES the session fails with LimitExceeded instead of looping.
-        self._limit_failures = 0
-        self._limit_failure: str | None = None
-        #: When each subscription was sent on this connection (monotonic), until confirmed.
-        self._sent_since: dict[Subscription, float] = {}
         #: What makes the connections (tickloop.client.transport): picows by default, with
         #: ``max_frame_size`` and ``loopback_recv_buffer``; those two apply to that default only.
         self.transport: Transport = (
@@ -228,56 +227,81 @@ class WsSession:
                 max_frame_size=self.max_frame_size, loopback_recv_buffer=loopback_recv_buffer
             )
         )
-        self.state = SessionState.IDLE
-        self.stats = SessionStats()
-        #: What this session should carry, whatever the socket's state.
-        self.subscriptions: set[Subscription] = set()
-        self.error: TickloopError | None = None
+        #: Every decision (tickloop.client.session_core); this class only carries them out.
+        self.core = SessionCore(
+            self._codec_cls,
+            url=url,
+            index=index,
+            backoff=backoff,
+            heartbeat_timeout=heartbeat_timeout,
+            ping_interval=ping_interval,
+            connect_timeout=connect_timeout,
+            subscribe_timeout=subscribe_timeout,
+            limits=limits,
+            can_login=token_provider is not None,
+            # stamps status events: the wall clock live, the recorded time in a replay
+            clock_ns=wall_clock if wall_clock is not None else time.time_ns,
+        )
         self._dispatch: dict[type, Callable[[Any], None]] = dict(sinks)
         self._dispatch.update(
             {
-                Subscribed: self._on_subscribed,
-                Unsubscribed: self._on_unsubscribed,
-                LoggedIn: self._on_logged_in,
+                Subscribed: self._on_control,
+                Unsubscribed: self._on_control,
+                LoggedIn: self._on_control,
                 VenueError: self._on_venue_error,
                 Pong: _ignore,
                 Heartbeat: _ignore,
             }
         )
-        # Per physical connection:
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Connection | None = None
+        self._listener: _Conn | None = None
         self._codec: Codec | None = None
-        self._sent: set[Subscription] = set()
-        self._confirmed: set[Subscription] = set()
-        self._restoring: set[Subscription] = set()
-        self._logged_in = False
-        self._announced = False  # Connected/Reconnected said for this connection
-        self._login_waiter: asyncio.Future[None] | None = None
-        self._close_reason = ""
         self._rx_before = 0  # frames of earlier connections
         self._events_before = 0
-        self._listener: _Conn | None = None
-        self._rx_seen = 0
-        self._last_rx_at = 0.0
-        self._ping_sent = False
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._lost_at: float | None = None
-        self._sent_at = 0.0
-        self._attempts = 0
-        # Per session:
         self._waiters: dict[Subscription, list[asyncio.Future[None]]] = {}
-        self._send_lock = asyncio.Lock()
-        self._next_send_at = 0.0
-        self._opened = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._helpers: set[asyncio.Task[None]] = set()
-        self._ever_connected = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._applying = False
+        self._malformed_log = _Sampler(LOG_EVERY)
+        self._sink_log = _Sampler(LOG_EVERY)
         #: Who asked to stop reading the socket (flow control: consumers above their high
         #: water mark). Reading is paused while this is not empty, on every physical connection.
         self._pausers: set[object] = set()
 
     def __repr__(self) -> str:
         return f"<WsSession {self.name} {self.state.value} streams={len(self.subscriptions)}>"
+
+    # ------------------------------------------------------------------------ what it carries
+    @property
+    def state(self) -> SessionState:
+        return self.core.state
+
+    @property
+    def stats(self) -> SessionStats:
+        return self.core.stats
+
+    @property
+    def subscriptions(self) -> set[Subscription]:
+        """What this session should carry, whatever the connection's state (read only)."""
+        return self.core.subscriptions
+
+    @property
+    def error(self) -> TickloopError | None:
+        return self.core.error
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.core.backoff
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        return self.core.heartbeat_timeout
+
+    @property
+    def subscribe_timeout(self) -> float:
+        return self.core.subscribe_timeout
 
     @property
     def connected(self) -> bool:
@@ -289,44 +313,8 @@ class WsSession:
         return self._connection
 
     @property
-    def paused(self) -> bool:
-        """Whether reading the socket is paused for flow control (:meth:`pause_reading`)."""
-        return bool(self._pausers)
-
-    def pause_reading(self, owner: object) -> None:
-        """Stop reading the socket until every ``owner`` that asked has called
-        :meth:`resume_reading`: the venue's frames wait in the kernel's buffers (and then the
-        venue's) instead of in a consumer's. Frames of a socket read already under way are
-        still delivered. Delays every stream of this connection."""
-        first = not self._pausers
-        self._pausers.add(owner)
-        if first:
-            self.stats.pauses += 1
-            self._set_reading(False)
-
-    def resume_reading(self, owner: object) -> None:
-        if owner not in self._pausers:
-            return
-        self._pausers.discard(owner)
-        if not self._pausers:
-            self._set_reading(True)
-
-    def _set_reading(self, reading: bool) -> None:
-        connection = self._connection
-        if connection is None:
-            return  # applied to the next connection when it is made
-        if reading:
-            connection.resume_reading()
-        else:
-            connection.pause_reading()
-        if reading:
-            # Silence while paused was ours, not the venue's: the watchdog starts afresh.
-            self._last_rx_at = asyncio.get_running_loop().time()
-            self._ping_sent = False
-
-    @property
     def confirmed(self) -> frozenset[Subscription]:
-        return frozenset(self._confirmed)
+        return self.core.confirmed
 
     @property
     def frames(self) -> int:
@@ -348,85 +336,74 @@ class WsSession:
     def unknown(self) -> int:
         return self._codec.unknown if self._codec is not None else 0
 
+    # --------------------------------------------------------------------------- flow control
+    @property
+    def paused(self) -> bool:
+        """Whether reading the socket is paused for flow control (:meth:`pause_reading`)."""
+        return bool(self._pausers)
+
+    def pause_reading(self, owner: object) -> None:
+        """Stop reading the socket until every ``owner`` that asked has called
+        :meth:`resume_reading`: the venue's frames wait in the kernel's buffers (and then the
+        venue's) instead of in a consumer's. Frames of a socket read already under way are
+        still delivered. Delays every stream of this connection."""
+        first = not self._pausers
+        self._pausers.add(owner)
+        if first:
+            self.core.set_paused(True, self._now())
+            if self._connection is not None:
+                self._connection.pause_reading()
+
+    def resume_reading(self, owner: object) -> None:
+        if owner not in self._pausers:
+            return
+        self._pausers.discard(owner)
+        if not self._pausers:
+            self.core.set_paused(False, self._now())
+            if self._connection is not None:
+                self._connection.resume_reading()
+
     # ----------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        if self._task is None and self.state is SessionState.IDLE:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"tickloop-session-{self.name}"
-            )
+        self.core.start(self._now())
+        self._apply()
 
     async def close(self) -> None:
-        """Close the socket and stop reconnecting; waits for the session's task to end."""
-        if self.state is not SessionState.FAILED:
-            self.state = SessionState.CLOSED
+        """Close the connection and stop reconnecting; waits for what the session started."""
         listener = self._listener
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
+        self.core.close(self._now())
+        self._apply()
+        self._cancel_timer()
         helpers = list(self._helpers)
         for helper in helpers:
             helper.cancel()
-        for pending in [task, *helpers]:
-            if pending is None:
-                continue
+        for helper in helpers:
             try:
-                await pending
+                await helper
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
             except Exception:
                 log.exception("%s: session task failed", self.name)
-        self._drop_transport()
         if listener is not None:
             await self._reap(listener)  # the transport's own end, so that nothing is left behind
+        if self._connection is not None:  # a transport that never said it ended
+            self._forget_connection()
         self._resolve_all(StreamError("the stream client was closed", venue=self.venue))
 
     # ---------------------------------------------------------------------- subscription API
     async def add(self, subscriptions: Iterable[Subscription]) -> None:
         """Carry ``subscriptions`` from now on (subscribes at once when connected)."""
-        new = [s for s in subscriptions if s not in self.subscriptions]
-        if not new:
-            return
-        self.subscriptions.update(new)
-        if self.state is SessionState.IDLE:
-            self.start()
-            return
-        if self._connection is not None and self.state is SessionState.OPEN:
-            try:
-                if any(s.channel.private for s in new) and not self._logged_in:
-                    try:
-                        await self._login()
-                    except AuthError as exc:
-                        self._refuse_private(exc)
-                        new = [s for s in new if not s.channel.private]
-                await self._send_subscribe(new)
-            except NetworkError:
-                self._disconnect("send failed")  # restored after the reconnect
+        self.core.add(subscriptions, self._now())
+        self._apply()
 
     async def remove(self, subscriptions: Iterable[Subscription]) -> None:
         """Stop carrying ``subscriptions`` (unsubscribes at once when connected)."""
-        gone = [s for s in subscriptions if s in self.subscriptions]
-        if not gone:
-            return
-        self.subscriptions.difference_update(gone)
-        sent = [s for s in gone if s in self._sent]
-        self._sent.difference_update(gone)
-        self._confirmed.difference_update(gone)
-        restoring = bool(self._restoring)
-        self._restoring.difference_update(gone)
-        if restoring and not self._restoring and self._connection is not None:
-            # The last stream still being restored was removed (a book resubscribing while the
-            # connection was being restored): the connection is restored all the same, and
-            # saying so must not wait for a confirmation that will never come.
-            self._restored()
+        gone = self.core.remove(subscriptions, self._now())
         for sub in gone:
             self._resolve(sub, StreamError("unsubscribed", venue=self.venue))
-        if sent and self._connection is not None and self._codec is not None:
-            try:
-                await self._send_frames(sent, self._codec.unsubscribe)
-            except NetworkError:
-                self._disconnect("send failed")
+        self._apply()
 
     async def wait_confirmed(
         self,
@@ -436,8 +413,9 @@ class WsSession:
         """Wait until the venue confirmed ``subscriptions`` (or refused one: its error)."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
+        confirmed = self.core.confirmed
         for sub in subscriptions:
-            if sub in self._confirmed:
+            if sub in confirmed:
                 continue
             if self.error is not None:
                 raise self.error
@@ -477,118 +455,102 @@ class WsSession:
         for sub in list(self._waiters):
             self._resolve(sub, error)
 
-    # ----------------------------------------------------------------------------- run loop
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    # -------------------------------------------------------------- carrying out the actions
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
+
+    def _apply(self) -> None:
+        """Carry out what the core decided (re-entrant calls leave it to the outer one: a
+        transport may deliver an answer from inside a send)."""
+        if self._applying:
+            return
+        self._applying = True
         try:
+            core = self.core
             while True:
-                self.state = SessionState.CONNECTING
-                self._attempts += 1
-                try:
-                    listener = await self._connect()
-                except AuthError as exc:
-                    self._fail(exc)
-                    return
-                except NetworkError as exc:
-                    if not self._wait_or_fail(exc):
-                        return
-                    await self._sleep_backoff()
-                    continue
-                up_at = loop.time()
-                try:
-                    await self._open(listener)
-                    await asyncio.shield(listener.closed)  # a cancel must not end it
-                    self._ended(listener)
-                except NetworkError as exc:
-                    self._close_reason = self._close_reason or str(exc)
-                finally:
-                    self._connection_lost()
-                await self._reap(listener)  # closed by us: wait for the transport to say so
-                if self._limit_failure is not None:
-                    self._limit_failures += 1
-                    if self._limit_failures >= self.limits.max_oversized_reconnects:
-                        limit, self._limit_failure = self._limit_failure, None
-                        self._fail(
-                            LimitExceeded(
-                                f"the venue broke limits.{limit} on {self._limit_failures} "
-                                f"connections in a row: {self._close_reason}",
-                                limit=limit,
-                                venue=self.venue,
-                            )
-                        )
-                        return
-                    self._limit_failure = None
-                else:
-                    self._limit_failures = 0
-                self.backoff.succeeded(lasted=loop.time() - up_at)
-                if not self._wait_or_fail(NetworkError(self._close_reason, venue=self.venue)):
-                    return
-                await self._sleep_backoff()
-        except asyncio.CancelledError:
-            self._drop_transport()
-            raise
-        except Exception as exc:  # a bug must end the streams loudly, not hang them
-            log.exception("%s: session failed", self.name)
-            self._fail(NetworkError(f"session failed: {exc!r}", venue=self.venue))
+                actions = core.actions()
+                if not actions:
+                    break
+                for action in actions:
+                    self._do(action)
+        finally:
+            self._applying = False
+        self._schedule()
 
-    def _ended(self, conn: _Conn) -> None:
-        """The transport reported the end of ``conn``: its reason becomes the Disconnected
-        reason; a frame over ``max_frame_size`` is a limit breach (Malformed with ``limit``),
-        counted towards ``limits.max_oversized_reconnects``."""
-        if conn.limit is not None:
-            self._close_reason = conn.reason
-            self._limit_failure = conn.limit
-            self.stats.limit_breaches += 1
-            self.owner.on_status(
-                Malformed(
-                    venue=self.venue,
-                    connection=self.index,
-                    reason=conn.reason,
-                    limit=conn.limit,
-                    count=self.stats.malformed + 1,
-                    ts=self.wall_clock(),
-                )
-            )
-            self.stats.malformed += 1
-        else:
-            self._close_reason = self._close_reason or conn.reason
+    def _do(self, action: Any) -> None:
+        match action:
+            case Send():
+                self._send(action)
+            case Notify():
+                self.owner.on_status(action.event)
+            case Confirmed():
+                for sub in action.subscriptions:
+                    self._resolve(sub)
+                self.owner.on_confirmed(self, action.subscriptions)
+            case Connect():
+                self._spawn(self._connect(), "connect")
+            case Close():
+                connection = self._connection
+                if connection is not None:
+                    connection.close()
+            case FetchToken():
+                self._spawn(self._fetch_token(), "login")
+            case Lost():
+                self.owner.on_lost(self, list(action.subscriptions), action.ts)
+            case Refused():
+                self._resolve(action.subscription, action.error)
+                self.owner.on_refused(self, action.subscription, action.error)
+            case Failed():
+                self._resolve_all(action.error)
+                self.owner.on_failed(self, action.error)
 
-    async def _reap(self, conn: _Conn) -> None:
-        """Wait (bounded) for the transport to report the end of a connection closed by us."""
-        if conn.closed.done():
+    def _send(self, action: Send) -> None:
+        connection = self._connection
+        if connection is None:
             return
         try:
-            async with asyncio.timeout(2.0):
-                await asyncio.shield(conn.closed)
-        except builtins.TimeoutError:
-            log.debug("%s: the transport did not report its end within 2 s", self.name)
+            if action.frame is None:
+                connection.send_ping()
+            else:
+                connection.send(action.frame)
+        except Exception as exc:
+            if action.ping:  # a dying connection: the watchdog replaces it
+                log.debug("%s: ping failed: %s", self.name, exc)
+            else:
+                self.core.send_failed(exc, self._now())
 
-    def _wait_or_fail(self, exc: TickloopError) -> bool:
-        if self.backoff.exhausted:
-            self._fail(
-                NetworkError(
-                    f"gave up after {self._attempts} attempts: {exc.message}", venue=self.venue
-                )
-            )
-            return False
-        return True
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"tickloop-{self.name}-{what}")
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
 
-    async def _sleep_backoff(self) -> None:
-        wait = self.backoff.next_wait()
-        if wait is None:
-            self._fail(NetworkError("connection retries exhausted", venue=self.venue))
-            raise asyncio.CancelledError  # unreachable in practice: _wait_or_fail ran first
-        self.state = SessionState.WAITING
-        await asyncio.sleep(wait)
+    def _schedule(self) -> None:
+        """Wake the core at its deadline (one timer per session)."""
+        when = self.core.deadline()
+        if when == self._timer_at:
+            return
+        self._cancel_timer()
+        if when is not None:
+            self._timer_at = when
+            self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
 
-    def _fail(self, error: TickloopError) -> None:
-        self.state = SessionState.FAILED
-        self.error = error
-        self._drop_transport()
-        self._resolve_all(error)
-        self.owner.on_failed(self, error)
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
 
-    async def _connect(self) -> _Conn:
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        connection = self._connection
+        self.core.tick(self._now(), connection.received if connection is not None else 0)
+        self._apply()
+
+    async def _connect(self) -> None:
         codec = self._codec_factory()
         url = codec.url(self.base_url, sorted(self.subscriptions, key=_sort_key))
         listener = _Conn(self, codec)
@@ -599,412 +561,103 @@ class WsSession:
         except TickloopError as exc:
             if exc.venue is None:
                 exc.venue = self.venue
+            self.core.connect_failed(exc, self._now())
+            self._apply()
+            return
+        except asyncio.CancelledError:
             raise
+        except Exception as exc:  # a transport's bug must end the streams loudly, not hang them
+            log.exception("%s: the transport failed to connect", self.name)
+            self.core.connect_failed(
+                NetworkError(f"session failed: {exc!r}", venue=self.venue), self._now()
+            )
+            self._apply()
+            return
         listener.connection = connection
         self._listener = listener
         self._connection = connection
         self._codec = codec
-        self._close_reason = ""
-        self._announced = False
-        self._sent.clear()
-        self._confirmed.clear()
-        self._logged_in = False
-        self.stats.connects += 1
         if self._pausers:
-            self._set_reading(False)
-        return listener
+            connection.pause_reading()
+        self.core.connected_with(codec, self._now())
+        if listener.closed.done():  # it ended before we came to use it
+            self._on_closed(listener)
+        self._apply()
 
-    async def _open(self, listener: _Conn) -> None:
-        loop = asyncio.get_running_loop()
-        self.state = SessionState.OPEN
-        self._rx_seen = -1
-        self._last_rx_at = loop.time()
-        self._ping_sent = False
-        self._schedule_watchdog()
-        wanted = sorted(self.subscriptions, key=_sort_key)
-        self._restoring = set(wanted)
-        if any(s.channel.private for s in wanted):
-            try:
-                await self._login()
-            except AuthError as exc:
-                self._refuse_private(exc)
-                wanted = [s for s in wanted if not s.channel.private]
-            except TickloopError as exc:  # the token service failed: try again later
-                if isinstance(exc, NetworkError):
-                    raise
-                raise NetworkError(f"login failed: {exc.message}", venue=self.venue) from exc
-        if wanted:
-            await self._send_subscribe(wanted)
-        if not self._restoring:
-            self._restored()
+    @property
+    def connect_timeout(self) -> float:
+        return self.core.connect_timeout
 
-    def _restored(self) -> None:
-        if self._announced:
-            return  # once per connection (a confirmation can come before _open is done)
-        self._announced = True
-        loop = asyncio.get_running_loop()
-        ts = self.wall_clock()
-        if not self._ever_connected:
-            self._ever_connected = True
-            self.owner.on_status(
-                Connected(venue=self.venue, url=self.base_url, connection=self.index, ts=ts)
-            )
+    async def _fetch_token(self) -> None:
+        assert self.token_provider is not None
+        try:
+            token = await self.token_provider()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.core.token_failed(exc, self._now())
         else:
-            self.stats.reconnects += 1
-            downtime = loop.time() - self._lost_at if self._lost_at is not None else 0.0
-            self.owner.on_status(
-                Reconnected(
-                    venue=self.venue,
-                    url=self.base_url,
-                    connection=self.index,
-                    downtime=downtime,
-                    attempts=self._attempts,
-                    ts=ts,
-                )
-            )
-        self._attempts = 0
+            self.core.token(token, self._now())
+        self._apply()
 
-    def _connection_lost(self) -> None:
-        loop = asyncio.get_running_loop()
-        was_open = self._connection is not None
-        self._drop_transport()
+    def _on_closed(self, listener: _Conn) -> None:
+        if listener is not self._listener:
+            return  # not the current connection (or not adopted yet: _connect sees to it)
+        self._forget_connection()
+        self.core.closed(listener.reason, listener.limit, self._now())
+        self._apply()
+
+    def _forget_connection(self) -> None:
         listener, self._listener = self._listener, None
+        self._connection = None
         if listener is not None:
             self._rx_before += listener.rx
             self._events_before += listener.events
-        self._lost_at = loop.time()
-        lost = [s for s in self.subscriptions if s in self._sent or s in self._confirmed]
-        self._sent_since.clear()
-        self._sent.clear()
-        self._confirmed.clear()
-        self._restoring.clear()
-        self._abort_login()
-        if was_open and self.state is not SessionState.CLOSED:
-            ts = self.wall_clock()
-            self.owner.on_lost(self, lost, ts)
-            self.owner.on_status(
-                Disconnected(
-                    venue=self.venue,
-                    url=self.base_url,
-                    connection=self.index,
-                    reason=self._close_reason or "connection closed",
-                    ts=ts,
-                )
-            )
 
-    def _drop_transport(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
-
-    def _disconnect(self, reason: str) -> None:
-        if self._connection is not None:
-            self._close_reason = self._close_reason or reason
-            self._connection.close()
-
-    # ------------------------------------------------------------------------------ watchdog
-    def _schedule_watchdog(self) -> None:
-        tick = max(0.01, min(self.heartbeat_timeout / 4, self.ping_interval / 2))
-        self._watchdog = asyncio.get_running_loop().call_later(tick, self._check_alive)
-
-    def _check_alive(self) -> None:
-        self._watchdog = None
-        transport = self._connection
-        if transport is None:
+    async def _reap(self, listener: _Conn) -> None:
+        """Wait (bounded) for the transport to report the end of a connection closed by us."""
+        if listener.closed.done():
             return
-        now = asyncio.get_running_loop().time()
-        rx = self._listener.rx if self._listener is not None else 0
-        if self._pausers:
-            # Reading is paused on purpose (flow control): silence proves nothing.
-            self._rx_seen = rx
-            self._last_rx_at = now
-        elif rx != self._rx_seen:
-            self._rx_seen = rx
-            self._last_rx_at = now
-            self._ping_sent = False
-        else:
-            silent = now - self._last_rx_at
-            if silent >= self.heartbeat_timeout:
-                self.stats.stale += 1
-                self._close_reason = f"stale: nothing received for {silent:.2f}s"
-                self.owner.on_status(
-                    Stale(
-                        venue=self.venue,
-                        connection=self.index,
-                        silent_for=silent,
-                        ts=self.wall_clock(),
-                    )
-                )
-                transport.close()
-                return
-            if silent >= self.ping_interval and not self._ping_sent and self._codec is not None:
-                self._ping_sent = True
-                frame = self._codec.ping()
-                try:
-                    if frame is None:
-                        transport.send_ping()
-                    else:
-                        transport.send(frame)
-                except Exception as exc:  # a dying transport: the watchdog will replace it
-                    log.debug("%s: ping failed: %s", self.name, exc)
-        if (
-            now - self._sent_at >= self.heartbeat_timeout
-            and not self._helpers
-            and len(self._confirmed) < len(self._sent)
-        ):
-            # A subscribe answer that never came (lost, or the venue ignored it): ask again;
-            # subscribing twice is harmless.
-            unconfirmed = [s for s in self._sent if s not in self._confirmed]
-            self._sent.difference_update(unconfirmed)
-            self._spawn(self._resend(sorted(unconfirmed, key=_sort_key)))
-        if self._sent_since:
-            self._check_unconfirmed(now)
-        self._schedule_watchdog()
-
-    def _check_unconfirmed(self, now: float) -> None:
-        """Report each subscription still unconfirmed ``subscribe_timeout`` after it was sent
-        (once per connection): a venue that answers only heartbeats is not silent to us."""
-        for sub, since in list(self._sent_since.items()):
-            if sub in self._confirmed or sub not in self.subscriptions:
-                del self._sent_since[sub]
-            elif now - since >= self.subscribe_timeout:
-                del self._sent_since[sub]
-                self.stats.unconfirmed += 1
-                self.owner.on_status(
-                    Unconfirmed(
-                        venue=self.venue,
-                        connection=self.index,
-                        channel=sub.channel.value,
-                        symbol=sub.symbol,
-                        waited=now - since,
-                        ts=self.wall_clock(),
-                    )
-                )
-
-    # ------------------------------------------------------------------------------ sending
-    async def _send_subscribe(self, subs: list[Subscription]) -> None:
-        todo = [s for s in subs if s not in self._sent]
-        if todo:
-            self._sent.update(todo)
-            now = asyncio.get_running_loop().time()
-            for sub in todo:
-                self._sent_since.setdefault(sub, now)
-            assert self._codec is not None
-            await self._send_frames(todo, self._codec.subscribe)
-
-    async def _send_frames(
-        self,
-        subs: list[Subscription],
-        encode: Callable[[list[Subscription]], list[bytes]],
-    ) -> None:
-        """Send ``subs`` in chunks of the codec's streams-per-message limit, paced by its
-        messages-per-second limit (one lock per session, so the pace holds for all callers)."""
-        limit = max(1, self._codec_cls.max_streams_per_message)
-        interval = 1.0 / self._codec_cls.max_messages_per_second
-        loop = asyncio.get_running_loop()
-        async with self._send_lock:
-            for start in range(0, len(subs), limit):
-                for frame in encode(subs[start : start + limit]):
-                    now = loop.time()
-                    if self._next_send_at > now:
-                        await asyncio.sleep(self._next_send_at - now)
-                    connection = self._connection
-                    if connection is None:
-                        raise NetworkError("not connected", venue=self.venue)
-                    try:
-                        connection.send(frame)
-                    except Exception as exc:
-                        raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
-                    self.stats.subscribe_messages += 1
-                    self._sent_at = loop.time()
-                    self._next_send_at = max(now, self._next_send_at) + interval
-
-    async def _login(self) -> None:
-        if self.token_provider is None:
-            raise AuthError("private channels need credentials", venue=self.venue)
-        assert self._codec is not None
-        token = await self.token_provider()
-        frame = self._codec.login(token)
-        if frame is None:
-            self._logged_in = True
-            return
-        connection = self._connection
-        if connection is None:
-            raise NetworkError("not connected", venue=self.venue)
-        waiter = self._login_waiter = asyncio.get_running_loop().create_future()
         try:
-            connection.send(frame)
-        except Exception as exc:
-            self._login_waiter = None
-            raise NetworkError(f"send failed: {exc}", venue=self.venue) from exc
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await waiter
-        except builtins.TimeoutError as exc:
-            raise TimeoutError("login not answered", venue=self.venue) from exc
-        finally:
-            self._login_waiter = None
-        self._logged_in = True
-
-    def _abort_login(self) -> None:
-        waiter = self._login_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(NetworkError("disconnected during login", venue=self.venue))
-            waiter.exception()  # retrieved: the login coroutine may be gone already
-
-    def _refuse_private(self, error: TickloopError) -> None:
-        for sub in [s for s in self.subscriptions if s.channel.private]:
-            self._refuse(
-                sub,
-                SubscriptionError(str(error.message), channel=sub.channel.value, venue=self.venue),
-            )
-
-    def _refuse(self, sub: Subscription, error: SubscriptionError) -> None:
-        self._sent_since.pop(sub, None)
-        self.subscriptions.discard(sub)
-        self._sent.discard(sub)
-        self._confirmed.discard(sub)
-        self._restoring.discard(sub)
-        self._resolve(sub, error)
-        self.owner.on_refused(self, sub, error)
+            async with asyncio.timeout(2.0):
+                await asyncio.shield(listener.closed)
+        except builtins.TimeoutError:
+            log.debug("%s: the transport did not report its end within 2 s", self.name)
 
     # ------------------------------------------------------------------- control messages
-    def _on_subscribed(self, msg: Subscribed) -> None:
-        confirmed: list[Subscription] = []
-        for sub in msg.subscriptions:
-            matches = [sub] if sub in self.subscriptions else self._matching(sub)
-            for match in matches:
-                self._confirmed.add(match)
-                self._sent.add(match)
-                self._sent_since.pop(match, None)
-                self._resolve(match)
-                confirmed.append(match)
-        if not confirmed:
-            return
-        # Connected/Reconnected first, then what the owner reports about the confirmed streams
-        # (a Gap for what the outage may have cost), so status reads in the order things happened.
-        if self._restoring:
-            self._restoring.difference_update(confirmed)
-            if not self._restoring:
-                self._restored()
-        self.owner.on_confirmed(self, tuple(confirmed))
-
-    def _matching(self, sub: Subscription) -> list[Subscription]:
-        # A venue may answer without the interval or depth the request carried.
-        return [
-            s
-            for s in self.subscriptions
-            if s.channel is sub.channel
-            and s.symbol == sub.symbol
-            and (sub.interval is None or s.interval == sub.interval)
-        ]
-
-    def _on_unsubscribed(self, msg: Unsubscribed) -> None:
-        return None
-
-    def _on_logged_in(self, msg: LoggedIn) -> None:
-        waiter = self._login_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _on_control(self, message: Any) -> None:
+        self.core.control(message, self._now())
+        self._apply()
 
     def _on_venue_error(self, error: VenueError) -> None:
-        self.stats.venue_errors += 1
-        waiter = self._login_waiter
-        if waiter is not None and not waiter.done() and error.code.startswith("auth"):
-            waiter.set_exception(AuthError(f"login refused: {error.message}", venue=self.venue))
-            return
-        if not error.fatal:
+        if not error.fatal and not error.code.startswith("auth"):
             log.warning("%s: venue error %s: %s", self.name, error.code, error.message)
-            return
-        channel = error.channel
-        refused = [
-            s
-            for s in self.subscriptions
-            if (channel is None or s.channel is channel)
-            and (error.symbol is None or s.symbol == error.symbol)
-            and s not in self._confirmed
-            and s in self._sent
-        ]
-        if error.symbol is not None or (channel is not None and channel.private):
-            for sub in refused:
-                self._refuse(sub, _subscription_error(error, sub, self.venue))
-            return
-        if len(refused) == 1:
-            self._refuse(refused[0], _subscription_error(error, refused[0], self.venue))
-        elif refused:
-            # One request named several streams and the venue did not say which one it refused:
-            # ask again one stream per message to find it (bounded: each round refuses one).
-            self._sent.difference_update(refused)
-            self._spawn(self._isolate(refused))
-        else:
-            log.warning("%s: refused request %s: %s", self.name, error.code, error.message)
+        self._on_control(error)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"tickloop-{self.name}-control")
-        self._helpers.add(task)
-        task.add_done_callback(self._helpers.discard)
-
-    async def _resend(self, subs: list[Subscription]) -> None:
-        try:
-            await self._send_subscribe([s for s in subs if s in self.subscriptions])
-        except NetworkError:
-            self._disconnect("send failed")
-
-    async def _isolate(self, subs: list[Subscription]) -> None:
-        assert self._codec is not None
-        codec = self._codec
-        try:
-            for sub in subs:
-                if sub in self.subscriptions and sub not in self._sent:
-                    self._sent.add(sub)
-                    await self._send_frames([sub], codec.subscribe)
-        except NetworkError:
-            self._disconnect("send failed")
-
+    # ------------------------------------------------------------------------- bad input
     def _malformed(self, conn: _Conn, exc: Exception, size: int) -> None:
-        """A message that could not be decoded: counted, skipped, reported (a Malformed status
-        event; the owner invalidates the book it belonged to). A connection that sends more
-        than ``limits.max_malformed_per_connection`` is replaced."""
-        count = self.stats.malformed = self.stats.malformed + 1
-        conn.malformed += 1
-        reason = str(exc)
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        symbol = channel = None
-        if isinstance(exc, ProtocolError):
-            symbol, channel = exc.symbol, exc.channel
-        if count & (count - 1) == 0:  # 1st, 2nd, 4th...: never a log line per frame
+        """A message that could not be decoded: counted and reported by the core, skipped; a
+        sample is logged with its traceback (:data:`LOG_EVERY`)."""
+        now = self._now()
+        quiet = self._malformed_log.due(now)
+        if quiet is not None:
             log.warning(
-                "%s: skipped an undecodable frame (%d so far): %s (%d bytes)",
+                "%s: skipped an undecodable message (%d so far, %d not logged since the last "
+                "line): %s (%d bytes)",
                 self.name,
-                count,
-                reason,
+                self.stats.malformed + 1,
+                quiet,
+                _short(exc),
                 size,
+                exc_info=exc if not isinstance(exc, LimitExceeded) else None,
             )
-        self.owner.on_status(
-            Malformed(
-                venue=self.venue,
-                connection=self.index,
-                reason=reason,
-                limit=exc.limit if isinstance(exc, LimitExceeded) else None,
-                symbol=symbol,
-                channel=channel,
-                count=conn.malformed,
-                ts=self.wall_clock(),
-            )
-        )
-        if conn.malformed >= self.limits.max_malformed_per_connection:
-            self._disconnect(
-                f"{conn.malformed} malformed messages (limits.max_malformed_per_connection)"
-            )
+        if conn is self._listener:
+            self.core.malformed(exc, size, now)
+            self._apply()
 
     def _oversized(self, conn: _Conn, limit: str, size: int) -> None:
         """The transport dropped a fragmented message that grew past a bound (``limit``); the
         connection goes on."""
-        self.stats.limit_breaches += 1
         bound = getattr(self.limits, limit)
         unit = "bytes" if limit == "max_message_size" else "frames"
         self._malformed(
@@ -1017,21 +670,30 @@ class WsSession:
             size,
         )
 
+    def _sink_failed(self, exc: Exception, event: Any) -> None:
+        """A sink raised on a decoded event (a bug in tickloop or a consumer that does not
+        catch its own errors): counted in ``stats.dispatch_errors``, logged (sampled)."""
+        count = self.stats.dispatch_errors = self.stats.dispatch_errors + 1
+        quiet = self._sink_log.due(self._now())
+        if quiet is not None:
+            log.error(
+                "%s: a %s could not be delivered (%d so far, %d not logged since the last line)",
+                self.name,
+                type(event).__name__,
+                count,
+                quiet,
+                exc_info=exc,
+            )
+
 
 def _ignore(event: Any) -> None:
     return None
 
 
+def _short(exc: Exception) -> str:
+    reason = str(exc)
+    return reason if len(reason) <= 200 else reason[:200] + "..."
+
+
 def _sort_key(sub: Subscription) -> tuple[str, str, str]:
     return (sub.channel.value, sub.symbol or "", sub.interval or "")
-
-
-def _subscription_error(error: VenueError, sub: Subscription, venue: str) -> SubscriptionError:
-    return SubscriptionError(
-        f"{sub.channel.value} {sub.symbol or ''} refused: {error.code}: {error.message}".replace(
-            "  ", " "
-        ),
-        channel=sub.channel.value,
-        symbol=sub.symbol,
-        venue=venue,
-    )

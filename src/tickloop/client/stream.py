@@ -59,6 +59,7 @@ from ..models import (
     BookValid,
     Candle,
     ConsumerDetached,
+    ConsumerFailed,
     Fill,
     Gap,
     Malformed,
@@ -298,6 +299,9 @@ class StreamClient:
 
     ``transport`` (:class:`tickloop.client.transport.Transport`) makes the WebSocket
     connections: picows when None; a recording or a test's ``MemoryTransport`` otherwise.
+    ``wall_clock`` (Unix ns; :func:`time.time_ns` when None) stamps status events and backfill
+    merges: a replay (:class:`tickloop.replay.Replay`) gives the recorded time, so that the
+    same recording gives the same status events on every run.
     """
 
     def __init__(
@@ -371,6 +375,7 @@ class StreamClient:
         self._fanout = Fanout()
         self._fanout.on_unneeded = self._unneeded_soon
         self._fanout.on_overflow = self._consumer_overflowed
+        self._fanout.on_failure = self._consumer_failed
         self._trade_routes = self._fanout.routes[Channel.TRADES]
         self._ticker_routes = self._fanout.routes[Channel.TICKER]
         self._candle_routes = self._fanout.routes[Channel.CANDLES]
@@ -419,6 +424,7 @@ class StreamClient:
             "backfilled": 0,
             "refused": 0,
             "consumers_detached": 0,
+            "handler_errors": 0,  # a consumer's own handler raised (ConsumerFailed)
             "malformed": 0,
             "unconfirmed": 0,
             "bogus_trade_ids": 0,
@@ -613,8 +619,9 @@ class StreamClient:
 
     def status(self, *, buffer: int = 1000) -> AsyncIterator[StatusEvent]:
         """Connection and data-quality events: Connected, Disconnected, Reconnected, Stale, Gap,
-        BookInvalid, BookValid, and ConsumerDetached (a consumer that fell too far behind on a
-        stream that never drops silently was detached)."""
+        BookInvalid, BookValid, ConsumerDetached (a consumer that fell too far behind on a
+        stream that never drops silently was detached), ConsumerFailed (a consumer's handler
+        raised), Malformed (a message was skipped) and Unconfirmed."""
         self._check_open()
         consumer = Consumer("status", policy=Overflow.ERROR, maxsize=buffer, name="status")
         self._fanout.add_status(consumer)
@@ -1143,6 +1150,28 @@ class StreamClient:
                 symbols=tuple(dict.fromkeys(s.symbol for s in subs if s.symbol is not None)),
                 dropped=error.dropped,
                 ts=self.wall_clock(),
+            )
+        )
+
+    def _consumer_failed(self, consumer: Consumer, exc: Exception) -> None:
+        """A consumer's handler raised: counted, and reported as a ConsumerFailed status event
+        on its 1st, 2nd, 4th... failure (the consumer logs it with its traceback)."""
+        self.counters["handler_errors"] += 1
+        count = consumer.stats.handler_errors
+        if count & (count - 1):
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        self._fanout.publish_status(
+            ConsumerFailed(
+                venue=self.venue,
+                channel=str(consumer.channel),
+                consumer=consumer.name or str(consumer.channel),
+                symbols=tuple(
+                    dict.fromkeys(s.symbol for s in consumer.subscriptions if s.symbol is not None)
+                ),
+                error=error if len(error) <= 200 else error[:200] + "...",
+                count=count,
+                ts=time.time_ns(),
             )
         )
 

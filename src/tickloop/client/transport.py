@@ -36,6 +36,11 @@ The contract, for whoever writes a transport:
   in the kernel's buffers, or the recording, instead of a consumer's queue). Idempotent.
 * ``close(code, reason)`` starts closing and returns at once; ``on_closed`` follows.
   ``await wait_closed()`` returns after ``on_closed`` was called.
+* Optional: a transport that delivers many messages in one event-loop callback (one socket
+  read, a recording played at full speed) checks :data:`TURN` ``.wanted`` after each message
+  (:mod:`tickloop.client.turns`); when a waiting reader set it, the transport clears it and
+  delivers the rest on a later loop iteration, so that ``async for`` readers get turns.
+  :class:`PicowsTransport` does; ignoring it is correct, only less fair to those readers.
 
 This module is public and its API stable (``tickloop.client.transport``).
 """
@@ -56,15 +61,20 @@ import picows
 
 from ..exceptions import AuthError, NetworkError, TimeoutError
 from ..limits import DEFAULT_LIMITS, Limits
+from .turns import TURN, Turn
 
 __all__ = [
+    "HOLD_HIGH",
+    "HOLD_LOW",
     "LOOPBACK_RECV_BUFFER",
+    "TURN",
     "Connection",
     "FrameSink",
     "MemoryConnection",
     "MemoryTransport",
     "PicowsTransport",
     "Transport",
+    "Turn",
 ]
 
 log = logging.getLogger("tickloop.client.transport")
@@ -76,6 +86,11 @@ log = logging.getLogger("tickloop.client.transport")
 #: runs (an ``async for`` consumer woke 5 times a second). A loopback round trip is microseconds,
 #: so a small window costs no throughput there; remote venues keep the kernel's autotuning.
 LOOPBACK_RECV_BUFFER = 256 * 1024
+
+#: Frames a connection holds back for waiting readers (:data:`TURN`) before it stops reading
+#: the socket, and the count it resumes at.
+HOLD_HIGH = 4096
+HOLD_LOW = 1024
 
 
 class FrameSink(Protocol):
@@ -242,9 +257,12 @@ class PicowsConnection:
 
     __slots__ = (
         "_closed",
+        "_flow_paused",
+        "_held_paused",
         "_max_frame_size",
         "_reaper",
         "_transport",
+        "backlog",
         "fragments",
         "max_message",
         "max_pending",
@@ -270,6 +288,11 @@ class PicowsConnection:
         self._max_frame_size = limits.max_frame_size
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reaper: asyncio.Task[None] | None = None
+        self._flow_paused = False  # pause_reading() by the session (flow control)
+        self._held_paused = False  # reading stopped: too many frames held back
+        #: Frames of the current read held back for a later loop iteration (a waiting reader
+        #: asked for a turn: tickloop.client.turns), as (type, fin, payload, close code, ts).
+        self.backlog: deque[tuple[Any, bool, bytes, int, int]] | None = None
 
     def __repr__(self) -> str:
         return f"<PicowsConnection received={self.received} closed={self._closed.done()}>"
@@ -295,10 +318,13 @@ class PicowsConnection:
             raise NetworkError(f"ping failed: {exc}") from exc
 
     def pause_reading(self) -> None:
+        self._flow_paused = True
         self._set_reading(False)
 
     def resume_reading(self) -> None:
-        self._set_reading(True)
+        self._flow_paused = False
+        if not self._held_paused:  # else resumed once the held-back frames are delivered
+            self._set_reading(True)
 
     def _set_reading(self, reading: bool) -> None:
         transport = self._transport
@@ -329,6 +355,84 @@ class PicowsConnection:
         await asyncio.shield(self._closed)
 
     # -- called by the listener
+    def _yield(self) -> None:
+        """A reader asked for a turn: hold back what follows (the rest of this read, and later
+        reads) until the event loop has run it, then deliver on (:meth:`_drain`), one turn at a
+        time. Reading goes on unless :data:`HOLD_HIGH` frames are held back (then it stops
+        until they are down to :data:`HOLD_LOW`): no system call per turn."""
+        TURN.wanted = False
+        if self.backlog is None:
+            self.backlog = deque()
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _hold(self, item: tuple[Any, bool, bytes, int, int]) -> None:
+        backlog = self.backlog
+        assert backlog is not None
+        backlog.append(item)
+        if len(backlog) >= HOLD_HIGH and not self._held_paused:
+            self._held_paused = True
+            self._set_reading(False)
+
+    def _drain(self) -> None:
+        backlog = self.backlog
+        if backlog is None:
+            return
+        turn = TURN
+        while backlog:
+            self._frame(*backlog.popleft())
+            if turn.wanted and backlog:
+                turn.wanted = False
+                if self._held_paused and len(backlog) <= HOLD_LOW:
+                    self._unhold()
+                asyncio.get_running_loop().call_soon(self._drain)
+                return
+        self.backlog = None
+        if self._held_paused:
+            self._unhold()
+
+    def _unhold(self) -> None:
+        self._held_paused = False
+        if not self._flow_paused and not self._closed.done():
+            self._set_reading(True)
+
+    def _frame(self, msg_type: Any, fin: bool, payload: Any, code: int, now_ns: int) -> None:
+        """Every frame but a whole data message delivered at once (the listener's fast path):
+        fragments, control frames, frames held back."""
+        if msg_type is _TEXT or msg_type is _BINARY:
+            if fin:
+                self.on_frame(payload, now_ns)
+                return
+            # The first frame of a fragmented message: reassembled here, bounded in bytes and
+            # frames (limits.max_message_size, max_pending_frames), across fragments.
+            self.skipping = False
+            self.pending = 1
+            self.fragments = bytearray(payload)
+            if len(self.fragments) > self.max_message:
+                self._oversized("max_message_size", len(self.fragments))
+        elif msg_type is _CONTINUATION:
+            fragments = self.fragments
+            if fragments is None:
+                if self.skipping and fin:
+                    self.skipping = False  # the oversized message is over
+                return
+            fragments += payload
+            self.pending += 1
+            if len(fragments) > self.max_message:
+                self._oversized("max_message_size", len(fragments), fin)
+                return
+            if self.pending > self.max_pending:
+                self._oversized("max_pending_frames", self.pending, fin)
+                return
+            if fin:
+                self.fragments = None
+                self.on_frame(bytes(fragments), now_ns)
+        elif msg_type is _CLOSE:
+            self.reason = f"closed by the venue ({code})"
+            transport = self._transport
+            if transport is not None:
+                transport.send_close(code)
+                transport.disconnect()
+
     def _oversized(self, limit: str, size: int, fin: bool = False) -> None:
         self.fragments = None
         self.skipping = not fin
@@ -362,6 +466,9 @@ class PicowsConnection:
         except Exception as exc:  # an OS error on the socket: the reason, nothing more
             reason = reason or f"connection lost: {str(exc)[:200]}"
         finally:
+            backlog, self.backlog = self.backlog, None
+            while backlog:  # what was read is delivered, before the end
+                self._frame(*backlog.popleft())
             if not self._closed.done():
                 self._closed.set_result(None)
                 self.sink.on_closed(reason or "connection closed", time_ns(), limit)
@@ -377,38 +484,19 @@ class _Listener(picows.WSListener):
         conn = self.conn
         conn.received += 1
         msg_type = frame.msg_type
-        if msg_type is _TEXT or msg_type is _BINARY:
-            if frame.fin:
-                conn.on_frame(frame.get_payload_as_memoryview(), time_ns())
-                return
-            # The first frame of a fragmented message: reassembled here, bounded in bytes and
-            # frames (limits.max_message_size, max_pending_frames), across fragments.
-            conn.skipping = False
-            conn.pending = 1
-            conn.fragments = bytearray(frame.get_payload_as_memoryview())
-            if len(conn.fragments) > conn.max_message:
-                conn._oversized("max_message_size", len(conn.fragments))
-        elif msg_type is _CONTINUATION:
-            fragments = conn.fragments
-            if fragments is None:
-                if conn.skipping and frame.fin:
-                    conn.skipping = False  # the oversized message is over
-                return
-            fragments += frame.get_payload_as_memoryview()
-            conn.pending += 1
-            if len(fragments) > conn.max_message:
-                conn._oversized("max_message_size", len(fragments), frame.fin)
-                return
-            if conn.pending > conn.max_pending:
-                conn._oversized("max_pending_frames", conn.pending, frame.fin)
-                return
-            if frame.fin:
-                conn.fragments = None
-                conn.on_frame(bytes(fragments), time_ns())
-        elif msg_type is _CLOSE:
-            conn.reason = f"closed by the venue ({frame.get_close_code()})"
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
+        if (msg_type is _TEXT or msg_type is _BINARY) and frame.fin and conn.backlog is None:
+            conn.on_frame(frame.get_payload_as_memoryview(), time_ns())
+            if TURN.wanted:
+                conn._yield()
+            return
+        code = frame.get_close_code() if msg_type is _CLOSE else 0
+        if conn.backlog is not None:  # held back, in order, until the loop had its turn
+            conn._hold((msg_type, frame.fin, frame.get_payload_as_bytes(), code, time_ns()))
+            return
+        conn._frame(msg_type, frame.fin, frame.get_payload_as_memoryview(), code, time_ns())
+
+    def on_ws_connected(self, transport: Any) -> None:
+        self.conn._transport = transport
 
     def on_ws_disconnected(self, transport: Any) -> None:
         self.conn._disconnected(transport)

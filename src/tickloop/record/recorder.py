@@ -7,14 +7,18 @@
   whole message received a ``RECEIVED`` record (the exact bytes, stamped with the receive time
   the session itself uses, and the monotonic clock), each message sent a ``SENT`` record and the
   end of the connection a ``DISCONNECT`` record. The session above it is unchanged.
-* :meth:`Recorder.http`: an :data:`~tickloop.client.http.HttpTransport` that wraps an
-  :class:`~tickloop.client.http.HttpSession`'s: each REST exchange (book snapshots, trade
-  backfill) is a ``REST`` record with the answer's status, headers and body.
+* :meth:`Recorder.attach_http`: wraps an :class:`~tickloop.client.http.HttpSession`'s
+  :data:`~tickloop.client.http.HttpTransport` (and its ``wall_clock``): each REST exchange
+  (book snapshots, trade backfill) is a ``REST`` record with the answer's status, headers and
+  body, written where the session handed the answer over, with the ``recv_ts`` it stamped.
+* credentials never reach the file: the values of credential keys (:data:`SECRET_KEYS`: a
+  login frame's token, a signed request's signature, a login answer's token) are written as
+  ``"***"`` (:func:`redact`); request headers are not recorded at all.
 * :meth:`Recorder.on_status`: a status handler (``feed.subscribe_status(recorder.on_status)``):
   Connected, Disconnected, Reconnected, Stale, Gap, ... as ``STATUS`` records.
 
-What the wrappers add per message is one ``RecordWriter.write`` (a header pack and a buffer
-append); compression happens in blocks (``bench/bench_record.py`` measures the cost).
+What the wrappers add per message is one record append (a header pack and a buffer copy);
+compression happens in blocks of 256 KiB (``bench/bench_replay.py`` measures the cost).
 
 :func:`record` is the whole ``tickloop record`` command as a coroutine: a StreamClient of
 ``venue`` on the recording transports, subscribed to ``channels`` of ``symbols``, for
@@ -33,7 +37,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ..client.http import HttpSession, HttpTransport
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, NetworkError, TimeoutError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import StatusEvent
 from .format import RecordKind, RestExchange
@@ -42,12 +46,51 @@ from .writer import RecordWriter
 if TYPE_CHECKING:
     from ..client.transport import Connection, FrameSink, Transport
 
-__all__ = ["CHANNELS", "RecordStats", "Recorder", "record"]
+__all__ = ["CHANNELS", "SECRET_KEYS", "RecordStats", "Recorder", "record", "redact"]
 
 _monotonic_ns = time.monotonic_ns
 _time_ns = time.time_ns
+_RECEIVED = RecordKind.RECEIVED
 _SENT = RecordKind.SENT
 _status_encoder = msgspec.json.Encoder()
+
+#: JSON keys (and query parameters) whose values are credentials: never written to a recording.
+SECRET_KEYS = frozenset(
+    {"token", "signature", "secret", "api_key", "apikey", "apiKey", "passphrase", "password"}
+)
+_SECRET_MARKS = tuple(f'"{k}"'.encode() for k in SECRET_KEYS)
+
+
+def redact(data: bytes) -> bytes:
+    """``data`` with the value of every credential key (:data:`SECRET_KEYS`) replaced by
+    ``"***"`` when it is JSON holding one; else ``data`` unchanged (the common case costs one
+    substring search per key)."""
+    if not any(mark in data for mark in _SECRET_MARKS):
+        return data
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data
+    return msgspec.json.encode(_redacted(doc))
+
+
+def _redacted(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: "***" if k in SECRET_KEYS else _redacted(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_redacted(v) for v in doc]
+    return doc
+
+
+def _redact_target(target: str) -> str:
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    params = [p.partition("=") for p in query.split("&")]
+    return path + "?" + "&".join(
+        f"{k}=***" if k in SECRET_KEYS and eq else f"{k}{eq}{v}" for k, eq, v in params
+    )
+
 
 #: What ``tickloop record --channels`` accepts.
 CHANNELS = ("trades", "book", "tickers", "candles")
@@ -66,6 +109,7 @@ class Recorder:
         self.writer = RecordWriter(out, meta=meta, **writer_options)
         self._write = self.writer.write
         self._connections = 0
+        self._pending_rest: RestExchange | None = None
         self.status_events = 0
 
     def __repr__(self) -> str:
@@ -89,28 +133,55 @@ class Recorder:
         return self._connections
 
     # ----------------------------------------------------------------------------- REST
-    def http(self, inner: HttpTransport) -> HttpTransport:
-        """An HttpTransport recording each exchange of ``inner`` (``session.transport``)."""
+    def http(
+        self, inner: HttpTransport, clock: Callable[[], int] = _time_ns, *, defer: bool = False
+    ) -> HttpTransport:
+        """An HttpTransport recording each exchange of ``inner``, stamped with ``clock``.
+
+        ``defer``: a 2xx answer is recorded only when :meth:`_rest_stamp` is called (the
+        session stamping it, just before it hands the answer over), not when it was read: so
+        the record sits where the answer reached the client among the stream's frames."""
         write = self._write
 
         async def recording(
             method: str, url: str, body: bytes | None, headers: Mapping[str, str]
         ) -> tuple[int, bytes, Mapping[str, str]]:
-            sent_mono, sent_wall = _monotonic_ns(), _time_ns()
+            sent_mono, sent_wall = _monotonic_ns(), clock()
             status, answer, answer_headers = await inner(method, url, body, headers)
             parts = urlsplit(url)
-            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            target = _redact_target(parts.path + (f"?{parts.query}" if parts.query else ""))
             exchange = RestExchange(
-                method, target, status, answer, dict(answer_headers), sent_mono, sent_wall
+                method, target, status, redact(answer), dict(answer_headers), sent_mono, sent_wall
             )
-            write(RecordKind.REST, 0, msgspec.msgpack.encode(exchange))
+            if defer and 200 <= status < 300:
+                self._flush_rest(clock)  # never left pending: the session stamps at once
+                self._pending_rest = exchange
+            else:
+                write(RecordKind.REST, 0, msgspec.msgpack.encode(exchange))
             return status, answer, answer_headers
 
         return recording
 
+    def _flush_rest(self, clock: Callable[[], int]) -> int | None:
+        exchange, self._pending_rest = self._pending_rest, None
+        if exchange is None:
+            return None
+        wall = clock()
+        self._write(RecordKind.REST, 0, msgspec.msgpack.encode(exchange), _monotonic_ns(), wall)
+        return wall
+
     def attach_http(self, session: HttpSession) -> None:
-        """Record every exchange of ``session`` (an AsyncClient's ``http``)."""
-        session.transport = self.http(session.transport)
+        """Record every exchange of ``session`` (an AsyncClient's ``http``). A 2xx answer is
+        recorded when the session stamps its ``recv_ts``, with that very time: a replay hands
+        it over at the same point of the stream, with the same ``recv_ts``."""
+        clock = session.wall_clock
+        session.transport = self.http(session.transport, clock, defer=True)
+
+        def stamp() -> int:
+            wall = self._flush_rest(clock)
+            return wall if wall is not None else clock()
+
+        session.wall_clock = stamp
 
     # --------------------------------------------------------------------------- status
     def on_status(self, event: StatusEvent) -> None:
@@ -118,6 +189,10 @@ class Recorder:
         self._write(RecordKind.STATUS, 0, _status_encoder.encode(event))
 
     def close(self) -> None:
+        """End the recording (idempotent). Close it before the client, so that the client's
+        own shutdown (unsubscribes, closing frames) is not part of it; what comes after is
+        counted in ``writer.late``, never written."""
+        self._flush_rest(_time_ns)
         self.writer.close()
 
     def __enter__(self) -> Recorder:
@@ -162,7 +237,7 @@ class _Tap:
         self._on_frame = sink.on_frame
         self._recorder = recorder
         self._write = recorder._write
-        self._received = recorder.writer.received
+        self._received = recorder.writer._append
         self._url = url
         self.conn = 0
         self.by_client = False  # the session closed it (not the venue, not the network)
@@ -175,7 +250,7 @@ class _Tap:
         if not self.conn:
             self.opened()
         # written (copied) first: a memoryview payload is valid only during this call
-        self._received(self.conn, data, now_ns)
+        self._received(_RECEIVED, self.conn, data, _monotonic_ns(), now_ns)
         self._on_frame(data, now_ns)
 
     def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
@@ -205,7 +280,7 @@ class _RecordingConnection:
 
     def send(self, data: bytes | str) -> None:
         self._inner.send(data)
-        self._write(_SENT, self._conn, data.encode() if isinstance(data, str) else data)
+        self._write(_SENT, self._conn, redact(data.encode() if isinstance(data, str) else data))
 
     def send_ping(self) -> None:
         self._inner.send_ping()
@@ -300,7 +375,13 @@ async def record(
         rest = AsyncClient(venue, url=rest_url)
         await stack.enter_async_context(rest)
         recorder.attach_http(rest.http)
-        feed = StreamClient(venue, url=url, rest=rest, transport=recorder.transport())
+        feed = StreamClient(
+            venue,
+            url=url,
+            rest=rest,
+            transport=recorder.transport(),
+            subscribe_timeout=min(10.0, max(1.0, seconds)),
+        )
         await stack.enter_async_context(feed)
         feed.subscribe_status(recorder.on_status)
         events = 0
@@ -309,15 +390,22 @@ async def record(
             nonlocal events
             events += 1
 
-        for name in names:
-            if name == "trades":
-                await feed.subscribe_trades(wanted, count)
-            elif name == "tickers":
-                await feed.subscribe_tickers(wanted, count)
-            elif name == "candles":
-                await feed.subscribe_candles(wanted, "1m", count)
-            else:
-                await feed.subscribe_books(wanted, count)
+        try:
+            for name in names:
+                if name == "trades":
+                    await feed.subscribe_trades(wanted, count)
+                elif name == "tickers":
+                    await feed.subscribe_tickers(wanted, count)
+                elif name == "candles":
+                    await feed.subscribe_candles(wanted, "1m", count)
+                else:
+                    await feed.subscribe_books(wanted, count)
+        except TimeoutError:
+            if recorder._connections:
+                raise
+            raise NetworkError(
+                f"never connected to {feed.url} (the recording in {out} is empty)", venue=venue
+            ) from None
         loop = asyncio.get_running_loop()
         started = loop.time()
 
@@ -337,8 +425,16 @@ async def record(
             if progress is not None:
                 progress(stats(), elapsed)
             await asyncio.sleep(min(0.2, seconds - elapsed))
-        await feed.close()
         result = stats()
+        # the recording ends before the client's own shutdown (its unsubscribes, its close):
+        # a replay then never waits for a shutdown the replayed client has not begun
+        recorder.close()
+        await feed.close()
+        if not recorder._connections:
+            raise NetworkError(
+                f"never connected to {feed.url} (the recording in {out} is empty)",
+                venue=venue,
+            )
         if progress is not None:
             progress(result, seconds)
     final = recorder.writer

@@ -72,6 +72,8 @@ class RecordWriter:
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._index = Index(FORMAT, VERSION, dict(meta or {}), [])
         self._closed = False
+        #: Records offered after close (not written).
+        self.late = 0
         self._done_records = 0  # of finished segments
         self._done_bytes = 0
         self._fh: IO[bytes] | None = None
@@ -126,9 +128,9 @@ class RecordWriter:
         mono_ns: int | None = None,
         wall_ns: int | None = None,
     ) -> None:
-        """Append one record; times default to now."""
-        if self._closed:
-            raise ValueError("the recording is closed")
+        """Append one record; times default to now. After :meth:`close` a record is not written
+        but counted in :attr:`late` (a connection may end after its recording did: the live
+        path must not fail for it)."""
         if mono_ns is None:
             mono_ns = time.monotonic_ns()
         if wall_ns is None:
@@ -148,6 +150,9 @@ class RecordWriter:
         mono_ns: int,
         wall_ns: int,
     ) -> None:
+        if self._closed:
+            self.late += 1
+            return
         if self._seg_records:
             if (
                 self._seg_bytes >= self.max_segment_bytes

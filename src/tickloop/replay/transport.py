@@ -17,20 +17,30 @@ with what the recorded one did:
 * ``SENT``: waits until the client has sent as many messages on that connection as the recorded
   one had by then (its subscriptions), so answers and data never overtake the request that
   asked for them; a client that sends less is waited for ``wait_timeout`` seconds, then the
-  replay goes on (counted in :attr:`Replay.stats`). Cryptofeed's recordings come from another
+  replay goes on (counted in :attr:`Replay.stats`). Pings (the venue codec's ``ping()``
+  frame) are neither waited for nor counted: the watchdog sends them on its own clock; nor is
+  a send after which the venue said nothing more on that connection (an unsubscribe while the
+  recorded client closed). Cryptofeed's recordings come from another
   client, so there only the first message of a connection is waited for;
 * ``DISCONNECT``: ends the bound connection as the venue or the network did (one the recorded
   client closed itself is left to the replayed client); the session reconnects by itself and
   the next ``CONNECT`` binds its new connection;
 * ``REST``: makes the recorded answer available: a request whose answer is in the recording
   waits for the pump to reach it (as live, the book snapshot arrives after the diffs that came
-  meanwhile), then gets it; one that is not is answered 404. Requests match on method, path and
-  query (in any parameter order; ``limit`` may differ), answers of one request in turn.
+  meanwhile), then gets it; one that is not is answered 404. In a tickloop recording the pump
+  also waits (``wait_timeout`` at most) for the client to have made the request first.
+  Requests match on method, path and query (in any parameter order; ``limit`` may differ),
+  answers of one request in turn.
 
-Pace: ``speed=None`` as fast as possible (the pump lets other tasks run every ``batch``
-records, a fixed count, so a replay is the same run after run); ``speed=1.0`` the recorded pace;
-``speed=10.0`` ten times faster. ``await replay.wait()`` returns when the recording is played
-out; the connections then stay open and silent until the client closes.
+Pace: ``speed=None`` as fast as possible; ``speed=1.0`` the recorded pace; ``speed=10.0`` ten
+times faster. At any pace the client catches up with each message before the next one comes,
+as a live client keeps up with a venue: after a message, the pump waits until no task it woke
+is still ready to run (on asyncio's default loop, read from its ready queue; at most
+``SETTLE_TURNS`` turns), and in any case lets the loop run every ``batch`` messages. So what a
+consumer sees does not depend on how fast the machine is, and a replay is the same run after
+run.
+``await replay.wait()`` returns when the recording is played out; the connections then stay
+open and silent until the client closes.
 
     async with Replay(open_recording(path)) as replay, replay.client() as feed:
         await feed.subscribe_trades(["BTC-USD"], on_trade)
@@ -57,8 +67,10 @@ from ..exceptions import ConfigError, NetworkError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..record.format import Record, RecordKind, RestExchange
 from ..record.reader import Recording, open_recording
+from ..venues import stream_codec
 
 if TYPE_CHECKING:
+    from ..client.stream import StreamClient
     from ..client.transport import FrameSink
 
 __all__ = ["Replay", "ReplayConnection", "ReplayStats"]
@@ -67,6 +79,10 @@ log = logging.getLogger("tickloop.replay")
 
 _RECEIVED = RecordKind.RECEIVED
 _rest_decoder = msgspec.msgpack.Decoder(RestExchange)
+#: How far the pump reads ahead to see whether the venue answered a send.
+LOOKAHEAD = 10_000
+#: Loop turns the pump gives a client to catch up with one message, at most.
+SETTLE_TURNS = 64
 
 RequestKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
@@ -115,6 +131,7 @@ class ReplayConnection:
         self.on_frame = sink.on_frame
         self.received = 0
         self.sent: list[bytes] = []
+        self.requests = 0  # messages sent, pings aside
         self.recorded: int | None = None  # the recorded connection it stands for
         self.closed = False
         self.paused = False
@@ -131,6 +148,8 @@ class ReplayConnection:
             raise NetworkError("not connected")
         raw = data.encode() if isinstance(data, str) else bytes(data)
         self.sent.append(raw)
+        if raw != self.replay._ping:
+            self.requests += 1
         if self.replay._answer_requests:
             ack = _binance_ack(raw)
             if ack is not None:
@@ -214,13 +233,23 @@ class Replay:
         self._bound: dict[int, ReplayConnection] = {}
         self._sends_seen: dict[int, int] = {}
         #: released answers, by request without ``limit``
-        self._answers: dict[RequestKey, deque[RestExchange]] = {}
+        self._answers: dict[RequestKey, deque[tuple[RestExchange, int]]] = {}
         self._rest_waiters: list[asyncio.Future[None]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._done: asyncio.Future[None] | None = None
         self._now_ns = 0
+        self._answer_wall: int | None = None
+        self._requested: dict[RequestKey, int] = {}  # requests made, by request without limit
+        self._released: dict[RequestKey, int] = {}  # answers the pump has reached
         self._closed = False
+        self._ahead: deque[Record] = deque()  # records read ahead (_answered)
+        self._source: Iterator[Record] | None = None
+        try:
+            #: The venue's application ping (never waited for, never counted as a request).
+            self._ping: bytes | None = stream_codec(recording.venue)().ping()
+        except Exception:  # an unknown venue or a codec that needs options: no ping to skip
+            self._ping = None
         # the pace's clock and sleep (the loop's; a test gives fakes)
         self._clock: Callable[[], float] | None = None
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -273,14 +302,16 @@ class Replay:
     async def wait(self) -> None:
         """Return once the recording has been played out (starting it if nobody connected)."""
         self._start()
-        assert self._done is not None and self._task is not None
-        await asyncio.wait([self._done, self._task], return_when=asyncio.FIRST_COMPLETED)
-        if self._task is not None and self._task.done() and not self._task.cancelled():
-            exc = self._task.exception()
+        task, done = self._task, self._done
+        if task is None or done is None:
+            return  # closed
+        await asyncio.wait([done, task], return_when=asyncio.FIRST_COMPLETED)
+        if task.done() and not task.cancelled():
+            exc = task.exception()
             if exc is not None:
                 raise exc
 
-    def client(self, **options: Any) -> Any:
+    def client(self, **options: Any) -> StreamClient:
         """A StreamClient of the recording's venue on this replay (its REST too): ``options``
         go to :class:`~tickloop.client.stream.StreamClient` (``codec_options``, ...)."""
         from ..client.rest import AsyncClient
@@ -290,10 +321,15 @@ class Replay:
         venue = self.recording.venue
         rest = AsyncClient(venue, url=self.rest_url(), max_retries=0)
         rest.http.transport = self.http
-        rest.http.wall_clock = self.now_ns
+        rest.http.wall_clock = self._http_clock
         options.setdefault("url", meta.get("url") or None)
         options.setdefault("transport", self)
         return StreamClient(venue, rest=rest, wall_clock=self.now_ns, **options)
+
+    def _http_clock(self) -> int:
+        # an answer's recv_ts: the recorded one, right after http() returned it
+        wall, self._answer_wall = self._answer_wall, None
+        return wall if wall is not None else self._now_ns
 
     def now_ns(self) -> int:
         """The recorded wall time of the replay's position (Unix ns): the clock that stamps the
@@ -331,9 +367,13 @@ class Replay:
     ) -> tuple[int, bytes, Mapping[str, str]]:
         """The REST side (an HttpTransport): the recorded answer to this request (docstring)."""
         key = _request_key(method, url)
+        loose = _loose(key)
+        self._requested[loose] = self._requested.get(loose, 0) + 1
+        self._wake()
         while True:
-            answer = self._take(key)
-            if answer is not None:
+            taken = self._take(key)
+            if taken is not None:
+                answer, self._answer_wall = taken
                 self.stats.rest_answers += 1
                 return answer.status, answer.body, answer.headers
             if self._closed or self.done or self._task is None:
@@ -344,16 +384,16 @@ class Replay:
         self.stats.rest_missing += 1
         return 404, b'{"error":"not in the recording"}', {"Content-Type": "application/json"}
 
-    def _take(self, key: RequestKey) -> RestExchange | None:
-        """The first released answer to ``key``: an exact match first, else one that differs
-        only in ``limit``."""
+    def _take(self, key: RequestKey) -> tuple[RestExchange, int] | None:
+        """The first released answer to ``key`` and its recorded time: an exact match first,
+        else one that differs only in ``limit``."""
         queue = self._answers.get(_loose(key))
         if not queue:
             return None
-        for i, answer in enumerate(queue):
+        for i, (answer, wall) in enumerate(queue):
             if _request_key(answer.method, answer.target) == key:
                 del queue[i]
-                return answer
+                return answer, wall
         return queue.popleft()
 
     # ----------------------------------------------------------------------------- pump
@@ -386,6 +426,9 @@ class Replay:
         clock = self._clock if self._clock is not None else loop.time
         sleep = self._sleep
         batch = self.batch
+        # the default asyncio loop's queue of ready callbacks (None on another loop: there the
+        # pump only lets other tasks run every ``batch`` messages)
+        ready: Any = getattr(loop, "_ready", None)
         stats = self.stats
         bound = self._bound
         start_at: float | None = None
@@ -420,11 +463,17 @@ class Replay:
                     except Exception:  # the session never raises; a bug must not stop the replay
                         log.exception("replay: the session's sink failed")
                     count += 1
-                    if count >= batch:
+                    if ready:
+                        # the client catches up with each message before the next, as a live
+                        # client does with a venue's pace: every task it woke runs first
+                        count = 0
+                        await self._settle(ready)
+                    elif count >= batch:
+                        # and timers (watchdogs, the loop-lag monitor) get a turn as often
                         count = 0
                         await asyncio.sleep(0)
                 elif kind is RecordKind.SENT:
-                    await self._on_sent(conn_id)
+                    await self._on_sent(conn_id, data)
                 elif kind is RecordKind.CONNECT:
                     await self._on_connect(conn_id)
                 elif kind is RecordKind.DISCONNECT:
@@ -436,7 +485,10 @@ class Replay:
                         conn._end(str(end.get("reason") or "connection closed"), wall_ns)
                         await asyncio.sleep(0)
                 elif kind is RecordKind.REST:
-                    self._on_rest(_rest_decoder.decode(data))
+                    answer = _rest_decoder.decode(data)
+                    if self._exact_sends:
+                        await self._on_request(answer)
+                    self._on_rest(answer, wall_ns)
                     if self._rest_waiters:
                         # let the waiting request take its answer before the next frame, as live
                         self._release_waiters()
@@ -447,8 +499,46 @@ class Replay:
         if not self._done.done():
             self._done.set_result(None)
 
+    async def _settle(self, ready: Any) -> None:
+        """Let every task the last message woke run until none is ready (bounded: a client
+        that never rests gets SETTLE_TURNS turns, then the replay goes on)."""
+        for _ in range(SETTLE_TURNS):
+            await asyncio.sleep(0)
+            if not ready:
+                return
+
     def _records(self) -> Iterator[Record]:
-        return iter(self.recording.records())
+        source = iter(self.recording.records())
+        ahead = self._ahead
+        while True:
+            if ahead:
+                yield ahead.popleft()
+                continue
+            record = next(source, None)
+            if record is None:
+                return
+            self._source = source
+            yield record
+
+    def _answered(self, conn_id: int) -> bool:
+        """Whether the recording shows the venue answering on ``conn_id`` after the send just
+        read: its next record there is a received message (looked for among the next
+        LOOKAHEAD records). A send with nothing after it (an unsubscribe while the recorded
+        client was closing) is not waited for: nothing the client sees depends on it."""
+        ahead = self._ahead
+        for record in ahead:
+            if record.conn == conn_id and record.kind in (_RECEIVED, RecordKind.DISCONNECT):
+                return record.kind is _RECEIVED
+        source = self._source
+        while source is not None and len(ahead) < LOOKAHEAD:
+            following = next(source, None)
+            if following is None:
+                self._source = None
+                break
+            ahead.append(following)
+            if following.conn == conn_id and following.kind in (_RECEIVED, RecordKind.DISCONNECT):
+                return following.kind is _RECEIVED
+        return len(ahead) >= LOOKAHEAD  # not found within reach: wait, to be safe
 
     async def _on_connect(self, conn_id: int) -> None:
         if not await self._until(lambda: bool(self._pending), "the client's connect"):
@@ -459,24 +549,37 @@ class Replay:
         self._bound[conn_id] = conn
         self._sends_seen[conn_id] = 0
         if not self._exact_sends and not await self._until(
-            lambda: bool(conn.sent) or conn.closed, "the client's first message"
+            lambda: conn.requests > 0 or conn.closed, "the client's first message"
         ):
             self.stats.send_timeouts += 1
 
-    async def _on_sent(self, conn_id: int) -> None:
+    async def _on_sent(self, conn_id: int, data: bytes) -> None:
         conn = self._bound.get(conn_id)
-        if conn is None or conn.closed:
-            return
+        if conn is None or conn.closed or data == self._ping:
+            return  # a ping is the watchdog's, on the clock of the process that sent it
         seen = self._sends_seen[conn_id] = self._sends_seen.get(conn_id, 0) + 1
         want = seen if self._exact_sends else min(seen, 1)
+        if conn.requests >= want or not self._answered(conn_id):
+            return
         if not await self._until(
-            lambda: len(conn.sent) >= want or conn.closed, "a message the recorded client sent"
+            lambda: conn.requests >= want or conn.closed, "a message the recorded client sent"
         ):
             self.stats.send_timeouts += 1
 
-    def _on_rest(self, answer: RestExchange) -> None:
+    async def _on_request(self, answer: RestExchange) -> None:
+        """Wait until the client has asked what this answer answers (as live, the answer came
+        after the request), for wait_timeout at most."""
         key = _loose(_request_key(answer.method, answer.target))
-        self._answers.setdefault(key, deque()).append(answer)
+        released = self._released.get(key, 0)
+        if not await self._until(
+            lambda: self._requested.get(key, 0) > released, f"the request {answer.target}"
+        ):
+            self.stats.send_timeouts += 1
+
+    def _on_rest(self, answer: RestExchange, wall_ns: int) -> None:
+        key = _loose(_request_key(answer.method, answer.target))
+        self._released[key] = self._released.get(key, 0) + 1
+        self._answers.setdefault(key, deque()).append((answer, wall_ns))
 
     def _release_waiters(self) -> None:
         waiters, self._rest_waiters = self._rest_waiters, []
