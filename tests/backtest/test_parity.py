@@ -73,7 +73,7 @@ async def test_live_then_backtest_on_its_recording_same_orders_and_pnl(tmp_path:
                 recorder.attach_http(rest.http)
                 async with StreamClient("sim", url=ex.ws_url, rest=rest,
                                         transport=recorder.transport()) as feed:
-                    feed.subscribe_status(recorder.on_status)
+                    await feed.subscribe_status(recorder.on_status)
                     counter = itertools.count(1)
                     engine = Engine([EveryN("bot")], venue="sim", feed=feed,
                                     executor=PaperExecutor(**FEES), cash=1000, stagger=0.0,
