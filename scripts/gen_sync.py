@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 #: AsyncClient members that are not mirrored: lifecycle (written in the template) and objects
 #: bound to the private loop, which must not be touched from another thread.
-SKIP = {"close", "http", "codec"}
+SKIP = {"aclose", "close", "http", "codec"}
 
 HEADER = '''\
 """``Client``: the blocking twin of :class:`tickloop.AsyncClient`.
@@ -177,7 +177,7 @@ class Client:
             return
         self._closed = True
         try:
-            self._runner.run(self._async.close())
+            self._runner.run(self._async.aclose())
         finally:
             self._runner.stop()
 

@@ -395,7 +395,7 @@ async def test_one_login_for_three_clients_and_many_calls(fake: FakeExchange) ->
         await asyncio.gather(*(c.orders() for c in clients for _ in range(5)))
     finally:
         for c in clients:
-            await c.close()
+            await c.aclose()
     assert fake.logins == 1 and creds.logins == 1
 
 
@@ -503,10 +503,12 @@ async def test_many_concurrent_calls_bounded(fake: FakeExchange) -> None:
 
 async def test_closed_client_refuses_calls(fake: FakeExchange) -> None:
     c = client(fake)
-    await c.close()
-    await c.close()  # idempotent
+    await c.aclose()
+    await c.aclose()  # idempotent
     with pytest.raises(NetworkError):
         await c.trades("BTC-USD")
+    with pytest.deprecated_call():  # the old name still closes
+        await c.close()
 
 
 async def test_unclosed_client_warns_once(fake: FakeExchange) -> None:

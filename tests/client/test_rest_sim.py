@@ -115,7 +115,7 @@ async def test_one_login_for_three_clients(ex: SimExchange) -> None:
         await asyncio.gather(*(c.orders() for c in clients))
     finally:
         for c in clients:
-            await c.close()
+            await c.aclose()
     assert ex.stats.logins == 1
     assert creds.logins == 1
 

@@ -253,7 +253,7 @@ async def test_a_bot_on_the_replay_sees_what_it_saw_live(tmp_path: Path) -> None
                 await until(lambda: len(live_bot.seen) >= 300, "300 events live")
                 seen_live = list(live_bot.seen)
                 recorder.close()  # before the client's own shutdown
-            await rest.close()
+            await rest.aclose()
     replay_bot = Echo("echo", symbols=SYMBOLS)
     async with (
         Replay(out) as rep,

@@ -17,6 +17,7 @@ Keep public methods ``async def`` with full annotations; helpers start with ``_`
 from __future__ import annotations
 
 import uuid
+import warnings
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, NoReturn
@@ -130,11 +131,18 @@ class AsyncClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent; leaving ``async with`` does it."""
+        await self.http.close()
 
     async def close(self) -> None:
-        """Close the connection pool. Idempotent."""
-        await self.http.close()
+        """Deprecated name of :meth:`aclose` (the async close of every tickloop client)."""
+        warnings.warn(
+            "AsyncClient.close() is deprecated: use aclose()", DeprecationWarning, stacklevel=2
+        )
+        await self.aclose()
 
     # The capability gates: the REST codec as the contract a call needs, or a ConfigError
     # naming the operation and the contract the venue's codec lacks.

@@ -459,7 +459,7 @@ class StreamClient:
         for session in self.sessions:
             await session.close()
         if self._book_rest is not None:
-            await self._book_rest.close()
+            await self._book_rest.aclose()
             self._book_rest = None
         if self._own_rest and self._rest is not None:
             closer = getattr(self._rest, "aclose", None) or getattr(self._rest, "close", None)

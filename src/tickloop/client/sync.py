@@ -187,7 +187,7 @@ class Client:
             return
         self._closed = True
         try:
-            self._runner.run(self._async.close())
+            self._runner.run(self._async.aclose())
         finally:
             self._runner.stop()
 

@@ -136,7 +136,7 @@ class LiveExecutor:
         if self.feed is not None:
             await self.feed.aclose()
         if self.rest is not None:
-            await self.rest.close()
+            await self.rest.aclose()
 
     async def _load_journal(self, store: Store) -> None:
         after = None
