@@ -11,8 +11,14 @@ same run, against the same consumer code:
 
 Each throughput row times from the first publish until the consumer handled the last event
 (events/s end to end) and, apart, how long the publisher took until Redis confirmed everything.
-The latency row publishes ``--rate`` events/s for ``--seconds`` and reports the handler's
-``time.time_ns() - event.ts`` percentiles (one host, one wall clock).
+The latency rows publish ``--rate`` events/s for ``--seconds`` and report the handler's
+``time.time_ns() - event.ts`` percentiles (one host, one wall clock), and the consumer's
+longest garbage collection pause (``gc.callbacks``). They run twice: with the interpreter's
+default GC, and with ``gc.freeze()`` called in both processes once they are set up (what a
+latency-sensitive process does after start-up: the objects made by the imports then stay out
+of every later collection). The tail of the default run is the full (generation 2)
+collections, which walk the hundreds of thousands of objects the imports made and stall the
+consumer for tens of milliseconds; frozen, a full collection only walks what was made since.
 
 Run: ``.venv/bin/python bench/bench_bus_redis.py [--events N] [--rate R] [--seconds S]``.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import socket
@@ -88,7 +95,22 @@ class Server:
 # ---------------------------------------------------------------------------- the consumer
 
 
-async def consume(url: str, group: str, expect: int, latency: bool) -> None:
+def gc_pauses() -> list[float]:
+    """Durations (s) of every garbage collection from now on, appended as they end."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
+async def consume(url: str, group: str, expect: int, latency: bool, freeze: bool) -> None:
     done = asyncio.Event()
     lat: list[int] = []
     count = 0
@@ -105,22 +127,29 @@ async def consume(url: str, group: str, expect: int, latency: bool) -> None:
         bus.subscribe("trade.*", group=group, handler=handler, maxsize=5000)
         assert isinstance(bus, RedisBus)
         await bus.ready()
+        if freeze:
+            gc.freeze()
+        pauses = gc_pauses()
         print("ready", flush=True)
         await asyncio.wait_for(done.wait(), 300)
         end = time.perf_counter_ns()
     if latency:
         lat.sort()
         n = len(lat)
-        print(f"lat {lat[n // 2]} {lat[int(n * 0.99)]} {lat[-1]} {n}", flush=True)
+        longest = int(max(pauses, default=0.0) * 1e9)
+        print(f"lat {lat[n // 2]} {lat[int(n * 0.99)]} {lat[-1]} {n} {longest}", flush=True)
     else:
         print(f"done {end}", flush=True)
 
 
 class Child:
-    def __init__(self, url: str, group: str, expect: int, latency: bool) -> None:
+    def __init__(self, url: str, group: str, expect: int, latency: bool,
+                 freeze: bool = False) -> None:
         args = [sys.executable, str(HERE), "consume", url, group, str(expect)]
         if latency:
             args.append("latency")
+        if freeze:
+            args.append("freeze")
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
 
     def line(self) -> str:
@@ -166,13 +195,17 @@ async def run_naive(url: str, n: int) -> tuple[float, float]:
     return n / ((confirmed - start) / 1e9), n / ((end - start) / 1e9)
 
 
-async def run_latency(url: str, rate: int, seconds: float) -> tuple[float, float, float, int]:
+async def run_latency(url: str, rate: int, seconds: float,
+                      freeze: bool) -> tuple[float, float, float, int, float]:
     n = int(rate * seconds)
-    child = Child(url, "lat", n, latency=True)
+    group = "latf" if freeze else "lat"
+    child = Child(url, group, n, latency=True, freeze=freeze)
     assert await asyncio.to_thread(child.line) == "ready"
     loop = asyncio.get_running_loop()
-    async with Bus(url, name="bench-lat", prefix="lat") as bus:
+    async with Bus(url, name=f"bench-{group}", prefix=group) as bus:
         assert isinstance(bus, RedisBus)
+        if freeze:
+            gc.freeze()
         tick = 0.001
         per_tick = rate * tick
         start = loop.time()
@@ -184,10 +217,12 @@ async def run_latency(url: str, rate: int, seconds: float) -> tuple[float, float
                 sent += 1
             await asyncio.sleep(tick)
         await bus.flush(within=60)
+    if freeze:
+        gc.unfreeze()
     parts = (await asyncio.to_thread(child.line)).split()
     child.p.wait(30)
     p50, p99, worst, count = int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4])
-    return p50 / 1e6, p99 / 1e6, worst / 1e6, count
+    return p50 / 1e6, p99 / 1e6, worst / 1e6, count, int(parts[5]) / 1e6
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -205,9 +240,14 @@ async def bench(args: argparse.Namespace) -> None:
                   f"{batched[1]:>16,.0f}")
             print(f"ratio: confirmed {batched[0] / naive[0]:.1f}x, "
                   f"end to end {batched[1] / naive[1]:.1f}x")
-            p50, p99, worst, count = await run_latency(url, args.rate, args.seconds)
-            print(f"latency publish -> remote handler at {args.rate:,}/s for {args.seconds}s "
-                  f"({count} events): p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
+            for freeze in (False, True):
+                p50, p99, worst, count, gc_max = await run_latency(url, args.rate, args.seconds,
+                                                                   freeze)
+                label = "gc.freeze() after start" if freeze else "default GC"
+                print(f"latency publish -> remote handler at {args.rate:,}/s for "
+                      f"{args.seconds}s ({count} events, {label}): p50 {p50:.2f} ms, "
+                      f"p99 {p99:.2f} ms, max {worst:.2f} ms; consumer's longest GC pause "
+                      f"{gc_max:.2f} ms")
         finally:
             server.stop()
 
@@ -215,7 +255,8 @@ async def bench(args: argparse.Namespace) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "consume":
         url, group, expect = sys.argv[2], sys.argv[3], int(sys.argv[4])
-        asyncio.run(consume(url, group, expect, latency="latency" in sys.argv[5:]))
+        asyncio.run(consume(url, group, expect, latency="latency" in sys.argv[5:],
+                            freeze="freeze" in sys.argv[5:]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000, help="events for RedisBus")

@@ -12,11 +12,11 @@ the call to its return, is the "paper order" column). The runs alternate: ``clea
 only), ``bad`` (the same plus one bot that raises on every tick and one that blocks the loop
 for 200 ms on every tick, every 2 s) and, with ``--notify``, ``notify`` (clean plus a webhook
 notifier of every order, fill and position event pointed at a local endpoint that takes 5 s
-per request). The table
-shows market events/s on the bus, loop lag p50/p99, event -> handler latency p50/p99 (also
-with the samples that arrived during a reported stall left out: what the stall did to
-everyone is the stall itself), the BotError and LoopBlocked counts and whom the LoopBlocked
-events named, and the bad/clean ratios.
+per request). The table shows market events/s on the bus, the engine process's CPU time per
+market event (``time.process_time``: 1e6 / it is the rate one free core could carry), loop lag
+p50/p99, event -> handler latency p50/p99 (also with the samples that arrived during a
+reported stall left out: what the stall did to everyone is the stall itself), the BotError
+and LoopBlocked counts and whom the LoopBlocked events named, and the bad/clean ratios.
 
 Run: ``.venv/bin/python bench/bench_runtime.py [--quick] [--bots 500] [--seconds 10]
 [--rate 60] [--symbols 20] [--runs 1] [--notify]``.
@@ -141,6 +141,7 @@ class Result:
     order_p50: float
     order_p99: float
     samples: int
+    cpu_us: float  # this process's CPU time per market event (µs): what one core can carry
     bot_errors: int
     blocked: int
     named: Counter[str] = field(default_factory=Counter)
@@ -168,6 +169,12 @@ async def slow_endpoint() -> tuple[web.AppRunner, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}/hook"
+
+
+def market_events(engine: Engine) -> int:
+    """Market events the engine's feed has published on the bus so far."""
+    links = getattr(engine.source, "_links", [])
+    return sum(link.published for link in links)
 
 
 async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: float,
@@ -201,11 +208,11 @@ async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: floa
         errors = 0
         assert engine.monitor is not None
         engine.monitor.reset()
-        published = sum(link.published for link in engine._links)
-        start = time.perf_counter()
+        published = market_events(engine)
+        start, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - start
-        events = sum(link.published for link in engine._links) - published
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        events = market_events(engine) - published
         lag50, lag99 = engine.monitor.percentiles(50, 99)
         samples = list(LATENCIES)
         orders = [x * 1e3 for x in ORDERS]
@@ -222,7 +229,7 @@ async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: floa
                if not any(arrived <= b and done >= a for a, b in windows)]
     return Result(name, len(bots), events / elapsed, lag50 * 1e3, lag99 * 1e3, pct(lat, 50),
                   pct(lat, 99), pct(outside, 99), pct(orders, 50), pct(orders, 99), len(lat),
-                  errors, len(blocks),
+                  cpu / max(events, 1) * 1e6, errors, len(blocks),
                   Counter(b for _, _, b in blocks if b))
 
 
@@ -258,7 +265,7 @@ async def main() -> None:
                   f"({platform.python_implementation()} {platform.python_version()})")
     for col in ("run", "bots", "market events/s", "loop lag p50/p99 ms",
                 "event->handler p50/p99 ms", "p99 outside stalls ms", "paper order p50/p99 ms",
-                "samples", "BotErrors",
+                "samples", "CPU µs/event", "BotErrors",
                 "LoopBlocked (named)"):
         table.add_column(col, justify="right")
     for r in results:
@@ -266,7 +273,7 @@ async def main() -> None:
         table.add_row(r.name, str(r.bots), f"{r.events_per_s:,.0f}",
                       f"{r.lag_p50:.2f} / {r.lag_p99:.2f}", f"{r.lat_p50:.2f} / {r.lat_p99:.2f}",
                       f"{r.lat_p99_outside:.2f}", f"{r.order_p50:.3f} / {r.order_p99:.3f}",
-                      f"{r.samples:,}", str(r.bot_errors),
+                      f"{r.samples:,}", f"{r.cpu_us:.1f}", str(r.bot_errors),
                       f"{r.blocked} ({named})")
     console.print(table)
     clean = [r for r in results if r.name == "clean"]
@@ -278,7 +285,8 @@ async def main() -> None:
                 f"p99 {b.lat_p99 / c.lat_p99:.2f}x, "
                 f"p99 outside stalls {b.lat_p99_outside / c.lat_p99_outside:.2f}x, "
                 f"paper order p50 {b.order_p50 / c.order_p50:.2f}x, "
-                f"loop lag p50 {b.lag_p50 / max(c.lag_p50, 1e-9):.2f}x")
+                f"loop lag p50 {b.lag_p50 / max(c.lag_p50, 1e-9):.2f}x, "
+                f"CPU per market event {b.cpu_us / max(c.cpu_us, 1e-9):.2f}x")
 
 
 if __name__ == "__main__":

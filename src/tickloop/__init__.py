@@ -24,6 +24,8 @@ from .exceptions import (
     SubscriptionError,
     TickloopError,
     TimeoutError,
+    UnknownVenue,
+    VenueLoadError,
 )
 from .fields import Selection
 from .limits import Limits
@@ -54,6 +56,8 @@ __all__ = [
     "SubscriptionError",
     "TickloopError",
     "TimeoutError",
+    "UnknownVenue",
+    "VenueLoadError",
     "__version__",
     "retry",
 ]

@@ -318,6 +318,29 @@ def _backtest(
             store_path=store, workers=workers)
 
 
+@app.command("record")
+def _record(
+    out: str = typer.Argument(..., help="The recording directory to create (must not exist)."),
+    seconds: float = typer.Option(..., "--seconds", help="How long to record."),
+    symbols: str | None = typer.Option(
+        None, "--symbols", help="Comma-separated markets (default BTC-USD on the sim)."),
+    venue: str = typer.Option("sim", "--venue", help="sim, binance, coinbase or kraken."),
+    channels: str = typer.Option(
+        "trades,book", "--channels", help="Comma-separated: trades, book, tickers, candles."),
+    url: str | None = typer.Option(
+        None, "--url", help="The venue's WebSocket address (none: the sim, started in-process)."),
+    segment_mb: float = typer.Option(
+        256.0, "--segment-mb", help="Start a new segment after this many MiB of records."),
+    segment_seconds: float = typer.Option(
+        3600.0, "--segment-seconds", help="Start a new segment after this many seconds."),
+) -> None:
+    """Record a venue's raw frames, REST answers and status events to OUT (docs/backtest.md)."""
+    from .record.cli import run_cli
+
+    run_cli(out=out, seconds=seconds, venue=venue, url=url, symbols=symbols, channels=channels,
+            segment_mb=segment_mb, segment_seconds=segment_seconds)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Usage and configuration errors print one line naming the culprit and exit 2;
     any other tickloop error (a venue or server that cannot be reached, a refused token) one

@@ -8,6 +8,8 @@ data (venue, symbol, field, codes) as attributes, and never carry secrets.
 
     TickloopError
     ├── ConfigError            bad configuration or argument (names the field)
+    │   ├── UnknownVenue       no built-in, registered or plug-in venue of that name
+    │   └── VenueLoadError     a venue plug-in failed to load (names the venue, the entry point)
     ├── InvalidRequest         a request the venue or tickloop refuses (names the field)
     ├── NetworkError           the connection failed, closed or could not be made
     │   └── TimeoutError       a call or connection timed out (also a builtin TimeoutError)
@@ -47,6 +49,8 @@ __all__ = [
     "SubscriptionError",
     "TickloopError",
     "TimeoutError",
+    "UnknownVenue",
+    "VenueLoadError",
 ]
 
 
@@ -66,6 +70,31 @@ class ConfigError(TickloopError):
     def __init__(self, message: str, *, field: str | None = None, venue: str | None = None):
         super().__init__(message, venue=venue)
         self.field = field
+
+
+class UnknownVenue(ConfigError):
+    """No venue of this name: not built in, not registered in code, no ``tickloop.venues``
+    entry point. ``venue`` is the name asked for (the message names it too)."""
+
+    def __init__(self, message: str, *, venue: str) -> None:
+        super().__init__(message, field="venue", venue=venue)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class VenueLoadError(ConfigError):
+    """A venue plug-in (an entry point of group ``tickloop.venues``, or a built-in venue's
+    module) could not be loaded, or is not a :class:`tickloop.venues.Venue`. ``venue`` is the
+    venue, ``target`` what was loaded (``package.module:attribute``); the message names both
+    and the loader's own error, on one line (the original is kept as ``__cause__``)."""
+
+    def __init__(self, message: str, *, venue: str, target: str | None = None) -> None:
+        super().__init__(message, field="venue", venue=venue)
+        self.target = target
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class InvalidRequest(TickloopError):

@@ -22,6 +22,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
+from msgspec import UNSET, UnsetType
+
 from ._web import WebStruct
 
 __all__ = [
@@ -47,7 +49,10 @@ __all__ = [
     "Liquidity",
     "LoopBlocked",
     "Malformed",
+    "Market",
+    "MarketBook",
     "MarketEvent",
+    "MarketTicker",
     "Order",
     "OrderEvent",
     "OrderEventKind",
@@ -237,6 +242,43 @@ class Candle(_Model, frozen=True, kw_only=True, gc=False, tag="candle"):
     trades: int = 0
     closed: bool = False  # True once the interval is over and the candle will not change
     recv_ts: int = 0
+
+
+# --------------------------------------------------------------------------- market listings
+
+
+class MarketBook(WebStruct, frozen=True, kw_only=True, gc=False):
+    """The top of a market's book as the market listing carries it (10 levels a side)."""
+
+    seq: int | UnsetType = UNSET
+    bids: tuple[BookLevel, ...] | UnsetType = UNSET  # best (highest) first
+    asks: tuple[BookLevel, ...] | UnsetType = UNSET  # best (lowest) first
+
+
+class MarketTicker(WebStruct, frozen=True, kw_only=True, gc=False):
+    bid: Decimal | UnsetType | None = UNSET
+    ask: Decimal | UnsetType | None = UNSET
+    last: Decimal | UnsetType | None = UNSET
+    volume: Decimal | UnsetType | None = UNSET
+
+
+class Market(WebStruct, frozen=True, kw_only=True, gc=False):
+    """One market of a venue as ``AsyncClient.markets`` returns it; with a field selection
+    (``fields=``), only the selected fields are set and the others are :data:`msgspec.UNSET`
+    (see :mod:`tickloop.client.results`)."""
+
+    venue: str = "sim"
+    symbol: str | UnsetType = UNSET
+    base: str | UnsetType = UNSET
+    quote: str | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    price_precision: int | UnsetType = UNSET
+    size_precision: int | UnsetType = UNSET
+    tick_size: Decimal | UnsetType = UNSET
+    lot_size: Decimal | UnsetType = UNSET
+    min_size: Decimal | UnsetType = UNSET
+    book: MarketBook | UnsetType = UNSET
+    ticker: MarketTicker | UnsetType = UNSET
 
 
 # --------------------------------------------------------------------------- trading

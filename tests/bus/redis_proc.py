@@ -82,10 +82,12 @@ async def feed(args: argparse.Namespace) -> None:
     from tickloop.client.stream import StreamClient
 
     stop = _stop_on_sigterm()
-    async with StreamClient("sim", url=args.ws) as client, Bus(args.url, name="feed") as bus:
-        await bus.attach(client, trades=args.symbol, status=False)
-        print("ready", flush=True)
-        await stop.wait()
+    async with Bus(args.url, name="feed") as bus:
+        async with StreamClient("sim", url=args.ws) as client:
+            await bus.attach(client, trades=args.symbol, status=False)
+            print("ready", flush=True)
+            await stop.wait()
+        # The client is closed: no trade is published after this count is taken.
         published = bus.published
         assert isinstance(bus, RedisBus)
         await bus.flush(within=10)

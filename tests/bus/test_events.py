@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tickloop import models
 from tickloop.bus import EventType, event_type_of, payload_class, register_event_type
@@ -79,3 +82,17 @@ def test_user_types_register_once() -> None:
 )
 def test_topic_patterns_glob_the_whole_name(pattern: str, topic: str, matches: bool) -> None:
     assert topic_matcher(pattern)(topic) is matches
+
+
+_TOPIC_CHARS = st.sampled_from(list("ab.*?+x"))
+
+
+@given(st.text(_TOPIC_CHARS, min_size=1, max_size=8), st.text(st.sampled_from(list("ab.+x\n")),
+                                                                max_size=10))
+def test_every_pattern_matches_as_the_glob_regex_says(pattern: str, topic: str) -> None:
+    """The matcher's shortcuts (exact names, a trailing ``*``) agree with the definition: the
+    whole topic against the pattern with ``*`` as ``.*`` and ``?`` as ``.``."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    expected = re.fullmatch(regex, topic, re.S) is not None
+    assert topic_matcher(pattern)(topic) is expected
+

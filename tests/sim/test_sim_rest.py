@@ -345,7 +345,7 @@ def test_sim_command_bad_arguments(
     assert err.count("\n") == 1 and option in err
 
 
-async def test_sim_command_serves_until_stopped() -> None:
+async def test_sim_command_serves_until_stopped(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -358,7 +358,7 @@ async def test_sim_command_serves_until_stopped() -> None:
         "--seed",
         "7",
         stdout=asyncio.subprocess.PIPE,
-        env=dict(os.environ, PYTHONPATH=SRC),
+        env=dict(os.environ, PYTHONPATH=SRC, XDG_STATE_HOME=str(tmp_path)),
     )
     try:
         assert proc.stdout is not None
@@ -367,6 +367,11 @@ async def test_sim_command_serves_until_stopped() -> None:
             line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
             assert line, f"tickloop sim exited early: {lines}"
             lines.append(line)
+        # The demo secret is in a file only the user can read, never on the terminal.
+        key_file = tmp_path / "tickloop" / "sim-key.json"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        demo = json.loads(key_file.read_text())
+        assert demo["key_id"] in "".join(lines) and demo["secret"] not in "".join(lines)
         rest = next(line.split()[-1] for line in lines if "REST" in line)
         ws_url = next(line.split()[-1] for line in lines if "WebSocket" in line)
         assert ws_url.endswith("/ws")

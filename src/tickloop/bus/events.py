@@ -171,6 +171,11 @@ def topic_matcher(pattern: str) -> Callable[[str], bool]:
         return _match_all
     if "*" not in pattern and "?" not in pattern:
         return pattern.__eq__
+    head = pattern[:-1]
+    if pattern[-1] == "*" and "*" not in head and "?" not in head:
+        # ``trade.*``, ``order.*``: the commonest patterns, and a Redis reader tests one per
+        # entry it reads; a prefix test is several times cheaper than the regex.
+        return lambda topic: topic.startswith(head)
     parts = []
     for ch in pattern:
         if ch == "*":

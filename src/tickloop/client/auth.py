@@ -1,11 +1,21 @@
-"""API credentials: HMAC signing and one shared, cached session token.
+"""API credentials: a key that signs, and one shared, cached session token.
 
 One :class:`Credentials` object is passed to every client that acts for the same key
-(:class:`~tickloop.AsyncClient`, :class:`~tickloop.Client`, the private streams). It logs in
-once (``POST /auth/token``), caches the token, and logs in again shortly before it expires.
-Many coroutines asking at once, even on different event loops in different threads (an
-``AsyncClient`` in the main loop and a sync ``Client`` whose loop runs in its own thread), cause
-exactly one login: the first caller performs it and the others wait on a thread-safe future.
+(:class:`~tickloop.AsyncClient`, :class:`~tickloop.Client`, the private streams). It is
+venue-neutral: what a venue's requests must carry is the venue's
+:class:`~tickloop.venues.Authorizer` (the sim's is :class:`tickloop.venues.sim_auth.SimAuth`),
+which the HTTP session drives for each private request. Credentials give the authorizer HMACs
+keyed with the secret (:meth:`Credentials.hmac_digest`, the
+:class:`~tickloop.venues.SigningKey` contract) and cache the session token of venues that
+issue one: the first caller logs in (the authorizer's login request, sent through the HTTP
+session), the token is kept, and renewed shortly before it expires. Many coroutines asking at
+once, even on different event loops in different threads (an ``AsyncClient`` in the main loop
+and a sync ``Client`` whose loop runs in its own thread), cause exactly one login: the first
+caller performs it and the others wait on a thread-safe future.
+
+Dependencies point one way: this module uses :mod:`tickloop.client.http` (to log in through a
+session, or a short-lived one for a bare URL); the HTTP session knows credentials only by the
+protocol it calls (``hmac_digest``, ``token``, ``invalidate``).
 
 The secret is kept in a private attribute and used only as an HMAC key: it never appears in
 ``repr``, logs or exception messages, and neither does the token.
@@ -17,38 +27,29 @@ import asyncio
 import concurrent.futures
 import hashlib
 import hmac
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-import msgspec
-
-from ..exceptions import AuthError, ConfigError, ProtocolError, TickloopError
-from ..venues.base import RestRequest
-
-if TYPE_CHECKING:
-    from .http import HttpSession
+from ..exceptions import AuthError, ConfigError, TickloopError
+from ..venues import authorizer as venue_authorizer
+from ..venues.base import Authorizer, RestRequest, SessionToken
+from .http import HttpSession, Response
 
 __all__ = ["Credentials"]
 
-#: The exchange's login path (relative to its REST base URL).
-LOGIN_PATH = "/auth/token"
+
+@runtime_checkable
+class _Sender(Protocol):
+    """What a login is sent through: an HttpSession, or a stand-in with its ``request``."""
+
+    async def request(self, request: RestRequest) -> Response: ...
 
 
 class _HasHttp(Protocol):
     @property
     def http(self) -> HttpSession: ...
-
-
-class _TokenAnswer(msgspec.Struct, frozen=True):
-    token: str
-    ttl: float
-    expires_at: int = 0
-
-
-_token_decoder = msgspec.json.Decoder(_TokenAnswer)
 
 
 class _LoginAborted(Exception):
@@ -124,7 +125,15 @@ class Credentials:
         found = find(name)
         return cls(found.key_id, found.secret, **options)
 
-    # -- signing ---------------------------------------------------------------------------------
+    # -- signing (the SigningKey contract) ----------------------------------------------------
+    def hmac_digest(self, payload: bytes, algorithm: str = "sha256") -> bytes:
+        """The raw HMAC of ``payload`` keyed with the secret; ``algorithm`` is a hashlib name.
+        What a venue's :class:`~tickloop.venues.Authorizer` signs with."""
+        try:
+            return hmac.new(self._secret, payload, algorithm).digest()
+        except ValueError:
+            raise ConfigError(f"unknown HMAC algorithm {algorithm!r}", field="algorithm") from None
+
     def sign(self, payload: str | bytes) -> str:
         """Lower-case hex HMAC-SHA256 of ``payload`` keyed with the secret."""
         data = payload.encode() if isinstance(payload, str) else payload
@@ -139,36 +148,21 @@ class Credentials:
         ts_ms: int | None = None,
         nonce: str | None = None,
     ) -> dict[str, str]:
-        """``TL-KEY``/``TL-TS``/``TL-NONCE``/``TL-SIGN`` for one request (docs/protocol.md,
-        Authentication). A fresh random nonce each call: the exchange accepts a signature once.
+        """The sim's signed headers for one request: the same as
+        ``SimAuth.signed_headers(credentials, ...)`` (tickloop.venues.sim_auth, where the
+        scheme lives; docs/protocol.md, Authentication). A fresh random nonce each call."""
+        from ..venues.sim_auth import SimAuth
 
-        ``path_with_query`` starts at ``/api/v1`` and includes ``?query`` exactly as sent.
-        """
-        ts = str(time.time_ns() // 1_000_000 if ts_ms is None else ts_ms)
-        nonce = secrets.token_hex(12) if nonce is None else nonce
-        payload = (
-            ts.encode() + nonce.encode() + method.upper().encode() + path_with_query.encode() + body
-        )
-        return {
-            "TL-KEY": self.key_id,
-            "TL-TS": ts,
-            "TL-NONCE": nonce,
-            "TL-SIGN": self.sign(payload),
-        }
+        return SimAuth.signed_headers(self, method, path_with_query, body, ts_ms=ts_ms, nonce=nonce)
 
     def login_message(
         self, *, ts_ms: int | None = None, nonce: str | None = None
     ) -> dict[str, Any]:
-        """A WebSocket ``login`` op signed with the key (no token needed), with a fresh nonce."""
-        ts = time.time_ns() // 1_000_000 if ts_ms is None else ts_ms
-        nonce = secrets.token_hex(12) if nonce is None else nonce
-        return {
-            "op": "login",
-            "key": self.key_id,
-            "ts": ts,
-            "nonce": nonce,
-            "sig": self.sign(f"{ts}{nonce}login"),
-        }
+        """The sim's key-signed WebSocket ``login`` op (no token needed), with a fresh nonce:
+        the same as ``SimAuth.login_message(credentials)``."""
+        from ..venues.sim_auth import SimAuth
+
+        return SimAuth.login_message(self, ts_ms=ts_ms, nonce=nonce)
 
     # -- the session token -----------------------------------------------------------------------
     @property
@@ -195,12 +189,14 @@ class Credentials:
                 self._token = None
                 self._expires = float("-inf")
 
-    async def token(self, via: HttpSession | _HasHttp | str) -> str:
+    async def token(self, via: _Sender | _HasHttp | str, *, venue: str = "sim") -> str:
         """A valid session token, logging in through ``via`` only when needed.
 
-        ``via`` is an :class:`~tickloop.client.http.HttpSession`, anything with an ``http``
-        attribute holding one (``AsyncClient``), or the REST base URL
-        (``http://127.0.0.1:PORT/api/v1``). Raises :class:`AuthError` when the key is refused.
+        ``via`` is an :class:`~tickloop.client.http.HttpSession` (its venue's authorizer makes
+        the login request), anything with an ``http`` attribute holding one (``AsyncClient``),
+        or the REST base URL of ``venue`` (``ex.rest_url`` for the sim: a short-lived session
+        is opened for the login). Raises :class:`AuthError` when the key is refused, and
+        ConfigError when the venue issues no tokens.
         """
         while True:
             with self._lock:
@@ -216,14 +212,14 @@ class Credentials:
                     return await asyncio.wrap_future(inflight)
                 except _LoginAborted:
                     continue  # the leader was cancelled: try again (maybe as the leader)
-            return await self._login(via, inflight)
+            return await self._login(via, venue, inflight)
 
     async def _login(
-        self, via: HttpSession | _HasHttp | str, fut: concurrent.futures.Future[str]
+        self, via: _Sender | _HasHttp | str, venue: str, fut: concurrent.futures.Future[str]
     ) -> str:
         try:
             started = self._clock()
-            answer = await self._post_login(via)
+            answer = await self._fetch_token(via, venue)
         except BaseException as exc:
             with self._lock:
                 self._inflight = None
@@ -243,20 +239,27 @@ class Credentials:
         fut.set_result(answer.token)
         return answer.token
 
-    async def _post_login(self, via: HttpSession | _HasHttp | str) -> _TokenAnswer:
-        from .http import HttpSession
-
-        request = RestRequest("POST", LOGIN_PATH, private=True, idempotent=True)
+    async def _fetch_token(self, via: _Sender | _HasHttp | str, venue: str) -> SessionToken:
         if isinstance(via, str):
-            async with HttpSession(via, credentials=self) as http:
-                response = await http.request(request)
-        else:
-            http = via if isinstance(via, HttpSession) else via.http
-            response = await http.request(request)
-        try:
-            return _token_decoder.decode(response.body)
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"malformed login answer: {exc}") from None
+            async with HttpSession(via, venue=venue, credentials=self) as http:
+                return await self._fetch_token(http, venue)
+        sender: _Sender = via if isinstance(via, _Sender) else via.http
+        auth: Authorizer | None = getattr(sender, "authorizer", None)
+        if auth is None:
+            # an HttpSession without one is of a venue that has none; a stand-in names none
+            name: str = getattr(sender, "venue", venue)
+            cls = venue_authorizer(name)
+            if cls is None:
+                raise ConfigError(f"venue {name!r} has no authorizer", field="venue")
+            auth = cls()
+        request = auth.login_request()
+        if request is None:
+            raise ConfigError(
+                f"venue {auth.venue!r} signs each request and issues no session token",
+                field="venue",
+            )
+        response = await sender.request(request)
+        return auth.parse_login(response.body)
 
     def auth_error(self, message: str) -> AuthError:
         """An AuthError naming the key id (never the secret)."""

@@ -8,8 +8,11 @@ It owns one aiohttp session (one connection pool) and applies, in this order, to
 2. **concurrency**: at most ``max_concurrency`` requests in flight;
 3. **throttle**: the venue's token bucket (:mod:`tickloop.client.throttle`), charged the
    request's ``weight``, and blocked while a ``Retry-After`` runs;
-4. **auth**: private requests are signed (login) or carry the shared session token
-   (:class:`~tickloop.client.auth.Credentials`); a refused token is renewed once;
+4. **auth**: private requests get the headers the venue's
+   :class:`~tickloop.venues.Authorizer` computes with the key
+   (:class:`~tickloop.client.auth.Credentials`): a signature, or the shared session token that
+   the credentials cache (logging in through this session when needed); a refused token is
+   renewed once;
 5. **retries**: with exponential backoff and full jitter (:class:`~tickloop.client.backoff.Backoff`)
    and a budget shared by the session (:class:`~tickloop.client.backoff.RetryBudget`).
 
@@ -37,10 +40,10 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -56,23 +59,51 @@ from ..exceptions import (
     TickloopError,
     TimeoutError,
 )
-from ..venues.base import RestRequest
+from ..venues import authorizer as venue_authorizer
+from ..venues.base import Authorizer, RestRequest
 from .backoff import Backoff, RetryBudget
 from .throttle import Throttle
 
-if TYPE_CHECKING:
-    from .auth import Credentials
-
-__all__ = ["ErrorMapper", "HttpSession", "HttpStats", "Response", "default_error"]
+__all__ = [
+    "ErrorMapper",
+    "HttpSession",
+    "HttpStats",
+    "HttpTransport",
+    "Response",
+    "SessionKey",
+    "default_error",
+]
 
 #: Turns a non-2xx answer into a tickloop error (a venue codec's ``PublicRest.error``).
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], TickloopError]
+
+#: One HTTP exchange: ``(method, url, body or None, headers) -> (status, body, headers)``.
+#: :meth:`HttpSession.send` (aiohttp) is the default; a recorder wraps it, a replay answers
+#: from a recording. Everything around it (deadline, throttle, auth, retries) is the same.
+HttpTransport = Callable[
+    [str, str, bytes | None, Mapping[str, str]], Awaitable[tuple[int, bytes, Mapping[str, str]]]
+]
 
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 # Logged: method, path (never the query, headers or body: no signature, token or secret), the
 # error's own message, and waits.
 log = logging.getLogger(__name__)
+
+
+class SessionKey(Protocol):
+    """What the session needs of the key that private requests act for
+    (:class:`tickloop.Credentials` is one): HMACs for the venue's authorizer, and the cached
+    session token of venues that issue one."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def hmac_digest(self, payload: bytes, algorithm: str = "sha256") -> bytes: ...
+
+    async def token(self, via: Any, *, venue: str = ...) -> str: ...
+
+    def invalidate(self, token: str | None = None) -> None: ...
 
 
 class _NotSent(NetworkError):
@@ -148,8 +179,10 @@ class HttpSession:
     """One connection-pooled HTTP session for one venue (see the module docstring).
 
     ``base_url`` is the venue's REST root (``http://127.0.0.1:PORT/api/v1``); request paths are
-    appended to it. ``rate_limit`` is ``(units, seconds)`` or None for no throttle. Safe for many
-    concurrent calls from one event loop; create and use it in the same loop.
+    appended to it. ``authorizer`` signs private requests with ``credentials`` (default: the
+    registered authorizer of ``venue``, looked up on the first private request).
+    ``rate_limit`` is ``(units, seconds)`` or None for no throttle. Safe for many concurrent
+    calls from one event loop; create and use it in the same loop.
     """
 
     def __init__(
@@ -157,7 +190,8 @@ class HttpSession:
         base_url: str,
         *,
         venue: str = "sim",
-        credentials: Credentials | None = None,
+        credentials: SessionKey | None = None,
+        authorizer: Authorizer | None = None,
         error_mapper: ErrorMapper | None = None,
         rate_limit: tuple[float, float] | None = None,
         max_concurrency: int = 16,
@@ -172,6 +206,8 @@ class HttpSession:
         headers: Mapping[str, str] | None = None,
         rng: random.Random | None = None,
         owner: str | None = None,
+        transport: HttpTransport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigError("max_concurrency must be >= 1", field="max_concurrency")
@@ -188,6 +224,8 @@ class HttpSession:
         self._base_path = parts.path.rstrip("/")
         self.venue = venue
         self.credentials = credentials
+        self._authorizer = authorizer
+        self._login_request: RestRequest | None = None
         self._error = error_mapper or default_error
         self.throttle = Throttle(*rate_limit) if rate_limit is not None else None
         self.max_concurrency = max_concurrency
@@ -208,10 +246,25 @@ class HttpSession:
         self._connector: aiohttp.TCPConnector | None = None
         self._closed = False
         self._warned = False
+        #: What performs each HTTP exchange (:data:`HttpTransport`); :meth:`send` by default.
+        self.transport: HttpTransport = transport if transport is not None else self.send
+        #: Stamps each answer's ``recv_ts``: the wall clock live, the recorded time in a replay.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<HttpSession {self.venue} {self.base_url} {state}>"
+
+    @property
+    def authorizer(self) -> Authorizer | None:
+        """The venue's request signer (None: the venue offers no private calls)."""
+        if self._authorizer is None:
+            cls = venue_authorizer(self.venue)
+            if cls is None:
+                return None
+            self._authorizer = cls()
+            self._login_request = None
+        return self._authorizer
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -307,11 +360,12 @@ class HttpSession:
         attempt = 0
         while True:
             attempt += 1
-            headers = await self._auth_headers(request, target, body)
-            session = self._get_session()  # a closed session fails here, without retries
+            headers, token = await self._auth_headers(request, target, body)
+            if self._closed:  # a closed session fails here, without retries
+                raise NetworkError(f"{self._owner} is closed", venue=self.venue)
             try:
                 status, answer, answer_headers = await self._exchange(
-                    session, request, url, body, headers, deadline
+                    request, url, body, headers, deadline
                 )
             except _OutOfTime:
                 raise
@@ -331,7 +385,7 @@ class HttpSession:
                     self.throttle.succeeded()
                     self._observe(answer_headers, loop.time())
                 backoff.succeeded()
-                return Response(status, answer, answer_headers, time.time_ns(), attempts=attempt)
+                return Response(status, answer, answer_headers, self.wall_clock(), attempts=attempt)
             if status == 429:
                 self._observe(answer_headers, loop.time())
             error = self._error(status, answer, answer_headers)
@@ -357,17 +411,18 @@ class HttpSession:
                     await self._sleep(max(wait, retry_after or 0.0), deadline, error)
                 continue
             if (
-                status == 401
+                token is not None
                 and not token_renewed
-                and "Authorization" in headers
                 and self.credentials is not None
+                and self._authorizer is not None
+                and self._authorizer.token_refused(status, answer_headers)
             ):
                 # the shared token was refused (expired, or the venue restarted): renew it once
                 token_renewed = True
                 log.info(
                     "%s %s: session token refused, logging in again", request.method, request.path
                 )
-                self.credentials.invalidate(headers["Authorization"].removeprefix("Bearer "))
+                self.credentials.invalidate(token)
                 continue
             if status in _RETRY_STATUSES and (request.idempotent or status == 503):
                 wait = backoff.next_wait()
@@ -412,22 +467,42 @@ class HttpSession:
         if remaining is not None or limit is not None:
             self.throttle.observe(remaining, now, limit)
 
-    async def _auth_headers(self, request: RestRequest, target: str, body: bytes) -> dict[str, str]:
+    async def _auth_headers(
+        self, request: RestRequest, target: str, body: bytes
+    ) -> tuple[dict[str, str], str | None]:
+        """The authorizer's headers for ``request`` and the session token they carry, if any."""
         if not request.private:
-            return {}
+            return {}, None
         credentials = self.credentials
         if credentials is None:
             raise AuthError(f"{request.method} {request.path} needs credentials", venue=self.venue)
-        from .auth import LOGIN_PATH
+        auth = self.authorizer
+        if auth is None:
+            raise AuthError(
+                f"{request.method} {request.path}: venue {self.venue!r} has no authorizer, so "
+                "tickloop cannot sign its private requests",
+                venue=self.venue,
+            )
+        login = self._login_request
+        if login is None:
+            login = self._login_request = auth.login_request()
+        token: str | None = None
+        if login is not None and request != login:
+            token = await credentials.token(self, venue=self.venue)
+        return auth.authorize(request, target, body, credentials, token), token
 
-        if request.path == LOGIN_PATH:
-            return credentials.signed_headers(request.method, target, body)
-        token = await credentials.token(self)
-        return {"Authorization": f"Bearer {token}"}
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """The default :data:`HttpTransport`: one exchange over the aiohttp connection pool."""
+        session = self._get_session()
+        async with session.request(
+            method, URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
+        ) as resp:
+            return resp.status, await resp.read(), resp.headers
 
     async def _exchange(
         self,
-        session: aiohttp.ClientSession,
         request: RestRequest,
         url: URL,
         body: bytes,
@@ -447,10 +522,7 @@ class HttpSession:
             until = min(deadline, loop.time() + self.attempt_timeout)
             try:
                 async with asyncio.timeout_at(until):
-                    async with session.request(
-                        method, url, data=body or None, headers=headers, allow_redirects=False
-                    ) as resp:
-                        return resp.status, await resp.read(), resp.headers
+                    return await self.transport(method, str(url), body or None, headers)
             except builtins.TimeoutError:
                 if until >= deadline:
                     raise  # the call's deadline: request() reports it

@@ -1,9 +1,13 @@
 """``AsyncClient``: typed REST calls to one venue over one :class:`.http.HttpSession`.
 
 Every call is a venue codec's request, sent by the HTTP session (throttle, retries, timeouts,
-error translation) and parsed back into tickloop models. Public market data (markets, book,
-trades) works for every venue through the :class:`~tickloop.venues.base.PublicRest` contract;
-the embedded exchange (``"sim"``) also offers candles, tickers, field selection and trading.
+error translation, signing by the venue's authorizer) and parsed back into tickloop models.
+Public market data (markets, book, trades) works for every venue through the
+:class:`~tickloop.venues.base.PublicRest` contract; the other calls work for a venue whose REST
+codec implements the capability contract they need (:class:`~tickloop.venues.FieldSelectionRest`,
+:class:`~tickloop.venues.MarketDataRest`, :class:`~tickloop.venues.TradingRest`,
+:class:`~tickloop.venues.AccountRest`; the embedded exchange ``"sim"`` implements them all), and
+otherwise raise a ConfigError naming the contract.
 
 The sync twin :class:`tickloop.Client` is generated from this class by ``scripts/gen_sync.py``:
 every public coroutine method here becomes a blocking method there with the same signature.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -27,6 +31,7 @@ from ..models import (
     Candle,
     Fill,
     Instrument,
+    Market,
     Order,
     OrderType,
     Position,
@@ -35,12 +40,16 @@ from ..models import (
     TimeInForce,
     Trade,
 )
-from ..venues import rest_codec
-from ..venues.base import PublicRest
-from ..venues.sim_rest import SimRest
+from ..venues import get as get_venue
+from ..venues.base import (
+    AccountRest,
+    FieldSelectionRest,
+    MarketDataRest,
+    PublicRest,
+    TradingRest,
+)
 from .auth import Credentials
 from .http import HttpSession, HttpStats
-from .results import Market
 
 __all__ = ["AsyncClient"]
 
@@ -49,7 +58,8 @@ class AsyncClient:
     """REST client of one venue. Use ``async with AsyncClient(...) as client`` or call
     :meth:`close`. Safe for many concurrent calls from one event loop.
 
-    ``venue``: ``"sim"`` (default), ``"binance"``, ``"coinbase"`` or ``"kraken"``. ``url``: the
+    ``venue``: ``"sim"`` (default), ``"binance"``, ``"coinbase"``, ``"kraken"``, or any venue
+    registered with :mod:`tickloop.venues` (a plug-in). ``url``: the
     venue's REST root (the sim's is ``SimExchange.rest_url``); defaults to the venue's public
     address. ``credentials``: shared by every client and stream of the same key; needed only for
     private calls. ``rate_limit``: ``(units, seconds)``, defaults to the venue's published budget.
@@ -79,7 +89,10 @@ class AsyncClient:
         attempt_timeout: float = 10.0,
         max_retries: int = 5,
     ) -> None:
-        codec_cls = rest_codec(venue)
+        definition = get_venue(venue)
+        codec_cls = definition.rest
+        if codec_cls is None:
+            raise ConfigError(f"venue {venue!r} has no REST codec", field="venue", venue=venue)
         self.venue = venue
         self.codec: PublicRest = codec_cls()
         self.credentials = credentials
@@ -87,14 +100,15 @@ class AsyncClient:
             url or codec_cls.default_url,
             venue=venue,
             credentials=credentials,
+            authorizer=definition.authorizer() if definition.authorizer is not None else None,
             error_mapper=self.codec.error,
             rate_limit=rate_limit or codec_cls.rate_limit,
             max_concurrency=max_concurrency,
             timeout=timeout,
             attempt_timeout=attempt_timeout,
             max_retries=max_retries,
-            remaining_header=getattr(codec_cls, "remaining_header", None),
-            limit_header=getattr(codec_cls, "limit_header", None),
+            remaining_header=codec_cls.remaining_header,
+            limit_header=codec_cls.limit_header,
             owner=f"AsyncClient({venue!r})",
         )
 
@@ -122,17 +136,41 @@ class AsyncClient:
         """Close the connection pool. Idempotent."""
         await self.http.close()
 
-    def _sim(self, operation: str) -> SimRest:
+    # The capability gates: the REST codec as the contract a call needs, or a ConfigError
+    # naming the operation and the contract the venue's codec lacks.
+    def _selection(self, operation: str) -> FieldSelectionRest:
         codec = self.codec
-        if not isinstance(codec, SimRest):
-            raise ConfigError(
-                f"{operation} is not available for venue {self.venue!r} through tickloop's REST "
-                "client (only markets, book and trades are)",
-                field="venue",
-            )
-        return codec
+        if isinstance(codec, FieldSelectionRest):
+            return codec
+        self._refuse(operation, "FieldSelectionRest")
 
-    # -- public market data (every venue) --------------------------------------------------------
+    def _market_data(self, operation: str) -> MarketDataRest:
+        codec = self.codec
+        if isinstance(codec, MarketDataRest):
+            return codec
+        self._refuse(operation, "MarketDataRest")
+
+    def _trading(self, operation: str) -> TradingRest:
+        codec = self.codec
+        if isinstance(codec, TradingRest):
+            return codec
+        self._refuse(operation, "TradingRest")
+
+    def _account(self, operation: str) -> AccountRest:
+        codec = self.codec
+        if isinstance(codec, AccountRest):
+            return codec
+        self._refuse(operation, "AccountRest")
+
+    def _refuse(self, operation: str, contract: str) -> NoReturn:
+        raise ConfigError(
+            f"{operation} is not available for venue {self.venue!r}: its REST codec "
+            f"{type(self.codec).__name__} does not implement tickloop.venues.{contract} "
+            "(markets, book and trades are available for every venue)",
+            field="venue",
+        )
+
+    # -- public market data (every venue) ----------------------------------------------------------
     async def instruments(self) -> list[Instrument]:
         """Every instrument of the venue, normalised (``BTC-USD``, exact tick and lot sizes)."""
         response = await self.http.request(self.codec.markets_request())
@@ -141,15 +179,15 @@ class AsyncClient:
     async def markets(self, *, fields: Selection | None = None) -> list[Market]:
         """Every market; with ``fields``, only the selected fields are set (others are UNSET)."""
         codec = self.codec
-        if isinstance(codec, SimRest):
-            response = await self.http.request(codec.markets_request(fields))
+        if isinstance(codec, FieldSelectionRest):
+            response = await self.http.request(codec.market_list_request(fields))
             return codec.parse_market_list(response.body)
         markets = [_market(i) for i in await self.instruments()]
         return [_select(m, fields) for m in markets] if fields is not None else markets
 
     async def market(self, symbol: str, *, fields: Selection | None = None) -> Market:
         """One market; with ``fields``, only the selected fields are set."""
-        codec = self._sim("market")
+        codec = self._selection("market")
         response = await self.http.request(codec.market_request(symbol, fields))
         return codec.parse_market(response.body)
 
@@ -165,10 +203,10 @@ class AsyncClient:
         response = await self.http.request(self.codec.trades_request(symbol, since_id, limit))
         return self.codec.parse_trades(response.body, symbol, response.recv_ts)
 
-    # -- public market data (sim) ----------------------------------------------------------------
+    # -- public market data (MarketDataRest) -------------------------------------------------------
     async def server_time(self) -> int:
         """The exchange's clock, nanoseconds since the epoch."""
-        codec = self._sim("server_time")
+        codec = self._market_data("server_time")
         response = await self.http.request(codec.time_request())
         return codec.parse_time(response.body)
 
@@ -176,17 +214,17 @@ class AsyncClient:
         self, symbol: str, *, interval: str = "1m", limit: int | None = None
     ) -> list[Candle]:
         """Candles oldest first; the last may still be open (``closed`` False)."""
-        codec = self._sim("candles")
+        codec = self._market_data("candles")
         response = await self.http.request(codec.candles_request(symbol, interval, limit))
         return codec.parse_candles(response.body, symbol, response.recv_ts)
 
     async def ticker(self, symbol: str) -> Ticker:
         """Best bid and ask, last price and volume."""
-        codec = self._sim("ticker")
+        codec = self._market_data("ticker")
         response = await self.http.request(codec.ticker_request(symbol))
         return codec.parse_ticker(response.body, symbol, response.recv_ts)
 
-    # -- trading (sim) ---------------------------------------------------------------------------
+    # -- trading (TradingRest) and the account (AccountRest) ---------------------------------------
     async def place_order(
         self,
         symbol: str,
@@ -202,7 +240,7 @@ class AsyncClient:
         """Place an order. Without ``client_order_id`` one is generated, so the call can be
         retried after a lost answer and still creates at most one order; the returned order
         carries it. Raises OrderRejected (``reason``) or InvalidRequest (``field``)."""
-        codec = self._sim("place_order")
+        codec = self._trading("place_order")
         if client_order_id is None:
             client_order_id = f"tl-{uuid.uuid4().hex}"
         request = codec.place_order_request(
@@ -220,55 +258,55 @@ class AsyncClient:
 
     async def order(self, order_id: str) -> Order:
         """One of the key's orders by exchange id."""
-        codec = self._sim("order")
+        codec = self._trading("order")
         response = await self.http.request(codec.order_request(order_id))
         return codec.parse_order(response.body)
 
     async def order_by_client_id(self, client_order_id: str) -> Order:
         """One of the key's orders by client order id."""
-        codec = self._sim("order_by_client_id")
+        codec = self._trading("order_by_client_id")
         response = await self.http.request(codec.order_by_client_id_request(client_order_id))
         return codec.parse_order(response.body)
 
     async def orders(self, symbol: str | None = None, *, status: str = "open") -> list[Order]:
         """The key's orders: ``status="open"`` (default) or ``"all"``."""
-        codec = self._sim("orders")
+        codec = self._trading("orders")
         response = await self.http.request(codec.orders_request(symbol, status))
         return codec.parse_orders(response.body)
 
     async def amend_order(self, order_id: str, *, size: Decimal | str | int) -> Order:
         """Reduce an open order's size (it keeps its priority)."""
-        codec = self._sim("amend_order")
+        codec = self._trading("amend_order")
         response = await self.http.request(codec.amend_order_request(order_id, size))
         return codec.parse_order(response.body)
 
     async def cancel_order(self, order_id: str) -> Order:
         """Cancel one order; the canceled order."""
-        codec = self._sim("cancel_order")
+        codec = self._trading("cancel_order")
         response = await self.http.request(codec.cancel_order_request(order_id))
         return codec.parse_order(response.body)
 
     async def cancel_all(self, symbol: str | None = None) -> list[Order]:
         """Cancel every open order (of ``symbol``, or of every symbol); the canceled orders."""
-        codec = self._sim("cancel_all")
+        codec = self._trading("cancel_all")
         response = await self.http.request(codec.cancel_all_request(symbol))
         return codec.parse_orders(response.body)
 
     async def fills(self, symbol: str | None = None, *, limit: int | None = None) -> list[Fill]:
         """The key's fills, newest last."""
-        codec = self._sim("fills")
+        codec = self._account("fills")
         response = await self.http.request(codec.fills_request(symbol, limit))
         return codec.parse_fills(response.body, response.recv_ts)
 
     async def balances(self) -> list[Balance]:
         """The key's balance of every asset."""
-        codec = self._sim("balances")
+        codec = self._account("balances")
         response = await self.http.request(codec.balances_request())
         return codec.parse_balances(response.body)
 
     async def positions(self) -> list[Position]:
         """The key's net position in every symbol it traded."""
-        codec = self._sim("positions")
+        codec = self._account("positions")
         response = await self.http.request(codec.positions_request())
         return codec.parse_positions(response.body)
 

@@ -8,13 +8,13 @@ field with ``if market.tick_size is not UNSET`` (or :func:`is_set`).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from msgspec import UNSET, UnsetType
 
-from .._web import WebStruct
-from ..models import BookLevel
+# The structs live in tickloop.models (the venues' REST codecs build them); re-exported here,
+# where they were first, so existing imports keep working.
+from ..models import Market, MarketBook, MarketTicker
 
 __all__ = ["UNSET", "Market", "MarketBook", "MarketTicker", "UnsetType", "is_set"]
 
@@ -22,35 +22,3 @@ __all__ = ["UNSET", "Market", "MarketBook", "MarketTicker", "UnsetType", "is_set
 def is_set(value: Any) -> bool:
     """Whether a field of a sparse result was selected (is not :data:`msgspec.UNSET`)."""
     return value is not UNSET
-
-
-class MarketBook(WebStruct, frozen=True, kw_only=True, gc=False):
-    """The top of a market's book as the market listing carries it (10 levels a side)."""
-
-    seq: int | UnsetType = UNSET
-    bids: tuple[BookLevel, ...] | UnsetType = UNSET  # best (highest) first
-    asks: tuple[BookLevel, ...] | UnsetType = UNSET  # best (lowest) first
-
-
-class MarketTicker(WebStruct, frozen=True, kw_only=True, gc=False):
-    bid: Decimal | UnsetType | None = UNSET
-    ask: Decimal | UnsetType | None = UNSET
-    last: Decimal | UnsetType | None = UNSET
-    volume: Decimal | UnsetType | None = UNSET
-
-
-class Market(WebStruct, frozen=True, kw_only=True, gc=False):
-    """One market of a venue; with a field selection, only the selected fields are set."""
-
-    venue: str = "sim"
-    symbol: str | UnsetType = UNSET
-    base: str | UnsetType = UNSET
-    quote: str | UnsetType = UNSET
-    status: str | UnsetType = UNSET
-    price_precision: int | UnsetType = UNSET
-    size_precision: int | UnsetType = UNSET
-    tick_size: Decimal | UnsetType = UNSET
-    lot_size: Decimal | UnsetType = UNSET
-    min_size: Decimal | UnsetType = UNSET
-    book: MarketBook | UnsetType = UNSET
-    ticker: MarketTicker | UnsetType = UNSET

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -201,6 +202,7 @@ class WsSession:
         limits: Limits = DEFAULT_LIMITS,
         subscribe_timeout: float = 10.0,
         transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self._codec_factory = codec_factory
         self._codec_cls = type(codec_factory())
@@ -237,6 +239,8 @@ class WsSession:
             subscribe_timeout=subscribe_timeout,
             limits=limits,
             can_login=token_provider is not None,
+            # stamps status events: the wall clock live, the recorded time in a replay
+            clock_ns=wall_clock if wall_clock is not None else time.time_ns,
         )
         self._dispatch: dict[type, Callable[[Any], None]] = dict(sinks)
         self._dispatch.update(

@@ -68,8 +68,9 @@ from ..models import (
     Ticker,
     Trade,
 )
-from ..venues import stream_codec
+from ..venues import rest_codec, stream_codec
 from ..venues.base import Channel, Codec, Subscription
+from ..venues.sim import derive_rest_url as derive_rest_url  # moved to the sim venue
 from .backoff import Backoff
 from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
@@ -158,18 +159,6 @@ KEYS: dict[Channel, Callable[[Any], Any]] = {
     Channel.CANDLES: _candle_key,
     Channel.BOOK: _symbol_key,
 }
-
-
-def derive_rest_url(ws_url: str) -> str:
-    """The sim's REST base from its WebSocket address: ``ws://h:p/ws`` -> ``http://h:p/api/v1``."""
-    scheme, sep, rest = ws_url.partition("://")
-    if not sep:
-        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
-    host = rest.split("/", 1)[0]
-    http = {"ws": "http", "wss": "https"}.get(scheme.lower())
-    if http is None:
-        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
-    return f"{http}://{host}/api/v1"
 
 
 class Stream(Generic[T]):
@@ -288,7 +277,7 @@ class StreamClient:
     ``reset_retry_after`` configure the exponential backoff with jitter; ``heartbeat_timeout`` is
     how long a connection may stay silent before it is replaced (an application ping goes out
     after ``ping_interval`` of silence). ``buffer_size`` bounds each consumer. ``rest`` (or
-    ``rest_url``; derived from ``url`` for the sim) is used for trade backfill; ``credentials``
+    ``rest_url``; else the codec's ``rest_url(url)``) is used for trade backfill; ``credentials``
     (:class:`tickloop.client.auth.Credentials`) for private streams. ``book_sync`` makes each
     symbol's book synchroniser (default :func:`tickloop.book.make_sync`); a REST book snapshot
     that failed or could not be used is asked for again after an exponential backoff with
@@ -299,6 +288,9 @@ class StreamClient:
 
     ``transport`` (:class:`tickloop.client.transport.Transport`) makes the WebSocket
     connections: picows when None; a recording or a test's ``MemoryTransport`` otherwise.
+    ``wall_clock`` (Unix ns; :func:`time.time_ns` when None) stamps status events and backfill
+    merges: a replay (:class:`tickloop.replay.Replay`) gives the recorded time, so that the
+    same recording gives the same status events on every run.
     """
 
     def __init__(
@@ -329,6 +321,7 @@ class StreamClient:
         book_snapshot_max_wait: float = 2.0,
         limits: Limits | None = None,
         transport: Transport | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         self.venue = venue
         #: What makes the WebSocket connections (tickloop.client.transport; None: picows).
@@ -350,6 +343,9 @@ class StreamClient:
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
         self.subscribe_timeout = subscribe_timeout
+        #: Stamps status events and backfill merges (Unix ns): the wall clock live, the
+        #: recorded time in a replay (tickloop.replay), so that a replay is the same every run.
+        self.wall_clock: Callable[[], int] = wall_clock if wall_clock is not None else time.time_ns
         self.buffer_size = buffer_size
         self.backfill_page = backfill_page
         self._codec_options = dict(codec_options or {})
@@ -358,8 +354,8 @@ class StreamClient:
         self._rest: Any = rest
         self._own_rest = False
         self._rest_url = rest_url
-        if rest is None and rest_url is None and venue == "sim":
-            self._rest_url = derive_rest_url(self.url)
+        if rest is None and rest_url is None:
+            self._rest_url = self._codec_cls.rest_url(self.url)
         # Ids are tracked (dedupe, gap detection, backfill) only where the venue's trade ids are
         # contiguous; elsewhere an interruption is reported as a Gap with its time range.
         self._track_ids = self._codec_cls.contiguous_trade_ids
@@ -1110,6 +1106,7 @@ class StreamClient:
             limits=self.limits,
             subscribe_timeout=self.subscribe_timeout,
             transport=self.transport,
+            wall_clock=self.wall_clock,
         )
         self.sessions.append(session)
         return session
@@ -1141,7 +1138,7 @@ class StreamClient:
                 consumer=consumer.name or str(consumer.channel),
                 symbols=tuple(dict.fromkeys(s.symbol for s in subs if s.symbol is not None)),
                 dropped=error.dropped,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
@@ -1210,8 +1207,8 @@ class StreamClient:
             raise AuthError("private channels need credentials=", venue=self.venue)
         via: Any = self._rest if self._rest is not None and hasattr(self._rest, "http") else None
         if via is None:
-            via = self._rest_url or derive_rest_url(self.url)
-        token: str = await self._credentials.token(via)
+            via = self._rest_url or rest_codec(self.venue).default_url
+        token: str = await self._credentials.token(via, venue=self.venue)
         return token
 
     # ------------------------------------------------------------------------ SessionOwner API
@@ -1247,7 +1244,7 @@ class StreamClient:
                     self._recover(cont)
                 start = self._interrupted.pop(sub.symbol, None)
                 if start is not None:
-                    now = time.time_ns()
+                    now = self.wall_clock()
                     self._gap(
                         Gap(
                             venue=self.venue,
@@ -1367,13 +1364,13 @@ class StreamClient:
                 symbol=cont.symbol,
                 channel=Channel.TRADES.value,
                 count=cont.bogus,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
     def _recover(self, cont: TradeContinuity) -> None:
         if cont.buffer_full:
-            self._deliver(cont, cont.give_up(time.time_ns()))
+            self._deliver(cont, cont.give_up(self.wall_clock()))
             return
         if not cont.wants_backfill or cont.symbol in self._backfills or self._closed:
             return
@@ -1382,7 +1379,7 @@ class StreamClient:
             # No backfill: the first live trade after the outage tells whether any id was
             # missed (ids are contiguous), so a Gap is reported only for a real hole.
             if len(cont):
-                self._deliver(cont, cont.give_up(time.time_ns()))
+                self._deliver(cont, cont.give_up(self.wall_clock()))
             return
         task = asyncio.get_running_loop().create_task(
             self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
@@ -1416,12 +1413,12 @@ class StreamClient:
                     wait = backoff.next_wait()
                     if wait is None:
                         log.warning("%s: backfill of %s failed: %s", self.venue, cont.symbol, exc)
-                        self._deliver(cont, cont.give_up(time.time_ns()))
+                        self._deliver(cont, cont.give_up(self.wall_clock()))
                         return
                     await asyncio.sleep(wait)
                     continue
                 merge = cont.on_backfill(
-                    page, complete=len(page) < self.backfill_page, ts=time.time_ns()
+                    page, complete=len(page) < self.backfill_page, ts=self.wall_clock()
                 )
                 self.counters["backfilled"] += len(page)
                 self._deliver(cont, merge)

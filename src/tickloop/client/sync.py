@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from tickloop.client.auth import Credentials
 from tickloop.client.http import HttpStats
 from tickloop.client.rest import AsyncClient
-from tickloop.client.results import Market
 from tickloop.exceptions import NetworkError
 from tickloop.exceptions import TimeoutError as CallTimeout
 from tickloop.fields import Selection
@@ -33,6 +32,7 @@ from tickloop.models import (
     Candle,
     Fill,
     Instrument,
+    Market,
     Order,
     OrderType,
     Position,

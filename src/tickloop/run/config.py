@@ -28,6 +28,7 @@ import msgspec
 from ..exceptions import ConfigError
 from ..runtime.bot import Bot
 from ..runtime.risk import RiskLimits
+from ..venues import get as get_venue
 
 __all__ = [
     "EXAMPLE_CONFIG",
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")  # the same as `tickloop sim`'s, so `run --url` fits
-KNOWN_VENUES = ("sim", "binance", "coinbase", "kraken")
 
 
 def default_store_path() -> str:
@@ -61,7 +61,7 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class VenueConfig(_Section):
-    #: sim, binance, coinbase or kraken
+    #: sim, binance, coinbase or kraken (validate() also knows plug-in venues, tickloop.venues)
     name: str = "sim"
     #: the venue's WebSocket address; none with ``sim``: the embedded exchange is started
     url: str | None = None
@@ -355,9 +355,10 @@ def validate(config: RunConfig, *, environ: dict[str, str] | None = None) -> Pre
 
     env = os.environ if environ is None else environ
     venue = config.venue
-    if venue.name not in KNOWN_VENUES:
-        raise ConfigError(f"venue.name: unknown venue {venue.name!r} (one of "
-                          f"{', '.join(KNOWN_VENUES)})", field="venue.name")
+    try:  # built in, registered in code, or an installed plug-in (tickloop.venues)
+        get_venue(venue.name)
+    except ConfigError as exc:  # UnknownVenue, VenueLoadError: one line naming the venue
+        raise ConfigError(f"venue.name: {exc.message}", field="venue.name") from None
     embedded = venue.name == "sim" and not venue.url
     if venue.url is not None and not re.match(r"^wss?://[^/\s]+", venue.url):
         raise ConfigError(f"venue.url: {venue.url!r} is not a ws:// or wss:// address",

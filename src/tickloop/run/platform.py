@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -39,6 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from .._state import state_dir, write_private
 from ..bus import Bus
 from ..client.rest import AsyncClient
 from ..client.stream import StreamClient
@@ -53,6 +54,7 @@ from ..runtime.engine import Engine
 from ..runtime.store import Store
 from ..server import Platform, create_app, serve
 from ..server.auth import TOKEN_ENV
+from ..venues import stream_codec
 from .config import Prepared
 from .summary import PlatformView
 
@@ -66,8 +68,7 @@ PORT_TRIES = 20
 def instance_file() -> Path:
     """Where a running ``tickloop run`` writes its address (for ``tickloop bots``, ...):
     ``$XDG_STATE_HOME/tickloop/instance.json``."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "tickloop" / "instance.json"
+    return state_dir() / "instance.json"
 
 
 @dataclass
@@ -107,20 +108,8 @@ class _Stopper:
             self.starting.cancel()
 
 
-def _rest_url_of(ws_url: str) -> str:
-    """The embedded exchange serves REST on the WebSocket's host and port."""
-    match = re.match(r"^ws(s?)://([^/]+)", ws_url)
-    assert match is not None
-    return f"http{match.group(1)}://{match.group(2)}"
-
-
 def _write_instance(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(data).encode())
-    finally:
-        os.close(fd)
+    write_private(path, json.dumps(data))
 
 
 def _remove_instance(path: Path) -> None:
@@ -254,8 +243,9 @@ async def _start(prepared: Prepared, stack: contextlib.AsyncExitStack, console: 
         ws_url, rest_url = ex.ws_url, ex.rest_url
     elif not ws_url:
         ws_url = StreamClient(venue.name).url
-    elif venue.name == "sim" and rest_url is None:
-        rest_url = _rest_url_of(ws_url)
+    elif rest_url is None:
+        # where the venue serves REST beside its stream (the sim: ws://h:p/ws -> .../api/v1)
+        rest_url = stream_codec(venue.name).rest_url(ws_url)
 
     async with _step(console, "opening the bus", current):
         try:
@@ -353,6 +343,12 @@ async def _start(prepared: Prepared, stack: contextlib.AsyncExitStack, console: 
         _write_instance(where, {"url": served.url, "pid": os.getpid(),
                                 "token_file": str(token_path) if token_path else None})
         stack.callback(_remove_instance, where)
+
+    # Everything start-up made (imports, the app, the bots) is long-lived: moved out of the
+    # collector's generations, a full collection no longer walks it and stalls the loop for
+    # tens of ms (docs/bus-redis.md measured it).
+    gc.freeze()
+    stack.callback(gc.unfreeze)
 
     console.print(f"[bold]dashboard: {served.url}[/]")
     if token_path is not None:

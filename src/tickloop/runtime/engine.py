@@ -16,7 +16,9 @@ Theory of operation.
   another :class:`~tickloop.runtime.source.MarketSource` instead (the backtest's candle feed),
   publishing on the same topics.
 * **Fan-out without a task per event.** The engine subscribes once per market channel and
-  routes each event to the bots of its topic in order (a dict lookup and a list). A plain
+  routes each event to the bots of its topic in order, in one pass over a tuple made when the
+  bots started (per bot: its handler, whether it is a coroutine function, its stats), with one
+  clock read per bot call that ends one call's accounting and starts the next. A plain
   function handler is called inline. A coroutine handler is started inline too and driven
   eagerly: if it finishes without waiting on anything (the common case: a bot that updates
   its indicators) it costs no task at all; if it waits (an order placed, a sleep), the rest
@@ -25,10 +27,11 @@ Theory of operation.
   announced as :class:`~tickloop.models.BusDropped` naming the bot) until that handler is
   done, so each bot sees its events in order and a slow bot never delays the others. A bot's
   own order events and fills take the same path.
-* **Isolation.** Every handler call goes through one wrapper: it names the running bot in the
-  loop monitor's slot (for an async handler, around each step of the coroutine), accounts the
-  call's time to the bot, and turns an exception into a :class:`~tickloop.models.BotError` on
-  ``bot.error.<id>`` with the traceback; the bot carries on. ``breaker_errors`` errors within
+* **Isolation.** Every handler call is made the same way (inline in the market fan-out, through
+  one wrapper elsewhere): it names the running bot in the loop monitor's slot (for an async
+  handler, around each step of the coroutine), accounts the call's time to the bot, and turns
+  an exception into a :class:`~tickloop.models.BotError` on ``bot.error.<id>`` with the
+  traceback; the bot carries on. ``breaker_errors`` errors within
   ``breaker_window`` seconds trip the bot's circuit breaker: the bot stops receiving events and
   ticks (status ``"error"``), :class:`~tickloop.models.CircuitBreakerFired` is published on
   ``bot.breaker.<id>``, and :meth:`Engine.resume` restarts it.
@@ -73,6 +76,7 @@ from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
+from time import perf_counter as perf
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -221,6 +225,39 @@ class _Host:
         self.announced = 0
 
 
+#: One bot on a market topic's route: its host, the handler, whether the handler is a
+#: coroutine function, and the handler's stats.
+_Slot = tuple[_Host, Callable[..., Any], bool, HandlerStats]
+
+
+class _TopicRoute:
+    """The bots of one market topic, in the order they were started, and how to call each
+    (``slots``, a tuple rebuilt on every change, so a dispatch in progress is never disturbed
+    by a bot joining or leaving)."""
+
+    __slots__ = ("hosts", "name", "slots")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hosts: list[_Host] = []
+        self.slots: tuple[_Slot, ...] = ()
+
+    def add(self, host: _Host) -> None:
+        if host not in self.hosts:
+            self.hosts.append(host)
+            self._rebuild()
+
+    def remove(self, host: _Host) -> None:
+        if host in self.hosts:
+            self.hosts.remove(host)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        name = self.name
+        self.slots = tuple((h, h.handlers[name], h.is_async[name], h.stats[name])
+                           for h in self.hosts)
+
+
 class Engine:
     """Hosts bots on one loop (see the module docstring for what it does, in order)."""
 
@@ -326,7 +363,7 @@ class Engine:
         self._store_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_price: dict[str, Decimal] = {}
-        self._routes: dict[str, list[_Host]] = {}
+        self._routes: dict[str, _TopicRoute] = {}
         self._drop_timer: asyncio.TimerHandle | None = None
         self._started = False
         self._closed = False
@@ -549,9 +586,10 @@ class Engine:
                     topic = f"candle.{self.venue}.{symbol}.{bot.candle_interval}"
                     name = "on_candle"
                 if name in host.handlers:
-                    route = routes.setdefault(topic, [])
-                    if host not in route:
-                        route.append(host)
+                    route = routes.get(topic)
+                    if route is None:
+                        route = routes[topic] = _TopicRoute(name)
+                    route.add(host)
         if bot.topics and "on_event" in host.handlers:
             deliver = self._deliver
 
@@ -643,8 +681,7 @@ class Engine:
         if self._runner is not None and host.id in self._runner.scheduler:
             self._runner.remove(host.id)
         for route in self._routes.values():
-            if host in route:
-                route.remove(host)
+            route.remove(host)
         host.pending.clear()
         tick = host.tick_task
         if tick is not None and not tick.done():
@@ -776,29 +813,120 @@ class Engine:
         return True
 
     def _route(self, event: Event) -> None:
-        """The engine's one subscription to market data: each event to its topic's bots."""
-        hosts = self._routes.get(event.topic)
-        if not hosts:
+        """The engine's one subscription to market data: each event to its topic's bots, in
+        one pass.
+
+        This is the hot path (one call per market event, one iteration per interested bot), so
+        it does inline what :meth:`_deliver` and :class:`~tickloop.runtime.monitor.Running` do
+        per call: the slot names the running bot, and one clock read after each handler both
+        ends that call's accounting and starts the next one's."""
+        route = self._routes.get(event.topic)
+        if route is None:
             return
         payload = event.payload
-        name = _HANDLER_OF[type(payload)]
-        deliver = self._deliver
-        running = BotStatus.RUNNING
-        for host in hosts:
-            if host.status is running:
-                deliver(host, name, payload)
+        name = route.name
+        if _HANDLER_OF.get(type(payload)) != name:  # not a market model: the generic path
+            name = _HANDLER_OF[type(payload)]
+            for host in route.hosts:
+                if host.status is BotStatus.RUNNING and name in host.handlers:
+                    self._deliver(host, name, payload)
+            return
+        running = self.running
+        previous = (running.bot, running.handler, running.started)
+        run_status = BotStatus.RUNNING
+        running.handler = name
+        t0 = perf()
+        try:
+            for host, fn, is_async, stats in route.slots:
+                if host.status is not run_status:
+                    continue
+                if host.busy:
+                    self._queue(host, name, payload)
+                    continue
+                running.bot = host.id
+                stats.count += 1
+                if is_async:
+                    coro = fn(payload)
+                    # Driven by a for loop, not coro.send(None): a coroutine that returns
+                    # None then ends the loop without a StopIteration being made and caught,
+                    # which is most of the cost of driving a handler that never waits.
+                    yielded: Any = _NOTHING
+                    try:
+                        for yielded in coro.__await__():  # noqa: B007
+                            break
+                    except Exception as exc:
+                        t0 = self._account(running, host, stats, t0)
+                        self._error(host, name, exc)
+                        running.handler = name
+                        t0 = perf()
+                        continue
+                    if yielded is not _NOTHING:  # it waits: the rest of it runs in a task
+                        t0 = self._account(running, host, stats, t0)
+                        self._suspended(host, name, coro, yielded)
+                        running.handler = name
+                        t0 = perf()
+                        continue
+                else:
+                    try:
+                        fn(payload)
+                    except Exception as exc:
+                        t0 = self._account(running, host, stats, t0)
+                        self._error(host, name, exc)
+                        running.handler = name
+                        t0 = perf()
+                        continue
+                t1 = perf()
+                elapsed = t1 - t0
+                t0 = t1
+                stats.total += elapsed
+                if elapsed > stats.max:
+                    stats.max = elapsed
+                if elapsed > running.longest:
+                    running.longest = elapsed
+                    running.longest_bot = host.id
+                    running.longest_handler = name
+        finally:
+            running.bot, running.handler, running.started = previous
+
+    @staticmethod
+    def _account(running: Running, host: _Host, stats: HandlerStats, t0: float) -> float:
+        """The call that began at ``t0`` ended now: account it (as :meth:`Running.leave`)."""
+        t1 = perf()
+        elapsed = t1 - t0
+        stats.total += elapsed
+        if elapsed > stats.max:
+            stats.max = elapsed
+        if elapsed > running.longest:
+            running.longest = elapsed
+            running.longest_bot = host.id
+            running.longest_handler = running.handler
+        return t1
+
+    def _queue(self, host: _Host, name: str, payload: Any) -> None:
+        """``host`` has a suspended handler: the event waits in its bounded mailbox."""
+        pending = host.pending
+        if len(pending) >= self.bot_buffer:
+            pending.popleft()
+            host.dropped += 1
+            if self._drop_timer is None:
+                self._drop_timer = asyncio.get_running_loop().call_later(
+                    1.0, self._announce_drops)
+        pending.append((name, payload))
+
+    def _suspended(self, host: _Host, name: str, coro: Coroutine[Any, Any, Any],
+                   yielded: Any) -> None:
+        """A coroutine handler waits on something: the rest of it, then the bot's mailbox,
+        in a task."""
+        host.busy = True
+        task = asyncio.get_running_loop().create_task(
+            self._finish(host, name, coro, yielded), name=f"{name}:{host.id}")
+        host.tasks.add(task)
+        task.add_done_callback(host.tasks.discard)
 
     def _deliver(self, host: _Host, name: str, payload: Any) -> None:
         """Call ``host``'s handler ``name`` now, or queue it behind a suspended one."""
         if host.busy:
-            pending = host.pending
-            if len(pending) >= self.bot_buffer:
-                pending.popleft()
-                host.dropped += 1
-                if self._drop_timer is None:
-                    self._drop_timer = asyncio.get_running_loop().call_later(
-                        1.0, self._announce_drops)
-            pending.append((name, payload))
+            self._queue(host, name, payload)
             return
         if not host.is_async[name]:
             self._call_sync(host, name, payload)
@@ -818,11 +946,7 @@ class Engine:
             self._error(host, name, exc)
             return
         running.leave(previous, stats)
-        host.busy = True
-        task = asyncio.get_running_loop().create_task(
-            self._finish(host, name, coro, yielded), name=f"{name}:{host.id}")
-        host.tasks.add(task)
-        task.add_done_callback(host.tasks.discard)
+        self._suspended(host, name, coro, yielded)
 
     async def _finish(self, host: _Host, name: str, coro: Coroutine[Any, Any, Any],
                       yielded: Any) -> None:

@@ -32,11 +32,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .._version import __version__
 from ..bus import Bus
 from ..client.rest import AsyncClient
-from ..client.results import Market
 from ..client.stream import StreamClient
 from ..exceptions import ConfigError, TickloopError
 from ..exceptions import TimeoutError as TickloopTimeout
-from ..models import BookSnapshot
+from ..models import BookSnapshot, Market
 from ..runtime.engine import Engine
 from ..runtime.store import Store
 from .auth import ControlToken, require_token, resolve_token

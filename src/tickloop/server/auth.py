@@ -25,6 +25,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .._state import state_dir, write_private
 from ..exceptions import ConfigError
 
 __all__ = [
@@ -81,18 +82,7 @@ class ControlToken:
 
 def default_token_file() -> Path:
     """``$XDG_STATE_HOME/tickloop/token`` (``~/.local/state/tickloop/token`` by default)."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "tickloop" / "token"
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: set it
-        os.write(fd, (text + "\n").encode())
-    finally:
-        os.close(fd)
+    return state_dir() / "token"
 
 
 def resolve_token(
@@ -116,7 +106,7 @@ def resolve_token(
     path = token_file if token_file is not None else default_token_file()
     secret = secrets.token_urlsafe(32)
     try:
-        _write_private(path, secret)
+        write_private(path, secret + "\n")
     except OSError as exc:
         raise ConfigError(f"cannot write the control token to {path}: {exc.strerror}",
                           field="token_file") from None

@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import json
 import random
 import signal
 import sys
@@ -36,6 +37,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
+from .._state import state_dir, write_private
 from ..checksums import sim_checksum
 from ..exceptions import ConfigError
 from ..models import BookLevel, BookSnapshot, Side, Trade
@@ -431,7 +433,10 @@ async def _serve(ex: SimExchange) -> None:
         print(f"tickloop sim: {', '.join(ex.symbols)} (seed {ex.seed}, {ex.rate:g} steps/s)")
         print(f"  WebSocket  {ex.ws_url}")
         print(f"  REST       {ex.rest_url}")
-        print(f"  demo key   {key.key_id}  secret {key.secret}")
+        # The secret goes to a file only the user can read, never to the terminal or a log.
+        key_file = state_dir() / "sim-key.json"
+        write_private(key_file, json.dumps({"key_id": key.key_id, "secret": key.secret}))
+        print(f"  demo key   {key.key_id}  secret in {key_file} (only you can read it)")
         print("Ctrl-C stops it.", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,46 +1,83 @@
-"""Sans-I/O venue codecs: one module per venue, all behind the contracts in
-:mod:`tickloop.venues.base`. The registry maps a venue name to its codecs, imported on first use
-so that a program that only talks to the sim never imports the others."""
+"""Venues: one sans-I/O implementation per venue behind one public contract, and the registry.
+
+A venue is a :class:`Venue`: a stream codec (:class:`Codec`), a REST codec
+(:class:`PublicRest`, optionally with capability contracts such as :class:`TradingRest`) and a
+request signer (:class:`Authorizer`). The built-in venues (``sim``, ``binance``, ``coinbase``,
+``kraken``) are declared the same way as plug-ins; a plug-in package declares its venue as an
+entry point of group ``tickloop.venues``, or a program calls :func:`register`. Venues are
+imported on first use. docs/venues.md, *Adding your own venue*, walks through an example.
+"""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .base import (
+    AccountRest,
+    Authorizer,
+    Channel,
+    Codec,
+    DecimalCache,
+    Decoded,
+    FieldSelectionRest,
+    Heartbeat,
+    LoggedIn,
+    MarketDataRest,
+    Pong,
+    PublicRest,
+    RestRequest,
+    SessionToken,
+    SigningKey,
+    Subscribed,
+    Subscription,
+    TradingRest,
+    Unsubscribed,
+    VenueError,
+    book_levels,
+    interned_levels,
+)
+from .registry import (
+    BUILTIN,
+    ENTRY_POINT_GROUP,
+    Venue,
+    authorizer,
+    get,
+    names,
+    register,
+    rest_codec,
+    stream_codec,
+    unregister,
+)
 
-from ..exceptions import ConfigError
-from .base import Codec, PublicRest
-
-__all__ = ["VENUES", "rest_codec", "stream_codec"]
-
-#: venue name -> (stream codec, REST codec), as "module:Class" paths.
-VENUES: dict[str, tuple[str, str]] = {
-    "sim": ("tickloop.venues.sim:SimCodec", "tickloop.venues.sim_rest:SimRest"),
-    "binance": ("tickloop.venues.binance:BinanceCodec", "tickloop.venues.binance:BinanceRest"),
-    "coinbase": (
-        "tickloop.venues.coinbase:CoinbaseCodec",
-        "tickloop.venues.coinbase:CoinbaseRest",
-    ),
-    "kraken": ("tickloop.venues.kraken:KrakenCodec", "tickloop.venues.kraken:KrakenRest"),
-}
-
-
-def _load(venue: str, which: int) -> Any:
-    try:
-        path = VENUES[venue][which]
-    except KeyError:
-        known = ", ".join(sorted(VENUES))
-        raise ConfigError(f"unknown venue {venue!r} (known: {known})", field="venue") from None
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def stream_codec(venue: str) -> type[Codec]:
-    """The WebSocket codec class of ``venue``."""
-    cls: type[Codec] = _load(venue, 0)
-    return cls
-
-
-def rest_codec(venue: str) -> type[PublicRest]:
-    """The REST codec class of ``venue``."""
-    cls: type[PublicRest] = _load(venue, 1)
-    return cls
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "AccountRest",
+    "Authorizer",
+    "Channel",
+    "Codec",
+    "DecimalCache",
+    "Decoded",
+    "FieldSelectionRest",
+    "Heartbeat",
+    "LoggedIn",
+    "MarketDataRest",
+    "Pong",
+    "PublicRest",
+    "RestRequest",
+    "SessionToken",
+    "SigningKey",
+    "Subscribed",
+    "Subscription",
+    "TradingRest",
+    "Unsubscribed",
+    "Venue",
+    "VenueError",
+    "authorizer",
+    "book_levels",
+    "get",
+    "interned_levels",
+    "names",
+    "register",
+    "rest_codec",
+    "stream_codec",
+    "unregister",
+]

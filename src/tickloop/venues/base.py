@@ -1,4 +1,13 @@
-"""The contract between a venue's sans-I/O codec and tickloop's one WebSocket session class.
+"""The public venue contract: what a venue implements so tickloop's I/O shells can use it.
+
+Three sans-I/O parts, put together as a :class:`tickloop.venues.Venue`
+(docs/venues.md, *Adding your own venue*):
+
+* :class:`Codec`, the WebSocket codec that the one WebSocket session class drives;
+* :class:`PublicRest`, the REST codec that the one HTTP session class drives, with optional
+  capability contracts (:class:`FieldSelectionRest`, :class:`MarketDataRest`,
+  :class:`TradingRest`, :class:`AccountRest`) that enable more ``AsyncClient`` calls;
+* :class:`Authorizer`, the signer of private requests, computing with a :class:`SigningKey`.
 
 A codec turns the venue's frames into tickloop models and tickloop's wishes (subscribe,
 unsubscribe, ping, login) into the venue's frames. It owns no socket, no task and no clock: the
@@ -22,38 +31,55 @@ import abc
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import msgspec
 
-from ..exceptions import TickloopError
+from ..exceptions import ProtocolError, TickloopError
 from ..limits import DEFAULT_LIMITS, Limits, parse_number
 from ..models import (
+    Balance,
     BookDelta,
     BookLevel,
     BookSnapshot,
     Candle,
     Fill,
     Instrument,
+    Market,
+    Order,
     OrderEvent,
+    OrderType,
+    Position,
     Quote,
+    Side,
     Ticker,
+    TimeInForce,
     Trade,
 )
 
+if TYPE_CHECKING:
+    from ..fields import Selection
+
 __all__ = [
+    "AccountRest",
+    "Authorizer",
     "Channel",
     "Codec",
     "Control",
     "DecimalCache",
     "Decoded",
+    "FieldSelectionRest",
     "Heartbeat",
     "LoggedIn",
+    "MarketDataRest",
     "Pong",
     "PublicRest",
     "RestRequest",
+    "SessionToken",
+    "SigningKey",
     "Subscribed",
     "Subscription",
+    "TradingRest",
     "Unsubscribed",
     "VenueError",
     "book_levels",
@@ -256,6 +282,16 @@ class Codec(abc.ABC):
         """The address to connect to for these subscriptions (most venues: ``base_url``)."""
         return base_url
 
+    @classmethod
+    def rest_url(cls, stream_url: str) -> str | None:
+        """The REST base URL of the same venue instance as ``stream_url``, or None (the default)
+        when the two are unrelated and the REST codec's ``default_url`` applies.
+
+        For a venue that serves its stream and its REST API from one address (the sim, a local
+        test server) this lets ``StreamClient(venue, url=...)`` find the REST API that trade
+        backfill, book snapshots and private-stream logins need without a ``rest_url``."""
+        return None
+
     # -- incoming ------------------------------------------------------------------------------
     @abc.abstractmethod
     def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
@@ -288,12 +324,23 @@ class RestRequest(msgspec.Struct, frozen=True, gc=False):
 
 class PublicRest(abc.ABC):
     """A venue's sans-I/O codec for the public REST calls books and trade backfill need:
-    requests out, bodies in, models out. Errors map to tickloop's tree in :meth:`error`."""
+    requests out, bodies in, models out. Errors map to tickloop's tree in :meth:`error`.
+
+    This is the REST codec every venue has. A codec may also implement the capability
+    contracts below (:class:`FieldSelectionRest`, :class:`MarketDataRest`,
+    :class:`TradingRest`, :class:`AccountRest`); :class:`tickloop.AsyncClient` offers a call
+    for a venue exactly when its REST codec implements the contract that call needs, and
+    otherwise raises a one-line ConfigError naming the contract."""
 
     venue: ClassVar[str]
     default_url: ClassVar[str]
     #: The venue's request budget: ``rate_limit[0]`` weight units per ``rate_limit[1]`` seconds.
     rate_limit: ClassVar[tuple[float, float]] = (10.0, 1.0)
+    #: Answer header carrying the budget left in the current window, if the venue sends one
+    #: (the HTTP session's throttle learns from it).
+    remaining_header: ClassVar[str | None] = None
+    #: Answer header carrying the key's budget per window, if the venue sends one.
+    limit_header: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def markets_request(self) -> RestRequest: ...
@@ -320,3 +367,191 @@ class PublicRest(abc.ABC):
     @abc.abstractmethod
     def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> TickloopError:
         """The tickloop error for a non-2xx answer (RateLimitError with retry_after on 429...)."""
+
+
+class FieldSelectionRest(abc.ABC):
+    """Capability: the venue itself selects which fields of a market it returns
+    (``AsyncClient.markets(fields=...)``, ``AsyncClient.market``). Without it, ``markets``
+    applies a selection client-side and ``market`` is not offered."""
+
+    @abc.abstractmethod
+    def market_list_request(self, fields: Selection | None = None) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_market_list(self, body: bytes) -> list[Market]:
+        """Markets with only the selected fields set (the others are ``msgspec.UNSET``)."""
+
+    @abc.abstractmethod
+    def market_request(self, symbol: str, fields: Selection | None = None) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_market(self, body: bytes) -> Market: ...
+
+
+class MarketDataRest(abc.ABC):
+    """Capability: the venue's clock, candles and ticker over REST (``AsyncClient.server_time``,
+    ``candles``, ``ticker``)."""
+
+    @abc.abstractmethod
+    def time_request(self) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_time(self, body: bytes) -> int:
+        """The venue's clock, nanoseconds since the epoch."""
+
+    @abc.abstractmethod
+    def candles_request(
+        self, symbol: str, interval: str = "1m", limit: int | None = None
+    ) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_candles(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Candle]: ...
+
+    @abc.abstractmethod
+    def ticker_request(self, symbol: str) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_ticker(self, body: bytes, symbol: str, recv_ts: int = 0) -> Ticker: ...
+
+
+class TradingRest(abc.ABC):
+    """Capability: orders (``AsyncClient.place_order``, ``order``, ``order_by_client_id``,
+    ``orders``, ``amend_order``, ``cancel_order``, ``cancel_all``). Every request is
+    ``private=True``; the HTTP session has the venue's :class:`Authorizer` sign it.
+    ``place_order_request`` must be ``idempotent`` only when the venue deduplicates the
+    ``client_order_id`` it carries (AsyncClient always passes one)."""
+
+    @abc.abstractmethod
+    def place_order_request(
+        self,
+        symbol: str,
+        *,
+        side: Side | str,
+        type: OrderType | str,
+        size: Decimal | str | int,
+        price: Decimal | str | int | None = None,
+        time_in_force: TimeInForce | str | None = None,
+        post_only: bool = False,
+        client_order_id: str | None = None,
+    ) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def order_request(self, order_id: str) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def order_by_client_id_request(self, client_order_id: str) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def orders_request(self, symbol: str | None = None, status: str = "open") -> RestRequest: ...
+
+    @abc.abstractmethod
+    def amend_order_request(self, order_id: str, size: Decimal | str | int) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def cancel_order_request(self, order_id: str) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def cancel_all_request(self, symbol: str | None = None) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_order(self, body: bytes) -> Order: ...
+
+    @abc.abstractmethod
+    def parse_orders(self, body: bytes) -> list[Order]: ...
+
+
+class AccountRest(abc.ABC):
+    """Capability: the key's account (``AsyncClient.balances``, ``positions``, ``fills``).
+    Every request is ``private=True``."""
+
+    @abc.abstractmethod
+    def balances_request(self) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_balances(self, body: bytes) -> list[Balance]: ...
+
+    @abc.abstractmethod
+    def positions_request(self) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_positions(self, body: bytes) -> list[Position]: ...
+
+    @abc.abstractmethod
+    def fills_request(self, symbol: str | None = None, limit: int | None = None) -> RestRequest: ...
+
+    @abc.abstractmethod
+    def parse_fills(self, body: bytes, recv_ts: int = 0) -> list[Fill]: ...
+
+
+# ---------------------------------------------------------------------------- authorization
+
+
+class SessionToken(msgspec.Struct, frozen=True, gc=False):
+    """A session token the venue issued, valid for ``ttl`` seconds from when it was asked for.
+    Its repr hides the token."""
+
+    token: str
+    ttl: float
+
+    def __repr__(self) -> str:
+        return f"SessionToken(token=<hidden>, ttl={self.ttl!r})"
+
+
+class SigningKey(Protocol):
+    """What an :class:`Authorizer` may use of an API key: its id and HMACs keyed with its
+    secret. The secret itself is never handed out; :class:`tickloop.Credentials` is one."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def hmac_digest(self, payload: bytes, algorithm: str = "sha256") -> bytes:
+        """The raw HMAC of ``payload`` keyed with the secret (``algorithm``: a hashlib name)."""
+        ...
+
+
+class Authorizer(abc.ABC):
+    """A venue's sans-I/O request signer: which headers make a private request acceptable.
+
+    The HTTP session drives it for every ``private`` :class:`RestRequest`; the key's
+    :class:`tickloop.Credentials` cache the session token. Two shapes of venue fit:
+
+    * every private request is signed on its own (most exchanges): leave
+      :meth:`login_request` returning None and sign in :meth:`authorize` (``token`` is None);
+    * the venue trades one signed login for a session token (the sim): return that request
+      from :meth:`login_request` and read its answer in :meth:`parse_login`. The session sends
+      the login with ``token=None``, every other private request with the cached token, logs in
+      again shortly before the token expires, and once more when :meth:`token_refused` says an
+      answer refused it. Private WebSocket streams log in with the same token
+      (:meth:`Codec.login`).
+
+    No I/O, no clock but the ``ts_ms``/nonce a subclass draws; never put the secret or the
+    token in an exception message.
+    """
+
+    venue: ClassVar[str]
+
+    def login_request(self) -> RestRequest | None:
+        """The request that obtains a session token, or None (the default): no tokens."""
+        return None
+
+    def parse_login(self, body: bytes) -> SessionToken:
+        """The token in the answer to :meth:`login_request`; ProtocolError if malformed."""
+        raise ProtocolError(f"{type(self).__name__} has no login request", venue=self.venue)
+
+    @abc.abstractmethod
+    def authorize(
+        self,
+        request: RestRequest,
+        target: str,
+        body: bytes,
+        key: SigningKey,
+        token: str | None,
+    ) -> dict[str, str]:
+        """Headers that authorize ``request``. ``target`` is the path and query exactly as
+        sent (``/api/v1/orders?symbol=BTC-USD``), ``body`` the exact bytes; ``token`` is the
+        session token, or None for the login request itself and for venues without tokens."""
+
+    def token_refused(self, status: int, headers: Mapping[str, str]) -> bool:
+        """Whether this non-2xx answer to a token-carrying request means the token is no
+        longer accepted (the session then logs in again once and retries)."""
+        return status == 401

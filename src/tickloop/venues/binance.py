@@ -56,8 +56,9 @@ from .base import (
     VenueError,
 )
 from .levels import WireLevels, wire_level_decoder
+from .registry import Venue
 
-__all__ = ["QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binance_symbol"]
+__all__ = ["PLUGIN", "QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binance_symbol"]
 
 VENUE = "binance"
 _MS = 1_000_000  # ns per ms
@@ -823,3 +824,8 @@ def _short(exc: BaseException) -> str:
     """An error's message, bounded (a RecursionError's or a huge value's can be long)."""
     text = str(exc)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+#: Binance's implementation of the venue contract (tickloop.venues.registry.BUILTIN).
+#: No authorizer: tickloop makes only public calls to Binance.
+PLUGIN = Venue(VENUE, stream=BinanceCodec, rest=BinanceRest)

@@ -48,8 +48,9 @@ from .base import (
     Subscription,
     VenueError,
 )
+from .registry import Venue
 
-__all__ = ["CoinbaseCodec", "CoinbaseRest"]
+__all__ = ["PLUGIN", "CoinbaseCodec", "CoinbaseRest"]
 
 VENUE = "coinbase"
 # BookLevel is a NamedTuple: building it with tuple.__new__ skips its Python-level __new__
@@ -550,3 +551,8 @@ class CoinbaseRest(PublicRest):
         if status == 400:
             return InvalidRequest(message, code=str(status), venue=VENUE)
         return ExchangeError(message, code=str(status), status=status, venue=VENUE)
+
+
+#: Coinbase's implementation of the venue contract (tickloop.venues.registry.BUILTIN).
+#: No authorizer: tickloop makes only public calls to Coinbase.
+PLUGIN = Venue(VENUE, stream=CoinbaseCodec, rest=CoinbaseRest)

@@ -59,8 +59,10 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
+from .registry import Venue
 
 __all__ = [
+    "PLUGIN",
     "KrakenCodec",
     "KrakenRest",
     "KrakenV2Codec",
@@ -1093,3 +1095,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+#: Kraken's implementation of the venue contract (tickloop.venues.registry.BUILTIN).
+#: No authorizer: tickloop makes only public calls to Kraken.
+PLUGIN = Venue(VENUE, stream=KrakenCodec, rest=KrakenRest)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ..exceptions import ProtocolError
+from ..exceptions import ConfigError, ProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
@@ -53,8 +53,11 @@ from .base import (
     VenueError,
 )
 from .levels import WireLevels, wire_level_decoder
+from .registry import Venue
+from .sim_auth import SimAuth
+from .sim_rest import SimRest
 
-__all__ = ["FATAL_ERROR_CODES", "SimCodec"]
+__all__ = ["FATAL_ERROR_CODES", "PLUGIN", "SimCodec", "derive_rest_url"]
 
 VENUE = "sim"
 
@@ -317,6 +320,11 @@ class SimCodec(Codec):
     def login(self, token: str) -> bytes | None:
         return _encode({"op": "login", "token": token, "id": self.next_request_id()})
 
+    @classmethod
+    def rest_url(cls, stream_url: str) -> str | None:
+        """The sim serves REST beside its stream: ``ws://h:p/ws`` -> ``http://h:p/api/v1``."""
+        return derive_rest_url(stream_url)
+
     # -- incoming ------------------------------------------------------------------------------
     def decode(self, frame: bytes | memoryview, recv_ts: int) -> list[Decoded]:
         try:
@@ -547,3 +555,19 @@ def _short(exc: BaseException) -> str:
     """An error's message, bounded (a RecursionError's or a huge value's can be long)."""
     text = str(exc)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def derive_rest_url(ws_url: str) -> str:
+    """The sim's REST base from its WebSocket address: ``ws://h:p/ws`` -> ``http://h:p/api/v1``."""
+    scheme, sep, rest = ws_url.partition("://")
+    if not sep:
+        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
+    host = rest.split("/", 1)[0]
+    http = {"ws": "http", "wss": "https"}.get(scheme.lower())
+    if http is None:
+        raise ConfigError(f"not a WebSocket URL: {ws_url!r}", field="url")
+    return f"{http}://{host}/api/v1"
+
+
+#: The sim's implementation of the venue contract (tickloop.venues.registry.BUILTIN).
+PLUGIN = Venue(VENUE, stream=SimCodec, rest=SimRest, authorizer=SimAuth)

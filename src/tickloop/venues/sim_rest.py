@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..client.results import Market
 from ..exceptions import (
     AuthError,
     ExchangeError,
@@ -37,6 +36,7 @@ from ..models import (
     Fill,
     Instrument,
     Liquidity,
+    Market,
     Order,
     OrderStatus,
     OrderType,
@@ -46,7 +46,14 @@ from ..models import (
     TimeInForce,
     Trade,
 )
-from .base import PublicRest, RestRequest
+from .base import (
+    AccountRest,
+    FieldSelectionRest,
+    MarketDataRest,
+    PublicRest,
+    RestRequest,
+    TradingRest,
+)
 
 __all__ = ["MAX_CLIENT_ORDER_ID", "SimRest"]
 
@@ -242,16 +249,17 @@ def _positive(value: int | None, name: str, maximum: int) -> None:
 # ------------------------------------------------------------------------ the codec
 
 
-class SimRest(PublicRest):
-    """REST codec of the embedded exchange (docs/protocol.md)."""
+class SimRest(PublicRest, FieldSelectionRest, MarketDataRest, TradingRest, AccountRest):
+    """REST codec of the embedded exchange (docs/protocol.md): the public contract and every
+    capability contract (field selection, market data, trading, account)."""
 
     venue: ClassVar[str] = VENUE
     default_url: ClassVar[str] = "http://127.0.0.1:8765/api/v1"
     rate_limit: ClassVar[tuple[float, float]] = (200.0, 1.0)
     #: Header carrying the budget left in the current window (the HTTP session watches it).
-    remaining_header: ClassVar[str] = "TL-RateLimit-Remaining"
+    remaining_header: ClassVar[str | None] = "TL-RateLimit-Remaining"
     #: Header carrying the key's budget per window, which may be below ``rate_limit``.
-    limit_header: ClassVar[str] = "TL-RateLimit-Limit"
+    limit_header: ClassVar[str | None] = "TL-RateLimit-Limit"
 
     # -- public: the PublicRest contract ---------------------------------------------------------
     def markets_request(self, fields: Selection | None = None) -> RestRequest:
@@ -355,6 +363,9 @@ class SimRest(PublicRest):
     def parse_time(self, body: bytes) -> int:
         answer: _Time = _decode(_dec_time, body, "time")
         return answer.ts
+
+    def market_list_request(self, fields: Selection | None = None) -> RestRequest:
+        return self.markets_request(fields)
 
     def market_request(self, symbol: str, fields: Selection | None = None) -> RestRequest:
         params = (("fields", fields.render()),) if fields is not None else ()
