@@ -304,6 +304,10 @@ class WsSession:
         return self.core.subscribe_timeout
 
     @property
+    def ping_interval(self) -> float:
+        return self.core.ping_interval
+
+    @property
     def connected(self) -> bool:
         return self._connection is not None
 

@@ -1162,7 +1162,7 @@ class StreamClient:
                 ),
                 error=error if len(error) <= 200 else error[:200] + "...",
                 count=count,
-                ts=time.time_ns(),
+                ts=self.wall_clock(),
             )
         )
 
