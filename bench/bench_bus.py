@@ -8,9 +8,12 @@ rounds with the contenders alternated round by round (this machine's absolute nu
 
 * **fan-out**: deliveries/s to 1 and 10 subscribers that read with ``async for``. Baseline: the
   platform's design, one ``asyncio.Queue(1000)`` per subscriber, ``put_nowait`` to each per event,
-  one consumer task per queue (PERF.md's "asyncio fan-out" rows). The producer yields to the
+  one consumer task per queue (PERF.md's "asyncio fan-out" rows), each put in a plain
+  ``try``/``except QueueFull`` (the cheapest way to drop silently). The producer yields to the
   loop after every event ("per event"), or after every 100 ("bursts of 100"); the bus case
   calls ``bus.publish`` once per event in both; "batches of 100" uses ``bus.publish_many``.
+* **the pure-Python floor** (a reference, not a contender): the least a pure-Python bus can do
+  per event (``_Floor``), one subscriber, bursts of 100, against the same queue baseline.
 * **sync handlers**: 10 subscriptions with a sync handler vs calling the same 10 functions in a
   plain loop, per event and in batches.
 * **publish latency**: each ``publish`` call timed (``perf_counter_ns``) with 10 reading
