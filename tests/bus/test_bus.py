@@ -579,3 +579,32 @@ def test_sync_code_may_use_a_bus_without_a_loop_but_async_handlers_need_one() ->
     with pytest.raises(ConfigError) as info:
         bus.subscribe("t", handler=handler)
     assert info.value.field == "handler"
+
+
+async def test_plain_readers_fast_path_counts_drops_wakes_and_ignores_a_closed_inbox() -> None:
+    # publish appends to plain drop_newest readers' buffers itself (LocalBus._Route.buffers):
+    # the full, closed and waiting cases must behave as inbox.push does.
+    async with Bus() as bus:
+        small = bus.subscribe("trade.*", maxsize=2)
+        wide = bus.subscribe(T, maxsize=10)
+        route = bus._routes.get(T) or bus._route(T)  # type: ignore[attr-defined]
+        assert route.buffers is not None and len(route.buffers) == 2
+        waiting = asyncio.ensure_future(anext(wide))
+        await asyncio.sleep(0)  # the reader waits on its future
+        events = [bus.publish(T, trade(i)) for i in range(5)]
+        assert await waiting == events[0]  # woken by the fast path
+        assert [small.get_nowait(), small.get_nowait(), small.get_nowait()] == [
+            events[0], events[1], None]
+        assert (small.dropped, wide.dropped) == (3, 0)
+        assert [wide.get_nowait() for _ in range(4)] == events[1:]
+        small.inbox.close()  # closed behind the route's back: ignored, not counted as a drop
+        bus.publish(T, trade(9))
+        assert small.dropped == 3 and len(small.inbox) == 0
+        assert wide.get_nowait() is not None
+        # a handler on the topic takes the route off the fast path
+        seen: list[Event] = []
+        bus.subscribe(T, handler=seen.append)
+        route = bus._routes.get(T) or bus._route(T)  # type: ignore[attr-defined]
+        assert route.buffers is None
+        last = bus.publish(T, trade(10))
+        assert seen == [last] and wide.get_nowait() == last
