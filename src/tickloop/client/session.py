@@ -1067,9 +1067,13 @@ class WsSession:
         reason = str(exc)
         if len(reason) > 200:
             reason = reason[:200] + "..."
-        symbol = channel = None
+        symbol = channel = limit = None
         if isinstance(exc, ProtocolError):
-            symbol, channel = exc.symbol, exc.channel
+            symbol, channel, limit = exc.symbol, exc.channel, exc.limit
+            if limit is not None:  # a message over a bound of Limits (levels, digits)
+                self.stats.limit_breaches += 1
+        elif isinstance(exc, LimitExceeded):
+            limit = exc.limit
         if count & (count - 1) == 0:  # 1st, 2nd, 4th...: never a log line per frame
             log.warning(
                 "%s: skipped an undecodable frame (%d so far): %s (%d bytes)",
@@ -1083,7 +1087,7 @@ class WsSession:
                 venue=self.venue,
                 connection=self.index,
                 reason=reason,
-                limit=exc.limit if isinstance(exc, LimitExceeded) else None,
+                limit=limit,
                 symbol=symbol,
                 channel=channel,
                 count=conn.malformed,
