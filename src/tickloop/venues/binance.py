@@ -609,11 +609,21 @@ class BinanceCodec(Codec):
         # _PARTIAL: a top-N snapshot; its symbol comes from the stream name
         if symbol is None:
             raise ProtocolError("partial depth without a stream name", venue=VENUE)
+        try:
+            bids = _sized(self._levels(data.bids))
+            asks = _sized(self._levels(data.asks))
+        except _DECODE_ERRORS as exc:  # its payload has no "s": name the stream's symbol
+            raise ProtocolError(
+                f"bad Binance partial depth: {_short(exc)}",
+                venue=VENUE,
+                symbol=symbol,
+                channel=Channel.BOOK.value,
+            ) from exc
         return BookSnapshot(
             venue=VENUE,
             symbol=symbol,
-            bids=_sized(self._levels(data.bids)),
-            asks=_sized(self._levels(data.asks)),
+            bids=bids,
+            asks=asks,
             sequence=data.lastUpdateId,
             recv_ts=recv_ts,
         )
