@@ -93,7 +93,7 @@ def duplicated_key(text: bytes | memoryview) -> str | None:
 
     try:
         json.loads(
-            bytes(text),
+            bytes(text).decode("utf-8"),  # what msgspec reads (json.loads would guess UTF-16)
             object_pairs_hook=pairs,
             parse_int=_ignore,
             parse_float=_ignore,
