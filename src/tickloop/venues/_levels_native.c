@@ -731,10 +731,11 @@ static PyTypeObject LevelDecoderType = {
  *
  * Keys of the objects still open are kept in one array, the innermost object's last; closing an
  * object drops its keys, so the keys a new key is compared with are always the array's top
- * segment. A key is compared by length, its first eight bytes, then the rest: a venue's objects
- * have ten or twenty keys, so a linear look costs less than hashing. An object with more than
- * DUP_KEYS keys (never sent by a venue) is left to the exact check, which bounds the work at
- * O(DUP_KEYS) a key. It reads nothing outside [text, text + len) whatever the bytes.
+ * segment. Each open object keeps a 64-bit filter of its keys: a key whose bit is clear is new
+ * at once; otherwise it is compared by length, its first eight bytes, then the rest, with the
+ * object's keys. An object with more than DUP_KEYS keys (never sent by a venue) is left to the
+ * exact check, which bounds the work at O(DUP_KEYS) a key. Strings are skipped eight bytes at a
+ * time. It reads nothing outside [text, text + len) whatever the bytes.
  */
 #define DUP_DEPTH 32
 #define DUP_KEYS 64
@@ -746,17 +747,62 @@ typedef struct {
     uint64_t head; /* first eight bytes, zero-padded */
 } DupKey;
 
+/* An open container: where its keys start in keys[] (-1 for an array), and a 64-bit filter
+   of the keys it holds (one bit a key, from its first bytes and length): a key whose bit is not
+   set is new without comparing it with any other, so a venue's object of ten or twenty keys
+   costs a few comparisons, not a hundred. */
+typedef struct {
+    Py_ssize_t first;
+    uint64_t seen;
+} DupOpen;
+
 /* 1 for the bytes that end a run of plain characters outside a string. */
 static const unsigned char dup_special[256] = {
     ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1,
 };
 
+/* The first eight bytes of a key (n of them when shorter, the rest zero). One unaligned load
+   when eight bytes can be read (a key is followed by at least its quote and colon), instead of
+   a memcpy of a variable length, which is a call to the C library. */
 static inline uint64_t
-dup_head(const char *s, Py_ssize_t n)
+dup_head(const char *s, Py_ssize_t n, const char *end)
 {
     uint64_t h = 0;
-    memcpy(&h, s, (size_t)(n < 8 ? n : 8));
+    if (end - s >= 8) {
+        memcpy(&h, s, 8);
+        if (n < 8) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            h &= n ? ~0ULL << (8 * (8 - n)) : 0;
+#else
+            h &= (1ULL << (8 * n)) - 1;
+#endif
+        }
+        return h;
+    }
+    unsigned char *bytes = (unsigned char *)&h;
+    for (Py_ssize_t i = 0; i < n && i < 8; i++) {
+        bytes[i] = (unsigned char)s[i];
+    }
     return h;
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DUP_LITTLE_ENDIAN 1
+#else
+#define DUP_LITTLE_ENDIAN 0
+#endif
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether one of the eight bytes of w is a quote or a backslash (the classic "has a zero byte"
+   test on w xor each of them). */
+static inline uint64_t
+quote_or_backslash(uint64_t w)
+{
+    uint64_t q = w ^ (ONES * (uint64_t)'"');
+    uint64_t b = w ^ (ONES * (uint64_t)'\\');
+    return ((q - ONES) & ~q & HIGHS) | ((b - ONES) & ~b & HIGHS);
 }
 
 static int
@@ -764,8 +810,7 @@ scan_duplicates(const char *p, const char *end)
 {
     DupKey keys[DUP_OPEN];
     Py_ssize_t nkeys = 0;
-    /* per open container: where its keys start in keys[], or -1 for an array */
-    Py_ssize_t open[DUP_DEPTH];
+    DupOpen open[DUP_DEPTH];
     int depth = 0;
     while (p < end) {
         while (p < end && !dup_special[(unsigned char)*p]) {
@@ -779,28 +824,47 @@ scan_duplicates(const char *p, const char *end)
             if (depth == DUP_DEPTH) {
                 return 2;
             }
-            open[depth++] = c == '{' ? nkeys : -1;
+            open[depth].first = c == '{' ? nkeys : -1;
+            open[depth].seen = 0;
+            depth++;
             continue;
         }
         if (c == '}' || c == ']') {
             if (depth == 0) {
                 return 2;
             }
-            Py_ssize_t start = open[--depth];
-            if (start >= 0) {
-                nkeys = start;
+            Py_ssize_t first = open[--depth].first;
+            if (first >= 0) {
+                nkeys = first;
             }
             continue;
         }
-        /* a string: find its end, noting escapes */
+        /* a string: find its end eight bytes at a time, noting escapes */
         const char *s = p;
         int escaped = 0;
-        while (p < end && *p != '"') {
-            if (*p == '\\') {
-                escaped = 1;
+        for (;;) {
+            while (end - p >= 8) {
+                uint64_t w;
+                memcpy(&w, p, 8);
+                uint64_t found = quote_or_backslash(w);
+                if (found) {
+#if DUP_LITTLE_ENDIAN
+                    /* the lowest flag is exact (a borrow only ever flags bytes above it) */
+                    p += __builtin_ctzll(found) >> 3;
+#endif
+                    break;
+                }
+                p += 8;
+            }
+            while (p < end && *p != '"' && *p != '\\') {
                 p++;
             }
-            p++;
+            if (p < end && *p == '\\') {
+                escaped = 1;
+                p += 2; /* the escaped character, whatever it is */
+                continue;
+            }
+            break;
         }
         if (p >= end) {
             return 2;
@@ -808,27 +872,35 @@ scan_duplicates(const char *p, const char *end)
         Py_ssize_t n = p - s;
         p++;
         const char *q = p;
-        while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
-            q++;
+        if (q < end && *q != ':') {
+            while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
+                q++;
+            }
         }
         if (q >= end || *q != ':') {
             continue; /* a value */
         }
         p = q + 1;
-        if (depth == 0 || open[depth - 1] < 0 || escaped) {
+        if (depth == 0 || open[depth - 1].first < 0 || escaped) {
             return 2;
         }
-        Py_ssize_t first = open[depth - 1];
+        DupOpen *object = &open[depth - 1];
+        Py_ssize_t first = object->first;
         if (nkeys - first >= DUP_KEYS || nkeys == DUP_OPEN) {
             return 2;
         }
-        uint64_t head = dup_head(s, n);
-        for (Py_ssize_t i = first; i < nkeys; i++) {
-            const DupKey *k = &keys[i];
-            if (k->head == head && k->n == n && (n <= 8 || memcmp(k->s + 8, s + 8, (size_t)(n - 8)) == 0)) {
-                return 1;
+        uint64_t head = dup_head(s, n, end);
+        uint64_t bit = 1ULL << (((head ^ (uint64_t)n) * 0x9E3779B97F4A7C15ULL) >> 58);
+        if (object->seen & bit) {
+            for (Py_ssize_t i = first; i < nkeys; i++) {
+                const DupKey *k = &keys[i];
+                if (k->head == head && k->n == n &&
+                    (n <= 8 || memcmp(k->s + 8, s + 8, (size_t)(n - 8)) == 0)) {
+                    return 1;
+                }
             }
         }
+        object->seen |= bit;
         keys[nkeys].s = s;
         keys[nkeys].n = n;
         keys[nkeys].head = head;
@@ -840,6 +912,10 @@ scan_duplicates(const char *p, const char *end)
 static PyObject *
 duplicate_keys(PyObject *module, PyObject *text)
 {
+    if (PyBytes_CheckExact(text)) { /* no buffer to take and give back */
+        const char *start = PyBytes_AS_STRING(text);
+        return PyLong_FromLong(scan_duplicates(start, start + PyBytes_GET_SIZE(text)));
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
