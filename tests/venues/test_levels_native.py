@@ -537,8 +537,16 @@ def _render(value: Any, spaced: bool, escape: bool) -> str:
     return json.dumps(value)
 
 
-_keys = st.sampled_from(["a", "b", "p", "price", "q", 'x"y', "a\\", "é", "longer_key_name_1"])
-_scalars = st.one_of(st.integers(), st.sampled_from(["a", "p", '"p":', "{", "]"]), st.none())
+# Keys and strings longer than the scan's 64-byte blocks, and strings made of the bytes it looks
+# for (a quote, brackets, a colon), so every path of both scans is taken.
+_keys = st.sampled_from(
+    ["a", "b", "p", "price", "q", 'x"y', "a\\", "é", "longer_key_name_1", "k" * 70, "k" * 71]
+)
+_scalars = st.one_of(
+    st.integers(),
+    st.sampled_from(["a", "p", '"p":', "{", "]", ":", "x" * 100, "[:{" * 30]),
+    st.none(),
+)
 _trees = st.recursive(
     _scalars,
     lambda inner: st.one_of(
@@ -580,6 +588,33 @@ def test_the_duplicate_key_scans_agree_with_the_exact_check(
         assert c_scan == int(duplicated)
     else:
         assert c_scan in ((1, 2) if duplicated else (0, 2))
+
+
+def test_the_block_scan_agrees_with_the_exact_check_across_block_boundaries() -> None:
+    """Compact frames (the 64-byte block path of the C scan) of every length up to 600 bytes,
+    keys and values straddling block boundaries, a duplicate planted at random or not."""
+    need_native()
+    import random
+
+    from tickloop.venues import _levels_native
+    from tickloop.venues.keys import duplicated_key
+
+    rng = random.Random(15)
+    for _ in range(3000):
+        names = [f"k{rng.randint(0, 30)}" + "x" * rng.choice([0, 0, 5, 60]) for _ in range(20)]
+
+        def value(depth: int = 0, names: list[str] = names) -> str:
+            r = rng.random()
+            if r < 0.25 and depth < 4:
+                keys = rng.sample(names, rng.randint(0, 4))
+                return "{" + ",".join(f"{json.dumps(k)}:{value(depth + 1)}" for k in keys) + "}"
+            if r < 0.45 and depth < 4:
+                return "[" + ",".join(value(depth + 1) for _ in range(rng.randint(0, 3))) + "]"
+            return json.dumps(rng.choice(["a", ":", "{", "]", "x" * rng.randint(0, 90), 1, None]))
+
+        keys = [rng.choice(names) for _ in range(rng.randint(0, 10))]
+        text = ("{" + ",".join(f"{json.dumps(k)}:{value()}" for k in keys) + "}").encode()
+        assert _levels_native.duplicate_keys(text) == int(duplicated_key(text) is not None), text
 
 
 def test_the_duplicate_key_scan_reads_only_its_text() -> None:
