@@ -28,7 +28,6 @@ from tickloop.models import BookDelta, BookSnapshot, Trade
 from tickloop.venues.base import Channel, Codec
 from tickloop.venues.binance import BinanceCodec, BinanceRest
 from tickloop.venues.coinbase import CoinbaseCodec, CoinbaseRest
-from tickloop.venues.keys import duplicated_key
 from tickloop.venues.kraken import KrakenCodec, KrakenRest, KrakenV2Codec
 from tickloop.venues.sim import SimCodec
 from tickloop.venues.sim_rest import SimRest
@@ -202,6 +201,8 @@ def test_a_trade_whose_price_is_given_twice_is_refused(venue: str, escaped: bool
         twice = frame.replace(f'"{key}":', f'"{name}":1.0,"{key}":', 1)
     else:
         twice = again(frame, name, value)
+    from tickloop.venues.keys import duplicated_key  # here: the file also runs on older code
+
     assert duplicated_key(twice.encode()) == key
     error = refused(codec, twice)
     assert f"duplicate JSON key '{key}'" in str(error)
@@ -353,3 +354,21 @@ def test_a_side_over_max_levels_per_message_is_refused_in_diffs_too(venue: str, 
         error = refused(codec, book(kind, levels))
         assert error.limit == "max_levels_per_message", str(error)
         assert (error.symbol, error.channel) == (symbol, "book")
+
+
+def test_case8_kraken_channel_table_is_bounded() -> None:
+    """Every table a venue's messages fill is bounded: a venue that announces a million channel
+    ids keeps at most 4 x max_streams_per_connection of them."""
+    codec = KrakenCodec()
+    for channel_id in range(5000):
+        status = {
+            "event": "subscriptionStatus",
+            "status": "subscribed",
+            "channelID": channel_id,
+            "channelName": "trade",
+            "pair": "XBT/USD",
+            "subscription": {"name": "trade"},
+        }
+        codec.decode(text(status).encode(), 0)
+    assert len(codec._channels) == 4 * codec.max_streams_per_connection
+    assert 4999 in codec._channels and 0 not in codec._channels

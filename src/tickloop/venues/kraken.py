@@ -580,6 +580,10 @@ class KrakenCodec(_SymbolCache, Codec):
                 self.unknown += 1
                 return []
             if msg.channel_id is not None and sub.symbol is not None:
+                # Bounded like every table a venue's messages fill (issue 15, case 8): a venue
+                # announcing endless channel ids makes the oldest be read from the frame again.
+                if len(self._channels) >= 4 * self.max_streams_per_connection:
+                    del self._channels[next(iter(self._channels))]
                 self._channels[msg.channel_id] = (sub.channel, sub.symbol)
             return [Subscribed((sub,), request_id=msg.reqid)]
         if msg.status == "unsubscribed":
