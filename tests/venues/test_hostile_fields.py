@@ -372,3 +372,18 @@ def test_case8_kraken_channel_table_is_bounded() -> None:
         codec.decode(text(status).encode(), 0)
     assert len(codec._channels) == 4 * codec.max_streams_per_connection
     assert 4999 in codec._channels and 0 not in codec._channels
+
+
+def test_the_exact_check_reads_bytes_that_are_not_utf8_as_themselves() -> None:
+    """msgspec lets a byte that is not UTF-8 through in a key it skips (found by the fuzz
+    boundary): the exact check compares such keys by their bytes instead of failing."""
+    from tickloop.venues.keys import duplicate_keys, duplicated_key
+
+    frame = b'{"type":"heartbeat","\x80equence":1,"product_id":"BTC-USD","time":"%s"}' % (
+        TIME.encode()
+    )
+    assert duplicated_key(frame) is None
+    assert CoinbaseCodec().decode(frame, 0)  # decodes, nothing refused
+    twice = b'{"\x80a":1,"\x80a":2}'
+    assert duplicated_key(twice) == "\udc80a" and duplicate_keys(twice) != 0
+    assert duplicated_key(b'{"\x80a":1,"\x81a":2}') is None

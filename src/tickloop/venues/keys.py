@@ -93,7 +93,10 @@ def duplicated_key(text: bytes | memoryview) -> str | None:
 
     try:
         json.loads(
-            bytes(text).decode("utf-8"),  # what msgspec reads (json.loads would guess UTF-16)
+            # UTF-8, as msgspec reads it (json.loads would guess UTF-16 from NULs); a byte that is
+            # not UTF-8 (msgspec lets one through in a key it skips) stays itself, so keys still
+            # compare by their bytes
+            bytes(text).decode("utf-8", "surrogateescape"),
             object_pairs_hook=pairs,
             parse_int=_ignore,
             parse_float=_ignore,
