@@ -149,7 +149,7 @@ class DecimalCache(dict[str, Decimal]):
         self.max_size = max_size
         self.limits = limits
         #: The twin for fields that must be > 0 (a trade's price and size, a book level's
-        #: price): zero is refused there once per string, at no cost on a hit.
+        #: price): zero is refused there once per string (docs/reliability.md has its cost).
         self.positive: DecimalCache = (
             self
             if isinstance(self, PositiveDecimalCache)

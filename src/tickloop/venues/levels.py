@@ -24,8 +24,8 @@ Two implementations, one behaviour:
 Both refuse a level whose price is zero (a size of zero deletes a level; a price of zero is
 nothing a venue sends) and a side of more than ``limits.max_levels_per_message`` levels (the
 limits of the cache's :class:`~tickloop.limits.Limits`), which raises
-:class:`~tickloop.limits.LevelLimitError`: on every diff, at no cost the figures can see (an
-integer compare per level in C; a length compare past the unrolled cases in Python).
+:class:`~tickloop.limits.LevelLimitError`: on every diff, for an integer compare per level in
+C (and a price's first digit), a length compare past the unrolled cases in Python.
 
 :func:`level_decoder` picks the compiled one when it was built from this version of the C
 source (``tickloop._native``), and ``NATIVE`` says whether it is in use.

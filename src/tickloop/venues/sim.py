@@ -331,7 +331,7 @@ class SimCodec(Codec):
             refuse_duplicates(frame, venue=VENUE, **_stream_of(msg))
         try:
             # The trade is the hot message: tested first, built inline. Its price and size must
-            # be > 0 (the positive cache refuses "0" once per string, at no cost on a hit).
+            # be > 0 (the positive cache refuses "0" once per string; a hit is a dict lookup).
             if type(msg) is _Trade:
                 p = self._positive
                 return [
