@@ -1,7 +1,9 @@
-"""Per-message decode cost of the codecs on the common shape: sim trades, sim book diffs and
-Binance depth diffs whose prices and sizes repeat (as a live book's do), so the DecimalCache and
-the C level table hit. It is what the number validation of tickloop.limits must not slow down:
-run it against two checkouts alternately and compare the ratio (docs/reliability.md).
+"""Per-message decode cost of the codecs on the common shape: sim trades, sim book diffs,
+Binance aggTrades (the harness's trade frames) and Binance depth diffs whose prices and sizes
+repeat (as a live book's do), so the DecimalCache and the C level table hit. It is what the
+number validation of tickloop.limits and the duplicate-key scan of tickloop.venues.keys must
+not slow down: run it against two checkouts alternately and compare the ratio
+(docs/reliability.md). The "key scan alone" rows time that scan by itself on the same frames.
 
     .venv/bin/python bench/bench_decode.py
     PYTHONPATH=/path/to/other/src .venv/bin/python bench/bench_decode.py
@@ -19,12 +21,30 @@ from tickloop.venues.binance import BinanceCodec
 from tickloop.venues.sim import SimCodec
 
 
-def _frames(n: int, seed: int = 1) -> tuple[list[bytes], list[bytes], list[bytes]]:
+def _frames(n: int, seed: int = 1) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
     rng = random.Random(seed)
     prices = [f"{100 + i / 100:.2f}" for i in range(400)]
     sizes = [f"{rng.randint(1, 5000) / 10000:.4f}" for _ in range(300)]
-    trades, diffs, binance = [], [], []
+    trades, diffs, binance, agg = [], [], [], []
     for i in range(n):
+        agg.append(
+            json.dumps(
+                {
+                    "e": "aggTrade",
+                    "E": i,
+                    "s": "BTCUSDT",
+                    "a": i + 1,
+                    "p": rng.choice(prices),
+                    "q": rng.choice(sizes),
+                    "f": i,
+                    "l": i,
+                    "T": i,
+                    "m": rng.random() < 0.5,
+                    "M": True,
+                },
+                separators=(",", ":"),
+            ).encode()
+        )
         trades.append(
             json.dumps(
                 {
@@ -62,7 +82,7 @@ def _frames(n: int, seed: int = 1) -> tuple[list[bytes], list[bytes], list[bytes
                 separators=(",", ":"),
             ).encode()
         )
-    return trades, diffs, binance
+    return trades, diffs, binance, agg
 
 
 def _time(decode: object, frames: list[bytes], rounds: int) -> float:
@@ -85,13 +105,35 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50_000, help="frames of each kind")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    trades, diffs, binance = _frames(args.n)
+    trades, diffs, binance, agg = _frames(args.n)
     sim = SimCodec()
     rows = {
         "sim trade": _time(sim.decode, trades, args.rounds),
         "sim book diff": _time(SimCodec().decode, diffs, args.rounds),
+        "binance aggTrade": _time(BinanceCodec().decode, agg, args.rounds),
         "binance depth diff": _time(BinanceCodec().decode, binance, args.rounds),
     }
+    try:  # the duplicate-key scan each decode above includes (absent before issue 15's fix)
+        from tickloop.venues.keys import duplicate_keys
+    except ImportError:
+        duplicate_keys = None
+    if duplicate_keys is not None:
+        scan = duplicate_keys
+
+        def scan_only(frame: bytes, _ts: int) -> int:
+            return scan(frame)
+
+        def nothing(frame: bytes, _ts: int) -> int:
+            return 0
+
+        base = _time(nothing, trades, args.rounds)  # the loop and the call of a Python function
+        for name, frames in (
+            ("sim trade", trades),
+            ("sim book diff", diffs),
+            ("binance aggTrade", agg),
+            ("binance depth diff", binance),
+        ):
+            rows[f"{name}: key scan alone"] = _time(scan_only, frames, args.rounds) - base
     print(json.dumps({k: round(v, 1) for k, v in rows.items()}))
 
 

@@ -270,9 +270,8 @@ def mutated(draw: st.DrawFn, seeds: list[Any]) -> bytes:
         )
         return json.dumps(_replace(seed, path, new), ensure_ascii=False).encode()
     text = json.dumps(seed, separators=(",", ":"))
-    if how == "duplicate" and text.startswith("{") and len(text) > 2:
-        key_value = text[1:].split(",", 1)[0].rstrip("}")
-        return ("{" + key_value + "," + text[1:]).encode()
+    if how == "duplicate":
+        return _duplicated(draw, seed, text)
     if how == "nest":
         depth = draw(st.sampled_from([100, 5000, 100_000]))
         return ("[" * depth + text + "]" * depth).encode()
@@ -280,6 +279,34 @@ def mutated(draw: st.DrawFn, seeds: list[Any]) -> bytes:
     cut = draw(st.integers(0, len(raw)))
     junk = draw(st.binary(max_size=8))
     return raw[:cut] + junk + raw[cut + len(junk) :]
+
+
+def _duplicated(draw: st.DrawFn, seed: Any, text: str) -> bytes:
+    """``seed`` with one key of one of its objects (any depth) given twice, the copy carrying
+    another value, before or after the original, its key written plainly or escaped."""
+    objects = [path for path in _paths(seed) if isinstance(_get(seed, path), dict)]
+    objects = [path for path in objects if _get(seed, path)]
+    if not objects:
+        return text.encode()
+    path = draw(st.sampled_from(objects))
+    target = _get(seed, path)
+    key = draw(st.sampled_from(sorted(target)))
+    value = draw(st.sampled_from([target[key], "1.00", 0, None, [["1.00", "1.0"]]]))
+    name = json.dumps(key)
+    if draw(st.booleans()) and key:
+        name = f'"\\u{ord(key[0]):04x}' + json.dumps(key[1:])[1:]
+    copy = f"{name}:{json.dumps(value)}"
+    inner = json.dumps(target, separators=(",", ":"))
+    doubled = "{" + copy + "," + inner[1:] if draw(st.booleans()) else inner[:-1] + "," + copy + "}"
+    marker = "\u0000marker\u0000"
+    placed = _replace(seed, path, marker)
+    return json.dumps(placed, separators=(",", ":")).replace(json.dumps(marker), doubled).encode()
+
+
+def _get(value: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        value = value[step]
+    return value
 
 
 def frames(venue: str) -> st.SearchStrategy[bytes]:

@@ -3,8 +3,10 @@
 Each target takes hostile input and checks the documented contract of the code under it:
 
 * a venue codec's ``decode`` returns models whose every number passes
-  :func:`tickloop.limits.check_decimal`, or raises :class:`~tickloop.exceptions.ProtocolError`;
-  nothing else escapes (no RecursionError, no ValueError, no hang);
+  :func:`tickloop.limits.check_decimal` (a trade's price and size and a level's price > 0, a
+  snapshot level's size > 0) from a frame in which no object gives a key twice, or raises
+  :class:`~tickloop.exceptions.ProtocolError`; nothing else escapes (no RecursionError, no
+  ValueError, no hang);
 * a REST codec's ``parse_book`` / ``parse_trades``: the same;
 * a book synchroniser raises nothing but :class:`~tickloop.exceptions.BookError`, and a book it
   calls valid is never crossed;
@@ -32,6 +34,7 @@ from tickloop.sim.market import DEFAULT_MARKETS
 from tickloop.venues.base import Codec
 from tickloop.venues.binance import BinanceCodec, BinanceRest
 from tickloop.venues.coinbase import CoinbaseCodec, CoinbaseRest
+from tickloop.venues.keys import duplicated_key
 from tickloop.venues.kraken import KrakenCodec, KrakenRest, KrakenV2Codec
 from tickloop.venues.sim import SimCodec
 from tickloop.venues.sim_rest import SimRest
@@ -74,10 +77,19 @@ def _numbers(event: Any) -> list[Decimal]:
     return []
 
 
-def _check_models(events: Any) -> None:
+def _check_models(events: Any, text: bytes | None = None) -> None:
     for event in events:
         for number in _numbers(event):
             check_decimal(number)  # ValueError here is a bug: a bad number got through
+        if isinstance(event, Trade):
+            assert event.price > 0 and event.size > 0, event
+        if isinstance(event, BookSnapshot | BookDelta):
+            assert all(level.price > 0 for level in (*event.bids, *event.asks)), event
+        if isinstance(event, BookSnapshot):
+            assert all(level.size > 0 for level in (*event.bids, *event.asks)), event
+    if events and text is not None:
+        # models came out: no object of the frame gave a key twice (keys.py)
+        assert duplicated_key(text) is None, text[:200]
 
 
 def codec_target(venue: str) -> Callable[[bytes], None]:
@@ -95,7 +107,7 @@ def codec_target(venue: str) -> Callable[[bytes], None]:
             events = codec.decode(frame, 0)
         except ProtocolError:
             return
-        _check_models(events)
+        _check_models(events, frame)
 
     return target
 
@@ -109,7 +121,7 @@ def rest_target(venue: str) -> Callable[[bytes], None]:
                 result = parse(body, "BTC-USD")
             except ProtocolError:
                 continue
-            _check_models(result if isinstance(result, list) else [result])
+            _check_models(result if isinstance(result, list) else [result], body)
 
     return target
 

@@ -13,7 +13,7 @@ import pytest
 import tickloop.book
 from tickloop._native import pure_requested
 from tickloop.book import engine
-from tickloop.venues import levels
+from tickloop.venues import keys, levels
 from tickloop.venues.base import DecimalCache
 from tickloop.venues.binance import BinanceCodec
 from tickloop.venues.sim import SimCodec
@@ -46,6 +46,7 @@ def test_this_run_uses_the_build_it_names() -> None:
         assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
         assert type(BinanceCodec()._levels).__name__ == "partial"  # interned_levels, pure
         assert type(SimCodec()._levels).__name__ == "partial"
+        assert not keys.NATIVE and keys.duplicate_keys is keys.pure_duplicate_keys
         assert loaded_compiled_modules() == set()
         return
     if not (engine.NATIVE and levels.NATIVE):
@@ -57,4 +58,5 @@ def test_this_run_uses_the_build_it_names() -> None:
         pytest.skip("this checkout was installed without a C compiler: nothing compiled to check")
     assert tickloop.book.OrderBook is engine.OrderBook is not engine.PureOrderBook
     assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
+    assert keys.NATIVE and keys.duplicate_keys.__module__ == "tickloop.venues._levels_native"
     assert loaded_compiled_modules() == set(COMPILED_MODULES)

@@ -14,7 +14,8 @@ from tickloop.exceptions import ConfigError
 
 async def test_a_short_chaos_run_keeps_every_promise() -> None:
     config = ChaosConfig(
-        disconnects=3, stalls=1, skips=2, malformed=2, hostile=5, storms=1, latency_spikes=1
+        # hostile=7: every kind of the sim's hostile frames once (sim.faults.HOSTILE_KINDS)
+        disconnects=3, stalls=1, skips=2, malformed=2, hostile=7, storms=1, latency_spikes=1
     )
     report = await run_chaos(config)
     figures = report.figures()
@@ -27,7 +28,7 @@ async def test_a_short_chaos_run_keeps_every_promise() -> None:
         "stall": 1,
         "skip": 2,
         "malformed": 2,
-        "hostile": 5,
+        "hostile": 7,
         "storm": 1,
         "latency": 1,
         "slow_consumer": 1,
@@ -40,7 +41,7 @@ async def test_a_short_chaos_run_keeps_every_promise() -> None:
     assert events["Disconnected"] == 3 + 1 + 1  # disconnects, the storm's, the stall's
     assert events["Reconnected"] == events["Disconnected"]  # every outage said it was over
     assert events["Stale"] == 1 and events["ConsumerDetached"] == 1
-    assert events["Malformed"] == 2 + 5
+    assert events["Malformed"] == 2 + 7
     assert events["BotError"] == 1 and events["LoopBlocked"] == 1  # each naming its bot
     assert report.bots_disturbed == 0  # the steady bot ran on and saw trades
 

@@ -197,7 +197,7 @@ def _chaos(
 
     names = tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
     if quick:
-        disconnects, stalls, skips, malformed, hostile, storms, latency = 3, 1, 2, 2, 5, 1, 1
+        disconnects, stalls, skips, malformed, hostile, storms, latency = 3, 1, 2, 2, 7, 1, 1
     config = ChaosConfig(
         disconnects=disconnects,
         stalls=stalls,

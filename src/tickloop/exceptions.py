@@ -161,7 +161,9 @@ class OrderRejected(ExchangeError):
 
 class ProtocolError(TickloopError):
     """``symbol`` and ``channel`` are set when the codec could tell which stream the bad
-    message belonged to (a book that misses a message must not stay valid)."""
+    message belonged to (a book that misses a message must not stay valid). ``limit`` names the
+    field of :class:`tickloop.limits.Limits` the message broke, if it broke one: given, or that
+    of the :class:`~tickloop.limits.BoundError` it was raised from."""
 
     def __init__(
         self,
@@ -170,10 +172,19 @@ class ProtocolError(TickloopError):
         venue: str | None = None,
         symbol: str | None = None,
         channel: str | None = None,
+        limit: str | None = None,
     ) -> None:
         super().__init__(message, venue=venue)
         self.symbol = symbol
         self.channel = channel
+        self._limit = limit
+
+    @property
+    def limit(self) -> str | None:
+        if self._limit is not None:
+            return self._limit
+        cause = getattr(self.__cause__, "limit", None)
+        return cause if isinstance(cause, str) else None
 
 
 class StreamError(TickloopError):

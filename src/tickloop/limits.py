@@ -25,6 +25,8 @@ import msgspec
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "BoundError",
+    "LevelLimitError",
     "Limits",
     "check_decimal",
     "check_number_text",
@@ -70,6 +72,26 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 DEFAULT_LIMITS: Final = Limits()
 
+
+class BoundError(ValueError):
+    """A value that breaks a bound of :class:`Limits`; ``limit`` names the field. A codec turns
+    it into a :class:`~tickloop.exceptions.ProtocolError` (raised ``from`` it), whose ``limit``
+    is then the same, and the session reports it as a ``Malformed`` event with that ``limit``
+    and counts it in ``limit_breaches``."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class LevelLimitError(BoundError):
+    """One side of one book message has more levels than ``max_levels_per_message``."""
+
+    def __init__(
+        self, message: str = "more levels on one side than limits.max_levels_per_message"
+    ) -> None:
+        super().__init__(message, limit="max_levels_per_message")
+
 # ASCII digits only (re.ASCII): str.isdigit and Decimal() also take "١" (Arabic-Indic one), and
 # Decimal() takes "1_0", " 1", "+1", "inf" and "nan", none of which a venue sends.
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]{1,6})?", re.ASCII)
@@ -80,7 +102,10 @@ def check_number_text(text: str, limits: Limits = DEFAULT_LIMITS) -> None:
     ASCII digits with an optional fraction and exponent, at most ``max_number_length``
     characters, with an adjusted exponent within ``max_exponent``."""
     if len(text) > limits.max_number_length:
-        raise ValueError(f"number longer than {limits.max_number_length} characters ({len(text)})")
+        raise BoundError(
+            f"number longer than {limits.max_number_length} characters ({len(text)})",
+            limit="max_number_length",
+        )
     if _NUMBER.fullmatch(text) is None:
         raise ValueError(f"not a decimal number: {text!r}")
 
@@ -94,12 +119,15 @@ def check_decimal(value: Decimal, limits: Limits = DEFAULT_LIMITS) -> Decimal:
     if sign:
         raise ValueError(f"negative number: {value}")
     if len(digits) > limits.max_number_length:
-        raise ValueError(f"number with {len(digits)} digits (at most {limits.max_number_length})")
+        raise BoundError(
+            f"number with {len(digits)} digits (at most {limits.max_number_length})",
+            limit="max_number_length",
+        )
     # Written out in full (a checksum does), a number costs about adjusted - exponent characters:
     # both ends are bounded, zeros included ("0E-999999" would be a million zeros).
     assert isinstance(exponent, int)
     if exponent < -limits.max_exponent or exponent + len(digits) - 1 > limits.max_exponent:
-        raise ValueError(f"number out of range: {value:.3e}")
+        raise BoundError(f"number out of range: {value:.3e}", limit="max_exponent")
     return value
 
 

@@ -551,13 +551,15 @@ def test_conflation_on_the_loop_clock_at_most_once_per_interval() -> None:
 async def test_case3_a_book_that_received_a_hostile_number_never_stays_valid() -> None:
     """Issue 15, case 3: a book message with a hostile number (1e300000000, a negative size,
     "١", 10,000 digits) is refused as malformed, and the book it belonged to is invalid at once
-    ("malformed"), then rebuilt; JSON nested too deep to tell its symbol shows as a gap."""
+    ("malformed"), then rebuilt; JSON nested too deep to tell its symbol shows as a gap. A key
+    given twice (the level a decoder keeping the last value would believe) and a price of 0 are
+    refused the same way."""
     async with (
         SimExchange(seed=11, symbols=SYMBOLS, rate=150) as ex,
         _running(ex, SYMBOLS, heartbeat_timeout=0.6, ping_interval=0.15) as (feed, watch),
     ):
         await _settle(ex, feed, watch, SYMBOLS)
-        expected = ["malformed"] * 4 + ["gap"]
+        expected = ["malformed"] * 4 + ["gap"] + ["malformed"] * 2  # sim.faults.HOSTILE_KINDS
         for round_, reason in enumerate(expected):
             mark = len(watch.status)
             ex.resume_flow()

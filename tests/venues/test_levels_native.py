@@ -308,6 +308,8 @@ def test_no_reference_is_leaked_or_lost_on_any_path() -> None:
     native, _ = both()
     cache = native.cache
     native(b'[["1","2"],["3","4"]]')
+    # the pure decoder (the fallback of the error paths below) interns prices in cache.positive
+    PureLevelDecoder(cache)(b'[["1","2"],["3","4"]]')
     held = {text: sys.getrefcount(cache[text]) for text in ("1", "2", "3", "4")}
     for _ in range(1000):
         native(b'[["1","2"],["3","4"]]')
@@ -474,3 +476,163 @@ def test_only_strings_that_fit_a_slot_are_remembered() -> None:
     for _ in range(3):
         assert native(text) == pure(text) == (BookLevel(D(fits), D(too_long)),)
     assert native.entries == 1  # the long one is looked up in the DecimalCache every time
+
+
+# ------------------------------------------------ issue 15: zero prices, levels per message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[["0","1"]]',
+        b'[["1","1"],["0.00","2"]]',
+        b'[["0E-8","1"]]',
+        b'[["1","1"],["2","2"],["3","3"],["0","4"]]',  # past the pure decoder's unrolled cases
+    ],
+)
+def test_a_zero_price_is_refused_alike_by_both(text: bytes) -> None:
+    """A level's size of 0 deletes it; a price of 0 is nothing a venue sends (case 3)."""
+    native, pure = both()
+    assert outcome(native, text) == outcome(pure, text)
+    assert outcome(pure, text)[1].startswith("must be > 0")
+    assert native(b'[["0.05","0"]]') == pure(b'[["0.05","0"]]') == ((D("0.05"), D(0)),)
+
+
+@pytest.mark.parametrize("count", [4, 40])  # 40: past the stack's levels
+def test_a_side_over_max_levels_is_refused_at_once(count: int) -> None:
+    """More levels on one side than limits.max_levels_per_message: LevelLimitError, typed, from
+    the C decoder itself (the pure one is not asked to decode the whole hostile side)."""
+    from tickloop.limits import LevelLimitError, Limits
+
+    native, pure = both(DecimalCache(limits=Limits(max_levels_per_message=3)))
+    ok = json.dumps([[f"{i + 1}.5", "1"] for i in range(3)]).encode()
+    assert native(ok) == pure(ok) and len(native(ok)) == 3
+    text = json.dumps([[f"{i + 1}.5", "1"] for i in range(count)]).encode()
+    fallbacks = native.fallbacks
+    for decode in (native, pure):
+        with pytest.raises(LevelLimitError) as info:
+            decode(text)
+        assert info.value.limit == "max_levels_per_message"
+    assert native.fallbacks == fallbacks
+    assert native.max_levels == 3
+
+
+# ------------------------------------------------------ issue 15: duplicate keys of a frame
+
+
+def _render(value: Any, spaced: bool, escape: bool) -> str:
+    """JSON text of a tree whose objects are lists of (key, value) pairs (keys may repeat)."""
+    sep = ", " if spaced else ","
+    colon = " : " if spaced else ":"
+    if isinstance(value, tuple):  # an object
+        items = []
+        for key, item in value:
+            text = json.dumps(key)
+            if escape and key:
+                text = f'"\\u{ord(key[0]):04x}' + json.dumps(key[1:])[1:]
+            items.append(f"{text}{colon}{_render(item, spaced, escape)}")
+        return "{" + sep.join(items) + "}"
+    if isinstance(value, list):
+        return "[" + sep.join(_render(item, spaced, escape) for item in value) + "]"
+    return json.dumps(value)
+
+
+# Keys and strings longer than the scan's 64-byte blocks, and strings made of the bytes it looks
+# for (a quote, brackets, a colon), so every path of both scans is taken.
+_keys = st.sampled_from(
+    ["a", "b", "p", "price", "q", 'x"y', "a\\", "é", "longer_key_name_1", "k" * 70, "k" * 71]
+)
+_scalars = st.one_of(
+    st.integers(),
+    st.sampled_from(["a", "p", '"p":', "{", "]", ":", "x" * 100, "[:{" * 30]),
+    st.none(),
+)
+_trees = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(st.tuples(_keys, inner), max_size=5).map(tuple),
+    ),
+    max_leaves=20,
+)
+
+
+def _duplicated(value: Any) -> bool:
+    if isinstance(value, tuple):
+        keys = [key for key, _ in value]
+        return len(keys) != len(set(keys)) or any(_duplicated(item) for _, item in value)
+    if isinstance(value, list):
+        return any(_duplicated(item) for item in value)
+    return False
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(_trees, st.booleans(), st.booleans())
+def test_the_duplicate_key_scans_agree_with_the_exact_check(
+    tree: Any, spaced: bool, escape: bool
+) -> None:
+    """C scan, pure scan and exact check on generated JSON: a scan may say "cannot tell" (2),
+    never 0 for a text with a duplicated key; the C scan is exact (0/1) on text without
+    escapes; the exact check names a key exactly when one object gives it twice."""
+    need_native()
+    from tickloop.venues import _levels_native
+    from tickloop.venues.keys import duplicated_key, pure_duplicate_keys
+
+    text = _render(tree, spaced, escape).encode()
+    duplicated = _duplicated(tree)
+    assert (duplicated_key(text) is not None) == duplicated
+    c_scan = _levels_native.duplicate_keys(text)
+    assert c_scan == _levels_native.duplicate_keys(memoryview(text))
+    assert pure_duplicate_keys(text) in ((2,) if duplicated else (0, 2))
+    if b"\\" not in text:
+        assert c_scan == int(duplicated)
+    else:
+        assert c_scan in ((1, 2) if duplicated else (0, 2))
+
+
+def test_the_block_scan_agrees_with_the_exact_check_across_block_boundaries() -> None:
+    """Compact frames (the 64-byte block path of the C scan) of every length up to 600 bytes,
+    keys and values straddling block boundaries, a duplicate planted at random or not."""
+    need_native()
+    import random
+
+    from tickloop.venues import _levels_native
+    from tickloop.venues.keys import duplicated_key
+
+    rng = random.Random(15)
+    for _ in range(3000):
+        names = [f"k{rng.randint(0, 30)}" + "x" * rng.choice([0, 0, 5, 60]) for _ in range(20)]
+
+        def value(depth: int = 0, names: list[str] = names) -> str:
+            r = rng.random()
+            if r < 0.25 and depth < 4:
+                keys = rng.sample(names, rng.randint(0, 4))
+                return "{" + ",".join(f"{json.dumps(k)}:{value(depth + 1)}" for k in keys) + "}"
+            if r < 0.45 and depth < 4:
+                return "[" + ",".join(value(depth + 1) for _ in range(rng.randint(0, 3))) + "]"
+            return json.dumps(rng.choice(["a", ":", "{", "]", "x" * rng.randint(0, 90), 1, None]))
+
+        keys = [rng.choice(names) for _ in range(rng.randint(0, 10))]
+        text = ("{" + ",".join(f"{json.dumps(k)}:{value()}" for k in keys) + "}").encode()
+        assert _levels_native.duplicate_keys(text) == int(duplicated_key(text) is not None), text
+
+
+def test_the_duplicate_key_scan_reads_only_its_text() -> None:
+    """Truncated, nested, unbalanced, huge objects: an answer in 0..2, never a crash; the bounds
+    (depth, keys per object) answer 2 rather than work without bound."""
+    need_native()
+    from tickloop.venues import _levels_native
+
+    scan = _levels_native.duplicate_keys
+    frame = b'{"e":"aggTrade","E":1,"s":"BTCUSDT","a":5,"p":"1.5","q":"2","T":1,"m":true}'
+    for end in range(len(frame) + 1):
+        assert scan(frame[:end]) in (0, 2)
+        assert scan(memoryview(frame)[end:]) in (0, 2)
+    assert scan(frame.replace(b'"q"', b'"p"')) == 1
+    assert scan(b'{"a":' * 40 + b"1" + b"}" * 40) == 2  # deeper than it tracks
+    assert scan(b'{"a":' * 20 + b"1" + b"}" * 20) == 0
+    many = "{" + ",".join(f'"k{i}":1' for i in range(100)) + "}"
+    assert scan(many.encode()) == 2  # an object with more keys than a venue sends
+    assert scan(b"}]\"\\") == 2 and scan(b"") == 0 and scan(b'"\\') == 2
+    with pytest.raises(TypeError):
+        scan("not bytes")  # type: ignore[arg-type]

@@ -488,20 +488,23 @@ class SessionCore:
         replaced."""
         self.stats.malformed += 1
         self._malformed_here += 1
-        if isinstance(error, LimitExceeded):
-            self.stats.limit_breaches += 1
         reason = str(error)
         if len(reason) > 200:
             reason = reason[:200] + "..."
-        symbol = channel = None
+        symbol = channel = limit = None
         if isinstance(error, ProtocolError):
-            symbol, channel = error.symbol, error.channel
+            # a message over a bound of Limits (levels, digits) names the bound
+            symbol, channel, limit = error.symbol, error.channel, error.limit
+        elif isinstance(error, LimitExceeded):
+            limit = error.limit
+        if limit is not None:
+            self.stats.limit_breaches += 1
         self._notify(
             Malformed(
                 venue=self.venue,
                 connection=self.index,
                 reason=reason,
-                limit=error.limit if isinstance(error, LimitExceeded) else None,
+                limit=limit,
                 symbol=symbol,
                 channel=channel,
                 count=self._malformed_here,

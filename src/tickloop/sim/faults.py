@@ -39,7 +39,15 @@ from ..exceptions import ConfigError
 __all__ = ["FAULT_NAMES", "HOSTILE_KINDS", "Faults", "RestFault", "hostile_frame"]
 
 #: The hostile values ``hostile(n)`` injects, in turn.
-HOSTILE_KINDS = ("huge_exponent", "negative_size", "arabic_digit", "long_digits", "deep_nesting")
+HOSTILE_KINDS = (
+    "huge_exponent",
+    "negative_size",
+    "arabic_digit",
+    "long_digits",
+    "deep_nesting",
+    "duplicate_key",
+    "zero_price",
+)
 
 #: Faults that ``tickloop sim --fault NAME=VALUE`` accepts.
 FAULT_NAMES = (
@@ -259,11 +267,21 @@ def hostile_frame(message: Mapping[str, Any], kind: str) -> bytes:
     ``kind`` (:data:`HOSTILE_KINDS`), as the frame to send."""
     if kind == "deep_nesting":
         return b'{"type":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    if kind == "duplicate_key":
+        # The message as sent, then a key of it again with another well-formed value: a
+        # decoder that keeps the last value would believe a price or a level never quoted.
+        text = json.dumps(message, separators=(",", ":"))
+        if "bids" in message or "asks" in message:
+            extra = ',"bids":[["1.00","1.0000"]]'
+        else:
+            extra = ',"price":"1.00"'
+        return (text[:-1] + extra + "}").encode()
     value = {
         "huge_exponent": "1e300000000",
         "negative_size": "-0.5",
         "arabic_digit": "\u0661",
         "long_digits": "9" * 10_000,
+        "zero_price": "0.00",
     }[kind]
     out = dict(message)
     field = "size" if kind in ("negative_size", "arabic_digit") else "price"

@@ -25,6 +25,15 @@
  * It is laid out for the memory, which is what a lookup costs once nothing is built: 32-byte slots,
  * one cache line a probe, and a diff's pairs scanned (their slots prefetched) before any lookup.
  *
+ * Two checks cost nothing on that path: a side with more than ``max_levels`` levels
+ * (limits.max_levels_per_message) is refused as soon as the level after the bound is read, and a
+ * level whose price is zero is refused from the price's bytes (its first digit, for nearly every
+ * price). Both hand the text to the pure decoder, which raises the error the caller sees.
+ *
+ * The module also holds ``duplicate_keys``, the hot path's check that no object of a frame gives
+ * a key twice (JSON decoders, msgspec's too, keep the last value silently): one pass over the
+ * bytes, see its comment below.
+ *
  * SOURCE_DIGEST (the SHA-256 of this file, given by the build as a -D define) lets the Python
  * side refuse a copy built from other source (tickloop/_native.py).
  */
@@ -79,6 +88,8 @@ typedef struct {
     Py_ssize_t evictions;     /* strings replaced in a full probe window, or lost growing */
     uint64_t seed;
     Py_ssize_t fallbacks;     /* texts handed to the pure decoder */
+    Py_ssize_t max_levels;    /* most levels one call returns (limits.max_levels_per_message) */
+    PyObject *limit_error;    /* called with a message: the exception for max_levels */
     int untrack;              /* levels may leave the cycle collector (no __dict__) */
 } LevelDecoder;
 
@@ -335,12 +346,50 @@ levels_append(Levels *levels, PyObject *level)
     return 0;
 }
 
-/* One level from its two texts, appended to levels: 0, or -1 with an exception set. */
+/* Whether a number's text (valid: the cache checked it) is zero: no digit 1-9 before its
+   exponent. A price's first digit settles it unless it is a 0 ("0.05"). */
+static inline int
+text_is_zero(const Text *t)
+{
+    for (Py_ssize_t i = 0; i < t->n; i++) {
+        char c = t->s[i];
+        if (c >= '1' && c <= '9') {
+            return 0;
+        }
+        if (c == 'e' || c == 'E') {
+            break;
+        }
+    }
+    return 1;
+}
+
+/* One level from its two texts, appended to levels: 0; -1 with an exception set; -2 with the
+   max_levels exception set (final: not handed to the pure decoder). */
 static int
 add_level(LevelDecoder *self, const Text *price_text, const Text *size_text, Levels *levels)
 {
+    if (levels->count >= self->max_levels) {
+        /* Final: the pure decoder is not asked (it would decode the whole hostile side first). */
+        PyObject *error = PyObject_CallFunction(
+            self->limit_error, "s", "more levels on one side than limits.max_levels_per_message");
+        if (error != NULL) {
+            if (PyExceptionInstance_Check(error)) {
+                PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+            }
+            else {
+                PyErr_SetString(PyExc_TypeError, "limit_error must return an exception");
+            }
+            Py_DECREF(error);
+        }
+        return -2;
+    }
     PyObject *price = lookup(self, price_text);
     if (price == NULL) {
+        return -1;
+    }
+    if (text_is_zero(price_text)) {
+        Py_DECREF(price);
+        PyErr_SetString(PyExc_ValueError, "a book level's price must be > 0");
         return -1;
     }
     PyObject *size = lookup(self, size_text);
@@ -367,8 +416,9 @@ add_level(LevelDecoder *self, const Text *price_text, const Text *size_text, Lev
 }
 
 /* Scan [["p","q"], ...]: 1 when it was the plain shape (levels filled), 0 when it was not (the
-   pure decoder decides), -1 with an exception set (the cache refused a number, memory; the
-   caller hands the text to the pure decoder, which also checks the rest of its shape).
+   pure decoder decides), -1 with an exception set (the cache refused a number, a zero price,
+   memory; the caller hands the text to the pure decoder, which also checks the rest of its
+   shape), -2 with the max_levels exception set (the caller raises it).
 
    Levels are read CHUNK pairs at a time: the pairs are scanned first, prefetching the table
    slot of each string, and only then looked up, so the memory accesses of a diff's few lookups
@@ -417,8 +467,9 @@ scan_levels(LevelDecoder *self, const char *p, const char *end, Levels *levels)
             p = skip_ws(p + 1, end);
         }
         for (int i = 0; i < count; i += 2) {
-            if (add_level(self, &texts[i], &texts[i + 1], levels) < 0) {
-                return -1;
+            int added = add_level(self, &texts[i], &texts[i + 1], levels);
+            if (added < 0) {
+                return added;
             }
         }
         if (last) {
@@ -449,6 +500,9 @@ LevelDecoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyOb
     PyBuffer_Release(&view);
     if (shape != 1) {
         levels_release(&levels);
+        if (shape == -2) {
+            return NULL;
+        }
         if (shape < 0) {
             /* A number the cache refused (or no memory), seen before the whole text was read:
                the pure decoder checks the text's shape first, so which error the caller sees
@@ -483,12 +537,24 @@ LevelDecoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyOb
 static PyObject *
 LevelDecoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"cache", "level_type", "fallback", "max_entries", "seed", NULL};
+    static char *keywords[] = {"cache", "level_type",  "fallback", "max_entries", "seed",
+                               "max_levels", "limit_error", NULL};
     PyObject *cache, *level_type, *fallback;
+    PyObject *limit_error = PyExc_ValueError;
     Py_ssize_t max_entries = 65536;
     unsigned long long seed = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|nK:LevelDecoder", keywords, &cache,
-                                     &level_type, &fallback, &max_entries, &seed)) {
+    Py_ssize_t max_levels = PY_SSIZE_T_MAX;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|nKnO:LevelDecoder", keywords, &cache,
+                                     &level_type, &fallback, &max_entries, &seed, &max_levels,
+                                     &limit_error)) {
+        return NULL;
+    }
+    if (max_levels < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_levels must be >= 1");
+        return NULL;
+    }
+    if (!PyCallable_Check(limit_error)) {
+        PyErr_SetString(PyExc_TypeError, "limit_error must be callable");
         return NULL;
     }
     if (!PyType_Check(level_type) ||
@@ -517,6 +583,7 @@ LevelDecoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->mask = 255;
     self->max_entries = max_entries;
+    self->max_levels = max_levels;
     /* The caller draws the seed (tickloop.venues.levels: a random one per decoder, so which
        strings collide is not predictable from outside; tests pass fixed ones to be repeatable). */
     self->seed = (uint64_t)seed;
@@ -526,6 +593,8 @@ LevelDecoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->level_type = (PyTypeObject *)level_type;
     Py_INCREF(fallback);
     self->fallback = fallback;
+    Py_INCREF(limit_error);
+    self->limit_error = limit_error;
     return (PyObject *)self;
 }
 
@@ -535,6 +604,7 @@ LevelDecoder_traverse(LevelDecoder *self, visitproc visit, void *arg)
     Py_VISIT(self->cache);
     Py_VISIT(self->level_type);
     Py_VISIT(self->fallback);
+    Py_VISIT(self->limit_error);
     return 0;
 }
 
@@ -544,6 +614,7 @@ LevelDecoder_clear(LevelDecoder *self)
     Py_CLEAR(self->cache);
     Py_CLEAR(self->level_type);
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->limit_error);
     return 0;
 }
 
@@ -595,6 +666,12 @@ LevelDecoder_get_fallbacks(LevelDecoder *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+LevelDecoder_get_max_levels(LevelDecoder *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->max_levels);
+}
+
+static PyObject *
 LevelDecoder_get_cache(LevelDecoder *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(self->cache);
@@ -614,6 +691,8 @@ static PyGetSetDef LevelDecoder_getset[] = {
      "strings replaced in a full probe window (or not placed when the table grew)", NULL},
     {"fallbacks", (getter)LevelDecoder_get_fallbacks, NULL,
      "texts handed to the pure decoder", NULL},
+    {"max_levels", (getter)LevelDecoder_get_max_levels, NULL, "most levels one call returns",
+     NULL},
     {"cache", (getter)LevelDecoder_get_cache, NULL, "the DecimalCache", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -621,7 +700,8 @@ static PyGetSetDef LevelDecoder_getset[] = {
 static PyTypeObject LevelDecoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tickloop.venues._levels_native.LevelDecoder",
-    .tp_doc = "LevelDecoder(cache, level_type, fallback, max_entries=65536, seed=0)\n\n"
+    .tp_doc = "LevelDecoder(cache, level_type, fallback, max_entries=65536, seed=0, "
+              "max_levels=sys.maxsize, limit_error=ValueError)\n\n"
               "Call it with the JSON text of [[price, size], ...] for a tuple of levels.",
     .tp_basicsize = sizeof(LevelDecoder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
@@ -635,11 +715,383 @@ static PyTypeObject LevelDecoderType = {
     .tp_getset = LevelDecoder_getset,
 };
 
+/* ------------------------------------------------------------------ duplicate keys of a frame
+ *
+ * duplicate_keys(text) -> 0, 1 or 2. JSON leaves a key given twice in one object undefined and
+ * every decoder tickloop uses (msgspec) keeps the last value, so a venue (or a man in the
+ * middle of a plain-text replay) could send {"p":"100.5","p":"0.0001"} and have the second
+ * price believed while a log or a checksum shows the first. A second parse of every frame to
+ * find out would double the decode cost; this is one pass over the bytes instead:
+ *
+ *   0  no object of the text gives a key twice (keys compared by their bytes);
+ *   1  one does;
+ *   2  this scan cannot tell: a key written with an escape ("\u0070" is "p"), nesting deeper
+ *      than DUP_DEPTH, an object with more than DUP_KEYS keys, or text that is not JSON. The
+ *      caller then asks the exact (and slower) Python check, tickloop.venues.keys.
+ *
+ * Keys of the objects still open are kept in one array, the innermost object's last; closing an
+ * object drops its keys, so the keys a new key is compared with are always the array's top
+ * segment. Each open object keeps a 64-bit filter of its keys: a key whose bit is clear is new
+ * at once; otherwise it is compared by length, its first eight bytes, then the rest, with the
+ * object's keys. An object with more than DUP_KEYS keys (never sent by a venue) is left to the
+ * exact check, which bounds the work at O(DUP_KEYS) a key. Strings are skipped eight bytes at a
+ * time. It reads nothing outside [text, text + len) whatever the bytes.
+ */
+#define DUP_DEPTH 32
+#define DUP_KEYS 64
+#define DUP_OPEN 512 /* keys of all the open objects together */
+
+typedef struct {
+    const char *s;
+    Py_ssize_t n;
+    uint64_t head; /* first eight bytes, zero-padded */
+} DupKey;
+
+/* An open container: where its keys start in keys[] (-1 for an array), and a 64-bit filter
+   of the keys it holds (one bit a key, from its first bytes and length): a key whose bit is not
+   set is new without comparing it with any other, so a venue's object of ten or twenty keys
+   costs a few comparisons, not a hundred. */
+typedef struct {
+    Py_ssize_t first;
+    uint64_t seen;
+} DupOpen;
+
+/* 1 for the bytes that end a run of plain characters outside a string. */
+static const unsigned char dup_special[256] = {
+    ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1,
+};
+
+/* The first eight bytes of a key (n of them when shorter, the rest zero). One unaligned load
+   when eight bytes can be read (a key is followed by at least its quote and colon), instead of
+   a memcpy of a variable length, which is a call to the C library. */
+static inline uint64_t
+dup_head(const char *s, Py_ssize_t n, const char *end)
+{
+    uint64_t h = 0;
+    if (end - s >= 8) {
+        memcpy(&h, s, 8);
+        if (n < 8) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            h &= n ? ~0ULL << (8 * (8 - n)) : 0;
+#else
+            h &= (1ULL << (8 * n)) - 1;
+#endif
+        }
+        return h;
+    }
+    unsigned char *bytes = (unsigned char *)&h;
+    for (Py_ssize_t i = 0; i < n && i < 8; i++) {
+        bytes[i] = (unsigned char)s[i];
+    }
+    return h;
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define DUP_LITTLE_ENDIAN 1
+#else
+#define DUP_LITTLE_ENDIAN 0
+#endif
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether one of the eight bytes of w is a quote or a backslash (the classic "has a zero byte"
+   test on w xor each of them). */
+static inline uint64_t
+quote_or_backslash(uint64_t w)
+{
+    uint64_t q = w ^ (ONES * (uint64_t)'"');
+    uint64_t b = w ^ (ONES * (uint64_t)'\\');
+    return ((q - ONES) & ~q & HIGHS) | ((b - ONES) & ~b & HIGHS);
+}
+
+static int
+scan_duplicates(const char *p, const char *end)
+{
+    DupKey keys[DUP_OPEN];
+    Py_ssize_t nkeys = 0;
+    DupOpen open[DUP_DEPTH];
+    int depth = 0;
+    while (p < end) {
+        while (p < end && !dup_special[(unsigned char)*p]) {
+            p++;
+        }
+        if (p >= end) {
+            break;
+        }
+        char c = *p++;
+        if (c == '{' || c == '[') {
+            if (depth == DUP_DEPTH) {
+                return 2;
+            }
+            open[depth].first = c == '{' ? nkeys : -1;
+            open[depth].seen = 0;
+            depth++;
+            continue;
+        }
+        if (c == '}' || c == ']') {
+            if (depth == 0) {
+                return 2;
+            }
+            Py_ssize_t first = open[--depth].first;
+            if (first >= 0) {
+                nkeys = first;
+            }
+            continue;
+        }
+        /* a string: find its end eight bytes at a time, noting escapes */
+        const char *s = p;
+        int escaped = 0;
+        for (;;) {
+            while (end - p >= 8) {
+                uint64_t w;
+                memcpy(&w, p, 8);
+                uint64_t found = quote_or_backslash(w);
+                if (found) {
+#if DUP_LITTLE_ENDIAN
+                    /* the lowest flag is exact (a borrow only ever flags bytes above it) */
+                    p += __builtin_ctzll(found) >> 3;
+#endif
+                    break;
+                }
+                p += 8;
+            }
+            while (p < end && *p != '"' && *p != '\\') {
+                p++;
+            }
+            if (p < end && *p == '\\') {
+                escaped = 1;
+                p += 2; /* the escaped character, whatever it is */
+                continue;
+            }
+            break;
+        }
+        if (p >= end) {
+            return 2;
+        }
+        Py_ssize_t n = p - s;
+        p++;
+        const char *q = p;
+        if (q < end && *q != ':') {
+            while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) {
+                q++;
+            }
+        }
+        if (q >= end || *q != ':') {
+            continue; /* a value */
+        }
+        p = q + 1;
+        if (depth == 0 || open[depth - 1].first < 0 || escaped) {
+            return 2;
+        }
+        DupOpen *object = &open[depth - 1];
+        Py_ssize_t first = object->first;
+        if (nkeys - first >= DUP_KEYS || nkeys == DUP_OPEN) {
+            return 2;
+        }
+        uint64_t head = dup_head(s, n, end);
+        uint64_t bit = 1ULL << (((head ^ (uint64_t)n) * 0x9E3779B97F4A7C15ULL) >> 58);
+        if (object->seen & bit) {
+            for (Py_ssize_t i = first; i < nkeys; i++) {
+                const DupKey *k = &keys[i];
+                if (k->head == head && k->n == n &&
+                    (n <= 8 || memcmp(k->s + 8, s + 8, (size_t)(n - 8)) == 0)) {
+                    return 1;
+                }
+            }
+        }
+        object->seen |= bit;
+        keys[nkeys].s = s;
+        keys[nkeys].n = n;
+        keys[nkeys].head = head;
+        nkeys++;
+    }
+    return depth == 0 ? 0 : 2;
+}
+
+#if defined(__SSE2__) && DUP_LITTLE_ENDIAN
+#include <emmintrin.h>
+#define DUP_BLOCKS 1
+
+/* Bit i of the result: byte i of the 64-byte block equals c. */
+static inline uint64_t
+block_eq(const __m128i v[4], __m128i c)
+{
+    uint64_t m0 = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v[0], c));
+    uint64_t m1 = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v[1], c));
+    uint64_t m2 = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v[2], c));
+    uint64_t m3 = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v[3], c));
+    return m0 | (m1 << 16) | (m2 << 32) | (m3 << 48);
+}
+
+/* The fast path of the common case, a frame without a backslash written without spaces
+   between a key and its colon: 64 bytes at a time, bit masks of the quotes, brackets and colons
+   (SSE2, in every x86-64), which bytes are inside strings (a prefix xor of the quotes), then only
+   the brackets and colons outside strings are visited, in order. Answers as scan_duplicates, or
+   3 when the frame is not of that shape (a backslash, a space before a colon, a bracket that
+   does not match): scan_duplicates then reads it byte by byte. */
+static int
+scan_blocks(const char *text, Py_ssize_t len)
+{
+    DupKey keys[DUP_OPEN];
+    Py_ssize_t nkeys = 0;
+    DupOpen open[DUP_DEPTH];
+    int depth = 0;
+    uint64_t inside = 0;       /* all ones when the block starts inside a string */
+    Py_ssize_t opening = -1;   /* where the last string opened before this block */
+    const __m128i quote = _mm_set1_epi8('"'), colon = _mm_set1_epi8(':');
+    const __m128i backslash = _mm_set1_epi8('\\'), lbrace = _mm_set1_epi8('{');
+    const __m128i rbrace = _mm_set1_epi8('}'), fold = _mm_set1_epi8(0x20);
+    for (Py_ssize_t base = 0; base < len; base += 64) {
+        __m128i v[4];
+        if (len - base >= 64) {
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm_loadu_si128((const __m128i *)(text + base + 16 * i));
+            }
+        }
+        else {
+            char tail[64] = {0}; /* NUL matches nothing looked for */
+            memcpy(tail, text + base, (size_t)(len - base));
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm_loadu_si128((const __m128i *)(tail + 16 * i));
+            }
+        }
+        if (block_eq(v, backslash)) {
+            return 3;
+        }
+        uint64_t quotes = block_eq(v, quote);
+        uint64_t strings = quotes; /* prefix xor: bit i set inside a string (its opening quote
+                                      included, its closing quote not) */
+        strings ^= strings << 1;
+        strings ^= strings << 2;
+        strings ^= strings << 4;
+        strings ^= strings << 8;
+        strings ^= strings << 16;
+        strings ^= strings << 32;
+        strings ^= inside;
+        __m128i folded[4]; /* '[' -> '{', ']' -> '}' */
+        for (int i = 0; i < 4; i++) {
+            folded[i] = _mm_or_si128(v[i], fold);
+        }
+        uint64_t outside = ~strings;
+        uint64_t opens = block_eq(folded, lbrace) & outside;
+        uint64_t closes = block_eq(folded, rbrace) & outside;
+        uint64_t colons = block_eq(v, colon) & outside;
+        uint64_t objects = block_eq(v, lbrace);
+        uint64_t openings = quotes & strings;
+        uint64_t events = opens | closes | colons;
+        while (events) {
+            int i = __builtin_ctzll(events);
+            uint64_t bit = 1ULL << i;
+            events &= events - 1;
+            if (opens & bit) {
+                if (depth == DUP_DEPTH) {
+                    return 2;
+                }
+                open[depth].first = (objects & bit) ? nkeys : -1;
+                open[depth].seen = 0;
+                depth++;
+                continue;
+            }
+            if (closes & bit) {
+                if (depth == 0) {
+                    return 3;
+                }
+                Py_ssize_t first = open[--depth].first;
+                if (first >= 0) {
+                    nkeys = first;
+                }
+                continue;
+            }
+            /* a colon: the key's closing quote must be the byte before it */
+            Py_ssize_t at = base + i;
+            if (at == 0 || text[at - 1] != '"' || depth == 0 || open[depth - 1].first < 0) {
+                return 3;
+            }
+            uint64_t before = i > 1 ? openings & ((1ULL << (i - 1)) - 1) : 0;
+            Py_ssize_t start = before ? base + 63 - __builtin_clzll(before) : opening;
+            if (start < 0 || start >= at - 1) {
+                return 3;
+            }
+            const char *s = text + start + 1;
+            Py_ssize_t n = at - 1 - (start + 1);
+            DupOpen *object = &open[depth - 1];
+            Py_ssize_t first = object->first;
+            if (nkeys - first >= DUP_KEYS || nkeys == DUP_OPEN) {
+                return 2;
+            }
+            uint64_t head = dup_head(s, n, text + len);
+            uint64_t flag = 1ULL << (((head ^ (uint64_t)n) * 0x9E3779B97F4A7C15ULL) >> 58);
+            if (object->seen & flag) {
+                for (Py_ssize_t k = first; k < nkeys; k++) {
+                    const DupKey *key = &keys[k];
+                    if (key->head == head && key->n == n &&
+                        (n <= 8 || memcmp(key->s + 8, s + 8, (size_t)(n - 8)) == 0)) {
+                        return 1;
+                    }
+                }
+            }
+            object->seen |= flag;
+            keys[nkeys].s = s;
+            keys[nkeys].n = n;
+            keys[nkeys].head = head;
+            nkeys++;
+        }
+        if (openings) {
+            opening = base + 63 - __builtin_clzll(openings);
+        }
+        inside = (uint64_t)((int64_t)strings >> 63);
+    }
+    if (inside) {
+        return 2; /* a string never closed */
+    }
+    return depth == 0 ? 0 : 2;
+}
+#else
+#define DUP_BLOCKS 0
+#endif
+
+static inline int
+scan_frame(const char *text, Py_ssize_t len)
+{
+#if DUP_BLOCKS
+    int found = scan_blocks(text, len);
+    if (found != 3) {
+        return found;
+    }
+#endif
+    return scan_duplicates(text, text + len);
+}
+
+static PyObject *
+duplicate_keys(PyObject *module, PyObject *text)
+{
+    if (PyBytes_CheckExact(text)) { /* no buffer to take and give back */
+        return PyLong_FromLong(scan_frame(PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text)));
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int found = scan_frame((const char *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(found);
+}
+
+static PyMethodDef levels_functions[] = {
+    {"duplicate_keys", (PyCFunction)duplicate_keys, METH_O,
+     "duplicate_keys(text) -> 0 (no object gives a key twice), 1 (one does) or 2 (cannot tell "
+     "here: ask tickloop.venues.keys)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef levels_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tickloop.venues._levels_native",
-    .m_doc = "Book levels from their JSON text (see tickloop.venues.levels).",
+    .m_doc = "Book levels from their JSON text (see tickloop.venues.levels), and the "
+             "duplicate-key scan of a frame (tickloop.venues.keys).",
     .m_size = -1,
+    .m_methods = levels_functions,
 };
 
 PyMODINIT_FUNC

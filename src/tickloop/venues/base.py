@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import msgspec
 
 from ..exceptions import ProtocolError, TickloopError
-from ..limits import DEFAULT_LIMITS, Limits, parse_number
+from ..limits import DEFAULT_LIMITS, LevelLimitError, Limits, parse_number
 from ..models import (
     Balance,
     BookDelta,
@@ -73,6 +73,7 @@ __all__ = [
     "LoggedIn",
     "MarketDataRest",
     "Pong",
+    "PositiveDecimalCache",
     "PublicRest",
     "RestRequest",
     "SessionToken",
@@ -83,6 +84,7 @@ __all__ = [
     "Unsubscribed",
     "VenueError",
     "book_levels",
+    "counted_levels",
     "interned_levels",
 ]
 
@@ -166,12 +168,19 @@ class DecimalCache(dict[str, Decimal]):
     unbounded memory). Calling it, ``cache(text)``, does the same at the cost of a Python call.
     """
 
-    __slots__ = ("limits", "max_size")
+    __slots__ = ("limits", "max_size", "positive")
 
     def __init__(self, max_size: int = 200_000, *, limits: Limits = DEFAULT_LIMITS) -> None:
         super().__init__()
         self.max_size = max_size
         self.limits = limits
+        #: The twin for fields that must be > 0 (a trade's price and size, a book level's
+        #: price): zero is refused there once per string (docs/reliability.md has its cost).
+        self.positive: DecimalCache = (
+            self
+            if isinstance(self, PositiveDecimalCache)
+            else PositiveDecimalCache(max_size, limits=limits, base=self)
+        )
 
     def __missing__(self, text: str) -> Decimal:
         if type(text) is not str:
@@ -184,6 +193,39 @@ class DecimalCache(dict[str, Decimal]):
 
     def __call__(self, text: str) -> Decimal:
         return self[text]
+
+
+class PositiveDecimalCache(DecimalCache):
+    """A :class:`DecimalCache` that refuses zero too (``"0"``, ``"0.00000000"``): what no venue
+    sends as a trade's price or size or as a book level's price. Every DecimalCache has one as
+    ``.positive``."""
+
+    __slots__ = ("base",)
+
+    def __init__(
+        self,
+        max_size: int = 200_000,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        base: DecimalCache | None = None,
+    ) -> None:
+        super().__init__(max_size, limits=limits)
+        #: The cache whose Decimals it shares (one Decimal per string, whichever field).
+        self.base = base
+
+    def __missing__(self, text: str) -> Decimal:
+        if self.base is not None:
+            value = self.base[text]  # validated and interned there
+        elif type(text) is not str:
+            raise ValueError(f"not a decimal string: {type(text).__name__}")
+        else:
+            value = parse_number(text, self.limits)
+        if not value:
+            raise ValueError(f"must be > 0, not {text!r}")
+        if len(self) >= self.max_size:
+            self.clear()
+        self[text] = value
+        return value
 
 
 _new = tuple.__new__
@@ -205,24 +247,40 @@ def interned_levels(cache: DecimalCache, pairs: Sequence[tuple[str, str]]) -> tu
     the short lists diffs carry (one to three levels a side, mostly) are unrolled: a list
     comprehension costs a function call of its own, more than one level's conversion on
     CPython 3.11. Measured in docs/streaming.md (the Binance depth decode).
+
+    A price must be > 0 (looked up in ``cache.positive``), a size >= 0 (0 deletes a level);
+    more than ``limits.max_levels_per_message`` pairs raise :class:`LevelLimitError` (checked
+    where the unrolled cases end: :func:`tickloop.venues.levels.wire_level_decoder` checks
+    every call when the bound is below 4).
     """
     n = len(pairs)
+    pos = cache.positive
     if n == 1:
         ((p, q),) = pairs
-        return (_new(BookLevel, (cache[p], cache[q])),)
+        return (_new(BookLevel, (pos[p], cache[q])),)
     if n == 2:
         (p, q), (p2, q2) = pairs
-        return (_new(BookLevel, (cache[p], cache[q])), _new(BookLevel, (cache[p2], cache[q2])))
+        return (_new(BookLevel, (pos[p], cache[q])), _new(BookLevel, (pos[p2], cache[q2])))
     if n == 3:
         (p, q), (p2, q2), (p3, q3) = pairs
         return (
-            _new(BookLevel, (cache[p], cache[q])),
-            _new(BookLevel, (cache[p2], cache[q2])),
-            _new(BookLevel, (cache[p3], cache[q3])),
+            _new(BookLevel, (pos[p], cache[q])),
+            _new(BookLevel, (pos[p2], cache[q2])),
+            _new(BookLevel, (pos[p3], cache[q3])),
         )
     if n == 0:
         return ()
-    return tuple([_new(BookLevel, (cache[p], cache[q])) for p, q in pairs])
+    if n > cache.limits.max_levels_per_message:
+        raise LevelLimitError(f"{n} levels on one side (limits.max_levels_per_message)")
+    return tuple([_new(BookLevel, (pos[p], cache[q])) for p, q in pairs])
+
+
+def counted_levels(cache: DecimalCache, pairs: Sequence[tuple[str, str]]) -> tuple[BookLevel, ...]:
+    """:func:`interned_levels` with the level bound checked on every call (for a bound below
+    4, which the unrolled cases do not check)."""
+    if len(pairs) > cache.limits.max_levels_per_message:
+        raise LevelLimitError(f"{len(pairs)} levels on one side (limits.max_levels_per_message)")
+    return interned_levels(cache, pairs)
 
 
 class Codec(abc.ABC):

@@ -35,6 +35,7 @@ from ..exceptions import (
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
+    BookLevel,
     BookSnapshot,
     Candle,
     Instrument,
@@ -55,6 +56,7 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
+from .keys import duplicate_keys, refuse_duplicates
 from .levels import WireLevels, wire_level_decoder
 from .registry import Venue
 
@@ -291,8 +293,8 @@ class BinanceCodec(Codec):
         self._book_ticker_as_ticker = ticker_stream == "bookTicker"
         self.depth_speed = depth_speed
         self._d = DecimalCache(limits=limits)
+        self._positive = self._d.positive
         self._levels = wire_level_decoder(self._d)
-        self._max_levels = limits.max_levels_per_message
         self._symbols: dict[str, str] = {i.venue_symbol: i.symbol for i in instruments}
         self._venue_symbols: dict[str, str] = {s: v for v, s in self._symbols.items()}
         # stream name (bytes) -> (kind, symbol or None); bounded by the streams subscribed
@@ -419,6 +421,8 @@ class BinanceCodec(Codec):
                 except (msgspec.DecodeError, RecursionError):
                     pass
         if data is not None:
+            if duplicate_keys(frame):  # a key given twice: msgspec kept the last (keys.py)
+                refuse_duplicates(frame, venue=VENUE, **_stream_of(data, self.symbol))
             try:
                 if type(data) is _EVENT_DEPTH:
                     return [self._delta(data, recv_ts)]
@@ -429,6 +433,8 @@ class BinanceCodec(Codec):
                 ) from exc
         if type(frame) is not bytes:
             frame = bytes(frame)  # the byte scans below need bytes
+        if duplicate_keys(frame):
+            self._refuse_duplicates(frame)
         try:
             if frame.startswith(b'{"stream":"'):
                 end = frame.find(b'"', 11)
@@ -462,6 +468,25 @@ class BinanceCodec(Codec):
                 venue=VENUE,
                 **_stream_of(data, self.symbol),
             ) from exc
+
+    def _refuse_duplicates(self, frame: bytes) -> None:
+        """ProtocolError when an object of ``frame`` gives a key twice, naming the stream when
+        the frame tells it (``stream``, or ``e`` and ``s``); returns when none does."""
+        stream: dict[str, str | None] = {}
+        try:
+            head = self._head.decode(frame)
+            kind = _stream_kind(head.stream) if head.stream else _KIND_BY_EVENT.get(head.e or "")
+            name = head.stream.partition("@")[0] if head.stream else head.s
+            symbol = self.symbol(name.upper()) if name else None
+            channel = None
+            if kind in (_DEPTH, _PARTIAL):
+                channel = Channel.BOOK.value
+            elif kind in (_AGG, _TRADE):
+                channel = Channel.TRADES.value
+            stream = {"symbol": symbol, "channel": channel}
+        except (*_DECODE_ERRORS, ProtocolError):
+            pass  # not a frame the stream can be told from: refused all the same
+        refuse_duplicates(frame, venue=VENUE, **stream)
 
     def _learn_stream(self, stream: bytes) -> tuple[int, str | None]:
         name = stream.decode()
@@ -528,8 +553,8 @@ class BinanceCodec(Codec):
     def _delta(self, data: _Depth, recv_ts: int) -> BookDelta:
         """A ``depthUpdate`` event as a BookDelta (the per-diff hot path)."""
         levels = self._levels
-        # No level count check on this hot path: a diff's levels cost time linear in its
-        # bytes (bounded by limits.max_message_size), never more.
+        # The level decoder refuses a zero price and a side over limits.max_levels_per_message
+        # (levels.py); a size of 0 deletes a level.
         return BookDelta(
             venue=VENUE,
             symbol=self._symbols.get(data.s) or self.symbol(data.s),
@@ -546,12 +571,13 @@ class BinanceCodec(Codec):
         if kind == _DEPTH:
             return self._delta(data, recv_ts)
         if kind in (_AGG, _TRADE):
+            p = self._positive  # a trade's price and size are > 0
             return Trade(
                 venue=VENUE,
                 symbol=self.symbol(data.s),
                 id=data.a if kind == _AGG else data.t,
-                price=d[data.p],
-                size=d[data.q],
+                price=p[data.p],
+                size=p[data.q],
                 side=Side.SELL if data.m else Side.BUY,
                 ts=data.T * _MS,
                 recv_ts=recv_ts,
@@ -611,14 +637,32 @@ class BinanceCodec(Codec):
         # _PARTIAL: a top-N snapshot; its symbol comes from the stream name
         if symbol is None:
             raise ProtocolError("partial depth without a stream name", venue=VENUE)
+        try:
+            bids = _sized(self._levels(data.bids))
+            asks = _sized(self._levels(data.asks))
+        except _DECODE_ERRORS as exc:  # its payload has no "s": name the stream's symbol
+            raise ProtocolError(
+                f"bad Binance partial depth: {_short(exc)}",
+                venue=VENUE,
+                symbol=symbol,
+                channel=Channel.BOOK.value,
+            ) from exc
         return BookSnapshot(
             venue=VENUE,
             symbol=symbol,
-            bids=self._levels(data.bids),
-            asks=self._levels(data.asks),
+            bids=bids,
+            asks=asks,
             sequence=data.lastUpdateId,
             recv_ts=recv_ts,
         )
+
+
+def _sized(levels: tuple[BookLevel, ...]) -> tuple[BookLevel, ...]:
+    """A snapshot's levels, each with a size > 0 (a snapshot lists the levels there are)."""
+    for level in levels:
+        if not level.size:
+            raise ValueError(f"a snapshot level of size 0 (at price {level.price})")
+    return levels
 
 
 # ------------------------------------------------------------------------------------- REST
@@ -766,11 +810,13 @@ class BinanceRest(PublicRest):
     def parse_book(self, body: bytes, symbol: str, recv_ts: int = 0) -> BookSnapshot:
         try:
             book = self._book.decode(body)
+            if duplicate_keys(body):
+                refuse_duplicates(body, venue=VENUE, symbol=symbol, channel=Channel.BOOK.value)
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=self._levels(book.bids),
-                asks=self._levels(book.asks),
+                bids=_sized(self._levels(book.bids)),
+                asks=_sized(self._levels(book.asks)),
                 sequence=book.lastUpdateId,
                 recv_ts=recv_ts,
             )
@@ -780,7 +826,9 @@ class BinanceRest(PublicRest):
     def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]:
         try:
             rows = self._trades.decode(body)
-            d = self._d
+            if duplicate_keys(body):
+                refuse_duplicates(body, venue=VENUE, symbol=symbol, channel=Channel.TRADES.value)
+            d = self._d.positive  # a trade's price and size are > 0
             out = []
             for r in rows:
                 trade_id = r.a if r.a is not None else r.id

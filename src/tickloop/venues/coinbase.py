@@ -34,7 +34,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
-from ..limits import DEFAULT_LIMITS, Limits
+from ..limits import DEFAULT_LIMITS, LevelLimitError, Limits
 from ..models import BookDelta, BookLevel, BookSnapshot, Instrument, Side, Ticker, Trade
 from .base import (
     Channel,
@@ -48,6 +48,7 @@ from .base import (
     Subscription,
     VenueError,
 )
+from .keys import duplicate_keys, refuse_duplicates, stream_of
 from .registry import Venue
 
 __all__ = ["PLUGIN", "CoinbaseCodec", "CoinbaseRest"]
@@ -149,6 +150,20 @@ class _Head(msgspec.Struct, gc=False):
     type: str
 
 
+class _StreamHead(msgspec.Struct, gc=False):
+    type: str
+    product_id: str | None = None
+
+
+_CHANNEL_BY_TYPE = {
+    "match": Channel.TRADES.value,
+    "last_match": Channel.TRADES.value,
+    "l2update": Channel.BOOK.value,
+    "snapshot": Channel.BOOK.value,
+    "ticker": Channel.TICKER.value,
+}
+
+
 _KIND_BY_CHANNEL = {
     "matches": Channel.TRADES,
     "level2": Channel.BOOK,
@@ -190,6 +205,7 @@ class CoinbaseCodec(Codec):
         self._subscriptions = msgspec.json.Decoder(_Subscriptions)
         self._error = msgspec.json.Decoder(_Error)
         self._head = msgspec.json.Decoder(_Head)
+        self._stream_head = msgspec.json.Decoder(_StreamHead)
         self._handlers: dict[bytes, Callable[[bytes, int], list[Decoded]]] = {
             b"l2update": self._on_l2update,
             b"match": self._on_match,
@@ -264,29 +280,58 @@ class CoinbaseCodec(Codec):
                 self._head.decode(frame)  # well-formed JSON with a type, or ProtocolError
                 self.unknown += 1
                 return []
-            return handler(frame, recv_ts)
+            events = handler(frame, recv_ts)
         except _DECODE_ERRORS as exc:
-            raise ProtocolError(f"malformed Coinbase frame: {exc}", venue=VENUE) from exc
+            raise ProtocolError(
+                f"malformed Coinbase frame: {_short(exc)}", venue=VENUE, **self._stream(frame)
+            ) from exc
+        if duplicate_keys(frame):  # a key given twice: msgspec kept the last (keys.py)
+            refuse_duplicates(frame, venue=VENUE, **stream_of(events))
+        return events
+
+    def _stream(self, frame: bytes) -> dict[str, str | None]:
+        """The stream a frame that could not be decoded belonged to, when it tells (its
+        ``type`` and ``product_id``): a book that missed an l2update must not stay valid."""
+        try:
+            head = self._stream_head.decode(frame)
+        except _DECODE_ERRORS:
+            return {}
+        return {"symbol": head.product_id, "channel": _CHANNEL_BY_TYPE.get(head.type)}
 
     def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
+        """A snapshot's levels: price > 0, size > 0 (a snapshot lists the levels there are),
+        at most limits.max_levels_per_message a side."""
         if len(levels) > self.limits.max_levels_per_message:
-            raise ValueError(f"{len(levels)} levels (limits.max_levels_per_message)")
-        d = self._d
-        return tuple([_new(BookLevel, (d[lv.price], d[lv.size])) for lv in levels])
+            raise LevelLimitError(
+                f"{len(levels)} levels on one side (limits.max_levels_per_message)"
+            )
+        p = self._d.positive
+        return tuple([_new(BookLevel, (p[lv.price], p[lv.size])) for lv in levels])
 
     def _on_l2update(self, frame: bytes, recv_ts: int) -> list[Decoded]:
         msg = self._l2update.decode(frame)
         d = self._d
+        p = d.positive  # a price is > 0; a size of 0 deletes the level
         bids = []
         asks = []
         for change in msg.changes:
-            level = _new(BookLevel, (d[change.price], d[change.size]))
+            level = _new(BookLevel, (p[change.price], d[change.size]))
             if change.side == "buy":
                 bids.append(level)
             elif change.side == "sell":
                 asks.append(level)
             else:
-                raise ProtocolError(f"l2update side {change.side!r}", venue=VENUE)
+                raise ProtocolError(
+                    f"l2update side {change.side!r}",
+                    venue=VENUE,
+                    symbol=msg.product_id,
+                    channel=Channel.BOOK.value,
+                )
+        bound = self.limits.max_levels_per_message
+        if len(bids) > bound or len(asks) > bound:
+            raise LevelLimitError(
+                f"{max(len(bids), len(asks))} levels on one side (limits.max_levels_per_message)"
+            )
         return [
             BookDelta(
                 venue=VENUE,
@@ -302,14 +347,20 @@ class CoinbaseCodec(Codec):
         msg = self._match.decode(frame)
         side = _MAKER_TO_AGGRESSOR.get(msg.side)
         if side is None:
-            raise ProtocolError(f"match side {msg.side!r}", venue=VENUE)
+            raise ProtocolError(
+                f"match side {msg.side!r}",
+                venue=VENUE,
+                symbol=msg.product_id,
+                channel=Channel.TRADES.value,
+            )
+        p = self._d.positive  # a trade's price and size are > 0
         return [
             Trade(
                 venue=VENUE,
                 symbol=msg.product_id,
                 id=msg.trade_id,
-                price=self._d[msg.price],
-                size=self._d[msg.size],
+                price=p[msg.price],
+                size=p[msg.size],
                 side=side,
                 ts=_ns(msg.time),
                 recv_ts=recv_ts,
@@ -494,12 +545,14 @@ class CoinbaseRest(PublicRest):
     def parse_book(self, body: bytes, symbol: str, recv_ts: int = 0) -> BookSnapshot:
         try:
             book = self._book.decode(body)
-            d = self._d
+            if duplicate_keys(body):
+                refuse_duplicates(body, venue=VENUE, symbol=symbol, channel=Channel.BOOK.value)
+            p = self._d.positive  # a snapshot's prices and sizes are > 0
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=tuple([BookLevel(d[lv.price], d[lv.size]) for lv in book.bids]),
-                asks=tuple([BookLevel(d[lv.price], d[lv.size]) for lv in book.asks]),
+                bids=tuple([BookLevel(p[lv.price], p[lv.size]) for lv in book.bids]),
+                asks=tuple([BookLevel(p[lv.price], p[lv.size]) for lv in book.asks]),
                 sequence=book.sequence,
                 ts=_ns(book.time) if book.time is not None else 0,
                 recv_ts=recv_ts,
@@ -509,9 +562,12 @@ class CoinbaseRest(PublicRest):
 
     def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]:
         try:
-            d = self._d
+            rows = self._trades.decode(body)
+            if duplicate_keys(body):
+                refuse_duplicates(body, venue=VENUE, symbol=symbol, channel=Channel.TRADES.value)
+            d = self._d.positive  # a trade's price and size are > 0
             out = []
-            for t in self._trades.decode(body):
+            for t in rows:
                 side = _MAKER_TO_AGGRESSOR.get(t.side)
                 if side is None:
                     raise ProtocolError(f"trade side {t.side!r}", venue=VENUE)
@@ -551,6 +607,12 @@ class CoinbaseRest(PublicRest):
         if status == 400:
             return InvalidRequest(message, code=str(status), venue=VENUE)
         return ExchangeError(message, code=str(status), status=status, venue=VENUE)
+
+
+def _short(exc: BaseException) -> str:
+    """An error's message, bounded (a RecursionError's or a huge value's can be long)."""
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 #: Coinbase's implementation of the venue contract (tickloop.venues.registry.BUILTIN).

@@ -34,7 +34,7 @@ from ..exceptions import (
     RateLimitError,
     TickloopError,
 )
-from ..limits import DEFAULT_LIMITS, Limits, check_decimal
+from ..limits import DEFAULT_LIMITS, LevelLimitError, Limits, check_decimal
 from ..models import (
     BookDelta,
     BookLevel,
@@ -59,6 +59,7 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
+from .keys import duplicate_keys, refuse_duplicates, stream_of
 from .registry import Venue
 
 __all__ = [
@@ -349,7 +350,10 @@ class KrakenCodec(_SymbolCache, Codec):
             if first == b"[":
                 return self._decode_data(frame, recv_ts)
             if first == b"{":
-                return self._decode_event(self._event_decoder.decode(frame), recv_ts)
+                event = self._event_decoder.decode(frame)
+                if duplicate_keys(frame):  # before a subscriptionStatus is believed
+                    refuse_duplicates(frame, venue=VENUE)
+                return self._decode_event(event, recv_ts)
             return self._decode_other(frame, recv_ts)
         except _DECODE_ERRORS as exc:
             raise ProtocolError(f"malformed Kraken frame: {exc}", venue=VENUE) from exc
@@ -357,6 +361,8 @@ class KrakenCodec(_SymbolCache, Codec):
     def _decode_other(self, frame: bytes, recv_ts: int) -> list[Decoded]:
         # leading whitespace (never seen from Kraken, but valid JSON)
         value = msgspec.json.decode(frame)
+        if duplicate_keys(frame):
+            refuse_duplicates(frame, venue=VENUE)
         if isinstance(value, dict):
             return self._decode_event(msgspec.convert(value, _Event), recv_ts)
         if isinstance(value, list):
@@ -382,19 +388,37 @@ class KrakenCodec(_SymbolCache, Codec):
                 self.unknown += 1
                 return []
             kind, symbol = found, self.symbol(self._str_decoder.decode(items[-1]))
-        if kind is Channel.BOOK:
-            return [self._book(self._book_decoder.decode(frame), symbol, recv_ts)]
-        if kind is Channel.TRADES:
-            return self._trades(self._trade_decoder.decode(frame), symbol, recv_ts)
-        if kind is Channel.TICKER:
-            return [self._ticker(self._ticker_decoder.decode(frame), symbol, recv_ts)]
-        return [self._candle(self._ohlc_decoder.decode(frame), symbol, recv_ts)]
+        try:
+            events: list[Decoded]
+            if kind is Channel.BOOK:
+                events = [self._book(self._book_decoder.decode(frame), symbol, recv_ts)]
+            elif kind is Channel.TRADES:
+                events = self._trades(self._trade_decoder.decode(frame), symbol, recv_ts)
+            elif kind is Channel.TICKER:
+                events = [self._ticker(self._ticker_decoder.decode(frame), symbol, recv_ts)]
+            else:
+                events = [self._candle(self._ohlc_decoder.decode(frame), symbol, recv_ts)]
+        except _DECODE_ERRORS as exc:  # the stream is known: a book that missed it resyncs
+            raise ProtocolError(
+                f"bad Kraken {kind.value} message: {_short(exc)}",
+                venue=VENUE,
+                symbol=symbol,
+                channel=kind.value,
+            ) from exc
+        if duplicate_keys(frame):  # a key given twice: msgspec kept the last (keys.py)
+            refuse_duplicates(frame, venue=VENUE, symbol=symbol, channel=kind.value)
+        return events
 
-    def _levels(self, levels: list[_Level]) -> tuple[BookLevel, ...]:
+    def _levels(self, levels: list[_Level], snapshot: bool = False) -> tuple[BookLevel, ...]:
+        """Price > 0; size > 0 in a snapshot, >= 0 in an update (0 deletes the level); at
+        most limits.max_levels_per_message a side."""
         if len(levels) > self.limits.max_levels_per_message:
-            raise ValueError(f"{len(levels)} levels (limits.max_levels_per_message)")
-        d = self._d
-        return tuple([_new(BookLevel, (d[lv.price], d[lv.size])) for lv in levels])
+            raise LevelLimitError(
+                f"{len(levels)} levels on one side (limits.max_levels_per_message)"
+            )
+        p = self._d.positive
+        d = p if snapshot else self._d
+        return tuple([_new(BookLevel, (p[lv.price], d[lv.size])) for lv in levels])
 
     def _book(self, msg: _BookFrame, symbol: str, recv_ts: int) -> BookSnapshot | BookDelta:
         try:
@@ -415,8 +439,8 @@ class KrakenCodec(_SymbolCache, Codec):
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
-                bids=self._levels(bids),
-                asks=self._levels(asks),
+                bids=self._levels(bids, snapshot=True),
+                asks=self._levels(asks, snapshot=True),
                 ts=_seconds_ns(newest) if newest else 0,
                 recv_ts=recv_ts,
             )
@@ -429,7 +453,12 @@ class KrakenCodec(_SymbolCache, Codec):
             bids_in = bids_in or second.b
             checksum = second.c or checksum
         if checksum is None or (asks_in is None and bids_in is None):
-            raise ProtocolError("Kraken book update without levels or checksum", venue=VENUE)
+            raise ProtocolError(
+                "Kraken book update without levels or checksum",
+                venue=VENUE,
+                symbol=symbol,
+                channel=Channel.BOOK.value,
+            )
         # levels arrive oldest first: the last of each side is the newest
         newest = max(asks_in[-1].ts if asks_in else "", bids_in[-1].ts if bids_in else "")
         return BookDelta(
@@ -443,7 +472,7 @@ class KrakenCodec(_SymbolCache, Codec):
         )
 
     def _trades(self, msg: _TradeFrame, symbol: str, recv_ts: int) -> list[Decoded]:
-        d = self._d
+        d = self._d.positive  # a trade's price and size are > 0
         out: list[Decoded] = []
         for row in msg.trades:
             if row.side == "b":
@@ -553,6 +582,10 @@ class KrakenCodec(_SymbolCache, Codec):
                 self.unknown += 1
                 return []
             if msg.channel_id is not None and sub.symbol is not None:
+                # Bounded like every table a venue's messages fill (issue 15, case 8): a venue
+                # announcing endless channel ids makes the oldest be read from the frame again.
+                if len(self._channels) >= 4 * self.max_streams_per_connection:
+                    del self._channels[next(iter(self._channels))]
                 self._channels[msg.channel_id] = (sub.channel, sub.symbol)
             return [Subscribed((sub,), request_id=msg.reqid)]
         if msg.status == "unsubscribed":
@@ -628,6 +661,15 @@ class _V2Head(msgspec.Struct, gc=False):
     req_id: int | None = None
 
 
+class _V2Named(msgspec.Struct, gc=False):
+    symbol: str | None = None
+
+
+class _V2StreamHead(msgspec.Struct, gc=False):
+    channel: str | None = None
+    data: list[_V2Named] | None = None
+
+
 class _V2Status(msgspec.Struct, gc=False):
     system: str
 
@@ -667,6 +709,19 @@ class _V2Ack(msgspec.Struct, gc=False):
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _v2_levels(levels: list[_V2Level], limits: Limits, snapshot: bool) -> tuple[BookLevel, ...]:
+    """v2 levels, each number checked (check_decimal): price > 0; size > 0 in a snapshot, >= 0
+    in an update (0 deletes the level). ValueError otherwise."""
+    out = []
+    for lv in levels:
+        price = check_decimal(lv.price, limits)
+        size = check_decimal(lv.qty, limits)
+        if not price or (snapshot and not size):
+            raise ValueError(f"a book level of price {price} and size {size}")
+        out.append(_new(BookLevel, (price, size)))
+    return tuple(out)
+
+
 def _dt_ns(value: datetime) -> int:
     """An aware datetime -> ns since the epoch, in integers (no float)."""
     delta = value - _UTC_EPOCH
@@ -698,6 +753,7 @@ class KrakenV2Codec(_SymbolCache, Codec):
         self._ticker_decoder = msgspec.json.Decoder(_V2TickerMsg)
         self._ack_decoder = msgspec.json.Decoder(_V2Ack)
         self._status_decoder = msgspec.json.Decoder(_V2StatusMsg)
+        self._stream_decoder = msgspec.json.Decoder(_V2StreamHead)
         self._symbols: dict[str, str] = {}
 
     def venue_symbol(self, symbol: str) -> str:
@@ -734,24 +790,45 @@ class KrakenV2Codec(_SymbolCache, Codec):
         try:
             head = self._head_decoder.decode(frame)
             channel = head.channel
+            events: list[Decoded]
             if channel == "book" and head.type in ("snapshot", "update"):
-                return self._book(self._book_decoder.decode(frame), recv_ts)
-            if channel == "trade" and head.type in ("snapshot", "update"):
-                return self._trades(self._trade_decoder.decode(frame), recv_ts)
-            if channel == "ticker" and head.type in ("snapshot", "update"):
-                return self._tickers(self._ticker_decoder.decode(frame), recv_ts)
-            if channel == "heartbeat":
-                return [Heartbeat(ts=recv_ts)]
-            if channel == "status":
-                return self._status(self._status_decoder.decode(frame))
-            if head.method in ("subscribe", "unsubscribe"):
-                return self._ack(self._ack_decoder.decode(frame))
-            if head.method == "pong":
-                return [Pong(ts=recv_ts, request_id=head.req_id)]
-            self.unknown += 1
-            return []
+                events = self._book(self._book_decoder.decode(frame), recv_ts)
+            elif channel == "trade" and head.type in ("snapshot", "update"):
+                events = self._trades(self._trade_decoder.decode(frame), recv_ts)
+            elif channel == "ticker" and head.type in ("snapshot", "update"):
+                events = self._tickers(self._ticker_decoder.decode(frame), recv_ts)
+            elif channel == "heartbeat":
+                events = [Heartbeat(ts=recv_ts)]
+            elif channel == "status":
+                events = self._status(self._status_decoder.decode(frame))
+            elif head.method in ("subscribe", "unsubscribe"):
+                events = self._ack(self._ack_decoder.decode(frame))
+            elif head.method == "pong":
+                events = [Pong(ts=recv_ts, request_id=head.req_id)]
+            else:
+                self.unknown += 1
+                return []
         except _DECODE_ERRORS as exc:
-            raise ProtocolError(f"malformed Kraken v2 frame: {exc}", venue=VENUE) from exc
+            raise ProtocolError(
+                f"malformed Kraken v2 frame: {_short(exc)}", venue=VENUE, **self._stream(frame)
+            ) from exc
+        if duplicate_keys(frame):  # a key given twice: msgspec kept the last (keys.py)
+            refuse_duplicates(frame, venue=VENUE, **stream_of(events))
+        return events
+
+    def _stream(self, frame: bytes | memoryview) -> dict[str, str | None]:
+        """The stream of a frame that could not be decoded, when it tells (its ``channel`` and
+        its first ``data`` entry's ``symbol``): a book that missed an update must resync."""
+        try:
+            head = self._stream_decoder.decode(frame)
+            channel = _V2_KINDS.get(head.channel or "")
+            name = head.data[0].symbol if head.data else None
+            return {
+                "symbol": self.symbol(name) if name else None,
+                "channel": channel.value if channel is not None else None,
+            }
+        except (*_DECODE_ERRORS, ProtocolError):
+            return {}
 
     @staticmethod
     def _status(msg: _V2StatusMsg) -> list[Decoded]:
@@ -766,35 +843,24 @@ class KrakenV2Codec(_SymbolCache, Codec):
         limits = self.limits
         for book in msg.data:
             symbol = self.symbol(book.symbol)
+            snapshot = msg.type == "snapshot"
             try:
-                if len(book.bids) + len(book.asks) > limits.max_levels_per_message:
-                    raise ValueError("too many levels (limits.max_levels_per_message)")
+                bound = limits.max_levels_per_message
+                if len(book.bids) > bound or len(book.asks) > bound:
+                    raise LevelLimitError(
+                        f"{max(len(book.bids), len(book.asks))} levels on one side "
+                        "(limits.max_levels_per_message)"
+                    )
                 # JSON numbers decoded straight to Decimal: each is checked here, since no
                 # DecimalCache sees them (a 1e300000000 would cost gigabytes in the checksum).
-                bids = tuple(
-                    [
-                        _new(
-                            BookLevel,
-                            (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)),
-                        )
-                        for lv in book.bids
-                    ]
-                )
-                asks = tuple(
-                    [
-                        _new(
-                            BookLevel,
-                            (check_decimal(lv.price, limits), check_decimal(lv.qty, limits)),
-                        )
-                        for lv in book.asks
-                    ]
-                )
+                bids = _v2_levels(book.bids, limits, snapshot)
+                asks = _v2_levels(book.asks, limits, snapshot)
             except ValueError as exc:
                 raise ProtocolError(
                     f"bad Kraken v2 book message: {exc}", venue=VENUE, symbol=symbol, channel="book"
                 ) from exc
             ts = _dt_ns(book.timestamp) if book.timestamp is not None else 0
-            if msg.type == "snapshot":
+            if snapshot:
                 out.append(
                     BookSnapshot(
                         venue=VENUE,
@@ -828,11 +894,24 @@ class KrakenV2Codec(_SymbolCache, Codec):
             elif t.side == "sell":
                 side = Side.SELL
             else:
-                raise ProtocolError(f"Kraken trade side {t.side!r}", venue=VENUE)
-            check_decimal(t.price, self.limits)
-            check_decimal(t.qty, self.limits)
-            if not t.price or not t.qty:
-                raise ValueError("a trade's price and size must be > 0")
+                raise ProtocolError(
+                    f"Kraken trade side {t.side!r}",
+                    venue=VENUE,
+                    symbol=self.symbol(t.symbol),
+                    channel=Channel.TRADES.value,
+                )
+            try:
+                check_decimal(t.price, self.limits)
+                check_decimal(t.qty, self.limits)
+                if not t.price or not t.qty:
+                    raise ValueError("a trade's price and size must be > 0")
+            except ValueError as exc:
+                raise ProtocolError(
+                    f"bad Kraken v2 trade: {exc}",
+                    venue=VENUE,
+                    symbol=self.symbol(t.symbol),
+                    channel=Channel.TRADES.value,
+                ) from exc
             out.append(
                 Trade(
                     venue=VENUE,
@@ -1018,7 +1097,9 @@ class KrakenRest(PublicRest):
             if len(books) != 1:
                 raise ProtocolError(f"Kraken Depth with {len(books)} books", venue=VENUE)
             (book,) = books.values()
-            d = self._d
+            if duplicate_keys(body):
+                refuse_duplicates(body, venue=VENUE, symbol=symbol, channel=Channel.BOOK.value)
+            d = self._d.positive  # a snapshot's prices and sizes are > 0
             return BookSnapshot(
                 venue=VENUE,
                 symbol=symbol,
@@ -1032,8 +1113,10 @@ class KrakenRest(PublicRest):
     def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]:
         try:
             result = self._trades.decode(self._result(body))
+            if duplicate_keys(body):
+                refuse_duplicates(body, venue=VENUE, symbol=symbol, channel=Channel.TRADES.value)
             out: list[Trade] = []
-            d = self._d
+            d = self._d.positive  # a trade's price and size are > 0
             for key, raw in result.items():
                 if key == "last":
                     continue
@@ -1095,6 +1178,12 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _short(exc: BaseException) -> str:
+    """An error's message, bounded (a RecursionError's or a huge value's can be long)."""
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 #: Kraken's implementation of the venue contract (tickloop.venues.registry.BUILTIN).

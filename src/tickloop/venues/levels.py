@@ -21,6 +21,12 @@ Two implementations, one behaviour:
   errors are the pure decoder's; a first-seen string goes through the DecimalCache, which builds
   and validates its Decimal. docs/streaming.md has the figures.
 
+Both refuse a level whose price is zero (a size of zero deletes a level; a price of zero is
+nothing a venue sends) and a side of more than ``limits.max_levels_per_message`` levels (the
+limits of the cache's :class:`~tickloop.limits.Limits`), which raises
+:class:`~tickloop.limits.LevelLimitError`: on every diff, for an integer compare per level in
+C (and a price's first digit), a length compare past the unrolled cases in Python.
+
 :func:`level_decoder` picks the compiled one when it was built from this version of the C
 source (``tickloop._native``), and ``NATIVE`` says whether it is in use.
 """
@@ -31,13 +37,15 @@ import secrets
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import msgspec
 
 from .._native import native_extension
+from ..limits import LevelLimitError
 from ..models import BookLevel
-from .base import DecimalCache, interned_levels
+from .base import DecimalCache, counted_levels, interned_levels
 
 __all__ = [
     "NATIVE",
@@ -46,6 +54,7 @@ __all__ = [
     "WireLevelDecoder",
     "WireLevels",
     "level_decoder",
+    "native_module",
     "wire_level_decoder",
 ]
 
@@ -68,8 +77,10 @@ class PureLevelDecoder:
 
     def __call__(self, text: bytes | memoryview | msgspec.Raw) -> tuple[BookLevel, ...]:
         """Raises ``msgspec.DecodeError`` / ``msgspec.ValidationError`` for text that is not an
-        array of string pairs, ``ValueError`` for a string that is not a finite decimal."""
-        return interned_levels(self.cache, _PAIRS.decode(text))
+        array of string pairs, ``ValueError`` for a string that is not a finite decimal or a
+        price of zero, :class:`LevelLimitError` for more pairs than
+        ``limits.max_levels_per_message``."""
+        return counted_levels(self.cache, _PAIRS.decode(text))
 
 
 _native = native_extension(
@@ -77,6 +88,12 @@ _native = native_extension(
 )
 #: Whether :func:`level_decoder` returns the compiled decoder.
 NATIVE: Final = _native is not None
+
+
+def native_module() -> ModuleType | None:
+    """The compiled ``_levels_native`` module when it is built and current (it also holds the
+    duplicate-key scan of :mod:`tickloop.venues.keys`), else None."""
+    return _native
 
 
 #: The type a codec's wire struct gives a level array: its JSON text (``msgspec.Raw``) when the
@@ -95,7 +112,9 @@ def wire_level_decoder(cache: DecimalCache) -> WireLevelDecoder:
     """What a codec reads its :data:`WireLevels` fields with, interning through ``cache``: the
     C decoder, or (pure Python) :func:`~tickloop.venues.base.interned_levels` over the pairs."""
     if _native is None:
-        return cast(WireLevelDecoder, partial(interned_levels, cache))
+        # interned_levels checks the level bound only past its unrolled cases (1-3 pairs).
+        pure = interned_levels if cache.limits.max_levels_per_message > 3 else counted_levels
+        return cast(WireLevelDecoder, partial(pure, cache))
     return cast(WireLevelDecoder, level_decoder(cache, native=True))
 
 
@@ -123,5 +142,7 @@ def level_decoder(
         pure,
         max_entries=max_entries,
         seed=secrets.randbits(64) if seed is None else seed,
+        max_levels=cache.limits.max_levels_per_message,
+        limit_error=LevelLimitError,
     )
     return decoder

@@ -25,6 +25,7 @@ from ..exceptions import ConfigError, ProtocolError
 from ..limits import DEFAULT_LIMITS, Limits
 from ..models import (
     BookDelta,
+    BookLevel,
     BookSnapshot,
     Candle,
     Fill,
@@ -52,6 +53,7 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
+from .keys import duplicate_keys, refuse_duplicates
 from .levels import WireLevels, wire_level_decoder
 from .registry import Venue
 from .sim_auth import SimAuth
@@ -276,8 +278,8 @@ class SimCodec(Codec):
     ) -> None:
         super().__init__(limits=limits)
         self.decimals = decimals if decimals is not None else DecimalCache(limits=limits)
+        self._positive = self.decimals.positive
         self._levels = wire_level_decoder(self.decimals)
-        self._max_levels = limits.max_levels_per_message
         self._pending: dict[int, tuple[Subscription, ...]] = {}
 
     # -- symbols -------------------------------------------------------------------------------
@@ -333,17 +335,20 @@ class SimCodec(Codec):
             return self._undecodable(frame, exc)
         except (msgspec.DecodeError, RecursionError) as exc:
             raise ProtocolError(f"malformed frame: {_short(exc)}", venue=VENUE) from exc
+        if duplicate_keys(frame):  # a key given twice: msgspec kept the last value (keys.py)
+            refuse_duplicates(frame, venue=VENUE, **_stream_of(msg))
         try:
-            # The trade is the hot message: tested first, built inline.
+            # The trade is the hot message: tested first, built inline. Its price and size must
+            # be > 0 (the positive cache refuses "0" once per string; a hit is a dict lookup).
             if type(msg) is _Trade:
-                d = self.decimals
+                p = self._positive
                 return [
                     Trade(
                         venue=VENUE,
                         symbol=msg.symbol,
                         id=msg.id,
-                        price=d[msg.price],
-                        size=d[msg.size],
+                        price=p[msg.price],
+                        size=p[msg.size],
                         side=msg.side,
                         ts=msg.ts,
                         recv_ts=recv_ts,
@@ -389,8 +394,8 @@ class SimCodec(Codec):
         d = self.decimals
         match msg:
             case _BookUpdate():
-                # No level count check here, the per-diff hot path: a diff's levels cost time
-                # linear in its bytes (bounded by limits.max_message_size), never more.
+                # The level decoder refuses a zero price and a side over
+                # limits.max_levels_per_message (levels.py); a size of 0 deletes a level.
                 return [
                     BookDelta(
                         venue=VENUE,
@@ -405,10 +410,9 @@ class SimCodec(Codec):
                     )
                 ]
             case _BookSnapshot():
-                bids = self._levels(msg.bids)
-                asks = self._levels(msg.asks)
-                if len(bids) + len(asks) > self._max_levels:
-                    raise ValueError(_too_many(len(bids) + len(asks)))
+                # A snapshot lists the levels there are: a size of 0 is not one of them.
+                bids = _sized(self._levels(msg.bids))
+                asks = _sized(self._levels(msg.asks))
                 return [
                     BookSnapshot(
                         venue=VENUE,
@@ -463,8 +467,8 @@ class SimCodec(Codec):
                     client_order_id=o.client_order_id,
                     side=o.side,
                     type=o.type,
-                    price=self._opt(o.price),
-                    size=d[o.size],
+                    price=None if o.price is None else self._positive[o.price],
+                    size=self._positive[o.size],
                     filled_size=_ZERO if o.filled_size is None else d[o.filled_size],
                     avg_price=self._opt(o.avg_price),
                     status=o.status,
@@ -486,8 +490,8 @@ class SimCodec(Codec):
                         client_order_id=msg.client_order_id,
                         trade_id=msg.trade_id,
                         side=msg.side,
-                        price=d[msg.price],
-                        size=d[msg.size],
+                        price=self._positive[msg.price],
+                        size=self._positive[msg.size],
                         fee=_ZERO if msg.fee is None else d[msg.fee],
                         fee_asset=msg.fee_asset,
                         liquidity=msg.liquidity,
@@ -547,8 +551,12 @@ def _stream_of(msg: Any) -> dict[str, str | None]:
     return {"symbol": getattr(msg, "symbol", None), "channel": channel}
 
 
-def _too_many(n: int) -> str:
-    return f"{n} levels in one message (limits.max_levels_per_message)"
+def _sized(levels: tuple[BookLevel, ...]) -> tuple[BookLevel, ...]:
+    """A snapshot's levels, each with a size > 0 (ValueError otherwise)."""
+    for level in levels:
+        if not level.size:
+            raise ValueError(f"a snapshot level of size 0 (at price {level.price})")
+    return levels
 
 
 def _short(exc: BaseException) -> str:

@@ -54,6 +54,7 @@ from .base import (
     RestRequest,
     TradingRest,
 )
+from .keys import duplicate_keys, refuse_duplicates
 
 __all__ = ["MAX_CLIENT_ORDER_ID", "SimRest"]
 
@@ -208,6 +209,8 @@ def _checked_levels(levels: Any, what: str) -> tuple[BookLevel, ...]:
         for price, size in levels:
             check_decimal(price)
             check_decimal(size)
+            if not price or not size:  # a snapshot lists the levels there are
+                raise ValueError(f"a book level of price {price} and size {size}")
     except ValueError as exc:
         raise ProtocolError(f"malformed {what} answer: {exc}", venue=VENUE) from None
     return tuple(levels)
@@ -292,6 +295,8 @@ class SimRest(PublicRest, FieldSelectionRest, MarketDataRest, TradingRest, Accou
 
     def parse_book(self, body: bytes, symbol: str, recv_ts: int = 0) -> BookSnapshot:
         book: _Book = _decode(_dec_book, body, "book")
+        if duplicate_keys(body):
+            refuse_duplicates(body, venue=VENUE, symbol=symbol, channel="book")
         return BookSnapshot(
             venue=VENUE,
             symbol=symbol,
@@ -318,6 +323,8 @@ class SimRest(PublicRest, FieldSelectionRest, MarketDataRest, TradingRest, Accou
 
     def parse_trades(self, body: bytes, symbol: str, recv_ts: int = 0) -> list[Trade]:
         trades = _decode(_dec_trades, body, "trades")
+        if duplicate_keys(body):
+            refuse_duplicates(body, venue=VENUE, symbol=symbol, channel="trades")
         try:
             for t in trades:
                 check_decimal(t.price)
