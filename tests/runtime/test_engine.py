@@ -30,8 +30,8 @@ from tickloop.models import (
 )
 from tickloop.runtime import Bot, Engine, RiskLimits
 from tickloop.runtime.store import Store
-from tickloop.venues.base import Channel
 from tickloop.sim import SimExchange
+from tickloop.venues.base import Channel
 
 D = Decimal
 
