@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 
 {imports}
 from tickloop.client.rest import AsyncClient
+from tickloop.client.unclosed import report_unclosed
 from tickloop.exceptions import NetworkError
 from tickloop.exceptions import TimeoutError as CallTimeout
 
@@ -184,8 +185,10 @@ class Client:
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        _warn(f"tickloop Client({{self._async.venue!r}}) was never closed", ResourceWarning,
-              source=self, stacklevel=2)
+        what = f"tickloop Client({{self._async.venue!r}})"
+        _warn(f"{{what}} was never closed", ResourceWarning, source=self, stacklevel=2)
+        # Visible by default too, as aiohttp's "Unclosed client session" (client/unclosed.py).
+        report_unclosed(self, what, self._runner.loop, key="client", warn=False)
         self._runner.shutdown_soon(self._async.close())
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:

@@ -38,3 +38,16 @@ def test_root_exports_error_tree_and_clients() -> None:
         assert issubclass(getattr(tickloop, attr), tickloop.TickloopError)
     for attr in ("AsyncClient", "Client", "StreamClient", "Credentials", "Selection"):
         assert attr in tickloop.__all__
+
+
+def test_unset_is_exported_for_sparse_results() -> None:
+    # REST results with a field selection leave the other fields UNSET: the sentinel users
+    # test against comes from the package root, the same object msgspec uses.
+    import msgspec
+
+    assert tickloop.UNSET is msgspec.UNSET and "UNSET" in tickloop.__all__
+    from tickloop.client.results import Market
+
+    market = Market(symbol="BTC-USD")
+    assert market.tick_size is tickloop.UNSET and not tickloop.is_set(market.tick_size)
+    assert tickloop.is_set(market.symbol)

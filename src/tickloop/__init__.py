@@ -4,6 +4,7 @@ from ._version import __version__
 from .bus import Bus
 from .client.auth import Credentials
 from .client.rest import AsyncClient
+from .client.results import UNSET, is_set
 from .client.stream import StreamClient
 from .client.sync import Client
 from .exceptions import (
@@ -32,6 +33,7 @@ from .limits import Limits
 from .retry import retry
 
 __all__ = [
+    "UNSET",
     "AsyncClient",
     "AuthError",
     "BookError",
@@ -59,5 +61,6 @@ __all__ = [
     "UnknownVenue",
     "VenueLoadError",
     "__version__",
+    "is_set",
     "retry",
 ]

@@ -303,7 +303,7 @@ async def _chaos(
     run: _Run, feed: StreamClient, ex: SimExchange, say: Callable[[str], None]
 ) -> None:
     config, report = run.config, run.report
-    feed.subscribe_status(run.status.append, buffer=100_000)
+    await feed.subscribe_status(run.status.append, buffer=100_000)
     for symbol in config.symbols:
         await feed.subscribe_trades(symbol, run.trades[symbol].append)
 

@@ -287,7 +287,8 @@ def _login(
 @app.command("backtest")
 def _backtest(
     rec: list[str] = typer.Argument(  # noqa: B008
-        ..., help="Candle CSV file(s) or directories of them (docs/backtest.md)."
+        ..., help="Candle CSV file(s) or directories of them, or a recording "
+        "(a tickloop record directory, or cryptofeed files) (docs/backtest.md)."
     ),
     bot: str = typer.Option(..., "--bot", help="The bot class, module:Class."),
     param: list[str] = typer.Option(  # noqa: B008
@@ -310,7 +311,7 @@ def _backtest(
     store: str | None = typer.Option(None, "--store", help="Add the run to this store file."),
     workers: int | None = typer.Option(None, "--workers", help="Sweep processes (default: CPUs)."),
 ) -> None:
-    """Backtest a bot on candles in simulated time and print its report."""
+    """Backtest a bot on candles or a recording in simulated time and print its report."""
     from .backtest.cli import run_cli
 
     run_cli(rec=rec, bot=bot, params=param, sweeps=sweep, symbols=symbols, cash=cash, fee=fee,

@@ -255,7 +255,7 @@ async def run_live(
     async with _exchange(url, venue, symbols, seed, rate) as ws_url:
         view = LiveView(symbols, venue=venue, url=ws_url)
         async with StreamClient(venue, url=ws_url) as feed:
-            feed.subscribe_status(view.on_status)
+            await feed.subscribe_status(view.on_status)
             await feed.subscribe_trades(symbols, handler=view.on_trade)
             await feed.subscribe_tickers(symbols, handler=view.on_ticker)
             await feed.subscribe_books(symbols[0], view.on_book, depth=LADDER_LEVELS, conflate=250)

@@ -356,7 +356,8 @@ class Position(_Model, frozen=True, kw_only=True, gc=False, tag="position"):
 
 
 # --------------------------------------------------------------------------- status events
-# Nothing silent: each of these is data a consumer can observe, and a counter on /metrics.
+# Nothing silent: each of these is data a consumer can observe, and a counter of the streaming
+# client's (feed.stats()) that the server exports on /metrics, one per kind (docs/server.md).
 
 
 class Connected(_Model, frozen=True, kw_only=True, gc=False, tag="connected"):

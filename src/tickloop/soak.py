@@ -104,7 +104,7 @@ async def run_soak(
                     if isinstance(event, Disconnected):
                         report.disconnects += 1
 
-                feed.subscribe_status(status)
+                await feed.subscribe_status(status)
                 await feed.subscribe_trades(list(symbols), count)
 
                 async def read_books() -> None:

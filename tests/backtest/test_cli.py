@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_table_plot_and_store(tmp_path: Path) -> None:
 
     async def rows() -> None:
         async with Store(db) as store:
-            assert await store.schema_version() == SCHEMA_VERSION == 2
+            assert await store.schema_version() == SCHEMA_VERSION == 3
             (run,) = await store.backtest_runs()
             assert run["params"] == {"fast": 3, "slow": 10, "size": "0.01"}
             assert run["metrics"]["fees"] == 0.0
@@ -68,6 +69,9 @@ def test_table_plot_and_store(tmp_path: Path) -> None:
             equity = await store.backtest_rows("equity", run["id"])
             assert len(equity) == 401 and equity[0]["equity"] == "500"
             assert len(await store.backtest_rows("orders", run["id"])) == run["metrics"]["orders"]
+            (position,) = await store.backtest_rows("positions", run["id"])
+            assert position["symbol"] == "BTC-USD" and position["seq"] == 0
+            assert Decimal(position["size"]) in (Decimal(0), Decimal("0.01"))
 
     asyncio.run(rows())
 

@@ -34,3 +34,14 @@ def test_the_documented_error_line_is_the_real_one(tmp_path: Path) -> None:
                           text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == f"tickloop: error: {line.group(1)}\n"
+
+
+def test_backtest_doc_recording_example_runs(tmp_path: Path) -> None:
+    section = DOC.read_text().split("## Backtesting on a recording", 1)[1].split("\n## ", 1)[0]
+    code, expected = re.findall(r"```(?:python|text)\n(.*?)```", section, re.S)[:2]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == expected.splitlines()

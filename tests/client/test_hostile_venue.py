@@ -46,7 +46,7 @@ async def test_case2_reassembly_is_bounded_across_fragments() -> None:
 
     async with hostile_venue(script) as venue, _client(venue.url) as feed:
         status: list[Any] = []
-        feed.subscribe_status(status.append)
+        await feed.subscribe_status(status.append)
         got: list[Trade] = []
         await feed.subscribe_trades("BTC-USD", got.append)
         await until(lambda: len(got) == 2, "the trade after the oversized message")
@@ -90,7 +90,7 @@ async def test_case2_a_frame_over_the_limit_ends_the_stream_typed(
 
         async with _client(venue.url, max_retries=None) as feed:
             status: list[Any] = []
-            feed.subscribe_status(status.append)
+            await feed.subscribe_status(status.append)
 
             async def consume() -> None:
                 async for _ in feed.trades("BTC-USD"):
@@ -122,7 +122,7 @@ async def test_case4_never_confirmed_gives_a_typed_error_and_a_status_event() ->
         _client(venue.url, subscribe_timeout=0.5) as feed,
     ):
         status: list[Any] = []
-        feed.subscribe_status(status.append)
+        await feed.subscribe_status(status.append)
         stream = feed.trades("BTC-USD")
         with pytest.raises(TimeoutError, match="not confirmed"):
             await asyncio.wait_for(stream.__anext__(), 20)
@@ -145,7 +145,7 @@ async def test_case5_one_bogus_trade_id_silences_nothing() -> None:
 
     async with hostile_venue(script) as venue, _client(venue.url) as feed:
         status: list[Any] = []
-        feed.subscribe_status(status.append)
+        await feed.subscribe_status(status.append)
         got: list[Trade] = []
         await feed.subscribe_trades("BTC-USD", got.append)
         await until(lambda: len(got) >= 7, "the real trades after the bogus id")

@@ -154,7 +154,7 @@ async def test_a_raising_handler_is_a_consumer_failed_status_event_and_the_strea
     async with StreamClient(
         "sim", url="ws://venue.invalid/ws", transport=transport, backfill=False
     ) as feed:
-        feed.subscribe_status(status.append)
+        await feed.subscribe_status(status.append)
         await feed.subscribe_trades("BTC-USD", handler=bad)
         await feed.subscribe_trades("BTC-USD", handler=good.append)
         conn = transport.connections[0]

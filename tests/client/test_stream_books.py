@@ -62,7 +62,7 @@ async def _running(
     feed = StreamClient("sim", url=ex.ws_url, **options)
     async with feed:
         watch = _Watch()
-        feed.subscribe_status(watch.on_status)
+        await feed.subscribe_status(watch.on_status)
 
         async def consume() -> None:
             async for view in feed.books(symbols):

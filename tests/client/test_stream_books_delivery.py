@@ -141,7 +141,7 @@ async def test_live_handler_gets_the_live_valid_book_inline() -> None:
             await feed.subscribe_books(A, on_async, live=True)
         assert info.value.field == "live"
         with pytest.raises(ConfigError):
-            await feed.change_handler("books", on_async, on_book)
+            feed.change_handler("books", on_async, on_book)
         assert feed.upstream() and len(feed._handlers_all()) == 1
         await feed.unsubscribe_books(A, on_book)
 
@@ -226,7 +226,9 @@ async def test_unusable_snapshots_are_asked_again_with_backoff_then_recover() ->
         source.buffered = lambda: feed._books._books[A].sync.buffered
         valid: list[StatusEvent] = []
         async with feed:
-            feed.subscribe_status(lambda e: valid.append(e) if isinstance(e, BookValid) else None)
+            await feed.subscribe_status(
+                lambda e: valid.append(e) if isinstance(e, BookValid) else None
+            )
             view = await anext(feed.books(A))
             assert view.valid and view.sequence is not None and view.sequence > (old.sequence or 0)
             await until(lambda: len(valid) == 1, "BookValid")

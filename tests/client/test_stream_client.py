@@ -219,7 +219,7 @@ async def test_status_events_are_observable(ex: SimExchange) -> None:
     async with feed_for(ex) as feed:
         statuses = feed.status()
         seen: list[StatusEvent] = []
-        feed.subscribe_status(seen.append)
+        await feed.subscribe_status(seen.append)
         await feed.subscribe_trades("BTC-USD", handler=lambda t: None)
         first = await anext(statuses)
         assert isinstance(first, Connected)
@@ -248,7 +248,7 @@ async def test_sync_and_async_handlers_and_change_handler(ex: SimExchange) -> No
         assert {t.symbol for t in async_got} == {"BTC-USD"}
         assert feed.upstream()[BTC] == 2
 
-        changed = await feed.change_handler("trades", replaced.append, sync_got.append)
+        changed = feed.change_handler("trades", replaced.append, sync_got.append)
         assert changed == 1
         frozen = len(sync_got)
         await until(lambda: len(replaced) > 5, "the new handler fires")
@@ -264,7 +264,7 @@ async def test_sync_and_async_handlers_and_change_handler(ex: SimExchange) -> No
         def broken(trade: Trade) -> None:
             raise RuntimeError("user bug")
 
-        await feed.change_handler("trades", broken, replaced.append)
+        feed.change_handler("trades", broken, replaced.append)
         await until(lambda: len(async_got) > 20, "other handlers unaffected")
         consumers = feed.stats()["consumers"]
         assert any(c["handler_errors"] > 0 for c in consumers)
@@ -336,7 +336,7 @@ async def test_without_trade_ids_a_reconnect_is_reported_as_a_gap(
 ) -> None:
     async with feed_for(ex, **options) as feed:
         gaps: list[Gap] = []
-        feed.subscribe_status(lambda e: gaps.append(e) if isinstance(e, Gap) else None)
+        await feed.subscribe_status(lambda e: gaps.append(e) if isinstance(e, Gap) else None)
         got: list[Trade] = []
         await feed.subscribe_trades("BTC-USD", handler=got.append)
         await until(lambda: bool(got), "first trade")

@@ -52,7 +52,7 @@ async def test_fifty_disconnects_five_stalls_trades_equal_the_log() -> None:
         )
         async with feed:
             statuses: list[StatusEvent] = []
-            feed.subscribe_status(statuses.append)
+            await feed.subscribe_status(statuses.append)
             by_handler: dict[str, list[Trade]] = {s: [] for s in SYMBOLS}
             async_calls: list[Trade] = []
 

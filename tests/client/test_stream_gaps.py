@@ -25,7 +25,7 @@ async def test_case9_reconnects_without_loss_report_no_gap() -> None:
         feed = StreamClient("sim", url=ex.ws_url, backfill=False, base_wait=0.005, max_wait=0.02)
         async with feed:
             status: list[StatusEvent] = []
-            feed.subscribe_status(status.append)
+            await feed.subscribe_status(status.append)
             got: list[Trade] = []
             await feed.subscribe_trades("BTC-USD", got.append)
             last = _next_trade(ex, "BTC-USD")

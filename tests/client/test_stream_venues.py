@@ -425,7 +425,7 @@ async def test_kraken_disconnect_reconnects_resubscribes_and_reports_time_gaps(
         StreamClient("kraken", url=srv.url("/kraken"), base_wait=0.01, max_wait=0.05) as feed,
     ):
         statuses: list[Any] = []
-        feed.subscribe_status(statuses.append)
+        await feed.subscribe_status(statuses.append)
         status_stream = feed.status()
         handled: list[Trade] = []
         async with feed.trades(symbols) as stream:
@@ -491,7 +491,7 @@ async def test_disconnect_is_backfilled_over_rest(venue: str, recorded_data: Pat
         ) as feed,
     ):
         statuses: list[Any] = []
-        feed.subscribe_status(statuses.append)
+        await feed.subscribe_status(statuses.append)
         handled: list[Trade] = []
         async with feed.trades(symbols) as stream:
             await feed.subscribe_trades(symbols, handled.append)
@@ -614,7 +614,7 @@ async def test_backfill_that_cannot_be_answered_ends_in_an_unrecovered_gap(
         ) as feed,
     ):
         statuses: list[Any] = []
-        feed.subscribe_status(statuses.append)
+        await feed.subscribe_status(statuses.append)
         handled: list[Trade] = []
         await feed.subscribe_trades("OMG-BUSD", handled.append)
         await until(lambda: len(handled) >= len(expected), "the trades held back delivered")
@@ -666,7 +666,7 @@ async def test_an_outage_of_a_stream_left_meanwhile_is_not_reported_later() -> N
     # that one is confirmed, no Gap dates back to the old outage.
     async with StreamClient("kraken", url="ws://127.0.0.1:9/", base_wait=0.05) as feed:
         statuses: list[Any] = []
-        feed.subscribe_status(statuses.append)
+        await feed.subscribe_status(statuses.append)
         sub = Subscription(Channel.TRADES, "XMR-USD")
         first = feed.trades("XMR-USD")
         async with first:

@@ -73,7 +73,7 @@ async def replay_feed(
     log = Log()
     final: dict[str, tuple[Levels, Levels]] = {}
     async with Replay(files, speed=speed) as replay, replay.client(**options) as feed:
-        feed.subscribe_status(log.on_status)
+        await feed.subscribe_status(log.on_status)
         # a recording made by another client: subscribe to everything at once, as it did
         calls = []
         if trades:

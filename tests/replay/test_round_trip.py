@@ -77,8 +77,8 @@ async def record_live(out: Path, *, drop: bool = False) -> Log:
                     "sim", url=ex.ws_url, rest=rest, transport=recorder.transport(),
                     base_wait=0.01, max_wait=0.05,
                 ) as feed:
-                    feed.subscribe_status(recorder.on_status)
-                    feed.subscribe_status(live.on_status)
+                    await feed.subscribe_status(recorder.on_status)
+                    await feed.subscribe_status(live.on_status)
                     await feed.subscribe_trades(SYMBOLS, live.on_trade)
                     await feed.subscribe_books(SYMBOLS, live.on_book, depth=20)
                     await until(lambda: len(live.trades) >= 100, "100 trades live")
@@ -97,7 +97,7 @@ async def record_live(out: Path, *, drop: bool = False) -> Log:
 async def replay(out: Path) -> tuple[Log, Replay]:
     got = Log()
     async with Replay(out) as rep, rep.client(base_wait=0.01, max_wait=0.05) as feed:
-        feed.subscribe_status(got.on_status)
+        await feed.subscribe_status(got.on_status)
         await feed.subscribe_trades(SYMBOLS, got.on_trade)
         await feed.subscribe_books(SYMBOLS, got.on_book, depth=20)
         await rep.wait()

@@ -4,6 +4,7 @@ dashboard's files, and /docs."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -169,6 +170,49 @@ async def test_metrics_in_prometheus_text(world: World) -> None:
     assert metrics["tickloop_sse_clients"] == [({}, 0.0)]
     retained = dict((labels["ring"], v) for labels, v in metrics["tickloop_sse_replay_retained"])
     assert retained["events"] >= 1
+
+
+# Each kind of status event (models.py: "a counter on /metrics") and where it is counted.
+STATUS_METRICS = {
+    models.Connected: "tickloop_stream_connects_total",
+    models.Disconnected: "tickloop_stream_disconnects_total",
+    models.Reconnected: "tickloop_stream_reconnects_total",
+    models.Gap: "tickloop_stream_gaps_total",
+    models.Stale: "tickloop_stream_stale_total",
+    models.BookInvalid: "tickloop_book_invalidations_total",
+    models.BookValid: "tickloop_book_validations_total",
+    models.ConsumerDetached: "tickloop_stream_consumers_detached_total",
+    models.ConsumerFailed: "tickloop_stream_handler_errors_total",
+    models.Malformed: "tickloop_stream_malformed_total",
+    models.Unconfirmed: "tickloop_stream_unconfirmed_total",
+}
+
+
+async def test_every_status_event_rest_and_book_counter_is_on_metrics(world: World) -> None:
+    assert set(STATUS_METRICS) == set(typing.get_args(models.StatusEvent))
+    await world.rest.markets()
+    metrics = _metrics((await world.http.get("/metrics")).text)
+    feed = world.feed.stats()
+    for name in STATUS_METRICS.values():
+        assert [labels for labels, _ in metrics[name]] == [{"venue": "sim"}], name
+    assert metrics["tickloop_stream_connects_total"] == [({"venue": "sim"}, feed["connected"])]
+    assert metrics["tickloop_book_validations_total"] == [
+        ({"venue": "sim"}, feed["book_valid"])]
+    assert feed["connected"] >= 1 and feed["book_valid"] >= 1
+    stats = world.rest.stats
+    assert metrics["tickloop_rest_requests_total"] == [({"venue": "sim"}, stats.requests)]
+    assert stats.requests >= 1
+    for name in ("attempts", "retries", "rate_limited", "network_errors", "timeouts"):
+        assert metrics[f"tickloop_rest_{name}_total"] == [
+            ({"venue": "sim"}, getattr(stats, name))], name
+    assert metrics["tickloop_rest_in_flight"] == [({"venue": "sim"}, 0.0)]
+    book = feed["books"]["BTC-USD"]
+    labels = {"venue": "sim", "symbol": "BTC-USD"}
+    (applied,) = metrics["tickloop_book_deltas_applied_total"]
+    assert applied[0] == labels and 0 <= applied[1] <= book["applied"]  # book: read after
+    for name in ("stale", "overflowed"):
+        assert metrics[f"tickloop_book_deltas_{name}_total"][0][0] == labels
+    assert metrics["tickloop_book_deltas_buffered"][0][0] == labels
 
 
 async def test_each_app_has_its_own_registry() -> None:

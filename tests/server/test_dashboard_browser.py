@@ -123,11 +123,18 @@ async def _run(page: object, bus: Bus, feed: StreamClient, rest: AsyncClient) ->
         for n in range(2):
             order = await rest.place_order("BTC-USD", side="buy" if n else "sell",
                                            type="market", size="0.0100")
-            row = page.locator(f'#fills tr[data-order="{order.id}"]')
-            await expect(row).to_have_count(1)
-            await expect(row.locator("td").nth(4)).to_have_text("0.0100")
-        await expect(page.locator("#fills tr")).to_have_count(2)
-        await expect(page.locator("#fills-count")).to_have_text("2 in all")
+            # a market order may fill across book levels: one row per fill, the order's
+            # sizes adding up to what it asked
+            await expect(page.locator(f'#fills tr[data-order="{order.id}"]').first
+                         ).to_be_visible()
+            await page.wait_for_function(
+                "([id, want]) => [...document.querySelectorAll("
+                "`#fills tr[data-order=\"${id}\"] td:nth-child(5)`)]"
+                ".reduce((a, td) => a + parseFloat(td.textContent), 0).toFixed(4) === want",
+                arg=[order.id, "0.0100"])
+        shown = await page.locator("#fills tr").count()
+        assert shown >= 2
+        await expect(page.locator("#fills-count")).to_have_text(f"{shown} in all")
         await expect(page.locator("#log li[data-kind=order]").first).to_contain_text(
             "filled")
 

@@ -1,5 +1,9 @@
 """``tickloop backtest``: the command's logic (the typer shell is in :mod:`tickloop.cli`).
 
+``REC`` is candles (CSV files or directories of them) or a recording (a ``tickloop record``
+directory, or cryptofeed files): :class:`~tickloop.backtest.Backtest` or
+:class:`~tickloop.backtest.ReplayBacktest` runs it, and the output is the same.
+
 One run prints a rich table of the summary (:func:`tickloop.backtest.report.summary`), or with
 ``--json`` one JSON object; ``--plot`` writes the equity + drawdown PNG, ``--store`` adds the run
 to a store file. With ``--sweep`` it runs every combination over a process pool behind a rich
@@ -23,8 +27,9 @@ from rich.table import Table
 from ..exceptions import ConfigError
 from ..runtime.store import Store
 from .data import load_candles
+from .replayed import ReplayBacktest, is_recording
 from .report import plot, save, summary, table
-from .runner import Backtest
+from .runner import Backtest, BacktestResult
 from .sweep import bot_class, check_swept, make_bot, parse_assignments, sweep
 
 __all__ = ["run_cli"]
@@ -55,8 +60,21 @@ def run_cli(*, rec: list[str], bot: str, params: list[str], sweeps: list[str],
         raise ConfigError("--symbols lists no symbol", field="--symbols")
     options: dict[str, Any] = {"cash": _number(cash, "--cash"), "fee": _number(fee, "--fee"),
                                "slippage": _number(slippage, "--slippage")}
-    candles = load_candles([Path(r) for r in rec], interval=interval)
     out = Console(soft_wrap=True)
+    if is_recording(rec):
+        for given, option in ((sweeps, "--sweep"), (interval, "--interval"),
+                              (options["slippage"], "--slippage")):
+            if given:
+                raise ConfigError(f"{option} is for candles: on a recording the bot trades on "
+                                  "the replayed books", field=option)
+        source: Path | list[str | Path] = Path(rec[0]) if len(rec) == 1 else [
+            Path(r) for r in rec]
+        replayed = ReplayBacktest(make_bot(cls, fixed, names), source, cash=options["cash"],
+                                  fee=options["fee"])
+        _report(replayed.run_sync(), out, as_json=as_json, plot_path=plot_path,
+                store_path=store_path)
+        return
+    candles = load_candles([Path(r) for r in rec], interval=interval)
     if sweeps:
         swept: dict[str, list[str]] = {}
         for item in sweeps:
@@ -104,7 +122,12 @@ def run_cli(*, rec: list[str], bot: str, params: list[str], sweeps: list[str],
             grid.add_row(*cells)
         out.print(grid)
         return
-    result = asyncio.run(Backtest(make_bot(cls, fixed, names), candles, **options).run())
+    result = Backtest(make_bot(cls, fixed, names), candles, **options).run_sync()
+    _report(result, out, as_json=as_json, plot_path=plot_path, store_path=store_path)
+
+
+def _report(result: BacktestResult, out: Console, *, as_json: bool, plot_path: str | None,
+            store_path: str | None) -> None:
     if plot_path:
         plot(result, plot_path)
     if store_path:

@@ -38,6 +38,7 @@ from ..bus import Bus
 from ..exceptions import ConfigError
 from ..models import BookLevel, BookSnapshot, Candle, Order, OrderType, Side, TimeInForce, Trade
 from ..runtime.executor import PaperExecutor
+from ..runtime.paper import PaperMatcher
 from ..runtime.source import MarketWants
 
 __all__ = ["CandleExecutor", "CandleFeed"]
@@ -65,6 +66,8 @@ class CandleFeed:
         self._book_topics: dict[str, str] = {}
         # the price and size each symbol's book is built from, and the book once built
         self._price: dict[str, tuple[Decimal, Decimal]] = {}
+        #: The last price of each symbol (the latest open or close): the equity marks.
+        self.prices: dict[str, Decimal] = {}
         self._books: dict[str, OrderBook] = {}
         self._stale: set[str] = set()
         self._sequence = 0
@@ -72,6 +75,7 @@ class CandleFeed:
         self._trade_ids = 0
         #: The executor whose matcher hears the prints that are not published.
         self.executor: PaperExecutor | None = None
+        self._matcher: PaperMatcher | None = None
 
     async def start(self) -> None:
         """Nothing to connect: the candles are in memory."""
@@ -97,6 +101,8 @@ class CandleFeed:
         for symbol in wants.books:
             self._book_topics[symbol] = f"book.{self.venue}.{symbol}"
         self._bus = bus
+        # the engine binds its executor before it wires its source
+        self._matcher = self.executor.matcher if self.executor is not None else None
 
     def book(self, symbol: str) -> OrderBook | None:
         book = self._books.get(symbol)
@@ -138,15 +144,8 @@ class CandleFeed:
 
     def _set(self, symbol: str, price: Decimal, size: Decimal) -> None:
         self._price[symbol] = (price, size)
+        self.prices[symbol] = price
         self._stale.add(symbol)
-
-    def _trade(self, candle: Candle, price: Decimal, size: Decimal, ts: int) -> None:
-        topic = self._trade_topics.get(candle.symbol)
-        if topic is not None and self._bus is not None:
-            self._trade_ids += 1
-            self._bus.publish(topic, Trade(venue=self.venue, symbol=candle.symbol,
-                                           id=self._trade_ids, price=price, size=size,
-                                           side=None, ts=ts))
 
     def _publish_book(self, symbol: str) -> None:
         topic = self._book_topics.get(symbol)
@@ -182,20 +181,36 @@ class CandleFeed:
         self._hidden(candle, candle.open, candle.volume / _FOUR, candle.open_time)
 
     def close_bar(self, candle: Candle) -> None:
-        quarter = candle.volume / _FOUR
+        symbol = candle.symbol
         ts = candle.close_time
-        if candle.close >= candle.open:
-            self._hidden(candle, candle.low, quarter, ts)
-            self._hidden(candle, candle.high, quarter, ts)
-        else:
-            self._hidden(candle, candle.high, quarter, ts)
-            self._hidden(candle, candle.low, quarter, ts)
-        self._trade(candle, candle.close, quarter, ts)
-        self._set(candle.symbol, candle.close, candle.volume)
-        self._publish_book(candle.symbol)
-        topic = self._candle_topics.get(candle.symbol)
-        if topic is not None and self._bus is not None:
-            self._bus.publish(topic, candle)
+        matcher = self._matcher
+        quarter: Decimal | None = None
+        # the two extremes reach the matcher only while an order rests (most candles: none)
+        if matcher is not None and matcher.has_resting(symbol):
+            quarter = candle.volume / _FOUR
+            if candle.close >= candle.open:
+                self._hidden(candle, candle.low, quarter, ts)
+                self._hidden(candle, candle.high, quarter, ts)
+            else:
+                self._hidden(candle, candle.high, quarter, ts)
+                self._hidden(candle, candle.low, quarter, ts)
+        bus = self._bus
+        topic = self._trade_topics.get(symbol)
+        if topic is not None and bus is not None:
+            self._trade_ids += 1
+            bus.publish(topic, Trade(venue=self.venue, symbol=symbol, id=self._trade_ids,
+                                     price=candle.close,
+                                     size=candle.volume / _FOUR if quarter is None else quarter,
+                                     side=None, ts=ts))
+        close = candle.close
+        self._price[symbol] = (close, candle.volume)
+        self.prices[symbol] = close
+        self._stale.add(symbol)
+        if self._book_topics:
+            self._publish_book(symbol)
+        topic = self._candle_topics.get(symbol)
+        if topic is not None and bus is not None:
+            bus.publish(topic, candle)
 
 
 class CandleExecutor(PaperExecutor):

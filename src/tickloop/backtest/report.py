@@ -8,8 +8,8 @@ and rows in the runtime's store.
 * :func:`table`: the summary as a two-column :class:`rich.table.Table`.
 * :func:`plot`: the equity curve over the drawdown, with matplotlib on the Agg backend
   (imported here only; it is the ``plot`` extra).
-* :func:`save`: the run, its orders, fills and equity points in the store's ``backtest_*``
-  tables (schema version 2).
+* :func:`save`: the run, its orders, fills, equity points and final positions in the store's
+  ``backtest_*`` tables (schema version 3).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def summary(result: BacktestResult, bot: str | None = None) -> dict[str, Any]:
         "bar_seconds": result.bar_seconds,
         "start_ts": result.start_ts,
         "end_ts": result.end_ts,
+        **({"frames": result.frames} if result.frames else {}),
         **report.metrics,
     }
 
@@ -125,5 +126,6 @@ async def save(result: BacktestResult, store: Store) -> list[int]:
                "created_ts": time.time_ns()}
         ids.append(await store.write_backtest(
             run, report.orders, report.fills,
-            list(zip(report.equity_ts, report.equity, report.exposed, strict=True))))
+            list(zip(report.equity_ts, report.equity, report.exposed, strict=True)),
+            report.positions))
     return ids

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +81,8 @@ class BacktestResult:
     start_ts: int
     end_ts: int
     symbols: list[str]
+    #: Frames replayed, for a backtest on a recording (0 on candles).
+    frames: int = 0
 
     def report(self, bot: str | None = None) -> BotReport:
         """The report of ``bot`` (or of the only bot)."""
@@ -165,6 +166,18 @@ class Backtest:
         if self.bar_seconds < 1:
             raise ConfigError("candles must last at least one second", field="candles")
 
+    def run_sync(self) -> BacktestResult:
+        """:meth:`run` on a fresh event loop (what :func:`run_backtest` does)."""
+        out: list[BacktestResult] = []
+
+        async def main() -> None:
+            # the result is not the task's: asyncio.run formats its main task's repr (result
+            # included) when it puts its SIGINT handler back, and a result holds every fill
+            out.append(await self.run())
+
+        asyncio.run(main())
+        return out[0]
+
     async def run(self) -> BacktestResult:
         """Run the whole backtest on the running loop (a default asyncio loop)."""
         candles = sorted(self.candles, key=lambda c: (c.open_time, c.symbol))
@@ -213,6 +226,8 @@ class Backtest:
             while ready:  # noqa: ASYNC110  (no event to wait for: the loop's own queue)
                 await asyncio.sleep(0)
 
+        heap = clock._heap  # peeked (never changed) here: is a timer due before the next step?
+
         async def fire_until(when: float, inclusive: bool) -> None:
             while True:
                 deadline = clock.next_deadline()
@@ -225,7 +240,6 @@ class Backtest:
         #: The engine of the last run (its stats, monitor and clock stay readable).
         self.engine = engine
         portfolios = []
-        symbols = sorted({c.symbol for c in candles})
         # started as a task: an on_start that places an order waits for the first open,
         # which only the walk below delivers
         starting = asyncio.ensure_future(engine.start())
@@ -237,45 +251,59 @@ class Backtest:
             bus.subscribe("bot.order.*", handler=on_order, name="tickloop-backtest-orders")
             bus.subscribe("bot.fill.*", handler=on_fill, name="tickloop-backtest-fills")
             portfolios = [(reports[b.id], engine.portfolio(b.id)) for b in self.bots]
+            curves = [(r.equity_ts.append, r.equity.append, r.exposed.append, p.mark_equity)
+                      for r, p in portfolios]
             for report, portfolio in portfolios:
                 report.equity_ts.append(t0)
                 report.equity.append(portfolio.equity_value)
                 report.exposed.append(False)
-            current: int | None = None
-            closed = False  # a candle closed at the current instant
-            timers_done = True
-            for t, kind, candle in _instants(candles):
-                if t != current:
-                    if current is not None:
-                        if not timers_done:
-                            await fire_until((current - t0) / _NS, True)
-                        if closed:
-                            self._record(feed, portfolios, current, symbols)
-                    await fire_until((t - t0) / _NS, False)
-                    clock.advance_to((t - t0) / _NS, inclusive=False)
-                    current, closed, timers_done = t, False, False
-                if kind == 0:
-                    feed.close_bar(candle)
+            prices = feed.prices
+            close_bar, open_bar, print_open = feed.close_bar, feed.open_bar, feed.print_open
+            # the instants: every open and close time, in order; at each, closes before opens
+            n = len(candles)
+            opens = [c.open_time for c in candles]
+            by_close = sorted(candles, key=lambda c: c.close_time)  # stable: ties by open
+            closes = [c.close_time for c in by_close]
+            i = j = 0
+            while j < n:
+                t = closes[j] if i == n or closes[j] <= opens[i] else opens[i]
+                now = (t - t0) / _NS
+                # 1. the timers due before t, one deadline at a time
+                if heap and heap[0][0] < now:
+                    await fire_until(now, False)
+                clock.advance_to(now, inclusive=False)
+                # 2. the candles closing at t
+                closed = False
+                while j < n and closes[j] == t:
+                    close_bar(by_close[j])
+                    j += 1
                     closed = True
                     if ready is None or ready:
                         await settle()
-                    continue
-                if not timers_done:
-                    await fire_until((t - t0) / _NS, True)
-                    if closed:
-                        self._record(feed, portfolios, t, symbols)
-                        closed = False
-                    timers_done = True
-                if feed.open_bar(candle):
-                    await settle()
-                feed.print_open(candle)
-                if ready is None or ready:
-                    await settle()
-            if current is not None:
-                if not timers_done:
-                    await fire_until((current - t0) / _NS, True)
+                # 3. the timers due at t (a tick at a bar's close sees that bar), the equity
+                if heap and heap[0][0] <= now:  # fire_until(now, True), inline: every bar
+                    while True:
+                        deadline = clock.next_deadline()
+                        if deadline is None or deadline > now:
+                            break
+                        clock.advance_to(deadline)
+                        if ready is None or ready:
+                            await settle()
                 if closed:
-                    self._record(feed, portfolios, current, symbols)
+                    for add_ts, add_equity, add_exposed, mark in curves:
+                        equity, exposed = mark(prices)
+                        add_ts(t)
+                        add_equity(equity)
+                        add_exposed(exposed)
+                # 4. the candles opening at t
+                while i < n and opens[i] == t:
+                    candle = candles[i]
+                    i += 1
+                    if open_bar(candle):
+                        await settle()
+                    print_open(candle)
+                    if ready is None or ready:
+                        await settle()
         finally:
             if not starting.done():
                 starting.cancel()
@@ -293,27 +321,6 @@ class Backtest:
         return BacktestResult(bots=reports, bar_seconds=self.bar_seconds, candles=len(candles),
                               start_ts=t0, end_ts=max(end, max(c.close_time for c in candles)),
                               symbols=sorted({c.symbol for c in candles}))
-
-    @staticmethod
-    def _record(feed: CandleFeed, portfolios: list[tuple[BotReport, Any]], ts: int,
-                symbols: list[str]) -> None:
-        for report, portfolio in portfolios:
-            for symbol in portfolio.symbols():  # marked to the closes (the books' mids)
-                last = feed.last(symbol)
-                if last is not None:
-                    portfolio.mark(symbol, last)
-            report.equity_ts.append(ts)
-            report.equity.append(portfolio.equity_value)
-            report.exposed.append(any(portfolio.size(s) for s in symbols))
-
-
-def _instants(candles: Sequence[Candle]) -> Iterator[tuple[int, int, Candle]]:
-    """(time, 0 = close / 1 = open, candle), in time order, closes before opens."""
-    opens = ((c.open_time, 1, i, c) for i, c in enumerate(candles))
-    by_close = sorted(range(len(candles)), key=lambda i: (candles[i].close_time, i))
-    closes = ((candles[i].close_time, 0, i, candles[i]) for i in by_close)
-    for t, kind, _, c in heapq.merge(opens, closes, key=lambda e: (e[0], e[1], e[2])):
-        yield t, kind, c
 
 
 def _metrics(report: BotReport, cash: Decimal, bar_seconds: int) -> dict[str, Any]:
@@ -356,5 +363,4 @@ def _metrics(report: BotReport, cash: Decimal, bar_seconds: int) -> dict[str, An
 def run_backtest(bots: Bot | Iterable[Bot], candles: Sequence[Candle],
                  **options: Any) -> BacktestResult:
     """:class:`Backtest` ``(bots, candles, **options).run()`` on a fresh event loop."""
-    backtest = Backtest(bots, candles, **options)
-    return asyncio.run(backtest.run())
+    return Backtest(bots, candles, **options).run_sync()

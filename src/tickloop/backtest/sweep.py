@@ -100,9 +100,7 @@ def run_one(spec: str, params: dict[str, str], symbols: list[str] | None,
         result = Backtest(bot, _CANDLES, **options)
     except ConfigError as exc:
         return {"params": params, "error": str(exc)}
-    import asyncio
-
-    return summary(asyncio.run(result.run()))
+    return summary(result.run_sync())
 
 
 def sweep(spec: str, fixed: dict[str, str], swept: dict[str, list[str]],

@@ -134,7 +134,9 @@ class NeedSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """Publish a status event on the stream (and count it on /metrics)."""
+    """Publish a status event on the stream. The streaming client counts it (``book_invalid`` /
+    ``book_valid`` in ``feed.stats()``), which the server exports on /metrics as
+    ``tickloop_book_invalidations_total`` / ``tickloop_book_validations_total``."""
 
     event: BookInvalid | BookValid
 
@@ -186,7 +188,7 @@ class BookSync:
         self._applied: tuple[Action, ...] = (Apply(self.book),)
         self._buffer: deque[BookDelta] = deque(maxlen=max_buffer)
         self._snapshot_pending = False
-        # counters for /metrics
+        # counters, in feed.stats()["books"] and on the server's /metrics (but rechecks)
         self.applied = 0  # deltas applied
         self.stale = 0  # deltas dropped as already reflected
         self.overflowed = 0  # buffered deltas dropped because the buffer was full

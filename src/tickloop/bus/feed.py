@@ -296,10 +296,10 @@ async def attach(
                 publish(status_topic(event), event)
                 link.published += 1
 
-            feed.subscribe_status(on_status)
+            await feed.subscribe_status(on_status)
 
             async def unsubscribe_status() -> None:
-                feed.unsubscribe_status(on_status)
+                await feed.unsubscribe_status(on_status)
 
             link._undo.append(unsubscribe_status)
     except BaseException:

@@ -50,6 +50,7 @@ from ..models import BookDelta, BookInvalid, BookLevel, BookSnapshot, BookValid,
 from ..venues.base import Channel, Subscription
 from .backoff import Backoff
 from .consumers import Consumer, Handler, Overflow, _is_async
+from .tasks import TaskOwner
 
 __all__ = ["BookConsumer", "BookFeed", "BookSource", "BookView", "SyncFactory"]
 
@@ -531,9 +532,10 @@ class BookFeed:
         #: The upstream book subscription of each symbol while any consumer wants it, books or
         #: raw (``feed.book_deltas``): both kinds share it, whichever came first.
         self._upstream: dict[str, Subscription] = {}
-        #: Resubscriptions of books no books consumer wants any more: they still put the
-        #: subscription back for the raw consumers, and are awaited on close.
-        self._orphans: set[asyncio.Task[None]] = set()
+        #: Every snapshot fetch and resubscription task, awaited on close (including those of
+        #: books no consumer wants any more, which still put the subscription back for the raw
+        #: consumers). Each book's ``tasks`` / ``fetches`` are the ones it may cancel.
+        self._tasks = TaskOwner(f"book feed {venue}")
         #: Views still sharing each symbol's live book: copied before it changes.
         self._shared: dict[str, list[weakref.ref[BookView]]] = {}
         self._closed = False
@@ -661,14 +663,9 @@ class BookFeed:
         self._freeze(state.symbol)
         current = asyncio.current_task()
         for task in state.fetches:
-            if task is not current:
+            if task is not current:  # the fetch giving up ends by itself
                 task.cancel()
-            else:  # the fetch giving up: it ends now, still owned until it has
-                self._orphans.add(task)
-                task.add_done_callback(self._orphans.discard)
-        for task in state.tasks:  # a resubscription must still put the subscription back
-            self._orphans.add(task)
-            task.add_done_callback(self._orphans.discard)
+        # A resubscription runs on: it must still put the subscription back (owned by _tasks).
         state.sync.book.valid = False
 
     def drop(self, sub: Subscription) -> None:
@@ -696,19 +693,10 @@ class BookFeed:
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [t for state in self._books.values() for t in [*state.tasks, *state.fetches]]
-        tasks += self._orphans
         for state in list(self._books.values()):
-            self.drop(state.subscription)
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            except Exception:
-                log.exception("%s: book task failed during close", self.venue)
+            self.drop(state.subscription)  # cancels its fetches and resubscriptions
+        # The resubscriptions of idle books are left to finish, as they were before the close.
+        await self._tasks.aclose(cancel=False)
 
     # ------------------------------------------------------------------------ session events
     def on_update(self, event: BookSnapshot | BookDelta) -> None:
@@ -798,9 +786,8 @@ class BookFeed:
         what: str,
         symbol: str,
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._guard(coro, what, symbol), name=f"tickloop-book-{what}-{symbol}"
-        )
+        name = f"tickloop-book-{what}-{symbol}"
+        task = self._tasks.spawn(self._guard(coro, what, symbol), name=name)
         owner.add(task)
         task.add_done_callback(owner.discard)
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from ..exceptions import ConsumerOverflow, StreamError
 from ..venues.base import Channel, Subscription
+from .tasks import reap
 from .turns import TURN
 
 __all__ = [
@@ -384,12 +385,7 @@ class Consumer:
         worker = self._worker
         if worker is not None and not worker.done():
             worker.cancel()
-            try:
-                await worker
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await reap([worker], what="handler worker")
 
     # ------------------------------------------------------------------------------ consuming
     def _pop(self) -> Any:

@@ -63,6 +63,7 @@ from ..venues import authorizer as venue_authorizer
 from ..venues.base import Authorizer, RestRequest
 from .backoff import Backoff, RetryBudget
 from .throttle import Throttle
+from .unclosed import report_unclosed
 
 __all__ = [
     "ErrorMapper",
@@ -126,7 +127,8 @@ class Response(msgspec.Struct, frozen=True, gc=False):
 
 @dataclass
 class HttpStats:
-    """Counters of one session (exported on /metrics by the server)."""
+    """Counters of one session: the server exports those of its platform's REST clients on
+    /metrics as ``tickloop_rest_<name>_total`` (``in_flight``: ``tickloop_rest_in_flight``)."""
 
     requests: int = 0  # calls of request()
     attempts: int = 0  # HTTP exchanges tried
@@ -246,6 +248,7 @@ class HttpSession:
         self._connector: aiohttp.TCPConnector | None = None
         self._closed = False
         self._warned = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the pool's (for __del__'s report)
         #: What performs each HTTP exchange (:data:`HttpTransport`); :meth:`send` by default.
         self.transport: HttpTransport = transport if transport is not None else self.send
         #: Stamps each answer's ``recv_ts``: the wall clock live, the recorded time in a replay.
@@ -296,6 +299,8 @@ class HttpSession:
         if not self._warned:
             self._warned = True
             _warn(f"{self._owner} was never closed", ResourceWarning, source=self, stacklevel=2)
+            # Visible by default too, as aiohttp's "Unclosed client session" (client/unclosed.py).
+            report_unclosed(self, self._owner, self._loop, key="client", warn=False)
         connector = self._connector
         if connector is not None:
             # the synchronous part of close(): no task, no await; the loop may already be closed
@@ -307,6 +312,7 @@ class HttpSession:
             raise NetworkError(f"{self._owner} is closed", venue=self.venue)
         session = self._session
         if session is None:
+            self._loop = asyncio.get_running_loop()
             self._connector = aiohttp.TCPConnector(
                 limit=self.max_concurrency, limit_per_host=self.max_concurrency, ttl_dns_cache=300
             )

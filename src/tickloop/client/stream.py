@@ -9,23 +9,31 @@
 
 Pipeline (one per client, whatever the number of consumers)::
 
-    socket read -> WsSession (decode, dispatch by type) -> trade continuity (dedupe, backfill)
+    socket read -> WsSession (decode, dispatch by type) -> TradeFeed / BookFeed
                 -> Fanout -> per-consumer bounded buffer / handler
 
-Several consumers of one stream share one upstream subscription: :class:`Fanout` counts them,
-and the venue is unsubscribed when the last one leaves. Subscriptions are spread over as many
-:class:`WsSession` connections as the codec's limits require. Each session reconnects and
-restores its subscriptions by itself; after any interruption the trades of each symbol are
-backfilled over REST and deduplicated by id (:mod:`tickloop.client.continuity`), so a consumer
-sees the exchange's trade log with no gap and no duplicate, or a :class:`~tickloop.models.Gap`
+This module wires the pieces; each concept has its own module. The channel table
+(:mod:`tickloop.client.channels`) has one row per kind of stream (trades, tickers, candles,
+books, book_deltas, orders, fills) and drives every ``feed.<kind>()``, ``subscribe_<kind>``
+and ``unsubscribe_<kind>``; ``"*"`` (or None, or ``[]``) means every market of the venue, from
+its market list. Several consumers of one stream share one upstream subscription:
+:class:`Fanout` counts them, and the venue is unsubscribed when the last one leaves.
+Subscriptions are spread over as many :class:`WsSession` connections as the codec's limits
+require (:mod:`tickloop.client.placement`). Each session reconnects and restores its
+subscriptions by itself; after any interruption the trades of each symbol are backfilled over
+REST and deduplicated by id (:class:`~tickloop.client.trades.TradeFeed`), so a consumer sees
+the exchange's trade log with no gap and no duplicate, or a :class:`~tickloop.models.Gap`
 saying what could not be recovered. Order books (``feed.books``) are kept by one synchroniser
-per symbol (:mod:`tickloop.client.books`), resynchronised one symbol at a time without touching
-the connection. Connection and data-quality status (Connected, Disconnected, Reconnected, Stale,
-Gap, BookInvalid, BookValid) is data: ``feed.status()`` / ``feed.subscribe_status(handler)``.
+per symbol (:class:`~tickloop.client.books.BookFeed`), resynchronised one symbol at a time
+without touching the connection. Connection and data-quality status (Connected, Disconnected,
+Reconnected, Stale, Gap, BookInvalid, BookValid, ...) is data: ``feed.status()`` /
+``await feed.subscribe_status(handler)``.
 
-Ownership: the client owns its sessions, its reconciler task (which unsubscribes streams that
-consumers left synchronously, e.g. by breaking out of ``async for``) and its backfill tasks;
-leaving ``async with`` (or :meth:`close`) ends every consumer and awaits every task.
+Ownership: the client owns its sessions, and a :class:`~tickloop.client.tasks.TaskOwner` owns
+its reconciler task (which unsubscribes streams that consumers left synchronously, e.g. by
+breaking out of ``async for``) and its backfill tasks; leaving ``async with`` (or
+:meth:`StreamClient.aclose`) ends every consumer and awaits every task. A client started and
+never closed is reported when it is collected (:mod:`tickloop.client.unclosed`).
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ import contextlib
 import inspect
 import logging
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
 
 from ..book import OrderBook, make_sync
 from ..exceptions import (
@@ -61,7 +72,7 @@ from ..models import (
     ConsumerDetached,
     ConsumerFailed,
     Fill,
-    Gap,
+    Instrument,
     Malformed,
     OrderEvent,
     StatusEvent,
@@ -73,92 +84,34 @@ from ..venues.base import Channel, Codec, Subscription
 from ..venues.sim import derive_rest_url as derive_rest_url  # moved to the sim venue
 from .backoff import Backoff
 from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
+from .channels import ALL, BY_ROUTE, CHANNELS, Kind, Symbols, held, kind, subscriptions
 from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
-from .continuity import Merge, TradeContinuity
-from .session import SessionState, WsSession
+from .placement import Placement, usable
+from .session import WsSession
+from .tasks import TaskOwner
+from .trades import TradeFeed, TradeSource
 from .transport import Transport
+from .unclosed import creation_traceback, report_unclosed
 
-__all__ = ["Stream", "StreamClient", "TradeSource"]
+__all__ = ["ALL", "Stream", "StreamClient", "Symbols", "TradeSource"]
 
 log = logging.getLogger("tickloop.client.stream")
 
 T = TypeVar("T")
 
-
-class TradeSource(Protocol):
-    """What trade backfill needs from a REST client (``tickloop.client.rest.AsyncClient``)."""
-
-    async def trades(
-        self, symbol: str, *, since_id: int | None = None, limit: int | None = None
-    ) -> list[Trade]: ...
-
-
-#: Overflow policy per stream type: never drop what cannot be rebuilt; conflate the rest.
-#: ``BOOK_DELTAS`` is the raw book stream (``feed.book_deltas``): never dropped.
-POLICIES: dict[Channel | str, Overflow] = {
-    BOOK_DELTAS: Overflow.ERROR,
-    Channel.TRADES: Overflow.ERROR,
-    Channel.ORDERS: Overflow.ERROR,
-    Channel.FILLS: Overflow.ERROR,
-    Channel.TICKER: Overflow.CONFLATE,
-    Channel.CANDLES: Overflow.CONFLATE,
-    Channel.BOOK: Overflow.CONFLATE,
-}
+_TRADES = CHANNELS["trades"]
+_TICKERS = CHANNELS["tickers"]
+_CANDLES = CHANNELS["candles"]
+_BOOKS = CHANNELS["books"]
+_BOOK_DELTAS = CHANNELS["book_deltas"]
+_ORDERS = CHANNELS["orders"]
+_FILLS = CHANNELS["fills"]
 
 
-def _candle_key(candle: Candle) -> tuple[str, str, int]:
-    # A closed candle is never replaced by the next interval's: the key includes open_time.
-    return (candle.symbol, candle.interval, candle.open_time)
+class MarketSource(Protocol):
+    """What ``"*"`` needs from a REST client: the venue's market list."""
 
-
-def _symbol_key(event: Any) -> str:
-    return str(event.symbol)
-
-
-#: The policies a consumer may choose instead (``overflow=``). Books always conflate: a view is
-#: taken at delivery, so queueing every update would queue copies of one live book.
-ALLOWED: dict[Channel | str, frozenset[Overflow]] = {
-    BOOK_DELTAS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
-    Channel.TRADES: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
-    Channel.ORDERS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
-    Channel.FILLS: frozenset({Overflow.ERROR, Overflow.BACKPRESSURE}),
-    Channel.TICKER: frozenset({Overflow.ERROR, Overflow.CONFLATE, Overflow.BACKPRESSURE}),
-    Channel.CANDLES: frozenset({Overflow.ERROR, Overflow.CONFLATE, Overflow.BACKPRESSURE}),
-    Channel.BOOK: frozenset({Overflow.CONFLATE}),
-}
-
-
-#: What a stream consumer may ask for (the bus's DROP_* policies are not offered here).
-_CLIENT_POLICIES = (Overflow.ERROR, Overflow.CONFLATE, Overflow.BACKPRESSURE)
-
-
-def _policy(channel: Channel | str, overflow: Overflow | str | None) -> Overflow:
-    if overflow is None:
-        return POLICIES[channel]
-    try:
-        policy = Overflow(overflow)
-        if policy not in _CLIENT_POLICIES:
-            raise ValueError(policy)
-    except ValueError:
-        raise ConfigError(
-            f"unknown overflow policy {overflow!r}: one of "
-            + ", ".join(repr(o.value) for o in _CLIENT_POLICIES),
-            field="overflow",
-        ) from None
-    if policy not in ALLOWED[channel]:
-        raise ConfigError(
-            f"overflow={policy.value!r} is not available for {channel}: one of "
-            + ", ".join(sorted(repr(o.value) for o in ALLOWED[channel])),
-            field="overflow",
-        )
-    return policy
-
-
-KEYS: dict[Channel, Callable[[Any], Any]] = {
-    Channel.TICKER: _symbol_key,
-    Channel.CANDLES: _candle_key,
-    Channel.BOOK: _symbol_key,
-}
+    async def instruments(self) -> list[Instrument]: ...
 
 
 class Stream(Generic[T]):
@@ -251,7 +204,15 @@ class Stream(Generic[T]):
         client = self._client
         if client is None:
             raise StopAsyncIteration
-        await client._attach(self._consumer, self._subscriptions, wait=False)
+        try:
+            await client._attach(self._consumer, self._subscriptions, wait=False)
+        except Exception as exc:
+            if not self._consumer.subscriptions:
+                # Nothing was subscribed (a bad argument, no market list for "*"): the stream
+                # ends with that error, raised again by every later read instead of waiting.
+                self._client = None
+                self._consumer.close(exc)
+            raise
 
     async def __aenter__(self) -> Stream[T]:
         if not self._started:
@@ -358,9 +319,7 @@ class StreamClient:
             self._rest_url = self._codec_cls.rest_url(self.url)
         # Ids are tracked (dedupe, gap detection, backfill) only where the venue's trade ids are
         # contiguous; elsewhere an interruption is reported as a Gap with its time range.
-        self._track_ids = self._codec_cls.contiguous_trade_ids
-        self._backfill_enabled = backfill and self._track_ids
-        self._interrupted: dict[str, int] = {}
+        self._backfill_enabled = backfill and self._codec_cls.contiguous_trade_ids
         self._fanout = Fanout()
         self._fanout.on_unneeded = self._unneeded_soon
         self._fanout.on_overflow = self._consumer_overflowed
@@ -372,6 +331,9 @@ class StreamClient:
         self._raw_book_routes = self._fanout.routes[BOOK_DELTAS]
         self._order_routes = self._fanout.routes[Channel.ORDERS]
         self._book_rest: Any = None
+        self._all_markets: list[str] | None = None  # what "*" stands for (markets())
+        self._direct: frozenset[Channel] | None = None  # channels with an all-market stream
+        self._markets_lock: asyncio.Lock | None = None
         self._books = BookFeed(
             venue,
             sync_factory=book_sync if book_sync is not None else make_sync,
@@ -387,22 +349,23 @@ class StreamClient:
         #: symbol -> state of each local book kept (BookFeed's own dict, read on the hot path)
         self._book_states = self._books.kept
         self._fill_routes = self._fanout.routes[Channel.FILLS]
-        self.sessions: list[WsSession] = []
-        self._placement: dict[Subscription, WsSession] = {}
-        self._continuity: dict[str, TradeContinuity] = {}
-        self._bogus_seen: dict[str, int] = {}  # symbol -> TradeContinuity.bogus reported
-        self._backfills: dict[str, asyncio.Task[None]] = {}
-        self._handlers: dict[Channel | str, list[Consumer]] = {c: [] for c in Channel}
-        self._handlers[BOOK_DELTAS] = []
+        #: Which connection carries each upstream subscription (shard placement).
+        self._placement = Placement(self._codec_cls.max_streams_per_connection, self._new_session)
+        #: Every connection made, in order.
+        self.sessions: list[WsSession] = self._placement.sessions
+        #: The reconciler and the trade backfills: cancelled and awaited by aclose().
+        self._tasks = TaskOwner(f"StreamClient({venue!r})")
+        #: Handler consumers per route table (a row of the channel table each).
+        self._handlers: dict[Channel | str, list[Consumer]] = {r: [] for r in BY_ROUTE}
         self._status_handlers: list[Consumer] = []
         self._unneeded: set[Subscription] = set()
-        self._leaving: list[Consumer] = []
         self._paused_by: dict[Consumer, set[WsSession]] = {}  # BACKPRESSURE consumers holding
         self._wake: asyncio.Event | None = None
-        self._reconciler: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._closed = False
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # for the unclosed report
+        self._created_at: Any = None
         self.counters: dict[str, int] = {
             "connected": 0,
             "disconnected": 0,
@@ -418,8 +381,21 @@ class StreamClient:
             "unconfirmed": 0,
             "bogus_trade_ids": 0,
         }
+        self._trades = TradeFeed(
+            venue,
+            routes=self._trade_routes,
+            track_ids=self._codec_cls.contiguous_trade_ids,
+            source=self._trade_source,
+            publish=self._fanout.publish_status,
+            report=self.on_status,
+            counters=self.counters,
+            tasks=self._tasks,
+            page=backfill_page,
+            max_jump=self.limits.max_trade_id_jump,
+            clock=self.wall_clock,
+        )
         self._sinks: dict[type, Callable[[Any], None]] = {
-            Trade: self._on_trade,
+            Trade: self._trades.on_trade,
             Ticker: self._on_ticker,
             Candle: self._on_candle,
             BookSnapshot: self._on_book,
@@ -434,7 +410,7 @@ class StreamClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
     async def start(self) -> None:
         if self._started:
@@ -442,41 +418,43 @@ class StreamClient:
         if self._closed:
             raise StreamError("this StreamClient is closed", venue=self.venue)
         self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._created_at = creation_traceback(self._loop)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._reconciler = asyncio.get_running_loop().create_task(
-            self._reconcile(), name=f"tickloop-stream-{self.venue}-reconciler"
-        )
+        self._tasks.spawn(self._reconcile(), name=f"tickloop-stream-{self.venue}-reconciler")
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    async def close(self) -> None:
-        """End every consumer (their iterators stop), close every connection, await every task."""
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._started else "not started"
+        return f"<StreamClient {self.venue} {self.url} {state}>"
+
+    def __del__(self) -> None:
+        # Started and never closed: say so where users look (module tickloop.client.unclosed).
+        if getattr(self, "_started", False) and not self._closed:
+            report_unclosed(
+                self,
+                f"StreamClient({self.venue!r})",
+                self._loop,
+                key="stream_client",
+                source_traceback=self._created_at,
+            )
+
+    async def aclose(self) -> None:
+        """End every consumer (their iterators stop), close every connection, await every task.
+        Idempotent; leaving ``async with`` does it."""
         if self._closed:
             return
         self._closed = True
         self._fanout.close_all()
-        tasks: list[asyncio.Task[None]] = list(self._backfills.values())
-        if self._reconciler is not None:
-            tasks.append(self._reconciler)
         for handlers in [*self._handlers.values(), self._status_handlers]:
             for consumer in handlers:
                 await consumer.aclose()
             handlers.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-            except Exception:
-                log.exception("%s: task failed during close", self.venue)
-        self._backfills.clear()
+        await self._tasks.aclose()
         await self._books.aclose()
         for session in self.sessions:
             await session.close()
@@ -491,6 +469,13 @@ class StreamClient:
                     await result
         self._rest = None
 
+    async def close(self) -> None:
+        """Deprecated name of :meth:`aclose` (the async close of every tickloop stream object)."""
+        warnings.warn(
+            "StreamClient.close() is deprecated: use aclose()", DeprecationWarning, stacklevel=2
+        )
+        await self.aclose()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StreamError("this StreamClient is closed", venue=self.venue)
@@ -502,12 +487,13 @@ class StreamClient:
     # ------------------------------------------------------------------ async-iterator streams
     def trades(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> Stream[Trade]:
-        """Trades of one or several symbols, in trade-id order per symbol, none missed.
+        """Trades of one or several symbols (``"*"``, None or ``[]``: every market of the venue,
+        from its market list; see :meth:`markets`), in trade-id order per symbol, none missed.
 
         ``overflow``: ``"error"`` (default) detaches a consumer that falls ``buffer`` trades
         behind with ConsumerOverflow, so it never delays the others; ``"backpressure"`` pauses
@@ -515,24 +501,22 @@ class StreamClient:
         and resumes at a quarter of it: nothing is lost, but every consumer of those
         connections is slowed to this one's pace (for replay, backtests, benchmarks, and bots
         that must see every trade at full speed)."""
-        subs = tuple(Subscription(Channel.TRADES, s) for s in _symbols(symbols))
-        return self._stream(Channel.TRADES, subs, buffer, overflow)
+        return self._stream(_TRADES, subscriptions(_TRADES, symbols), buffer, overflow)
 
     def tickers(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> Stream[Ticker]:
         """Tickers; a slow consumer gets the latest ticker of each symbol (``overflow``
         ``"conflate"``, the default; ``"error"`` and ``"backpressure"`` as for trades)."""
-        subs = tuple(Subscription(Channel.TICKER, s) for s in _symbols(symbols))
-        return self._stream(Channel.TICKER, subs, buffer, overflow)
+        return self._stream(_TICKERS, subscriptions(_TICKERS, symbols), buffer, overflow)
 
     def candles(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         interval: str = "1m",
         *,
         buffer: int | None = None,
@@ -540,26 +524,26 @@ class StreamClient:
     ) -> Stream[Candle]:
         """Candle updates; conflated per candle (a closed candle is never conflated away);
         ``overflow`` as for tickers."""
-        subs = tuple(Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols))
-        return self._stream(Channel.CANDLES, subs, buffer, overflow)
+        subs = subscriptions(_CANDLES, symbols, interval)
+        return self._stream(_CANDLES, subs, buffer, overflow)
 
     def orders(
         self, *, buffer: int | None = None, overflow: Overflow | str | None = None
     ) -> Stream[OrderEvent]:
         """The account's order events (private: needs ``credentials``). Never dropped;
         ``overflow`` as for trades."""
-        return self._stream(Channel.ORDERS, (Subscription(Channel.ORDERS),), buffer, overflow)
+        return self._stream(_ORDERS, subscriptions(_ORDERS), buffer, overflow)
 
     def fills(
         self, *, buffer: int | None = None, overflow: Overflow | str | None = None
     ) -> Stream[Fill]:
         """The account's fills (private: needs ``credentials``). Never dropped; ``overflow``
         as for trades."""
-        return self._stream(Channel.FILLS, (Subscription(Channel.FILLS),), buffer, overflow)
+        return self._stream(_FILLS, subscriptions(_FILLS), buffer, overflow)
 
     def books(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         depth: int | None = None,
         conflate: float | None = None,
@@ -578,13 +562,13 @@ class StreamClient:
         share one book, and asking for more levels than it is kept at raises ConfigError.
         BookInvalid / BookValid go to :meth:`status`."""
         self._check_open()
-        subs = tuple(Subscription(Channel.BOOK, s) for s in _symbols(symbols))
+        subs = subscriptions(_BOOKS, symbols)
         consumer = self._book_consumer(subs, buffer, None, depth, conflate)
         return Stream(self, consumer, subs)
 
     def book_deltas(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         *,
         overflow: Overflow | str | None = None,
         buffer: int | None = None,
@@ -597,8 +581,8 @@ class StreamClient:
         starts from a REST snapshot (Binance) sends only deltas here. Shares the venue's book
         subscription with :meth:`books` consumers. Never dropped: ``overflow`` ``"error"``
         (default) or ``"backpressure"``, as for :meth:`trades`."""
-        subs = tuple(Subscription(Channel.BOOK, s) for s in _symbols(symbols))
-        return self._stream(BOOK_DELTAS, subs, buffer, overflow)
+        subs = subscriptions(_BOOK_DELTAS, symbols)
+        return self._stream(_BOOK_DELTAS, subs, buffer, overflow)
 
     def book(self, symbol: str) -> OrderBook | None:
         """The live synchronised book of ``symbol`` while some consumer wants it (else None).
@@ -618,24 +602,25 @@ class StreamClient:
 
     def _stream(
         self,
-        channel: Channel | str,
+        row: Kind,
         subs: tuple[Subscription, ...],
         buffer: int | None,
         overflow: Overflow | str | None = None,
     ) -> Stream[Any]:
         self._check_open()
-        consumer = self._consumer(channel, buffer, None, subs, overflow)
+        consumer = self._consumer(row, buffer, None, subs, overflow)
         return Stream(self, consumer, subs)
 
     def _consumer(
         self,
-        channel: Channel | str,
+        row: Kind,
         buffer: int | None,
         handler: Handler | None,
         subs: Iterable[Subscription],
         overflow: Overflow | str | None = None,
     ) -> Consumer:
-        policy = _policy(channel, overflow)
+        channel = row.route
+        policy = row.policy(overflow)
         if buffer is not None and buffer < 1:
             raise ConfigError("buffer must be >= 1", field="buffer")
         symbols = [s.symbol for s in subs if s.symbol is not None]
@@ -645,7 +630,7 @@ class StreamClient:
             channel,
             policy=policy,
             maxsize=buffer if buffer is not None else self.buffer_size,
-            key=KEYS.get(channel) if isinstance(channel, Channel) else None,
+            key=row.key,
             handler=handler,
             name=f"{self.venue}:{channel}:{shown or '-'}:{kind}",
         )
@@ -694,15 +679,18 @@ class StreamClient:
         return consumer
 
     # ------------------------------------------------------------------------ callback streams
+    # Each subscribe_<kind> / unsubscribe_<kind> pair is one row of the channel table
+    # (tickloop.client.channels): the bodies differ only by the row and their arguments.
     async def subscribe_trades(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> None:
-        """Call ``handler(trade)`` (sync or async) for every trade of ``symbols``.
+        """Call ``handler(trade)`` (sync or async) for every trade of ``symbols`` (``"*"``:
+        every market of the venue).
 
         Every ``subscribe_*`` returns once the venue confirmed the streams. It raises
         SubscriptionError when the venue refuses one (the handler is then not subscribed), and
@@ -710,49 +698,49 @@ class StreamClient:
         venue may be unreachable: the subscription stays registered and is made as soon as it
         is back). ``overflow`` is as for :meth:`trades`; it matters for async handlers (a sync
         handler is called inline and never falls behind)."""
-        subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
-        await self._subscribe_handler(Channel.TRADES, subs, handler, buffer, overflow=overflow)
+        await self._subscribe_handler(
+            _TRADES, subscriptions(_TRADES, symbols), handler, buffer, overflow=overflow
+        )
 
-    async def unsubscribe_trades(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
-    ) -> None:
-        subs = [Subscription(Channel.TRADES, s) for s in _symbols(symbols)]
-        await self._unsubscribe_handler(Channel.TRADES, subs, handler)
+    async def unsubscribe_trades(self, symbols: Symbols, handler: Handler | None = None) -> None:
+        """Stop calling ``handler`` (every trades handler when None) for ``symbols`` (``"*"``:
+        all of them). Every ``unsubscribe_*`` works the same way."""
+        await self._unsubscribe_handler(_TRADES, symbols, handler)
 
     async def subscribe_tickers(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> None:
-        subs = [Subscription(Channel.TICKER, s) for s in _symbols(symbols)]
-        await self._subscribe_handler(Channel.TICKER, subs, handler, buffer, overflow=overflow)
+        """Call ``handler(ticker)`` for the tickers of ``symbols`` (``overflow`` as for
+        :meth:`tickers`)."""
+        await self._subscribe_handler(
+            _TICKERS, subscriptions(_TICKERS, symbols), handler, buffer, overflow=overflow
+        )
 
-    async def unsubscribe_tickers(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
-    ) -> None:
-        subs = [Subscription(Channel.TICKER, s) for s in _symbols(symbols)]
-        await self._unsubscribe_handler(Channel.TICKER, subs, handler)
+    async def unsubscribe_tickers(self, symbols: Symbols, handler: Handler | None = None) -> None:
+        await self._unsubscribe_handler(_TICKERS, symbols, handler)
 
     async def subscribe_candles(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         interval: str,
         handler: Handler,
         *,
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> None:
-        subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
-        await self._subscribe_handler(Channel.CANDLES, subs, handler, buffer, overflow=overflow)
+        """Call ``handler(candle)`` for the ``interval`` candles of ``symbols``."""
+        subs = subscriptions(_CANDLES, symbols, interval)
+        await self._subscribe_handler(_CANDLES, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_candles(
-        self, symbols: str | Iterable[str], interval: str, handler: Handler | None = None
+        self, symbols: Symbols, interval: str, handler: Handler | None = None
     ) -> None:
-        subs = [Subscription(Channel.CANDLES, s, interval) for s in _symbols(symbols)]
-        await self._unsubscribe_handler(Channel.CANDLES, subs, handler)
+        await self._unsubscribe_handler(_CANDLES, symbols, handler, interval=interval)
 
     async def subscribe_orders(
         self,
@@ -761,12 +749,13 @@ class StreamClient:
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> None:
+        """Call ``handler(event)`` for the account's order events (needs ``credentials``)."""
         await self._subscribe_handler(
-            Channel.ORDERS, [Subscription(Channel.ORDERS)], handler, buffer, overflow=overflow
+            _ORDERS, subscriptions(_ORDERS), handler, buffer, overflow=overflow
         )
 
     async def unsubscribe_orders(self, handler: Handler | None = None) -> None:
-        await self._unsubscribe_handler(Channel.ORDERS, [Subscription(Channel.ORDERS)], handler)
+        await self._unsubscribe_handler(_ORDERS, None, handler)
 
     async def subscribe_fills(
         self,
@@ -775,16 +764,17 @@ class StreamClient:
         buffer: int | None = None,
         overflow: Overflow | str | None = None,
     ) -> None:
+        """Call ``handler(fill)`` for the account's fills (needs ``credentials``)."""
         await self._subscribe_handler(
-            Channel.FILLS, [Subscription(Channel.FILLS)], handler, buffer, overflow=overflow
+            _FILLS, subscriptions(_FILLS), handler, buffer, overflow=overflow
         )
 
     async def unsubscribe_fills(self, handler: Handler | None = None) -> None:
-        await self._unsubscribe_handler(Channel.FILLS, [Subscription(Channel.FILLS)], handler)
+        await self._unsubscribe_handler(_FILLS, None, handler)
 
     async def subscribe_books(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         depth: int | None = None,
@@ -801,7 +791,7 @@ class StreamClient:
         does); it must read what it needs during the call and not keep the object, which
         changes with the next update. ``depth`` then only bounds the upstream subscription and
         REST snapshots; the live book holds what the synchroniser keeps."""
-        subs = [Subscription(Channel.BOOK, s) for s in _symbols(symbols)]
+        subs = subscriptions(_BOOKS, symbols)
         interval = conflate / 1000.0 if conflate else None
         if live and _is_async(handler):
             raise ConfigError(
@@ -819,7 +809,7 @@ class StreamClient:
             )
 
         await self._subscribe_handler(
-            Channel.BOOK,
+            _BOOKS,
             subs,
             handler,
             buffer,
@@ -827,27 +817,13 @@ class StreamClient:
             make=lambda: self._book_consumer(subs, buffer, handler, depth, conflate, live),
         )
 
-    async def unsubscribe_books(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
-    ) -> None:
+    async def unsubscribe_books(self, symbols: Symbols, handler: Handler | None = None) -> None:
         """Stop calling ``handler`` (every book handler when None) for ``symbols``."""
-        self._check_open()
-        wanted = set(_symbols(symbols))
-        handlers = self._handlers[Channel.BOOK]
-        for consumer in list(handlers):
-            if handler is not None and consumer.handler != handler:
-                continue
-            subs = [s for s in consumer.subscriptions if s.symbol in wanted]
-            gone = self._fanout.detach(consumer, subs)
-            if not consumer.subscriptions:
-                handlers.remove(consumer)
-                await consumer.aclose()
-            if gone:
-                await self._unsubscribe_upstream(gone)
+        await self._unsubscribe_handler(_BOOKS, symbols, handler)
 
     async def subscribe_book_deltas(
         self,
-        symbols: str | Iterable[str],
+        symbols: Symbols,
         handler: Handler,
         *,
         buffer: int | None = None,
@@ -856,29 +832,18 @@ class StreamClient:
         """Call ``handler(message)`` (sync or async) with every book snapshot and delta of
         ``symbols`` as :meth:`book_deltas` yields them (same ``overflow``; a sync handler is
         called inline and never falls behind)."""
-        subs = [Subscription(Channel.BOOK, s) for s in _symbols(symbols)]
-        await self._subscribe_handler(BOOK_DELTAS, subs, handler, buffer, overflow=overflow)
+        subs = subscriptions(_BOOK_DELTAS, symbols)
+        await self._subscribe_handler(_BOOK_DELTAS, subs, handler, buffer, overflow=overflow)
 
     async def unsubscribe_book_deltas(
-        self, symbols: str | Iterable[str], handler: Handler | None = None
+        self, symbols: Symbols, handler: Handler | None = None
     ) -> None:
         """Stop calling ``handler`` (every raw book handler when None) for ``symbols``."""
-        self._check_open()
-        wanted = set(_symbols(symbols))
-        handlers = self._handlers[BOOK_DELTAS]
-        for consumer in list(handlers):
-            if handler is not None and consumer.handler != handler:
-                continue
-            subs = [s for s in consumer.subscriptions if s.symbol in wanted]
-            gone = self._fanout.detach(consumer, subs)
-            if not consumer.subscriptions:
-                handlers.remove(consumer)
-                await consumer.aclose()
-            if gone:
-                await self._unsubscribe_upstream(gone)
+        await self._unsubscribe_handler(_BOOK_DELTAS, symbols, handler)
 
-    def subscribe_status(self, handler: Handler, *, buffer: int = 1000) -> None:
-        """Call ``handler(event)`` for every status event (see :meth:`status`)."""
+    async def subscribe_status(self, handler: Handler, *, buffer: int = 1000) -> None:
+        """Call ``handler(event)`` for every status event (see :meth:`status`). Async like
+        every ``subscribe_*``; it has nothing to wait for, so it is subscribed on return."""
         self._check_open()
         consumer = Consumer(
             "status", policy=Overflow.ERROR, maxsize=buffer, handler=handler, name="status"
@@ -886,23 +851,24 @@ class StreamClient:
         self._fanout.add_status(consumer)
         self._status_handlers.append(consumer)
 
-    def unsubscribe_status(self, handler: Handler) -> None:
+    async def unsubscribe_status(self, handler: Handler) -> None:
         """Stop calling ``handler`` with status events (every subscription of it)."""
         for consumer in [c for c in self._status_handlers if c.handler == handler]:
             self._status_handlers.remove(consumer)
             self._fanout.remove_status(consumer)
             consumer.on_detach = None
-            consumer.close()
+            await consumer.aclose()
 
-    async def change_handler(
+    def change_handler(
         self, channel: str | Channel, new_handler: Handler, old_handler: Handler | None = None
     ) -> int:
         """Send ``channel``'s events to ``new_handler`` instead of ``old_handler`` (every handler
-        of the channel when None), keeping the subscriptions. Returns how many were changed."""
+        of the channel when None), keeping the subscriptions. Returns how many were changed.
+        Takes effect at once (nothing to await): the next event goes to ``new_handler``."""
         self._check_open()
-        chan = _channel(channel)
+        row = kind(channel)
         changed = 0
-        for consumer in self._handlers[chan]:
+        for consumer in self._handlers[row.route]:
             if consumer.closed:
                 continue
             if old_handler is None or consumer.handler == old_handler:
@@ -912,8 +878,8 @@ class StreamClient:
 
     async def _subscribe_handler(
         self,
-        channel: Channel | str,
-        subs: list[Subscription],
+        row: Kind,
+        subs: tuple[Subscription, ...],
         handler: Handler,
         buffer: int | None,
         *,
@@ -922,8 +888,8 @@ class StreamClient:
         overflow: Overflow | str | None = None,
     ) -> None:
         self._check_open()
-        _policy(channel, overflow)  # a bad policy fails before anything is registered
-        handlers = self._handlers[channel]
+        row.policy(overflow)  # a bad policy fails before anything is registered
+        handlers = self._handlers[row.route]
         handlers[:] = [c for c in handlers if not c.closed]  # overflowed or refused ones
         if same is None:
             consumer = next((c for c in handlers if c.handler == handler), None)
@@ -933,26 +899,32 @@ class StreamClient:
             if make is not None:
                 consumer = make()
             else:
-                consumer = self._consumer(channel, buffer, handler, subs, overflow)
+                consumer = self._consumer(row, buffer, handler, subs, overflow)
             handlers.append(consumer)
         try:
-            await self._attach(consumer, tuple(subs), wait=True)
+            await self._attach(consumer, subs, wait=True)
         except BaseException:
-            if not consumer.subscriptions and consumer in self._handlers[channel]:
-                self._handlers[channel].remove(consumer)
+            if not consumer.subscriptions and consumer in handlers:
+                handlers.remove(consumer)
                 await consumer.aclose()
             raise
 
     async def _unsubscribe_handler(
-        self, channel: Channel, subs: list[Subscription], handler: Handler | None
+        self,
+        row: Kind,
+        symbols: Symbols,
+        handler: Handler | None,
+        *,
+        interval: str | None = None,
     ) -> None:
         self._check_open()
-        for consumer in list(self._handlers[channel]):
+        handlers = self._handlers[row.route]
+        for consumer in list(handlers):
             if handler is not None and consumer.handler != handler:
                 continue
-            gone = self._fanout.detach(consumer, subs)
+            gone = self._fanout.detach(consumer, held(consumer.subscriptions, symbols, interval))
             if not consumer.subscriptions:
-                self._handlers[channel].remove(consumer)
+                handlers.remove(consumer)
                 await consumer.aclose()
             if gone:
                 await self._unsubscribe_upstream(gone)
@@ -962,6 +934,8 @@ class StreamClient:
         self, consumer: Consumer, subs: tuple[Subscription, ...], *, wait: bool
     ) -> None:
         self._check_open()
+        if any(s.symbol == ALL for s in subs):
+            subs = await self._expand(subs)
         if isinstance(consumer, BookConsumer):
             subs = self._resolve_books(consumer, subs)
         elif consumer.channel == BOOK_DELTAS:
@@ -978,23 +952,11 @@ class StreamClient:
         if not new:
             return
         for sub in new:
-            if self._track_ids and sub.channel is Channel.TRADES and sub.symbol is not None:
-                self._continuity.setdefault(
-                    sub.symbol,
-                    TradeContinuity(
-                        self.venue, sub.symbol, max_jump=self.limits.max_trade_id_jump
-                    ),
-                )
-        by_session: dict[WsSession, list[Subscription]] = {}
+            if sub.channel is Channel.TRADES and sub.symbol is not None:
+                self._trades.watch(sub.symbol)
         assert self._lock is not None
         async with self._lock:
-            for sub in new:
-                if sub in self._placement:  # still carried (left and re-joined quickly)
-                    by_session.setdefault(self._placement[sub], [])
-                    continue
-                session = self._place(sub, by_session)
-                self._placement[sub] = session
-                by_session.setdefault(session, []).append(sub)
+            by_session = self._placement.plan(new)
         for session, session_subs in by_session.items():
             await session.add(session_subs)
         if wait:
@@ -1011,6 +973,72 @@ class StreamClient:
                 if isinstance(refusal, SubscriptionError) and refusal is not exc:
                     raise refusal from None
                 raise
+
+    async def _expand(self, subs: tuple[Subscription, ...]) -> tuple[Subscription, ...]:
+        """Replace each every-market subscription (symbol ``"*"``) by one per market, unless the
+        venue streams that channel for every market at once (``Codec.all_markets``): then the
+        ``"*"`` subscription is that one stream."""
+        direct = self._all_market_channels()
+        out: dict[Subscription, None] = {}
+        for sub in subs:
+            if sub.symbol == ALL and sub.channel not in direct:
+                for symbol in await self.markets():
+                    out[msgspec.structs.replace(sub, symbol=symbol)] = None
+            else:
+                out[sub] = None
+        return tuple(out)
+
+    def _all_market_channels(self) -> frozenset[Channel]:
+        if self._direct is None:
+            self._direct = self._codec_cls.create(**self._session_codec_options()).all_markets()
+        return self._direct
+
+    async def markets(self, *, refresh: bool = False) -> list[str]:
+        """The symbols ``"*"`` stands for: every market of the venue that is open for trading,
+        from its market list (REST), asked once per client (``refresh=True`` asks again).
+        A subscription to ``"*"`` covers the markets listed when it was made."""
+        self._check_open()
+        lock = self._markets_lock
+        if lock is None:
+            lock = self._markets_lock = asyncio.Lock()
+        async with lock:
+            if self._all_markets is None or refresh:
+                rest = self._market_source()
+                try:
+                    instruments = await rest.instruments()
+                except (TickloopError, OSError) as exc:
+                    reason = exc.message if isinstance(exc, TickloopError) else str(exc)
+                    raise StreamError(
+                        f"'*' needs the venue's market list, which failed: {reason}",
+                        venue=self.venue,
+                    ) from exc
+                listed = list(dict.fromkeys(i.symbol for i in instruments if i.status == "open"))
+                if not listed:
+                    raise StreamError("'*': the venue lists no open market", venue=self.venue)
+                self._all_markets = listed
+            return list(self._all_markets)
+
+    def _market_source(self) -> MarketSource:
+        rest = self._rest
+        if rest is not None and hasattr(rest, "instruments"):
+            source: MarketSource = rest
+            return source
+        public: MarketSource = self._public_rest()
+        return public
+
+    def _public_rest(self) -> Any:
+        """A REST client for the public calls (books, markets) a user-given ``rest`` lacks."""
+        if self._rest is None:
+            from .rest import AsyncClient
+
+            self._rest = AsyncClient(self.venue, url=self._rest_url, credentials=self._credentials)
+            self._own_rest = True
+            return self._rest
+        if self._book_rest is None:
+            from .rest import AsyncClient
+
+            self._book_rest = AsyncClient(self.venue, url=self._rest_url)
+        return self._book_rest
 
     def _resolve_books(
         self, consumer: BookConsumer, subs: tuple[Subscription, ...]
@@ -1033,7 +1061,7 @@ class StreamClient:
         """Send ``sub`` again on its connection (unsubscribe, subscribe): the venue answers with
         a fresh snapshot. The connection and its other streams are not touched."""
         session = self._placement.get(sub)
-        if session is None or not _usable(session):
+        if session is None or not usable(session):
             return
         try:
             await session.remove([sub])
@@ -1049,55 +1077,31 @@ class StreamClient:
 
     def _book_source(self) -> BookSource:
         rest = self._rest
-        if rest is None:
-            from .rest import AsyncClient
-
-            rest = self._rest = AsyncClient(
-                self.venue, url=self._rest_url, credentials=self._credentials
-            )
-            self._own_rest = True
-        if hasattr(rest, "book"):
+        if rest is not None and hasattr(rest, "book"):
             source: BookSource = rest
             return source
-        if self._book_rest is None:
-            from .rest import AsyncClient
-
-            self._book_rest = AsyncClient(self.venue, url=self._rest_url)
-        book_rest: BookSource = self._book_rest
-        return book_rest
+        public: BookSource = self._public_rest()
+        return public
 
     def _book_status(self, event: BookInvalid | BookValid) -> None:
         self._fanout.publish_status(event)
 
-    def _place(self, sub: Subscription, planned: dict[WsSession, list[Subscription]]) -> WsSession:
-        """The connection for ``sub``: the first with room (the codec's streams-per-connection
-        limit, counting what ``planned`` is about to add), else a new one."""
-        limit = self._codec_cls.max_streams_per_connection
-
-        def load(session: WsSession) -> int:
-            return len(session.subscriptions) + len(planned.get(session, ()))
-
-        if sub.channel.private:
-            for session in self.sessions:
-                carried = [*session.subscriptions, *planned.get(session, ())]
-                if any(s.channel.private for s in carried) and _usable(session):
-                    return session
-        for session in self.sessions:
-            if load(session) < limit and _usable(session):
-                return session
-        return self._new_session()
-
-    def _new_session(self) -> WsSession:
+    def _session_codec_options(self) -> dict[str, Any]:
         options = self._codec_options
-        codec_cls = self._codec_cls
-        if "limits" not in options and _takes_limits(codec_cls):
+        if "limits" not in options and _takes_limits(self._codec_cls):
             options = {**options, "limits": self.limits}
-        session = WsSession(
+        return options
+
+    def _new_session(self, index: int) -> WsSession:
+        """A new connection (the placement's factory: it decides when one is needed)."""
+        options = self._session_codec_options()
+        codec_cls = self._codec_cls
+        return WsSession(
             lambda: codec_cls.create(**options),
             self.url,
             owner=self,
             sinks=self._sinks,
-            index=len(self.sessions),
+            index=index,
             backoff=Backoff(**self._backoff_args),  # type: ignore[arg-type]
             heartbeat_timeout=self.heartbeat_timeout,
             ping_interval=self.ping_interval,
@@ -1108,8 +1112,6 @@ class StreamClient:
             transport=self.transport,
             wall_clock=self.wall_clock,
         )
-        self.sessions.append(session)
-        return session
 
     async def _leave(self, consumer: Consumer) -> None:
         consumer.on_detach = None
@@ -1182,19 +1184,11 @@ class StreamClient:
                     log.warning("%s: unsubscribe failed: %s", self.venue, exc)
 
     async def _unsubscribe_upstream(self, subs: list[Subscription]) -> None:
-        by_session: dict[WsSession, list[Subscription]] = {}
+        subs = [s for s in subs if self._fanout.refs.get(s, 0) == 0]  # none joined meanwhile
+        by_session = self._placement.by_session(subs)
         for sub in subs:
-            if self._fanout.refs.get(sub, 0) > 0:
-                continue  # a consumer joined again meanwhile
-            session = self._placement.pop(sub, None)
-            if session is not None:
-                by_session.setdefault(session, []).append(sub)
             if sub.channel is Channel.TRADES and sub.symbol is not None:
-                self._continuity.pop(sub.symbol, None)
-                self._interrupted.pop(sub.symbol, None)  # an outage of a stream no one reads
-                task = self._backfills.pop(sub.symbol, None)
-                if task is not None:
-                    task.cancel()
+                self._trades.forget(sub.symbol)
             elif sub.channel is Channel.BOOK:
                 self._books.drop(sub)
         for session, session_subs in by_session.items():
@@ -1239,36 +1233,14 @@ class StreamClient:
             if sub.channel is Channel.BOOK:
                 self._books.on_confirmed(sub)
             elif sub.channel is Channel.TRADES and sub.symbol is not None:
-                cont = self._continuity.get(sub.symbol)
-                if cont is not None and cont.recovering:
-                    self._recover(cont)
-                start = self._interrupted.pop(sub.symbol, None)
-                if start is not None:
-                    now = self.wall_clock()
-                    self._gap(
-                        Gap(
-                            venue=self.venue,
-                            symbol=sub.symbol,
-                            channel=Channel.TRADES.value,
-                            start_ts=start,
-                            end_ts=now,
-                            recovered=False,
-                            ts=now,
-                        )
-                    )
+                self._trades.on_confirmed(sub.symbol)
 
     def on_lost(self, session: WsSession, subscriptions: list[Subscription], ts: int) -> None:
         for sub in subscriptions:
             if sub.channel is Channel.BOOK:
                 self._books.on_lost(sub, ts)
             elif sub.channel is Channel.TRADES and sub.symbol is not None:
-                cont = self._continuity.get(sub.symbol)
-                if cont is not None and cont.last_id is not None:
-                    cont.begin_recovery(ts)
-                elif cont is not None or not self._track_ids:
-                    # No id to backfill from (no trade seen yet, or a venue without ids): the
-                    # outage is reported as a time-range Gap once resubscribed.
-                    self._interrupted.setdefault(sub.symbol, ts)
+                self._trades.on_lost(sub.symbol, ts)
 
     def on_refused(
         self, session: WsSession, subscription: Subscription, error: StreamError
@@ -1277,7 +1249,7 @@ class StreamClient:
         self._placement.pop(subscription, None)
         self._fanout.fail(subscription, error)
         if subscription.channel is Channel.TRADES and subscription.symbol is not None:
-            self._continuity.pop(subscription.symbol, None)
+            self._trades.on_refused(subscription.symbol)
         elif subscription.channel is Channel.BOOK:
             self._books.drop(subscription)
 
@@ -1300,23 +1272,6 @@ class StreamClient:
         return [c for handlers in self._handlers.values() for c in handlers]
 
     # ------------------------------------------------------------------------------- hot path
-    def _on_trade(self, trade: Trade) -> None:
-        cont = self._continuity.get(trade.symbol)
-        if cont is not None and not cont.on_live(trade):
-            if cont.bogus != self._bogus_seen.get(trade.symbol, 0):
-                self._bogus(cont)
-                released = cont.released()
-                if released is not None:
-                    for consumer in self._trade_routes.get(trade.symbol, ()):
-                        consumer.push(released)
-            if cont.recovering:
-                self._recover(cont)
-            return
-        consumers = self._trade_routes.get(trade.symbol)
-        if consumers:
-            for consumer in consumers:
-                consumer.push(trade)
-
     def _on_book(self, event: BookSnapshot | BookDelta) -> None:
         symbol = event.symbol
         consumers = self._raw_book_routes.get(symbol)
@@ -1327,9 +1282,14 @@ class StreamClient:
             self._books.on_update(event)
 
     def _on_ticker(self, ticker: Ticker) -> None:
-        consumers = self._ticker_routes.get(ticker.symbol)
+        routes = self._ticker_routes
+        consumers = routes.get(ticker.symbol)
         if consumers:
             for consumer in consumers:
+                consumer.push(ticker)
+        every = routes.get(ALL)  # an all-market ticker stream's consumers (Codec.all_markets)
+        if every:
+            for consumer in every:
                 consumer.push(ticker)
 
     def _on_candle(self, candle: Candle) -> None:
@@ -1346,46 +1306,7 @@ class StreamClient:
         for consumer in self._fill_routes.get(None, ()):
             consumer.push(fill)
 
-    # ------------------------------------------------------------------------ trade continuity
-    def _bogus(self, cont: TradeContinuity) -> None:
-        """A trade id that jumped absurdly was not followed: dropped, counted and reported."""
-        seen = self._bogus_seen.get(cont.symbol, 0)
-        self._bogus_seen[cont.symbol] = cont.bogus
-        self.counters["bogus_trade_ids"] += cont.bogus - seen
-        self.on_status(
-            Malformed(
-                venue=self.venue,
-                connection=-1,
-                reason=(
-                    f"a trade id more than {cont.max_jump} past the last one ({cont.last_id}) "
-                    "was not followed by the stream: dropped"
-                ),
-                limit="max_trade_id_jump",
-                symbol=cont.symbol,
-                channel=Channel.TRADES.value,
-                count=cont.bogus,
-                ts=self.wall_clock(),
-            )
-        )
-
-    def _recover(self, cont: TradeContinuity) -> None:
-        if cont.buffer_full:
-            self._deliver(cont, cont.give_up(self.wall_clock()))
-            return
-        if not cont.wants_backfill or cont.symbol in self._backfills or self._closed:
-            return
-        source = self._trade_source()
-        if source is None:
-            # No backfill: the first live trade after the outage tells whether any id was
-            # missed (ids are contiguous), so a Gap is reported only for a real hole.
-            if len(cont):
-                self._deliver(cont, cont.give_up(self.wall_clock()))
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._backfill(cont, source), name=f"tickloop-backfill-{cont.symbol}"
-        )
-        self._backfills[cont.symbol] = task
-
+    # ---------------------------------------------------------------------------- REST
     def _trade_source(self) -> TradeSource | None:
         if not self._backfill_enabled:
             return None
@@ -1396,54 +1317,6 @@ class StreamClient:
             self._own_rest = True
         source: TradeSource | None = self._rest
         return source
-
-    async def _backfill(self, cont: TradeContinuity, source: TradeSource) -> None:
-        failures = 0
-        backoff = Backoff(base_wait=0.05, max_wait=2.0, max_retries=8)
-        try:
-            while cont.wants_backfill and self._continuity.get(cont.symbol) is cont:
-                since = cont.request()
-                try:
-                    page = await source.trades(
-                        cont.symbol, since_id=since, limit=self.backfill_page
-                    )
-                except (TickloopError, OSError) as exc:
-                    cont.in_flight = False
-                    failures += 1
-                    wait = backoff.next_wait()
-                    if wait is None:
-                        log.warning("%s: backfill of %s failed: %s", self.venue, cont.symbol, exc)
-                        self._deliver(cont, cont.give_up(self.wall_clock()))
-                        return
-                    await asyncio.sleep(wait)
-                    continue
-                merge = cont.on_backfill(
-                    page, complete=len(page) < self.backfill_page, ts=self.wall_clock()
-                )
-                self.counters["backfilled"] += len(page)
-                self._deliver(cont, merge)
-                if merge.done:
-                    return
-        finally:
-            cont.in_flight = False
-            if self._backfills.get(cont.symbol) is asyncio.current_task():
-                del self._backfills[cont.symbol]
-
-    def _deliver(self, cont: TradeContinuity, merge: Merge) -> None:
-        if self._continuity.get(cont.symbol) is not cont:
-            return
-        consumers = self._trade_routes.get(cont.symbol, ())
-        for trade in merge.trades:
-            for consumer in consumers:
-                consumer.push(trade)
-        for gap in merge.gaps:
-            self._gap(gap)
-
-    def _gap(self, gap: Gap) -> None:
-        self.counters["gaps"] += 1
-        if gap.recovered:
-            self.counters["gaps_recovered"] += 1
-        self._fanout.publish_status(gap)
 
     # -------------------------------------------------------------------------------- insight
     def upstream(self) -> dict[Subscription, int]:
@@ -1463,7 +1336,7 @@ class StreamClient:
             "unknown": sum(s.unknown for s in sessions),
             "reconnects": sum(s.stats.reconnects for s in sessions),
             "stale": sum(s.stats.stale for s in sessions),
-            "duplicates": sum(c.duplicates for c in self._continuity.values()),
+            "duplicates": self._trades.duplicates,
             **self.counters,
             **self._books.counters,
             "books": self._books.stats(),
@@ -1504,26 +1377,6 @@ class _StatusStream:
 
     def __del__(self) -> None:
         self._remove()
-
-
-def _usable(session: WsSession) -> bool:
-    return session.state not in (SessionState.FAILED, SessionState.CLOSED)
-
-
-def _symbols(symbols: str | Iterable[str]) -> list[str]:
-    items = [symbols] if isinstance(symbols, str) else list(symbols)
-    if not items:
-        raise ConfigError("no symbol given", field="symbols")
-    return [s.upper() for s in dict.fromkeys(items)]
-
-
-def _channel(channel: str | Channel) -> Channel | str:
-    if channel == BOOK_DELTAS:
-        return BOOK_DELTAS
-    try:
-        return Channel({"tickers": "ticker", "books": "book"}.get(str(channel), channel))
-    except ValueError:
-        raise ConfigError(f"unknown channel {channel!r}", field="channel") from None
 
 
 def _takes_limits(codec_cls: type[Codec]) -> bool:

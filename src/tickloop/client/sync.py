@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from tickloop.client.auth import Credentials
 from tickloop.client.http import HttpStats
 from tickloop.client.rest import AsyncClient
+from tickloop.client.unclosed import report_unclosed
 from tickloop.exceptions import NetworkError
 from tickloop.exceptions import TimeoutError as CallTimeout
 from tickloop.fields import Selection
@@ -194,12 +195,10 @@ class Client:
         if getattr(self, "_closed", True):
             return
         self._closed = True
-        _warn(
-            f"tickloop Client({self._async.venue!r}) was never closed",
-            ResourceWarning,
-            source=self,
-            stacklevel=2,
-        )
+        what = f"tickloop Client({self._async.venue!r})"
+        _warn(f"{what} was never closed", ResourceWarning, source=self, stacklevel=2)
+        # Visible by default too, as aiohttp's "Unclosed client session" (client/unclosed.py).
+        report_unclosed(self, what, self._runner.loop, key="client", warn=False)
         self._runner.shutdown_soon(self._async.close())
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:

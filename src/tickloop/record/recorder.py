@@ -14,7 +14,8 @@
 * credentials never reach the file: the values of credential keys (:data:`SECRET_KEYS`: a
   login frame's token, a signed request's signature, a login answer's token) are written as
   ``"***"`` (:func:`redact`); request headers are not recorded at all.
-* :meth:`Recorder.on_status`: a status handler (``feed.subscribe_status(recorder.on_status)``):
+* :meth:`Recorder.on_status`: a status handler
+  (``await feed.subscribe_status(recorder.on_status)``):
   Connected, Disconnected, Reconnected, Stale, Gap, ... as ``STATUS`` records.
 
 What the wrappers add per message is one record append (a header pack and a buffer copy);
@@ -383,7 +384,7 @@ async def record(
             subscribe_timeout=min(10.0, max(1.0, seconds)),
         )
         await stack.enter_async_context(feed)
-        feed.subscribe_status(recorder.on_status)
+        await feed.subscribe_status(recorder.on_status)
         events = 0
 
         def count(_: Any) -> None:
@@ -429,7 +430,7 @@ async def record(
         # the recording ends before the client's own shutdown (its unsubscribes, its close):
         # a replay then never waits for a shutdown the replayed client has not begun
         recorder.close()
-        await feed.close()
+        await feed.aclose()
         if not recorder._connections:
             raise NetworkError(
                 f"never connected to {feed.url} (the recording in {out} is empty)",

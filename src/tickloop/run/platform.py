@@ -264,7 +264,7 @@ async def _start(prepared: Prepared, stack: contextlib.AsyncExitStack, console: 
             current.last_disconnect = event.reason
 
     await stack.enter_async_context(feed)
-    feed.subscribe_status(remember)
+    await feed.subscribe_status(remember)
     rest: list[AsyncClient] = []
     if rest_url:
         client = AsyncClient(venue.name, url=rest_url, timeout=timeout)

@@ -184,15 +184,24 @@ class SimClock:
         ``when`` for the next advance (a backtest delivers the data of an instant before the
         timers of that instant fire)."""
         fired = 0
-        while True:
-            deadline = self.next_deadline()
-            if deadline is None or deadline > when or (not inclusive and deadline == when):
+        heap = self._heap
+        pop = heapq.heappop
+        # the heap is read inline (no next_deadline call a timer): a backtest fires one timer
+        # or more on every simulated second
+        while heap:
+            deadline, _, timer = heap[0]
+            if timer.cancelled:
+                pop(heap)
+                continue
+            if deadline > when or (deadline == when and not inclusive):
                 break
-            _, _, timer = heapq.heappop(self._heap)
-            self._now = max(self._now, deadline)
+            pop(heap)
+            if deadline > self._now:
+                self._now = deadline
             fired += 1
             timer.callback(*timer.args)
-        self._now = max(self._now, when)
+        if when > self._now:
+            self._now = when
         self.fired += fired
         return fired
 

@@ -139,6 +139,9 @@ class BotStatus(StrEnum):
     ERROR = "error"  # the circuit breaker fired (or on_start failed): resume() restarts it
 
 
+_RUNNING = BotStatus.RUNNING  # read on every event and tick: a module constant is cheaper
+
+
 _NOTHING: Any = object()  # _Attributed: no eager first step was taken
 
 
@@ -337,6 +340,7 @@ class Engine:
         self._own_bus = bus is None
         self._clock = clock
         self.executor = executor
+        self._eager = bool(getattr(executor, "eager", False))
         self._store_arg = store
         self.store: Store | None = None
         self.risk = RiskEngine(default_limits=default_risk, global_limits=risk)
@@ -979,11 +983,13 @@ class Engine:
                     dropped=delta, total=host.dropped, ts=self.clock.now_ns()))
 
     def _on_due(self, due: Due) -> None:
-        if due.key == _EQUITY_JOB:
-            self._snapshot_equity()
+        key = due.key
+        host = self._hosts.get(key) if type(key) is str else None
+        if host is None:
+            if key == _EQUITY_JOB:
+                self._snapshot_equity()
             return
-        host = self._hosts.get(due.key) if isinstance(due.key, str) else None
-        if host is None or host.status is not BotStatus.RUNNING:
+        if host.status is not _RUNNING:
             return
         if not host.is_async["tick"]:
             self._call_sync(host, "tick")
@@ -1072,11 +1078,19 @@ class Engine:
         self.bus.publish(f"bot.signal.{bot_id}", Signal(bot=bot_id, symbol=symbol, name=name,
                                                          value=value, ts=self.clock.now_ns()))
 
+    def _open_count(self, bot_id: str) -> int:
+        """How many orders of the bot are open (without making their models, when the
+        executor can count them: the paper executors can)."""
+        count = getattr(self.executor, "open_count", None)
+        if callable(count):
+            return int(count(bot_id))
+        return len(self.executor.open_orders(bot_id))
+
     def _exposure(self, host: _Host, symbol: str, wall: float) -> Exposure:
         buy, sell = self.executor.open_size(host.id, symbol)
         portfolio = self.portfolio(host.id)
         return Exposure(position=portfolio.size(symbol), open_buy=buy, open_sell=sell,
-                        open_orders=len(self.executor.open_orders(host.id)),
+                        open_orders=self._open_count(host.id),
                         daily_pnl=portfolio.daily_pnl(wall))
 
     async def place(
@@ -1150,8 +1164,21 @@ class Engine:
         return await self._timed(self.executor.cancel_all(bot_id, symbol), "cancel_all")
 
     async def _timed(self, aw: Awaitable[_R], what: str) -> _R:
-        """Await a venue call within ``call_timeout`` seconds of the engine's clock."""
-        task = asyncio.ensure_future(aw)
+        """Await a venue call within ``call_timeout`` seconds of the engine's clock.
+
+        An executor that says so (``eager = True``: the paper executors, whose calls need no
+        task of their own) has its call's first step run in the caller's step: a paper order
+        that needs no wait is matched against the book the bot decided on, before the next
+        market event, live as on a replay; what waits goes on in a task, under the timeout.
+        """
+        if self._eager and inspect.iscoroutine(aw):
+            try:
+                first = aw.send(None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            task: asyncio.Future[_R] = asyncio.ensure_future(_resume(aw, first))
+        else:
+            task = asyncio.ensure_future(aw)
         expired = False
 
         def expire() -> None:
@@ -1179,6 +1206,41 @@ class Engine:
                 mp_context=multiprocessing.get_context("forkserver"))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
+
+
+class _Resumed:
+    """The rest of a coroutine whose first step already ran and yielded ``first``."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self.coro
+        send: Any = None
+        error: BaseException | None = None
+        try:
+            send = yield self.first
+        except BaseException as exc:  # delivered into the coroutine
+            error = exc
+        while True:
+            try:
+                yielded = coro.throw(error) if error is not None else coro.send(send)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                send = yield yielded
+                error = None
+            except BaseException as exc:
+                send = None
+                error = exc
+
+
+async def _resume(coro: Coroutine[Any, Any, _R], first: Any) -> _R:
+    result: _R = await _Resumed(coro, first)
+    return result
 
 
 def _cancelling() -> bool:

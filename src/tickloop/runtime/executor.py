@@ -64,6 +64,10 @@ class PaperExecutor:
     each placement and cancel, as a venue round trip would."""
 
     name = "paper"
+    #: Its calls need no task of their own: the engine runs their first step in the bot's
+    #: (:meth:`tickloop.runtime.Engine._timed`), so an order without latency is matched at
+    #: once, on the book the bot just saw.
+    eager = True
 
     def __init__(self, *, maker_fee: Decimal = Decimal("0.001"),
                  taker_fee: Decimal = Decimal("0.002"), latency: float = 0.0,
@@ -170,8 +174,10 @@ class PaperExecutor:
         return sum(1 for o in self._matcher.open_orders() if bot_of.get(o.id) == bot)
 
     def on_trade(self, trade: Trade) -> None:
-        if self._matcher is not None:
-            self._send(self._matcher.on_trade(trade))
+        matcher = self._matcher
+        # every trade of every traded symbol comes here: most find nothing resting
+        if matcher is not None and matcher.has_resting(trade.symbol):
+            self._send(matcher.on_trade(trade))
 
     async def close(self) -> None:
         """Nothing to release: paper orders live in memory."""

@@ -124,7 +124,7 @@ class LiveExecutor:
         self.feed = StreamClient(self.venue, url=self.ws_url, rest=self.rest,
                                  credentials=self._credentials, **self._stream_options)
         await self.feed.start()
-        self.feed.subscribe_status(self._on_status)
+        await self.feed.subscribe_status(self._on_status)
         await self.feed.subscribe_orders(self._on_stream)
         await self.feed.subscribe_fills(self._on_fill)
         await self.reconcile()
@@ -134,7 +134,7 @@ class LiveExecutor:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         if self.feed is not None:
-            await self.feed.close()
+            await self.feed.aclose()
         if self.rest is not None:
             await self.rest.close()
 

@@ -48,6 +48,8 @@ from ..models import (
 __all__ = ["PaperMatcher", "PaperOrder"]
 
 _ZERO = Decimal(0)
+_BUY = Side.BUY
+_SELL = Side.SELL
 
 
 @dataclass(slots=True)
@@ -145,7 +147,9 @@ class PaperMatcher:
     def has_resting(self, symbol: str) -> bool:
         """Whether any order of ``symbol`` rests (cheaper than :meth:`open_orders`)."""
         resting = self._resting
-        return bool(resting.get((symbol, Side.BUY)) or resting.get((symbol, Side.SELL)))
+        # module constants: an enum member read costs several attribute reads; a backtest
+        # asks this on every candle
+        return bool(resting) and bool(resting.get((symbol, _BUY)) or resting.get((symbol, _SELL)))
 
     def open_orders(self, symbol: str | None = None) -> list[PaperOrder]:
         """Resting orders, oldest first."""

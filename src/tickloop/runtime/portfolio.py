@@ -24,7 +24,8 @@ Conventions and invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..exceptions import ConfigError
@@ -47,6 +48,9 @@ class PositionState:
     cost: Decimal = _ZERO
     realized: Decimal = _ZERO
     mark: Decimal | None = None
+    #: The :class:`~tickloop.models.Position` of the fields above, made at the first read
+    #: after a fill (a bot reads its position on every tick; fills are rare).
+    model: Position | None = field(default=None, repr=False, compare=False)
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -118,6 +122,7 @@ class Portfolio:
             if pos.size and (pos.size > 0) != (old > 0):
                 pos.cost = pos.size * price  # flipped: the rest opens at the fill price
         pos.realized -= fill.fee
+        pos.model = None
         self.fees += fill.fee
         self.cash -= signed * price + fill.fee
         if pos.mark is None:
@@ -168,6 +173,22 @@ class Portfolio:
                         if p.size and p.mark is not None), _ZERO)
         return self.cash + holdings
 
+    def mark_equity(self, prices: Mapping[str, Decimal]) -> tuple[Decimal, bool]:
+        """Mark every symbol held or marked to its price in ``prices`` (those it has), and
+        return the equity then (:attr:`equity_value`) and whether any position is open: a
+        backtest's reading at each bar close, in one pass."""
+        holdings = _ZERO
+        exposed = False
+        for symbol, pos in self._positions.items():
+            price = prices.get(symbol)
+            if price is not None:
+                pos.mark = price
+            if pos.size:
+                exposed = True
+                if pos.mark is not None:
+                    holdings += pos.size * pos.mark
+        return self.cash + holdings, exposed
+
     def equity(self, ts: int) -> Equity:
         """An equity snapshot at ``ts`` (ns)."""
         return Equity(bot=self.bot, equity=self.equity_value, cash=self.cash,
@@ -185,5 +206,8 @@ class Portfolio:
         return pnl - self._day_base
 
     def _position(self, pos: PositionState) -> Position:
-        return Position(venue=self.venue, symbol=pos.symbol, size=pos.size,
-                        avg_price=pos.avg_price, realized_pnl=pos.realized)
+        model = pos.model
+        if model is None:
+            model = pos.model = Position(venue=self.venue, symbol=pos.symbol, size=pos.size,
+                                         avg_price=pos.avg_price, realized_pnl=pos.realized)
+        return model

@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from croniter import croniter
 
@@ -99,10 +100,10 @@ class Job:
     removed: bool = field(default=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Due:
+class Due(NamedTuple):
     """A job that is due: ``scheduled`` is its deadline (monotonic), ``missed`` how many earlier
-    runs were coalesced into this one because it was found late."""
+    runs were coalesced into this one because it was found late. (A named tuple: one is made
+    per run of every job, and a tuple is the cheapest immutable record to make.)"""
 
     key: Hashable
     scheduled: float
@@ -171,19 +172,28 @@ class Scheduler:
         are moved on without being returned."""
         out: list[Due] = []
         heap = self._heap
-        while True:
-            deadline = self.next_deadline()
-            if deadline is None or deadline > now:
-                return out
-            _, _, job = heapq.heappop(heap)
-            missed = self._advance(job, now, wall)
+        while heap:
+            deadline, _, job = heap[0]
+            if job.removed or deadline != job.deadline:
+                heapq.heappop(heap)  # a stale entry (see next_deadline)
+                continue
+            if deadline > now:
+                break
+            schedule = job.schedule
+            if type(schedule) is Interval:  # the common case, inline
+                every = schedule.every
+                missed = int((now - deadline) // every)  # whole intervals past it
+                job.deadline = deadline + (missed + 1) * every
+            else:
+                missed = self._advance(job, now, wall)
             if job.paused:
                 job.skipped += 1 + missed
             else:
                 job.runs += 1
                 job.missed += missed
                 out.append(Due(job.key, deadline, missed))
-            heapq.heappush(heap, (job.deadline, job.order, job))
+            heapq.heapreplace(heap, (job.deadline, job.order, job))
+        return out
 
     def _advance(self, job: Job, now: float, wall: float) -> int:
         """Move ``job`` past ``now``; return how many runs besides this one were skipped."""

@@ -94,4 +94,4 @@ class StreamSource:
         for link in links:
             await link.aclose()
         if self.own:
-            await self.feed.close()
+            await self.feed.aclose()

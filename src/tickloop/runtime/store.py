@@ -10,7 +10,7 @@ transaction (all or none). :meth:`Store.consume` drains a lossless bus subscript
 store's bounded queue and its backpressure the overflow policy: nothing the store subscribes to
 is dropped. ``written`` counts the records committed.
 
-Tables (schema version 2; ``schema_version`` holds the version, and :data:`MIGRATIONS` brings
+Tables (schema version 3; ``schema_version`` holds the version, and :data:`MIGRATIONS` brings
 any older file up to date at open, one transaction per step):
 
 ============  ======================================================================
@@ -23,7 +23,8 @@ equity        equity snapshots
 bot_state     each bot's persisted ``state`` as JSON
 backtest_*    (version 2) one ``backtest_runs`` row per backtest (bot, class, parameters,
               data span, metrics as JSON, digest) and its ``backtest_orders``,
-              ``backtest_fills`` and ``backtest_equity`` rows (:meth:`Store.write_backtest`)
+              ``backtest_fills`` and ``backtest_equity`` rows (:meth:`Store.write_backtest`);
+              (version 3) its final ``backtest_positions``
 ============  ======================================================================
 
 Prices and sizes are stored as text, exactly as the Decimals print. Times are integer
@@ -126,6 +127,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE backtest_equity (
         run INTEGER NOT NULL REFERENCES backtest_runs (id), seq INTEGER NOT NULL,
         ts INTEGER NOT NULL, equity TEXT NOT NULL, exposed INTEGER NOT NULL,
+        PRIMARY KEY (run, seq)
+    );
+    """,
+    """
+    CREATE TABLE backtest_positions (
+        run INTEGER NOT NULL REFERENCES backtest_runs (id), seq INTEGER NOT NULL,
+        symbol TEXT NOT NULL, size TEXT NOT NULL, avg_price TEXT, realized_pnl TEXT NOT NULL,
         PRIMARY KEY (run, seq)
     );
     """,
@@ -280,10 +288,10 @@ class Store:
 
     async def write_backtest(self, run: dict[str, Any], orders: Sequence[Order],
                              fills: Sequence[Fill], equity: Sequence[tuple[int, Decimal, bool]],
-                             ) -> int:
+                             positions: Sequence[Position] = ()) -> int:
         """Store one backtest run (``run``: the ``backtest_runs`` columns but ``id``; ``params``
-        and ``metrics`` as JSON-able values) with its orders, fills and equity points, in one
-        transaction; returns the run's id."""
+        and ``metrics`` as JSON-able values) with its orders, fills, equity points and final
+        positions, in one transaction; returns the run's id."""
         cols = ("bot", "class", "params", "symbols", "bar_seconds", "start_ts", "end_ts",
                 "candles", "metrics", "digest", "created_ts")
         values = [(_encoder.encode(run[c]).decode() if c in ("params", "metrics", "symbols")
@@ -312,13 +320,17 @@ class Store:
                     await db.executemany(
                         "INSERT INTO backtest_equity VALUES (?,?,?,?,?)",
                         [(run_id, i, ts, str(e), int(x)) for i, (ts, e, x) in enumerate(equity)])
+                    await db.executemany(
+                        "INSERT INTO backtest_positions VALUES (?,?,?,?,?,?)",
+                        [(run_id, i, p.symbol, str(p.size), _text(p.avg_price),
+                          str(p.realized_pnl)) for i, p in enumerate(positions)])
                 except BaseException:
                     await db.execute("ROLLBACK")
                     raise
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(f"writing a backtest run to {self.path}: {exc}") from exc
-        self.written += 1 + len(orders) + len(fills) + len(equity)
+        self.written += 1 + len(orders) + len(fills) + len(equity) + len(positions)
         self.transactions += 1
         return int(run_id)
 
@@ -332,10 +344,10 @@ class Store:
         return rows
 
     async def backtest_rows(self, table: str, run: int) -> list[dict[str, Any]]:
-        """A run's ``orders``, ``fills`` or ``equity`` rows, in order."""
-        if table not in ("orders", "fills", "equity"):
-            raise ConfigError(f"no backtest table {table!r} (orders, fills or equity)",
-                              field="table")
+        """A run's ``orders``, ``fills``, ``equity`` or ``positions`` rows, in order."""
+        if table not in ("orders", "fills", "equity", "positions"):
+            raise ConfigError(f"no backtest table {table!r} (orders, fills, equity or "
+                              "positions)", field="table")
         return await self._rows(f"SELECT * FROM backtest_{table} WHERE run = ? ORDER BY seq",
                                 (run,))
 

@@ -5,7 +5,8 @@ clients whose local books and counters it reads, and the venues' REST clients fo
 Each part that is present brings its routes (one router per concern); a part that is absent
 brings none. The bot runtime plugs in so: with ``engine=`` (a started
 :class:`~tickloop.runtime.Engine`) come the bot routes and per-bot metrics, with its store the
-history routes (:mod:`tickloop.server.bots`).
+history routes (:mod:`tickloop.server.bots`) and the stored backtests
+(:mod:`tickloop.server.backtests`).
 
 The app has no lifespan: it runs in the loop of whoever owns the bus and the feeds.
 ``async with app:`` (or ``await app.start()`` / ``await app.aclose()``) starts the event hub and
@@ -39,6 +40,7 @@ from ..models import BookSnapshot, Market
 from ..runtime.engine import Engine
 from ..runtime.store import Store
 from .auth import ControlToken, require_token, resolve_token
+from .backtests import backtests_router
 from .bots import BotCollector, BotTracker, bots_router, history_router
 from .events import EventFilter, EventHub, EventStreamResponse
 from .metrics import LoopLagMonitor, PlatformCollector, make_registry
@@ -114,7 +116,9 @@ class TickloopApp(FastAPI):
         self.lag = lag
         self.token = token
         self.state.token = token
-        self.registry = make_registry(PlatformCollector(platform.bus, platform.feeds, hub, lag))
+        self.registry = make_registry(
+            PlatformCollector(platform.bus, platform.feeds, hub, lag, rest=platform.rest)
+        )
         self.bots: BotTracker | None = None
         if platform.engine is not None:
             self.bots = BotTracker(platform.engine)
@@ -414,6 +418,7 @@ def create_app(
         app.include_router(bots_router())
     if platform.store is not None:
         app.include_router(history_router())
+        app.include_router(backtests_router())
     app.include_router(_events_router())
     app.include_router(_control_router())
     app.include_router(_dashboard_router())

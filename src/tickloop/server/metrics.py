@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from ..bus import Bus
+    from ..client.rest import AsyncClient
     from ..client.stream import StreamClient
     from .events import EventHub
 
@@ -99,15 +100,18 @@ class PlatformCollector(Collector):
         feeds: Sequence[StreamClient],
         hub: EventHub,
         lag: LoopLagMonitor,
+        rest: Sequence[AsyncClient] = (),
     ) -> None:
         self.bus = bus
         self.feeds = feeds
         self.hub = hub
         self.lag = lag
+        self.rest = rest
 
     def collect(self) -> Iterable[Metric]:
         yield from self._bus()
         yield from self._feeds()
+        yield from self._rest()
         yield from self._hub()
         lag = GaugeMetricFamily("tickloop_loop_lag_seconds",
                                 "How late the event loop ran the lag monitor's last timer.")
@@ -166,6 +170,17 @@ class PlatformCollector(Collector):
                                "Gaps filled by a backfill."),
             "book_invalid": ("tickloop_book_invalidations",
                              "Times a local book became invalid."),
+            # One counter per status event kind (models.py: "a counter on /metrics").
+            "connected": ("tickloop_stream_connects", "Connections established."),
+            "disconnected": ("tickloop_stream_disconnects", "Connections lost."),
+            "unconfirmed": ("tickloop_stream_unconfirmed",
+                            "Subscriptions the venue did not confirm in time."),
+            "consumers_detached": ("tickloop_stream_consumers_detached",
+                                   "Consumers detached for falling behind."),
+            "handler_errors": ("tickloop_stream_handler_errors",
+                               "Times a consumer's handler raised (ConsumerFailed)."),
+            "book_valid": ("tickloop_book_validations",
+                           "Times a local book became valid (again)."),
         }
         families = {key: CounterMetricFamily(name, doc, labels=["venue"])
                     for key, (name, doc) in counters.items()}
@@ -179,6 +194,19 @@ class PlatformCollector(Collector):
         valid = GaugeMetricFamily("tickloop_book_valid",
                                   "1 while the local book is synchronised.",
                                   labels=["venue", "symbol"])
+        book = ["venue", "symbol"]
+        applied = CounterMetricFamily("tickloop_book_deltas_applied",
+                                      "Deltas applied to the local book.", labels=book)
+        stale = CounterMetricFamily("tickloop_book_deltas_stale",
+                                    "Deltas dropped as already in the snapshot.", labels=book)
+        overflowed = CounterMetricFamily(
+            "tickloop_book_deltas_overflowed",
+            "Deltas lost because the resync buffer was full.", labels=book)
+        buffered = GaugeMetricFamily("tickloop_book_deltas_buffered",
+                                     "Deltas held while a snapshot is awaited.", labels=book)
+        reasons = CounterMetricFamily("tickloop_book_invalidations_by_reason",
+                                      "Times the local book became invalid, by reason.",
+                                      labels=[*book, "reason"])
         for feed in self.feeds:
             stats = feed.stats()
             venue = str(stats["venue"])
@@ -189,8 +217,37 @@ class PlatformCollector(Collector):
             for symbol, book in stats["books"].items():
                 resyncs.add_metric([venue, symbol], book["resyncs"])
                 valid.add_metric([venue, symbol], 1.0 if book["valid"] else 0.0)
+                applied.add_metric([venue, symbol], book["applied"])
+                stale.add_metric([venue, symbol], book["stale"])
+                overflowed.add_metric([venue, symbol], book["overflowed"])
+                buffered.add_metric([venue, symbol], book["buffered"])
+                for reason, count in book["invalidations"].items():
+                    reasons.add_metric([venue, symbol, str(reason)], count)
         yield from families.values()
-        yield from (open_, conns, resyncs, valid)
+        yield from (open_, conns, resyncs, valid, applied, stale, overflowed, buffered, reasons)
+
+    def _rest(self) -> Iterable[Metric]:
+        """Each REST client's HttpStats (client/http.py), labelled by venue."""
+        counters = {
+            "requests": ("tickloop_rest_requests", "REST calls made."),
+            "attempts": ("tickloop_rest_attempts", "HTTP exchanges tried (retries included)."),
+            "retries": ("tickloop_rest_retries", "HTTP exchanges tried again."),
+            "rate_limited": ("tickloop_rest_rate_limited", "429 answers."),
+            "network_errors": ("tickloop_rest_network_errors", "Exchanges that failed to connect "
+                               "or were cut."),
+            "timeouts": ("tickloop_rest_timeouts", "Exchanges that timed out."),
+        }
+        families = {key: CounterMetricFamily(name, doc, labels=["venue"])
+                    for key, (name, doc) in counters.items()}
+        in_flight = GaugeMetricFamily("tickloop_rest_in_flight", "HTTP exchanges under way now.",
+                                      labels=["venue"])
+        for client in self.rest:
+            stats = client.stats
+            for key, family in families.items():
+                family.add_metric([client.venue], getattr(stats, key))
+            in_flight.add_metric([client.venue], stats.in_flight)
+        yield from families.values()
+        yield in_flight
 
     def _hub(self) -> Iterable[Metric]:
         stats = self.hub.stats()

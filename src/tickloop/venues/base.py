@@ -278,6 +278,13 @@ class Codec(abc.ABC):
         """A frame that authenticates this connection for private channels, or None."""
         return None
 
+    def all_markets(self) -> frozenset[Channel]:
+        """Channels this venue streams for every market in one stream: ``Subscription(channel,
+        "*")`` subscribes that stream, whose events carry each market's symbol (what
+        ``feed.tickers("*")`` uses). For the other channels, ``"*"`` is expanded by the client
+        into one subscription per market of the venue's market list. None by default."""
+        return frozenset()
+
     def url(self, base_url: str, subscriptions: Sequence[Subscription]) -> str:
         """The address to connect to for these subscriptions (most venues: ``base_url``)."""
         return base_url

@@ -216,8 +216,11 @@ class _Head(msgspec.Struct, gc=False):
     lastUpdateId: int | None = None
 
 
-# kinds of stream, keyed by the event type (``e``) and by the stream-name suffix
-_DEPTH, _PARTIAL, _AGG, _TRADE, _BOOK_TICKER, _KLINE, _TICKER = range(7)
+# kinds of stream, keyed by the event type (``e``) and by the stream-name suffix; _TICKER_ARR is
+# the all-market 24 h ticker stream (``!ticker@arr``: a list of 24hrTicker payloads)
+_DEPTH, _PARTIAL, _AGG, _TRADE, _BOOK_TICKER, _KLINE, _TICKER, _TICKER_ARR = range(8)
+#: The all-market 24 h ticker stream's name.
+ALL_TICKERS = "!ticker@arr"
 _KIND_BY_EVENT = {
     "depthUpdate": _DEPTH,
     "aggTrade": _AGG,
@@ -237,6 +240,8 @@ _EVENT_TYPES: dict[type, int] = {
 
 def _stream_kind(stream: str) -> int | None:
     """``"btcusdt@depth@100ms"`` -> the kind of its messages (None for streams not handled)."""
+    if stream == ALL_TICKERS:
+        return _TICKER_ARR
     _, _, rest = stream.partition("@")
     name = rest.partition("@")[0]
     if name == "depth":
@@ -296,6 +301,8 @@ class BinanceCodec(Codec):
             msgspec.json.Decoder(_wrapped(t)) for t in _TYPES
         ]
         self._raw: list[msgspec.json.Decoder[Any]] = [msgspec.json.Decoder(t) for t in _TYPES]
+        self._combined_tickers = msgspec.json.Decoder(_wrapped(list[_Ticker24]))
+        self._raw_tickers = msgspec.json.Decoder(list[_Ticker24])
         self._head = msgspec.json.Decoder(_Head)
         events = Union[tuple(_EVENT_TYPES)]  # type: ignore[valid-type]  # noqa: UP007
         self._events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(events)
@@ -333,8 +340,22 @@ class BinanceCodec(Codec):
             return symbol
 
     # -- outgoing ------------------------------------------------------------------------------
+    def all_markets(self) -> frozenset[Channel]:
+        # Binance streams every market's 24 h ticker at once (!ticker@arr); its all-market book
+        # ticker stream was withdrawn, and trades, depth and klines have none.
+        return frozenset({Channel.TICKER}) if self.ticker_stream == "ticker" else frozenset()
+
     def stream_name(self, sub: Subscription) -> str:
         """The Binance stream name of one subscription (``btcusdt@depth@100ms``)."""
+        if sub.symbol == "*":
+            if sub.channel in self.all_markets():
+                return ALL_TICKERS
+            raise InvalidRequest(
+                f"Binance has no all-market {sub.channel.value} stream"
+                + (" with ticker_stream='bookTicker'" if sub.channel is Channel.TICKER else ""),
+                field="symbol",
+                venue=VENUE,
+            )
         if sub.symbol is None or sub.channel not in self.channels:
             raise InvalidRequest(
                 f"Binance has no public channel {sub.channel.value!r}", field="channel", venue=VENUE
@@ -418,6 +439,9 @@ class BinanceCodec(Codec):
                 kind, symbol = known
                 if kind < 0:
                     return self._slow(frame, recv_ts)
+                if kind == _TICKER_ARR:
+                    tickers = self._combined_tickers.decode(frame).data
+                    return [self._convert(_TICKER, t, None, recv_ts) for t in tickers]
                 if kind in (_PARTIAL, _BOOK_TICKER):
                     self._events_first = False  # a stream without "e": see __init__
                 data = self._combined[kind].decode(frame).data
@@ -457,6 +481,9 @@ class BinanceCodec(Codec):
             if kind is None:
                 self.unknown += 1
                 return []
+            if kind == _TICKER_ARR:
+                tickers = self._raw_tickers.decode(head.data)
+                return [self._convert(_TICKER, t, None, recv_ts) for t in tickers]
             symbol = self.symbol(head.stream.partition("@")[0].upper())
             data = self._raw[kind].decode(head.data)
             return [self._convert(kind, data, symbol, recv_ts)]

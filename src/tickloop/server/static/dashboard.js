@@ -1,7 +1,9 @@
 // tickloop dashboard: one page fed by the server's event stream (/api/events/stream), its
 // status endpoint (/api/status) and, when the platform runs bots, /api/bots (the bots table,
 // whose pause/resume buttons call the API with the control token; the equity curve comes from
-// the stream's equity events). Everything it keeps is bounded (candles per symbol, log lines,
+// the stream's equity events), and, when the platform has a store, its stored backtests
+// (/api/backtests: a table of runs; a click draws that run's equity over its drawdown from
+// /api/backtests/{id}, which bounds the points it sends). Everything it keeps is bounded (candles per symbol, log lines,
 // one book per symbol), and the DOM is touched at most once per animation frame, so an hour of a
 // fast market costs the same memory as a minute. Prices are shown with the venue's digits (the
 // stream carries them as strings); the charts get numbers.
@@ -15,6 +17,7 @@ const DEPTH_LEVELS = 10;       // rows of the book table
 const STATUS_EVERY_MS = 2000;  // /api/status polling for the health strip
 const BOTS_EVERY_MS = 2000;    // /api/bots polling for the bots table
 const MAX_EQUITY = 2000;       // equity points per bot on the curve
+const BACKTESTS_EVERY_MS = 10000;  // /api/backtests polling: new stored runs
 const BOT_COLOURS = ["#4fc3f7", "#ffb74d", "#ba68c8", "#81c784", "#f06292", "#e0e0e0"];
 const MARKET_TYPES = new Set(["trade", "book", "ticker", "candle", "quote", "book_delta"]);
 
@@ -34,8 +37,12 @@ const display = [];
 const equity = new Map();      // bot -> {series, points, last, colour}
 let equityChart = null, bots = [], botsAvailable = true, dirtyBots = false, dirtyEquity = false;
 let unlocked = false;
+const backtest = {runs: [], shown: null, points: 0, maxDrawdown: 0, chart: null,
+                  equity: null, drawdown: null, available: true};
 window.tickloop = {received: () => received, markets, books, lastEventId: () => lastEventId,
-                   display: () => display.slice(), equity, bots: () => bots};
+                   display: () => display.slice(), equity, bots: () => bots,
+                   backtest: () => ({runs: backtest.runs.length, shown: backtest.shown,
+                                     points: backtest.points, maxDrawdown: backtest.maxDrawdown})};
 
 // ------------------------------------------------------------------------------- rendering
 function askFrame() {
@@ -80,6 +87,88 @@ async function pollBots() {
     }
   } catch (e) { /* the stream's state already says the server is away */ }
   finally { botsPolling = false; }
+}
+
+// ------------------------------------------------------------------------------ backtests
+async function loadBacktests() {
+  if (!backtest.available) return;
+  try {
+    const r = await fetch("/api/backtests", {cache: "no-store"});
+    if (r.status === 404) { backtest.available = false; return; }  // no store on this server
+    if (!r.ok) return;
+    const runs = await r.json();
+    if (runs.length === backtest.runs.length) return;
+    backtest.runs = runs;
+    renderBacktests();
+    if (backtest.shown === null && runs.length) showBacktest(runs[runs.length - 1].id);
+  } catch (e) { /* the stream's state already says the server is away */ }
+}
+
+function renderBacktests() {
+  $("backtests-panel").hidden = backtest.runs.length === 0;
+  const pct = (v) => (v === null || v === undefined) ? "–" : `${(v * 100).toFixed(2)}%`;
+  const num = (v) => (v === null || v === undefined) ? "–" : Number(v).toFixed(3);
+  const rows = backtest.runs.map((run) => {
+    const m = run.metrics;
+    const tr = document.createElement("tr");
+    tr.dataset.run = run.id;
+    if (run.id === backtest.shown) tr.className = "selected";
+    const params = Object.entries(run.params).map(([k, v]) => `${k}=${v}`).join(" ");
+    for (const text of [run.id, run.bot, run["class"], params, m.bars, money(m.pnl),
+                        pct(m.total_return), num(m.sharpe), pct(m.max_drawdown), m.trades]) {
+      const td = document.createElement("td");
+      td.textContent = String(text);
+      tr.append(td);
+    }
+    tr.addEventListener("click", () => showBacktest(run.id));
+    return tr;
+  });
+  $("backtests").replaceChildren(...rows);
+}
+
+async function showBacktest(id) {
+  const r = await fetch(`/api/backtests/${id}?points=2000&rows=0`, {cache: "no-store"});
+  if (!r.ok) return;
+  const data = await r.json();
+  const plot = $("backtest-plot");
+  plot.hidden = false;
+  if (!backtest.chart) {
+    backtest.chart = LightweightCharts.createChart(plot, {
+      autoSize: true,
+      layout: {background: {color: "#171d24"}, textColor: "#7d8a99", attributionLogo: true},
+      grid: {vertLines: {color: "#1f2833"}, horzLines: {color: "#1f2833"}},
+      timeScale: {timeVisible: true, secondsVisible: true},
+      rightPriceScale: {borderColor: "#263040", scaleMargins: {top: 0.05, bottom: 0.35}},
+    });
+    backtest.equity = backtest.chart.addSeries(LightweightCharts.LineSeries,
+                                               {color: "#4fc3f7", lineWidth: 2, title: "equity"});
+    backtest.drawdown = backtest.chart.addSeries(LightweightCharts.AreaSeries, {
+      priceScaleId: "drawdown", lineColor: "#ef5350", topColor: "rgba(239,83,80,0.05)",
+      bottomColor: "rgba(239,83,80,0.4)", lineWidth: 1, title: "drawdown %"});
+    backtest.chart.priceScale("drawdown").applyOptions({scaleMargins: {top: 0.7, bottom: 0}});
+  }
+  // one point a second at most (the chart's time unit); the last of a second wins
+  const eq = [], dd = [];
+  for (const p of data.equity) {
+    const time = Math.floor(p.ts / 1e9);
+    const value = Number(p.equity), fall = -100 * p.drawdown;
+    if (eq.length && eq[eq.length - 1].time === time) {
+      eq[eq.length - 1].value = value;
+      dd[dd.length - 1].value = Math.min(dd[dd.length - 1].value, fall);
+    } else {
+      eq.push({time, value}); dd.push({time, value: fall});
+    }
+  }
+  backtest.equity.setData(eq);
+  backtest.drawdown.setData(dd);
+  backtest.chart.timeScale().fitContent();
+  backtest.shown = id;
+  backtest.points = eq.length;
+  backtest.maxDrawdown = data.equity.reduce((a, p) => Math.max(a, p.drawdown), 0);
+  const run = data.run;
+  $("backtest-legend").textContent = `run ${run.id}: ${run.bot} (${run["class"]}), ` +
+    `${data.points} points, max drawdown ${(backtest.maxDrawdown * 100).toFixed(2)}%`;
+  renderBacktests();
 }
 
 function money(text) {
@@ -466,3 +555,5 @@ pollStatus();
 setInterval(pollStatus, STATUS_EVERY_MS);
 pollBots();
 setInterval(pollBots, BOTS_EVERY_MS);
+loadBacktests();
+setInterval(loadBacktests, BACKTESTS_EVERY_MS);
