@@ -192,3 +192,35 @@ def test_level_texts_keep_the_venue_digits() -> None:
     book.update_bid(Decimal("1.50"), Decimal("1E-7"))
     book.update_bid(Decimal("1.50"), Decimal("0.00000010"))
     assert book.top_texts(10, SimSync._level_text)[0] == ["1.50:0.00000010"]
+
+
+def test_a_checksum_is_verified_on_updates_that_leave_the_top_levels_unchanged() -> None:
+    # The checksum of unchanged top texts is kept between updates: an update below the top 10
+    # (or with no levels) with a wrong checksum must still be refused, a right one accepted.
+    bids = tuple(BookLevel(Decimal(100 - i), Decimal(1)) for i in range(15))
+    asks = tuple(BookLevel(Decimal(101 + i), Decimal(1)) for i in range(15))
+    snap = BookSnapshot(venue="sim", symbol="X-Y", bids=bids, asks=asks, sequence=1)
+    sync = SimSync("X-Y")
+    sync.on_update(
+        msgspec.structs.replace(snap, checksum=sync.book_checksum(OrderBook.from_snapshot(snap)))
+    )
+    assert sync.valid
+    right = sync.book_checksum()
+    deep = (BookLevel(Decimal(80), Decimal(2)),)
+    for seq, (bid_levels, checksum) in enumerate([(deep, right), ((), right)], start=2):
+        delta = BookDelta(
+            venue="sim",
+            symbol="X-Y",
+            bids=bid_levels,
+            sequence=seq,
+            prev_sequence=seq - 1,
+            checksum=checksum,
+        )
+        assert not [a for a in sync.on_update(delta) if isinstance(a, Emit)]
+        assert sync.valid
+    wrong = BookDelta(
+        venue="sim", symbol="X-Y", bids=deep, sequence=4, prev_sequence=3, checksum=right ^ 1
+    )
+    invalid = [a.event for a in sync.on_update(wrong) if isinstance(a, Emit)]
+    assert len(invalid) == 1 and isinstance(invalid[0], BookInvalid)
+    assert invalid[0].reason == "checksum" and not sync.valid

@@ -31,6 +31,7 @@ from tickloop.models import (
 from tickloop.runtime import Bot, Engine, RiskLimits
 from tickloop.runtime.store import Store
 from tickloop.sim import SimExchange
+from tickloop.venues.base import Channel
 
 D = Decimal
 
@@ -379,3 +380,36 @@ async def test_declared_topics_reach_on_event() -> None:
             first = listener.events[0]
             assert first.topic == "bot.signal.mouth"
             assert first.payload.name == "hello" and first.payload.bot == "mouth"
+
+
+class BookReader(Bot):
+    symbols = ["BTC-USD"]
+    channels = ("trades", "books")
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.snapshots: list[BookSnapshot] = []
+        self.live_valid: list[bool] = []
+
+    def on_book(self, book: BookSnapshot) -> None:
+        self.snapshots.append(book)
+        live = self.book("BTC-USD")
+        self.live_valid.append(live is not None and live.valid)
+
+
+async def test_a_traded_symbol_with_published_books_keeps_its_live_book_with_one_consumer() -> None:
+    # The bus link's book subscription keeps the live book of a symbol the bots both trade and
+    # read books of: no second (live) book consumer is made for the executor and the marks.
+    async with SimExchange(seed=5, symbols=["BTC-USD"], rate=60) as ex:
+        bot = BookReader("r1")
+        async with Engine([bot], url=ex.ws_url) as engine:
+            await until(lambda: len(bot.snapshots) >= 5, "five published books")
+            book = engine.book("BTC-USD")
+            assert book is not None and book.valid
+            assert all(bot.live_valid)
+            consumers = [c for c in engine.feed._handlers[Channel.BOOK]
+                         if "BTC-USD" in {s.symbol for s in c.subscriptions}]
+            assert len(consumers) == 1
+            last = bot.snapshots[-1]
+            assert len(last.bids) <= engine.book_depth and len(last.asks) <= engine.book_depth
+            assert last.bids[0].price < last.asks[0].price

@@ -453,6 +453,9 @@ class _ChecksumSync(BookSync, abc.ABC):
         self._ask_floor: Decimal | None = None
         self._bid_stale = True
         self._ask_stale = True
+        # The checksum of _bid_texts and _ask_texts (None: not computed since they were made):
+        # an update that changes neither side's top levels has the same checksum as the last.
+        self._sum: int | None = None
         #: Mismatches that the texts kept between updates gave but a computation from scratch
         #: did not (the book was changed behind the synchroniser's back): expected to stay 0.
         self.rechecks = 0
@@ -489,21 +492,28 @@ class _ChecksumSync(BookSync, abc.ABC):
         else:
             self._sum_book = book
             self._bid_stale = self._ask_stale = True
+            self._sum = None
         expected = update.checksum
         if expected is not None:
+            total = self._sum
             if self._bid_stale:
                 self._bid_texts, self._bid_floor = book.side_texts(
                     _BUY, self.checksum_depth, self._level_text
                 )
                 self._bid_stale = False
+                total = None
             if self._ask_stale:
                 self._ask_texts, self._ask_floor = book.side_texts(
                     _SELL, self.checksum_depth, self._level_text
                 )
                 self._ask_stale = False
-            if self._combine(self._bid_texts, self._ask_texts) != expected:
+                total = None
+            if total is None:  # a side's texts were made again: so is their checksum
+                total = self._sum = self._combine(self._bid_texts, self._ask_texts)
+            if total != expected:
                 # Before calling the book wrong, make sure it is not the marks: from scratch.
                 self._sum_book = None
+                self._sum = None
                 if self.book_checksum(book) != expected:
                     return "checksum"
                 self.rechecks += 1

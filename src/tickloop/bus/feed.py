@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import ConfigError
 from ..models import (
     BookInvalid,
-    BookSnapshot,
     BookValid,
     Candle,
     Connected,
@@ -55,7 +54,7 @@ from ..models import (
 from .subscription import Inbox
 
 if TYPE_CHECKING:
-    from ..client.books import BookView
+    from ..book.engine import OrderBook
     from ..client.session import WsSession
     from ..client.stream import StreamClient
     from .base import Bus
@@ -232,21 +231,16 @@ async def attach(
             book_topics = {s: f"book.{venue}.{s}" for s in book_syms}
             link.topics.extend(book_topics.values())
 
-            def on_book(view: BookView) -> None:
-                publish(
-                    book_topics[view.symbol],
-                    BookSnapshot(
-                        venue=view.venue,
-                        symbol=view.symbol,
-                        bids=tuple(view.bids(depth)),
-                        asks=tuple(view.asks(depth)),
-                        sequence=view.sequence,
-                        ts=view.ts,
-                    ),
-                )
+            # The live book, inline (``live=True``): the snapshot is made from it during the
+            # call, so no BookView is made or tracked per update, and the book's own level
+            # memo hands back the BookLevels of unchanged top levels instead of new tuples.
+            def on_book(book: OrderBook) -> None:
+                publish(book_topics[book.symbol], book.snapshot(depth))
                 link.published += 1
 
-            await feed.subscribe_books(book_syms, on_book, depth=depth, conflate=book_interval)
+            await feed.subscribe_books(
+                book_syms, on_book, depth=depth, conflate=book_interval, live=True
+            )
             link._undo.append(lambda: feed.unsubscribe_books(book_syms, on_book))
 
         candle_syms = _symbols(candles)

@@ -80,8 +80,11 @@ class StreamSource:
         for interval, symbols in sorted(wants.candles.items()):
             self._links.append(await bus.attach(feed, candles=list(symbols), interval=interval,
                                                 status=False))
-        if wants.traded:
-            await feed.subscribe_books(list(wants.traded), _keep_book, live=True)
+        # A traded symbol whose book the link above already publishes has its live book kept
+        # by that subscription; a second consumer would only cost a call per book update.
+        unbooked = [s for s in wants.traded if s not in wants.books]
+        if unbooked:
+            await feed.subscribe_books(unbooked, _keep_book, live=True)
 
     def book(self, symbol: str) -> OrderBook | None:
         return self.feed.book(symbol)
