@@ -201,3 +201,20 @@ async def test_the_link_pauses_only_for_lossless_subscriptions_it_feeds(ex: SimE
         assert not session.paused and link.pauses == 2
         await link.aclose()
         assert not session.paused
+
+
+def test_every_status_model_has_its_tag_as_its_topic() -> None:
+    """A status model added to the StatusEvent union is published under ``status.<its tag>``
+    (ConsumerFailed once went out as ``status.consumerfailed``)."""
+    from typing import get_args
+
+    from tickloop.bus import STATUS_KINDS, status_topic
+    from tickloop.models import ConsumerFailed, Malformed, StatusEvent, Unconfirmed
+
+    models = get_args(StatusEvent)
+    assert {ConsumerFailed, Malformed, Unconfirmed} <= set(models) == set(STATUS_KINDS)
+    for cls in models:
+        assert STATUS_KINDS[cls] == cls.__struct_config__.tag
+    malformed = Malformed(venue="sim", connection=0, reason="bad", limit=None, symbol=None,
+                          channel=None, count=1, ts=0)
+    assert status_topic(malformed) == "status.malformed"

@@ -13,9 +13,9 @@ topic                                   payload
 ``ticker.<venue>.<symbol>``             :class:`~tickloop.models.Ticker`
 ``order.<venue>``                       :class:`~tickloop.models.OrderEvent` (private)
 ``fill.<venue>``                        :class:`~tickloop.models.Fill` (private)
-``status.<kind>``                       Connected, Disconnected, Reconnected, Stale, Gap,
-                                        BookInvalid, BookValid, ConsumerDetached; ``<kind>`` is the
-                                        model's tag (``status.reconnected``, ``status.gap``, ...)
+``status.<kind>``                       every model of :data:`~tickloop.models.StatusEvent`
+                                        (Connected, Gap, Malformed, ConsumerFailed, ...); ``<kind>``
+                                        is the model's tag (``status.reconnected``, ``status.gap``)
 ======================================  ===========================================================
 
 The link uses the client's callback style: one sync handler per stream, called inline by the
@@ -33,21 +33,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from ..exceptions import ConfigError
 from ..models import (
-    BookInvalid,
-    BookValid,
     Candle,
-    Connected,
-    ConsumerDetached,
-    Disconnected,
     Fill,
-    Gap,
     OrderEvent,
-    Reconnected,
-    Stale,
+    StatusEvent,
     Ticker,
     Trade,
 )
@@ -63,16 +56,11 @@ __all__ = ["STATUS_KINDS", "FeedLink", "attach", "status_topic"]
 
 log = logging.getLogger("tickloop.bus.feed")
 
-#: The status models a StreamClient publishes and their ``<kind>`` in ``status.<kind>``.
+#: The status models a StreamClient publishes and their ``<kind>`` in ``status.<kind>``: the
+#: model's tag, for every model of the StatusEvent union.
 STATUS_KINDS: dict[type[Any], str] = {
-    Connected: "connected",
-    Disconnected: "disconnected",
-    Reconnected: "reconnected",
-    Stale: "stale",
-    Gap: "gap",
-    BookInvalid: "book_invalid",
-    BookValid: "book_valid",
-    ConsumerDetached: "consumer_detached",
+    cls: str(cls.__struct_config__.tag)
+    for cls in get_args(StatusEvent)
 }
 
 
