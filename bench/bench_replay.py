@@ -134,7 +134,7 @@ async def full_pipeline(rec_path: Path, symbols: list[str]) -> tuple[int, int, f
     bot = Counter("counter", symbols=symbols)
     async with Replay(rec) as replay:
         feed = replay.client()
-        async with Engine([bot], venue="sim", feed=feed):
+        async with feed, Engine([bot], venue="sim", feed=feed):
             start = time.perf_counter()
             await replay.wait()
             elapsed = time.perf_counter() - start

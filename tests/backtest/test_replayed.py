@@ -111,6 +111,7 @@ def test_the_command_on_a_recording_prints_the_same_object_twice(rec: Path) -> N
     first, second = _cli(*args), _cli(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and first.stdout.count("\n") == 1
+    assert "Unclosed" not in first.stderr, first.stderr  # every client it made is closed
     data = json.loads(first.stdout)
     for key in ("orders", "fills", "pnl", "max_drawdown", "sharpe"):
         assert key in data

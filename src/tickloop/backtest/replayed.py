@@ -255,6 +255,7 @@ class ReplayBacktest:
                 await engine.close()
         finally:
             await engine.close()
+            await feed.aclose()  # the engine does not own a feed it was given
             await replay.aclose()
         for bot in self.bots:
             report = reports[bot.id]
