@@ -58,7 +58,7 @@ async def test_refused_fields_are_typed_counted_status_events_and_the_stream_goe
         ) as feed,
     ):
         status: list[Any] = []
-        feed.subscribe_status(status.append)
+        await feed.subscribe_status(status.append)
         trades: list[Trade] = []
         deltas: list[BookDelta] = []
         await feed.subscribe_trades("BTC-USD", trades.append)
