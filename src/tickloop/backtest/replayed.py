@@ -36,17 +36,14 @@ would have seen live.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from ..bus import Bus
 from ..exceptions import ConfigError
-from ..models import Equity, Order
+from ..models import Equity
 from ..record.format import Record
 from ..record.reader import Recording, open_recording
 from ..replay.transport import Replay
@@ -56,7 +53,7 @@ from ..runtime.engine import Engine
 from ..runtime.executor import PaperExecutor
 from ..runtime.risk import RiskLimits
 from . import metrics as m
-from .runner import BacktestResult, BotReport, _decimal, _metrics
+from .runner import BacktestResult, RunLedger, _decimal, _metrics
 
 __all__ = ["ReplayBacktest", "is_recording"]
 
@@ -184,39 +181,20 @@ class ReplayBacktest:
         feed = replay.client()
         executor = PaperExecutor(maker_fee=self.maker_fee, taker_fee=self.taker_fee,
                                  latency=self.latency, fill_at_touch=self.fill_at_touch)
-        counters: dict[str, Iterator[int]] = {}
-
-        def client_id(bot: str) -> str:
-            counter = counters.get(bot)
-            if counter is None:
-                counter = counters[bot] = itertools.count(1)
-            return f"{bot}-{next(counter)}"
+        ledger = RunLedger(self.bots)
 
         bus = Bus(wall_clock=clock.now_ns)
         engine = Engine(self.bots, venue=recording.venue, feed=feed, bus=bus, clock=clock,
                         executor=executor, cash=self.cash, risk=self.risk,
                         stagger=self.stagger, equity_every=float(self.equity_every),
                         monitor_interval=self.monitor_interval,
-                        call_timeout=self.call_timeout, client_ids=client_id)
+                        call_timeout=self.call_timeout, client_ids=ledger.client_id)
         self.engine = engine
-        reports = {b.id: BotReport(b.id, f"{type(b).__module__}:{type(b).__qualname__}",
-                                   msgspec.to_builtins(b.params)) for b in self.bots}
-        orders: dict[str, dict[str, Order]] = {b.id: {} for b in self.bots}
+        reports = ledger.reports
         symbols = sorted({s for b in self.bots for s in b.symbols})
 
         def exposed(bot: str) -> bool:
             return any(engine.position(bot, s).size for s in symbols)
-
-        def on_order(event: Any) -> None:
-            order = event.payload.order
-            book = orders.get(event.topic.rpartition(".")[2])
-            if book is not None:
-                book[order.id] = order
-
-        def on_fill(event: Any) -> None:
-            report = reports.get(event.topic.rpartition(".")[2])
-            if report is not None:
-                report.fills.append(event.payload)
 
         def on_equity(event: Any) -> None:
             snap: Equity = event.payload
@@ -234,8 +212,7 @@ class ReplayBacktest:
             async with bus, feed:
                 # subscribed before the engine starts its bots: every order, fill and equity
                 # snapshot of the run is seen
-                bus.subscribe("bot.order.*", handler=on_order, name="tickloop-backtest-orders")
-                bus.subscribe("bot.fill.*", handler=on_fill, name="tickloop-backtest-fills")
+                ledger.follow(bus)
                 bus.subscribe("bot.equity.*", handler=on_equity,
                               name="tickloop-backtest-equity")
                 await engine.start()
@@ -257,9 +234,9 @@ class ReplayBacktest:
             await engine.close()
             await feed.aclose()  # the engine does not own a feed it was given
             await replay.aclose()
+        ledger.close()
         for bot in self.bots:
             report = reports[bot.id]
-            report.orders = list(orders[bot.id].values())
             report.trades = m.round_trips(report.fills)
             report.metrics = _metrics(report, self.cash, self.equity_every)
         return BacktestResult(bots=reports, bar_seconds=self.equity_every, candles=0,

@@ -118,6 +118,45 @@ def _decimal(value: Decimal | str | int, name: str) -> Decimal:
     return out
 
 
+class RunLedger:
+    """What a backtest keeps of its bots' run, from the bus: a report per bot with its fills,
+    the latest state of each of its orders, and the run's client order ids (``bot-1``,
+    ``bot-2``, ...: the same every run)."""
+
+    def __init__(self, bots: Sequence[Bot]) -> None:
+        self.reports = {b.id: BotReport(b.id, f"{type(b).__module__}:{type(b).__qualname__}",
+                                        msgspec.to_builtins(b.params)) for b in bots}
+        self.orders: dict[str, dict[str, Order]] = {b.id: {} for b in bots}
+        self._counters: dict[str, Iterator[int]] = {}
+
+    def client_id(self, bot: str) -> str:
+        counter = self._counters.get(bot)
+        if counter is None:
+            counter = self._counters[bot] = itertools.count(1)
+        return f"{bot}-{next(counter)}"
+
+    def on_order(self, event: Any) -> None:
+        order = event.payload.order
+        book = self.orders.get(event.topic.rpartition(".")[2])
+        if book is not None:
+            book[order.id] = order
+
+    def on_fill(self, event: Any) -> None:
+        report = self.reports.get(event.topic.rpartition(".")[2])
+        if report is not None:
+            report.fills.append(event.payload)
+
+    def follow(self, bus: Any) -> None:
+        """Subscribe to the bots' orders and fills on ``bus``."""
+        bus.subscribe("bot.order.*", handler=self.on_order, name="tickloop-backtest-orders")
+        bus.subscribe("bot.fill.*", handler=self.on_fill, name="tickloop-backtest-fills")
+
+    def close(self) -> None:
+        """Each report takes its bot's orders, in the order they were first seen."""
+        for bot, report in self.reports.items():
+            report.orders = list(self.orders[bot].values())
+
+
 class Backtest:
     """Runs ``bots`` on ``candles`` (see the module docstring).
 
@@ -186,32 +225,12 @@ class Backtest:
         feed = CandleFeed(candles, venue=self.venue, slippage=self.slippage)
         executor = CandleExecutor(feed, maker_fee=self.maker_fee, taker_fee=self.taker_fee,
                                   fill_at_touch=self.fill_at_touch)
-        counters: dict[str, Iterator[int]] = {}
-
-        def client_id(bot: str) -> str:
-            counter = counters.get(bot)
-            if counter is None:
-                counter = counters[bot] = itertools.count(1)
-            return f"{bot}-{next(counter)}"
-
+        ledger = RunLedger(self.bots)
         engine = Engine(self.bots, venue=self.venue, source=feed, clock=clock,
                         executor=executor, cash=self.cash, risk=self.risk, stagger=0.0,
                         equity_every=0.0, monitor_interval=self.monitor_interval,
-                        call_timeout=self.call_timeout, client_ids=client_id)
-        reports = {b.id: BotReport(b.id, f"{type(b).__module__}:{type(b).__qualname__}",
-                                   msgspec.to_builtins(b.params)) for b in self.bots}
-        orders: dict[str, dict[str, Order]] = {b.id: {} for b in self.bots}
-
-        def on_order(event: Any) -> None:
-            order = event.payload.order
-            book = orders.get(event.topic.rpartition(".")[2])
-            if book is not None:
-                book[order.id] = order
-
-        def on_fill(event: Any) -> None:
-            report = reports.get(event.topic.rpartition(".")[2])
-            if report is not None:
-                report.fills.append(event.payload)
+                        call_timeout=self.call_timeout, client_ids=ledger.client_id)
+        reports = ledger.reports
 
         loop = asyncio.get_running_loop()
         ready = getattr(loop, "_ready", None)
@@ -248,8 +267,7 @@ class Backtest:
             starting.result()
         try:
             bus = engine.bus
-            bus.subscribe("bot.order.*", handler=on_order, name="tickloop-backtest-orders")
-            bus.subscribe("bot.fill.*", handler=on_fill, name="tickloop-backtest-fills")
+            ledger.follow(bus)
             portfolios = [(reports[b.id], engine.portfolio(b.id)) for b in self.bots]
             curves = [(r.equity_ts.append, r.equity.append, r.exposed.append, p.mark_equity)
                       for r, p in portfolios]
@@ -312,9 +330,9 @@ class Backtest:
         if not starting.cancelled() and starting.exception() is not None:
             raise starting.exception()  # type: ignore[misc]
         end = candles[-1].close_time
+        ledger.close()
         for bot in self.bots:
             report = reports[bot.id]
-            report.orders = list(orders[bot.id].values())
             report.positions = engine.portfolio(bot.id).positions()
             report.trades = m.round_trips(report.fills)
             report.metrics = _metrics(report, self.cash, self.bar_seconds)
