@@ -15,6 +15,7 @@ naming the file.
 
 from __future__ import annotations
 
+import abc
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -43,7 +44,7 @@ _CRYPTOFEED_VENUES = {
 }
 
 
-class Recording:
+class Recording(abc.ABC):
     """A recording to read (or replay): ``meta`` (venue, URLs, ...) and :meth:`records`."""
 
     def __init__(self, meta: dict[str, Any], source: str) -> None:
@@ -54,8 +55,9 @@ class Recording:
     def venue(self) -> str:
         return str(self.meta.get("venue", "sim"))
 
-    def records(self) -> Iterator[Record]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def records(self) -> Iterator[Record]:
+        """The records, in order."""
 
     def __iter__(self) -> Iterator[Record]:
         return self.records()

@@ -26,6 +26,7 @@ same way. The token is a secret: it is in no repr, log line or error message.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import random
@@ -87,7 +88,7 @@ def render_text(template: str, event: Event) -> str:
     return template.format_map(fields)
 
 
-class Notifier:
+class Notifier(abc.ABC):
     """Base of the notifiers (module docstring); subclasses say where and what to send."""
 
     def __init__(
@@ -141,13 +142,13 @@ class Notifier:
 
     # ------------------------------------------------------------------ what subclasses give
 
+    @abc.abstractmethod
     def request(self, event: Event) -> tuple[str, Any]:
         """The URL to POST to and the JSON body for ``event``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self) -> str:
         """Where it sends, for logs (no secrets)."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
 
