@@ -9,6 +9,9 @@ Under ``TICKLOOP_PURE_PYTHON=1`` (the pure-Python leg of ``scripts/test``) the t
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,28 @@ def recorded_data() -> Path:
     if not RECORDED_DATA.is_dir():
         pytest.fail(f"recorded data not found at {RECORDED_DATA} (it ships in the repository)")
     return RECORDED_DATA
+
+
+_XDG = ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
+_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (one per pytest-xdist worker) gets folders of its own for what
+    tickloop keeps for the user (the state folder's tokens and demo key, credentials, run
+    data), inherited by the commands the tests start: no run touches the user's real files,
+    and two workers never share one."""
+    home = tempfile.mkdtemp(prefix="tickloop-tests-")
+    config.stash[_HOME] = home
+    for name in _XDG:
+        os.environ[name] = os.path.join(home, name.lower())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
