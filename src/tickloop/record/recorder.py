@@ -347,7 +347,8 @@ async def record(
     from contextlib import AsyncExitStack
 
     from ..client.rest import AsyncClient
-    from ..client.stream import StreamClient, derive_rest_url
+    from ..client.stream import StreamClient
+    from ..venues.registry import stream_codec
 
     if not seconds > 0:
         raise ConfigError("seconds must be > 0", field="seconds")
@@ -361,8 +362,9 @@ async def record(
 
             ex = await stack.enter_async_context(SimExchange(seed=1, symbols=wanted))
             url, rest_url = ex.ws_url, ex.rest_url
-        if rest_url is None and venue == "sim" and url is not None:
-            rest_url = derive_rest_url(url)
+        if rest_url is None and url is not None:
+            # a venue that serves REST beside its stream says where (the sim: /api/v1)
+            rest_url = stream_codec(venue).rest_url(url)
         meta = {
             "venue": venue,
             "url": url,
