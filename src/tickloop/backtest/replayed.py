@@ -112,7 +112,9 @@ class ReplayBacktest:
     seconds) the equity interval, the metrics' bar; ``stagger``, ``monitor_interval`` and
     ``call_timeout`` go to the engine (simulated seconds); ``batch`` is how many records the
     replay hands over between two turns of the event loop (1: the bots' tasks run after every
-    frame).
+    frame); ``book_depth`` the depth of the engine's book subscriptions (a recording's books
+    keep their checksums only at the depth they were recorded at: cryptofeed's Kraken
+    recording needs 1000).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class ReplayBacktest:
         monitor_interval: float = 1.0,
         call_timeout: float = 30.0,
         batch: int = 1,
+        book_depth: int = 10,
     ) -> None:
         self.bots = [bots] if isinstance(bots, Bot) else list(bots)
         if not self.bots:
@@ -154,6 +157,7 @@ class ReplayBacktest:
         self.monitor_interval = monitor_interval
         self.call_timeout = call_timeout
         self.batch = batch
+        self.book_depth = book_depth
         self.engine: Engine | None = None
         self.replay: Replay | None = None
 
@@ -188,7 +192,8 @@ class ReplayBacktest:
                         executor=executor, cash=self.cash, risk=self.risk,
                         stagger=self.stagger, equity_every=float(self.equity_every),
                         monitor_interval=self.monitor_interval,
-                        call_timeout=self.call_timeout, client_ids=ledger.client_id)
+                        call_timeout=self.call_timeout, client_ids=ledger.client_id,
+                        book_depth=self.book_depth)
         self.engine = engine
         reports = ledger.reports
         symbols = sorted({s for b in self.bots for s in b.symbols})
