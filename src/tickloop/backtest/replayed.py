@@ -181,6 +181,13 @@ class ReplayBacktest:
         t0 = first.wall_ns
         clock = SimClock(0.0, epoch=t0 / _NS)
         replay = _ClockedReplay(recording, clock, origin, batch=self.batch)
+        started = False
+        if recording.source != "tickloop":
+            # A recording of another client: the recorded data does not wait for the engine's
+            # subscriptions as its own recording's does, so the first data frame waits for the
+            # engine to have started (or to wait for a recorded REST answer, which comes in
+            # the data's order): the bots then see the recording from its first frame.
+            replay._gate = lambda: started or replay.rest_pending()
         self.replay = replay
         feed = replay.client()
         executor = PaperExecutor(maker_fee=self.maker_fee, taker_fee=self.taker_fee,
@@ -221,6 +228,8 @@ class ReplayBacktest:
                 bus.subscribe("bot.equity.*", handler=on_equity,
                               name="tickloop-backtest-equity")
                 await engine.start()
+                started = True
+                replay._wake()
                 await replay.wait()
                 for _ in range(8):  # the tasks the last records woke
                     await asyncio.sleep(0)

@@ -245,6 +245,9 @@ class Replay:
         self._ack_codec: Any = None
         #: the recorded answers already handed over early (by identity), skipped in the stream
         self._moved: set[int] = set()
+        #: Set by a driver (ReplayBacktest): the first received frame waits until it is true
+        #: (woken by connects, sends and requests; wait_timeout at most).
+        self._gate: Callable[[], bool] | None = None
         self._pending: deque[ReplayConnection] = deque()
         self._bound: dict[int, ReplayConnection] = {}
         self._sends_seen: dict[int, int] = {}
@@ -467,6 +470,11 @@ class Replay:
                     if moved and id(record) in moved:
                         moved.discard(id(record))  # handed over at the request
                         continue
+                    if self._gate is not None:
+                        # the first data waits until the client says it is ready for it
+                        if not await self._until(self._gate, "the client's start"):
+                            self.stats.send_timeouts += 1
+                        self._gate = None
                     conn = bound.get(conn_id)
                     if conn is None or conn.closed:
                         stats.dropped += 1
@@ -588,6 +596,10 @@ class Replay:
             self.stats.send_timeouts += 1
         if self._early_acks and conn.requests and not conn.closed:
             self._answer_early(conn)  # what it sent before the pump got here
+
+    def rest_pending(self) -> bool:
+        """Whether the client is waiting for a REST answer the pump has not reached yet."""
+        return any(n > self._released.get(k, 0) for k, n in self._requested.items())
 
     def _is_ack(self, data: bytes) -> bool:
         """Whether a received frame is the venue's answer to a subscription (Coinbase's
