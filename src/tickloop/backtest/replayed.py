@@ -44,7 +44,7 @@ from typing import Any
 from ..bus import Bus
 from ..exceptions import ConfigError
 from ..models import Equity
-from ..record.format import Record
+from ..record.format import Record, RecordKind
 from ..record.reader import Recording, open_recording
 from ..replay.transport import Replay
 from ..runtime.bot import Bot
@@ -52,6 +52,8 @@ from ..runtime.clock import SimClock
 from ..runtime.engine import Engine
 from ..runtime.executor import PaperExecutor
 from ..runtime.risk import RiskLimits
+from ..venues import stream_codec
+from ..venues.base import Channel, Subscribed
 from . import metrics as m
 from .runner import BacktestResult, RunLedger, _decimal, _metrics
 
@@ -68,6 +70,28 @@ def is_recording(paths: list[str]) -> bool:
         return (p / "index.json").exists() or any(p.glob("seg-*.tlr.zst"))
     return bool(paths) and all(".ws." in Path(p).name or ".http." in Path(p).name
                                for p in paths)
+
+
+def recorded_book_depth(recording: Recording) -> int | None:
+    """The book depth the recording's subscription answers name (the deepest), None when
+    none does (a tickloop recording's client chose its own; Binance and Coinbase name none)."""
+    if recording.source == "tickloop":
+        return None
+    codec = stream_codec(recording.venue)()
+    depth: int | None = None
+    for record in recording.records():
+        if record.kind is not RecordKind.RECEIVED or b"subscri" not in record.data:
+            continue
+        try:
+            decoded = codec.decode(record.data, 0)
+        except Exception:  # a malformed frame names no depth
+            continue
+        for msg in decoded:
+            if isinstance(msg, Subscribed):
+                for sub in msg.subscriptions:
+                    if sub.channel is Channel.BOOK and sub.depth:
+                        depth = max(depth or 0, sub.depth)
+    return depth
 
 
 class _ClockedReplay(Replay):
@@ -112,9 +136,9 @@ class ReplayBacktest:
     seconds) the equity interval, the metrics' bar; ``stagger``, ``monitor_interval`` and
     ``call_timeout`` go to the engine (simulated seconds); ``batch`` is how many records the
     replay hands over between two turns of the event loop (1: the bots' tasks run after every
-    frame); ``book_depth`` the depth of the engine's book subscriptions (a recording's books
-    keep their checksums only at the depth they were recorded at: cryptofeed's Kraken
-    recording needs 1000).
+    frame); ``book_depth`` the depth of the engine's book subscriptions, by default the depth
+    the recording's subscription answers name (a checksummed book verifies only at the depth
+    it was recorded at: cryptofeed's Kraken recording is at 1000), else the engine's 10.
     """
 
     def __init__(
@@ -134,7 +158,7 @@ class ReplayBacktest:
         monitor_interval: float = 1.0,
         call_timeout: float = 30.0,
         batch: int = 1,
-        book_depth: int = 10,
+        book_depth: int | None = None,
     ) -> None:
         self.bots = [bots] if isinstance(bots, Bot) else list(bots)
         if not self.bots:
@@ -200,7 +224,7 @@ class ReplayBacktest:
                         stagger=self.stagger, equity_every=float(self.equity_every),
                         monitor_interval=self.monitor_interval,
                         call_timeout=self.call_timeout, client_ids=ledger.client_id,
-                        book_depth=self.book_depth)
+                        book_depth=self.book_depth or recorded_book_depth(recording) or 10)
         self.engine = engine
         reports = ledger.reports
         symbols = sorted({s for b in self.bots for s in b.symbols})
