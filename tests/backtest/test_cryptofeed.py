@@ -6,6 +6,9 @@ runs give the same event log."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,7 @@ CASES = [
 def test_a_bot_in_an_engine_sees_every_recorded_trade_and_book(
     venue: str, names: list[str], recorded_data: Path
 ) -> None:
-    paths = [recorded_data / n for n in names]
+    paths: list[Path] = [recorded_data / n for n in names]
     events = decoded(paths[0], venue)
     trades = [e for e in events if isinstance(e, Trade)]
     symbols = tuple(sorted({t.symbol for t in trades}))
@@ -76,7 +79,7 @@ def test_a_bot_in_an_engine_sees_every_recorded_trade_and_book(
     for _ in range(2):
         bot = Watch("watch")
         bot.symbols = symbols
-        run = ReplayBacktest(bot, paths)
+        run = ReplayBacktest(bot, list[str | Path](paths))
         result = run.run_sync()
         stats = run.replay.stats  # type: ignore[union-attr]
         # every recorded trade of these symbols, in order, as decoded from the recorded frame
@@ -89,3 +92,26 @@ def test_a_bot_in_an_engine_sees_every_recorded_trade_and_book(
         assert bot.booked == set(symbols)  # every symbol's book synced and reached the bot
         digests.append(hashlib.sha256(b"\n".join(bot.lines)).hexdigest())
     assert digests[0] == digests[1]
+
+
+CLI_CASES = [
+    ("coinbase", ["COINBASE.ws.28.0"], "SKL-USD"),
+    ("kraken", ["KRAKEN.ws.48.0", "KRAKEN.ws.50.0"], "XMR-USD"),
+]
+
+
+@pytest.mark.parametrize(("venue", "names", "symbol"), CLI_CASES, ids=[v for v, _, _ in CLI_CASES])
+def test_the_command_runs_smacross_on_a_cryptofeed_recording(
+    venue: str, names: list[str], symbol: str, recorded_data: Path
+) -> None:
+    paths = [recorded_data / n for n in names]
+    args = [sys.executable, "-m", "tickloop", "backtest", *map(str, paths), "--bot",
+            "tickloop.examples:SmaCross", "--symbols", symbol, "--param", "fast=2",
+            "--param", "slow=4", "--json"]
+    first, second = (subprocess.run(args, capture_output=True, text=True, timeout=120)
+                     for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and first.stdout.count("\n") == 1
+    data = json.loads(first.stdout)
+    assert data["frames"] == received(paths) and data["symbols"] == [symbol]
+    assert data["start_ts"] < data["end_ts"]

@@ -629,12 +629,12 @@ class Replay:
                 break
             ahead.append(following)
         moved = self._moved
-        found = [
-            record.data
-            for record in ahead
-            if record.kind is _RECEIVED and record.conn in wanted and id(record) not in moved
-            and self._is_ack(record.data) and not moved.add(id(record))  # type: ignore[func-returns-value]
-        ]
+        found: list[bytes] = []
+        for record in ahead:
+            if record.kind is _RECEIVED and record.conn in wanted and id(record) not in moved \
+                    and self._is_ack(record.data):
+                moved.add(id(record))
+                found.append(record.data)
         if found:
             self.stats.frames += len(found)
             conn.acks.extend(found)
