@@ -30,7 +30,10 @@ fills, equity and metrics on every run (:meth:`BacktestResult.digest`).
 What the bots see first: the engine routes market data to a bot once it has started, as live,
 and the replay runs ahead while the engine starts (a few frames between its subscription
 answers and its bots' start, ``batch`` at a time), so a bot may miss the first few frames it
-would have seen live.
+would have seen live. A recording of another client (cryptofeed's) does not wait for the
+engine's subscriptions as tickloop's own does: there the first data frame waits for the
+engine's start (or for it to ask for a recorded REST answer, which comes in the data's
+order), so the bots see it from the first frame.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ cryptofeed's, :func:`tickloop.record.open_recording`) and keeps the replayed cli
 with what the recorded one did:
 
 * ``CONNECT``: waits for the client's next ``connect`` and binds that connection to the
-  recorded one (connections are matched in the order they are opened);
+  recorded one (connections are matched in the order they are opened). In a cryptofeed
+  recording (a connection per channel) a recorded connection the client has opened none for
+  is played on the client's open connection;
 * ``RECEIVED``: hands the exact recorded bytes to the session's sink, stamped with the recorded
   receive time (so every model's ``recv_ts`` is the recorded one);
 * ``SENT``: waits until the client has sent as many messages on that connection as the recorded
@@ -21,7 +23,12 @@ with what the recorded one did:
   frame) are neither waited for nor counted: the watchdog sends them on its own clock; nor is
   a send after which the venue said nothing more on that connection (an unsubscribe while the
   recorded client closed). Cryptofeed's recordings come from another
-  client, so there only the first message of a connection is waited for;
+  client, so there only the first message of a connection is waited for; their recorded
+  subscription answers (Coinbase's ``subscriptions``, Kraken's ``subscriptionStatus``) are
+  handed over at the client's first request on the connection, each once and skipped where
+  the recording has them, and again at each later request (a client that subscribes one
+  stream at a time, waiting for each answer, as the Engine does, is answered as the venue
+  answers every request); a Binance ``SUBSCRIBE`` is answered as Binance answers it;
 * ``DISCONNECT``: ends the bound connection as the venue or the network did (one the recorded
   client closed itself is left to the replayed client); the session reconnects by itself and
   the next ``CONNECT`` binds its new connection;
