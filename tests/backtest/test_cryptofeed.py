@@ -95,6 +95,8 @@ def test_a_bot_in_an_engine_sees_every_recorded_trade_and_book(
 
 
 CLI_CASES = [
+    # one recorded trade of NKN-USDT: SmaCross places nothing, but the run goes end to end
+    ("binance", ["BINANCE.ws.1.0", "BINANCE.http.0.0"], "NKN-USDT"),
     ("coinbase", ["COINBASE.ws.28.0"], "SKL-USD"),
     ("kraken", ["KRAKEN.ws.48.0", "KRAKEN.ws.50.0"], "XMR-USD"),
 ]
