@@ -30,7 +30,10 @@ fills, equity and metrics on every run (:meth:`BacktestResult.digest`).
 What the bots see first: the engine routes market data to a bot once it has started, as live,
 and the replay runs ahead while the engine starts (a few frames between its subscription
 answers and its bots' start, ``batch`` at a time), so a bot may miss the first few frames it
-would have seen live.
+would have seen live. A recording of another client (cryptofeed's) does not wait for the
+engine's subscriptions as tickloop's own does: there the first data frame waits for the
+engine's start (or for it to ask for a recorded REST answer, which comes in the data's
+order), so the bots see it from the first frame.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from typing import Any
 from ..bus import Bus
 from ..exceptions import ConfigError
 from ..models import Equity
-from ..record.format import Record
+from ..record.format import Record, RecordKind
 from ..record.reader import Recording, open_recording
 from ..replay.transport import Replay
 from ..runtime.bot import Bot
@@ -52,6 +55,8 @@ from ..runtime.clock import SimClock
 from ..runtime.engine import Engine
 from ..runtime.executor import PaperExecutor
 from ..runtime.risk import RiskLimits
+from ..venues import stream_codec
+from ..venues.base import Channel, Subscribed
 from . import metrics as m
 from .runner import BacktestResult, RunLedger, _decimal, _metrics
 
@@ -68,6 +73,28 @@ def is_recording(paths: list[str]) -> bool:
         return (p / "index.json").exists() or any(p.glob("seg-*.tlr.zst"))
     return bool(paths) and all(".ws." in Path(p).name or ".http." in Path(p).name
                                for p in paths)
+
+
+def recorded_book_depth(recording: Recording) -> int | None:
+    """The book depth the recording's subscription answers name (the deepest), None when
+    none does (a tickloop recording's client chose its own; Binance and Coinbase name none)."""
+    if recording.source == "tickloop":
+        return None
+    codec = stream_codec(recording.venue)()
+    depth: int | None = None
+    for record in recording.records():
+        if record.kind is not RecordKind.RECEIVED or b"subscri" not in record.data:
+            continue
+        try:
+            decoded = codec.decode(record.data, 0)
+        except Exception:  # a malformed frame names no depth
+            continue
+        for msg in decoded:
+            if isinstance(msg, Subscribed):
+                for sub in msg.subscriptions:
+                    if sub.channel is Channel.BOOK and sub.depth:
+                        depth = max(depth or 0, sub.depth)
+    return depth
 
 
 class _ClockedReplay(Replay):
@@ -112,7 +139,9 @@ class ReplayBacktest:
     seconds) the equity interval, the metrics' bar; ``stagger``, ``monitor_interval`` and
     ``call_timeout`` go to the engine (simulated seconds); ``batch`` is how many records the
     replay hands over between two turns of the event loop (1: the bots' tasks run after every
-    frame).
+    frame); ``book_depth`` the depth of the engine's book subscriptions, by default the depth
+    the recording's subscription answers name (a checksummed book verifies only at the depth
+    it was recorded at: cryptofeed's Kraken recording is at 1000), else the engine's 10.
     """
 
     def __init__(
@@ -132,6 +161,7 @@ class ReplayBacktest:
         monitor_interval: float = 1.0,
         call_timeout: float = 30.0,
         batch: int = 1,
+        book_depth: int | None = None,
     ) -> None:
         self.bots = [bots] if isinstance(bots, Bot) else list(bots)
         if not self.bots:
@@ -154,6 +184,7 @@ class ReplayBacktest:
         self.monitor_interval = monitor_interval
         self.call_timeout = call_timeout
         self.batch = batch
+        self.book_depth = book_depth
         self.engine: Engine | None = None
         self.replay: Replay | None = None
 
@@ -177,6 +208,13 @@ class ReplayBacktest:
         t0 = first.wall_ns
         clock = SimClock(0.0, epoch=t0 / _NS)
         replay = _ClockedReplay(recording, clock, origin, batch=self.batch)
+        started = False
+        if recording.source != "tickloop":
+            # A recording of another client: the recorded data does not wait for the engine's
+            # subscriptions as its own recording's does, so the first data frame waits for the
+            # engine to have started (or to wait for a recorded REST answer, which comes in
+            # the data's order): the bots then see the recording from its first frame.
+            replay._gate = lambda: started or replay.rest_pending()
         self.replay = replay
         feed = replay.client()
         executor = PaperExecutor(maker_fee=self.maker_fee, taker_fee=self.taker_fee,
@@ -188,7 +226,8 @@ class ReplayBacktest:
                         executor=executor, cash=self.cash, risk=self.risk,
                         stagger=self.stagger, equity_every=float(self.equity_every),
                         monitor_interval=self.monitor_interval,
-                        call_timeout=self.call_timeout, client_ids=ledger.client_id)
+                        call_timeout=self.call_timeout, client_ids=ledger.client_id,
+                        book_depth=self.book_depth or recorded_book_depth(recording) or 10)
         self.engine = engine
         reports = ledger.reports
         symbols = sorted({s for b in self.bots for s in b.symbols})
@@ -216,6 +255,8 @@ class ReplayBacktest:
                 bus.subscribe("bot.equity.*", handler=on_equity,
                               name="tickloop-backtest-equity")
                 await engine.start()
+                started = True
+                replay._wake()
                 await replay.wait()
                 for _ in range(8):  # the tasks the last records woke
                     await asyncio.sleep(0)

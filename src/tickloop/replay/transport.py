@@ -11,7 +11,9 @@ cryptofeed's, :func:`tickloop.record.open_recording`) and keeps the replayed cli
 with what the recorded one did:
 
 * ``CONNECT``: waits for the client's next ``connect`` and binds that connection to the
-  recorded one (connections are matched in the order they are opened);
+  recorded one (connections are matched in the order they are opened). In a cryptofeed
+  recording (a connection per channel) a recorded connection the client has opened none for
+  is played on the client's open connection;
 * ``RECEIVED``: hands the exact recorded bytes to the session's sink, stamped with the recorded
   receive time (so every model's ``recv_ts`` is the recorded one);
 * ``SENT``: waits until the client has sent as many messages on that connection as the recorded
@@ -21,7 +23,12 @@ with what the recorded one did:
   frame) are neither waited for nor counted: the watchdog sends them on its own clock; nor is
   a send after which the venue said nothing more on that connection (an unsubscribe while the
   recorded client closed). Cryptofeed's recordings come from another
-  client, so there only the first message of a connection is waited for;
+  client, so there only the first message of a connection is waited for; their recorded
+  subscription answers (Coinbase's ``subscriptions``, Kraken's ``subscriptionStatus``) are
+  handed over at the client's first request on the connection, each once and skipped where
+  the recording has them, and again at each later request (a client that subscribes one
+  stream at a time, waiting for each answer, as the Engine does, is answered as the venue
+  answers every request); a Binance ``SUBSCRIBE`` is answered as Binance answers it;
 * ``DISCONNECT``: ends the bound connection as the venue or the network did (one the recorded
   client closed itself is left to the replayed client); the session reconnects by itself and
   the next ``CONNECT`` binds its new connection;
@@ -68,6 +75,7 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..record.format import Record, RecordKind, RestExchange
 from ..record.reader import Recording, open_recording
 from ..venues import stream_codec
+from ..venues.base import Subscribed
 
 if TYPE_CHECKING:
     from ..client.stream import StreamClient
@@ -118,6 +126,7 @@ class ReplayStats:
     rest_missing: int = 0  # REST requests with no recorded answer (404)
     send_timeouts: int = 0  # recorded sends the client did not make within wait_timeout
     connect_timeouts: int = 0  # recorded connections the client did not open in time
+    acks_repeated: int = 0  # recorded subscription answers handed over again (later requests)
 
 
 class ReplayConnection:
@@ -133,6 +142,9 @@ class ReplayConnection:
         self.sent: list[bytes] = []
         self.requests = 0  # messages sent, pings aside
         self.recorded: int | None = None  # the recorded connection it stands for
+        #: every recorded connection it stands for (a foreign recording's may be several)
+        self.recorded_all: list[int] = []
+        self.acks: list[bytes] = []  # the recorded subscription answers handed to it
         self.closed = False
         self.paused = False
         self._resumed = asyncio.Event()
@@ -150,11 +162,14 @@ class ReplayConnection:
         self.sent.append(raw)
         if raw != self.replay._ping:
             self.requests += 1
-        if self.replay._answer_requests:
+        replay = self.replay
+        if replay._answer_requests:
             ack = _binance_ack(raw)
             if ack is not None:
                 asyncio.get_running_loop().call_soon(self._deliver, ack)
-        self.replay._wake()
+        elif replay._early_acks and raw != replay._ping:
+            replay._answer_early(self)
+        replay._wake()
 
     def _deliver(self, frame: bytes) -> None:
         if not self.closed:
@@ -229,6 +244,17 @@ class Replay:
         #: cryptofeed put the streams in the URL) are answered as the venue answers them.
         self._exact_sends = not foreign
         self._answer_requests = foreign and recording.venue == "binance"
+        #: A cryptofeed recording's subscription answers (Coinbase's ``subscriptions``,
+        #: Kraken's ``subscriptionStatus``) are handed over when the client asks, not when the
+        #: recorded client got them: a client that subscribes one stream at a time, waiting for
+        #: each answer (the Engine does), gets them all before the data they announce.
+        self._early_acks = foreign and not self._answer_requests
+        self._ack_codec: Any = None
+        #: the recorded answers already handed over early (by identity), skipped in the stream
+        self._moved: set[int] = set()
+        #: Set by a driver (ReplayBacktest): the first received frame waits until it is true
+        #: (woken by connects, sends and requests; wait_timeout at most).
+        self._gate: Callable[[], bool] | None = None
         self._pending: deque[ReplayConnection] = deque()
         self._bound: dict[int, ReplayConnection] = {}
         self._sends_seen: dict[int, int] = {}
@@ -431,6 +457,7 @@ class Replay:
         ready: Any = getattr(loop, "_ready", None)
         stats = self.stats
         bound = self._bound
+        moved = self._moved
         start_at: float | None = None
         first_ns = 0
         count = 0
@@ -447,6 +474,14 @@ class Replay:
                     if delay > 0:
                         await sleep(delay)
                 if kind is _RECEIVED:
+                    if moved and id(record) in moved:
+                        moved.discard(id(record))  # handed over at the request
+                        continue
+                    if self._gate is not None:
+                        # the first data waits until the client says it is ready for it
+                        if not await self._until(self._gate, "the client's start"):
+                            self.stats.send_timeouts += 1
+                        self._gate = None
                     conn = bound.get(conn_id)
                     if conn is None or conn.closed:
                         stats.dropped += 1
@@ -541,17 +576,83 @@ class Replay:
         return len(ahead) >= LOOKAHEAD  # not found within reach: wait, to be safe
 
     async def _on_connect(self, conn_id: int) -> None:
+        if self._early_acks and not self._pending:
+            # cryptofeed opens a connection per channel where tickloop's session puts every
+            # stream on one: a recorded connection the client has not opened one for is
+            # played on the client's open one
+            open_ = [c for c in self.connections if c.recorded is not None and not c.closed]
+            if open_:
+                conn = open_[-1]
+                conn.recorded_all.append(conn_id)
+                self._bound[conn_id] = conn
+                self._sends_seen[conn_id] = 0
+                if conn.requests:
+                    self._answer_early(conn)
+                return
         if not await self._until(lambda: bool(self._pending), "the client's connect"):
             self.stats.connect_timeouts += 1
             return
         conn = self._pending.popleft()
         conn.recorded = conn_id
+        conn.recorded_all.append(conn_id)
         self._bound[conn_id] = conn
         self._sends_seen[conn_id] = 0
         if not self._exact_sends and not await self._until(
             lambda: conn.requests > 0 or conn.closed, "the client's first message"
         ):
             self.stats.send_timeouts += 1
+        if self._early_acks and conn.requests and not conn.closed:
+            self._answer_early(conn)  # what it sent before the pump got here
+
+    def rest_pending(self) -> bool:
+        """Whether the client is waiting for a REST answer the pump has not reached yet."""
+        return any(n > self._released.get(k, 0) for k, n in self._requested.items())
+
+    def _is_ack(self, data: bytes) -> bool:
+        """Whether a received frame is the venue's answer to a subscription (Coinbase's
+        ``subscriptions``, Kraken's ``subscriptionStatus``), as the venue's codec reads it."""
+        if b"subscri" not in data:
+            return False
+        if self._ack_codec is None:
+            self._ack_codec = stream_codec(self.venue)()
+        try:
+            decoded = self._ack_codec.decode(data, 0)
+        except Exception:  # a malformed frame is the session's to report, in its turn
+            return False
+        return any(isinstance(m, Subscribed) for m in decoded)
+
+    def _answer_early(self, conn: ReplayConnection) -> None:
+        """Hand ``conn`` the recorded subscription answers of every recorded connection it
+        stands for, the ones not handed over yet (looked for among the next LOOKAHEAD
+        records), now: as live, the answer follows the request. Each is then skipped where
+        the recording has it, so every recorded frame reaches the client once."""
+        wanted = set(conn.recorded_all)
+        ahead = self._ahead
+        source = self._source
+        while source is not None and len(ahead) < LOOKAHEAD:
+            following = next(source, None)
+            if following is None:
+                self._source = source = None
+                break
+            ahead.append(following)
+        moved = self._moved
+        found: list[bytes] = []
+        for record in ahead:
+            if record.kind is _RECEIVED and record.conn in wanted and id(record) not in moved \
+                    and self._is_ack(record.data):
+                moved.add(id(record))
+                found.append(record.data)
+        if found:
+            self.stats.frames += len(found)
+            conn.acks.extend(found)
+        else:
+            # a later request (the next stream of a client that subscribes one at a time): the
+            # venue answers it as it answered the recorded ones, so those answers come again
+            found = conn.acks
+            self.stats.acks_repeated += len(found)
+        loop = asyncio.get_running_loop()
+        for data in found:
+            loop.call_soon(conn._deliver, data)
 
     async def _on_sent(self, conn_id: int, data: bytes) -> None:
         conn = self._bound.get(conn_id)
