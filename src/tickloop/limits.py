@@ -134,13 +134,14 @@ def check_decimal(value: Decimal, limits: Limits = DEFAULT_LIMITS) -> Decimal:
 def parse_number(text: str, limits: Limits = DEFAULT_LIMITS) -> Decimal:
     """``text`` checked (:func:`check_number_text`, :func:`check_decimal`) and as a Decimal."""
     # What venues send nearly always: ASCII digits, maybe one "." between digits, no exponent,
-    # no longer than max_exponent. Such a text passes both checks by construction (finite, no
-    # sign, at most len(text) digits, and both ends of its exponent within max_exponent), so
-    # they are not run: a DecimalCache miss (one per distinct price or size string, most of a
-    # decode where sizes rarely repeat) costs about half. Any other text takes the full path
-    # below, which gives the same result or the same error as before.
+    # at most max_exponent + 1 characters. Such a text passes both checks by construction:
+    # finite, no sign, no more digits than characters (within max_number_length), a fraction
+    # of at most len - 2 digits and an adjusted exponent of at most len - 1 (both within
+    # max_exponent). So neither the regex nor check_decimal's as_tuple is run: a DecimalCache
+    # miss (one per distinct price or size string; the sim's sizes rarely repeat) costs about
+    # half. Any other text takes the full path below: the same result or the same error.
     n = len(text)
-    if n <= limits.max_exponent and n <= limits.max_number_length and text.isascii():
+    if n <= limits.max_exponent + 1 and n <= limits.max_number_length and text.isascii():
         whole, dot, fraction = text.partition(".")
         if whole.isdigit() and (not dot or fraction.isdigit()):
             return Decimal(text)
@@ -149,11 +150,4 @@ def parse_number(text: str, limits: Limits = DEFAULT_LIMITS) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:  # pragma: no cover - the grammar admits only valid literals
         raise ValueError(f"not a decimal number: {text!r}") from None
-    if len(text) <= limits.max_exponent + 1 and "e" not in text and "E" not in text:
-        # Digits and a point only (the grammar), at most max_exponent + 1 of them: finite, not
-        # negative, no more digits than characters (max_number_length held above), and both
-        # exponents within max_exponent (a fraction of at most len - 2 digits; an adjusted
-        # exponent of at most len - 1). check_decimal could not refuse it: skipped, as it is
-        # most of a first-seen string's cost on the hot path (DecimalCache misses).
-        return value
     return check_decimal(value, limits)
