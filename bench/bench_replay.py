@@ -129,17 +129,58 @@ async def transport_alone(rec_path: Path) -> tuple[int, float]:
     return sink.frames, elapsed
 
 
-async def full_pipeline(rec_path: Path, symbols: list[str]) -> tuple[int, int, float]:
+async def full_pipeline(
+    rec_path: Path | list[Path], symbols: list[str], venue: str = "sim"
+) -> tuple[int, int, float, float]:
+    """Events reaching the bot, frames replayed, wall seconds and CPU seconds
+    (``time.process_time``, this process) of the replay, engine start excluded."""
     rec = open_recording(rec_path)
     bot = Counter("counter", symbols=symbols)
     async with Replay(rec) as replay:
         feed = replay.client()
-        async with feed, Engine([bot], venue="sim", feed=feed):
-            start = time.perf_counter()
+        async with feed, Engine([bot], venue=venue, feed=feed):
+            start, cpu = time.perf_counter(), time.process_time()
             await replay.wait()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             await asyncio.sleep(0)
-    return bot.events, replay.stats.frames, elapsed
+    return bot.events, replay.stats.frames, elapsed, cpu
+
+
+async def binance_client(files: list[str | Path], symbols: list[str]) -> tuple[int, int, float]:
+    """The real Binance session into a StreamClient with trade and book handlers (codec, trade
+    continuity, the REST snapshot sync rule, each book delivered): events, frames, CPU seconds.
+    Not through an Engine: a cryptofeed recording waits only for a connection's first
+    subscription, and the engine subscribes books after trades, once the replay has gone by."""
+    events = 0
+
+    def count(_: Any) -> None:
+        nonlocal events
+        events += 1
+
+    async with Replay(files) as replay, replay.client() as feed:
+        await asyncio.gather(feed.subscribe_trades(symbols, count),
+                             feed.subscribe_books(symbols, count))
+        cpu = time.process_time()
+        await replay.wait()
+        cpu = time.process_time() - cpu
+    return events, replay.stats.frames, cpu
+
+
+def binance_files() -> tuple[list[str | Path], list[str]] | None:
+    """The real Binance session in tests/data (diffs, trades, REST snapshots) and its symbols,
+    or None when the tests' data is not beside this file."""
+    data = Path(__file__).resolve().parent.parent / "tests" / "data" / "cryptofeed"
+    ws, http = data / "BINANCE.ws.1.0", data / "BINANCE.http.0.0"
+    if not (ws.exists() and http.exists()):
+        return None
+    from tickloop.venues.binance import BinanceCodec
+    from tickloop.venues.recorded import Direction, read_recording
+
+    codec, symbols = BinanceCodec(), set[str | None]()
+    for rec in read_recording(ws):
+        if rec.direction is Direction.RECEIVED:
+            symbols.update(getattr(m, "symbol", None) for m in codec.decode(rec.frame, rec.ts))
+    return [ws, http], sorted(s for s in symbols if s)
 
 
 async def client_only(rec_path: Path, symbols: list[str], out: Path | None) -> tuple[int, float]:
@@ -238,6 +279,7 @@ def main() -> None:
         print(f"recording: {frames} frames of {len(symbols)} symbols, {size} bytes "
               f"(python {platform.python_version()}, {sys.platform})")
         runs: dict[str, list[float]] = {}
+        binance = binance_files()
         detail: dict[str, str] = {}
         gc.collect()
         for run in range(args.runs):
@@ -245,9 +287,14 @@ def main() -> None:
             runs.setdefault("naive", []).append(n / elapsed)
             n, elapsed = asyncio.run(transport_alone(rec_path))
             runs.setdefault("transport", []).append(n / elapsed)
-            events, frames_seen, elapsed = asyncio.run(full_pipeline(rec_path, symbols))
+            events, frames_seen, elapsed, cpu = asyncio.run(full_pipeline(rec_path, symbols))
             runs.setdefault("pipeline", []).append(events / elapsed)
+            runs.setdefault("pipeline_cpu", []).append(cpu / events * 1e6)
             detail["pipeline"] = f"{events} events from {frames_seen} frames"
+            if binance is not None:
+                events, frames_seen, cpu = asyncio.run(binance_client(*binance))
+                runs.setdefault("binance_cpu", []).append(cpu / events * 1e6)
+                detail["binance"] = f"{events} events from {frames_seen} frames"
             for name, out in (("plain", None), ("recorded", Path(tmp) / f"again-{run}")):
                 n, elapsed = asyncio.run(client_only(rec_path, symbols, out))
                 runs.setdefault(name, []).append(n / elapsed)
@@ -261,7 +308,13 @@ def main() -> None:
     print(f"| baseline: json.loads -> dict book -> callback | {best['naive']:,.0f} events/s |")
     print(f"| replay -> codec -> book -> bus -> bot handler | {best['pipeline']:,.0f} events/s "
           f"({detail['pipeline']}) |")
+    print(f"| same, CPU per event (process_time of the replay) | {best['pipeline_cpu']:.2f} µs "
+          f"({1e6 / best['pipeline_cpu']:,.0f} events per CPU-second) |")
     print(f"| pipeline / baseline | {best['pipeline'] / best['naive']:.2f} |")
+    if "binance_cpu" in best:
+        print(f"| real Binance session (tests/data) -> StreamClient handlers, CPU per event | "
+              f"{best['binance_cpu']:.2f} µs ({1e6 / best['binance_cpu']:,.0f} events per "
+              f"CPU-second; {detail['binance']}) |")
     print(f"| replay transport alone (read, decompress, hand to a no-op sink) | "
           f"{best['transport']:,.0f} frames/s |")
     print(f"| replay -> StreamClient handlers, plain | {best['plain']:,.0f} frames/s |")

@@ -133,6 +133,18 @@ def check_decimal(value: Decimal, limits: Limits = DEFAULT_LIMITS) -> Decimal:
 
 def parse_number(text: str, limits: Limits = DEFAULT_LIMITS) -> Decimal:
     """``text`` checked (:func:`check_number_text`, :func:`check_decimal`) and as a Decimal."""
+    # What venues send nearly always: ASCII digits, maybe one "." between digits, no exponent,
+    # at most max_exponent + 1 characters. Such a text passes both checks by construction:
+    # finite, no sign, no more digits than characters (within max_number_length), a fraction
+    # of at most len - 2 digits and an adjusted exponent of at most len - 1 (both within
+    # max_exponent). So neither the regex nor check_decimal's as_tuple is run: a DecimalCache
+    # miss (one per distinct price or size string; the sim's sizes rarely repeat) costs about
+    # half. Any other text takes the full path below: the same result or the same error.
+    n = len(text)
+    if n <= limits.max_exponent + 1 and n <= limits.max_number_length and text.isascii():
+        whole, dot, fraction = text.partition(".")
+        if whole.isdigit() and (not dot or fraction.isdigit()):
+            return Decimal(text)
     check_number_text(text, limits)
     try:
         value = Decimal(text)

@@ -63,6 +63,34 @@ def test_number_grammar_takes_what_venues_send(text: str) -> None:
     assert DecimalCache()[text] == Decimal(text)
 
 
+@pytest.mark.parametrize(
+    ("length", "exponent"), [(4, 2), (3, 5), (6, 3), (40, 30), (8, 8)]
+)
+def test_parse_number_shortcut_agrees_with_both_checks(length: int, exponent: int) -> None:
+    # parse_number skips the regex and check_decimal for plain short texts: on every text
+    # near the bounds it must still give what the two checks give (value or ValueError).
+    from tickloop.limits import Limits, check_decimal, check_number_text, parse_number
+
+    limits = Limits(max_number_length=length, max_exponent=exponent)
+    texts = {"0", "00", "0.0", "1.", ".5", "1.2.3", "1e1", "+1", "١", "1_0", " 1"}
+    for n in range(1, max(length, exponent) + 4):
+        for point in range(n):
+            texts.add("9" * n if point == 0 else "9" * point + "." + "0" * (n - point - 1) + "1")
+            texts.add("0" * point + ("." if point else "") + "0" * (n - point))
+    for text in sorted(texts):
+        try:
+            check_number_text(text, limits)
+            expected: Decimal | None = check_decimal(Decimal(text), limits)
+        except ValueError:
+            expected = None
+        if expected is None:
+            with pytest.raises(ValueError):
+                parse_number(text, limits)
+        else:
+            got = parse_number(text, limits)
+            assert got == expected and got.as_tuple() == expected.as_tuple(), text
+
+
 def test_limits_are_configurable_and_validated() -> None:
     from tickloop.limits import DEFAULT_LIMITS, Limits, check_decimal, check_number_text
 

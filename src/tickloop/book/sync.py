@@ -635,7 +635,12 @@ class SimSync(_ChecksumSync):
 
     @staticmethod
     def _level_text(price: Decimal, size: Decimal) -> str:
-        return _plain(price) + ":" + _plain(size)
+        # _plain of each, inlined (one call per new top level of every update): str is the
+        # plain text unless it wrote an exponent, and ":" holds neither "E" nor "e".
+        text = str(price) + ":" + str(size)
+        if "E" in text or "e" in text:
+            return _plain(price) + ":" + _plain(size)
+        return text
 
     @staticmethod
     def _combine(bid_texts: list[str], ask_texts: list[str]) -> int:

@@ -493,7 +493,10 @@ class Engine:
             self._clock = LoopClock(loop)
         clock = self._clock
         if self._bus is None:
-            self._bus = Bus(wall_clock=clock.now_ns)
+            # A LoopClock's wall time is the system's: then the bus's own derived wall clock
+            # (monotonic + an offset it re-reads every few seconds) gives the same stamps for
+            # one clock read a publish instead of a Python call and two reads.
+            self._bus = Bus() if type(clock) is LoopClock else Bus(wall_clock=clock.now_ns)
         await self._bus.start()
         bus = self._bus
         try:

@@ -338,7 +338,8 @@ class SimCodec(Codec):
         if duplicate_keys(frame):  # a key given twice: msgspec kept the last value (keys.py)
             refuse_duplicates(frame, venue=VENUE, **_stream_of(msg))
         try:
-            # The trade is the hot message: tested first, built inline. Its price and size must
+            # The trade and the book update are the hot messages: tested first, built inline
+            # (no call to _convert and its match per message). A trade's price and size must
             # be > 0 (the positive cache refuses "0" once per string; a hit is a dict lookup).
             if type(msg) is _Trade:
                 p = self._positive
@@ -350,6 +351,23 @@ class SimCodec(Codec):
                         price=p[msg.price],
                         size=p[msg.size],
                         side=msg.side,
+                        ts=msg.ts,
+                        recv_ts=recv_ts,
+                    )
+                ]
+            if type(msg) is _BookUpdate:
+                # The level decoder refuses a zero price and a side over
+                # limits.max_levels_per_message (levels.py); a size of 0 deletes a level.
+                levels = self._levels
+                return [
+                    BookDelta(
+                        venue=VENUE,
+                        symbol=msg.symbol,
+                        bids=levels(msg.bids),
+                        asks=levels(msg.asks),
+                        sequence=msg.seq,
+                        prev_sequence=msg.prev_seq,
+                        checksum=msg.checksum,
                         ts=msg.ts,
                         recv_ts=recv_ts,
                     )
@@ -393,22 +411,6 @@ class SimCodec(Codec):
     def _convert(self, msg: _Wire, recv_ts: int) -> list[Decoded]:
         d = self.decimals
         match msg:
-            case _BookUpdate():
-                # The level decoder refuses a zero price and a side over
-                # limits.max_levels_per_message (levels.py); a size of 0 deletes a level.
-                return [
-                    BookDelta(
-                        venue=VENUE,
-                        symbol=msg.symbol,
-                        bids=self._levels(msg.bids),
-                        asks=self._levels(msg.asks),
-                        sequence=msg.seq,
-                        prev_sequence=msg.prev_seq,
-                        checksum=msg.checksum,
-                        ts=msg.ts,
-                        recv_ts=recv_ts,
-                    )
-                ]
             case _BookSnapshot():
                 # A snapshot lists the levels there are: a size of 0 is not one of them.
                 bids = _sized(self._levels(msg.bids))
@@ -517,7 +519,7 @@ class SimCodec(Codec):
                 return [LoggedIn(expires_at=msg.expires_at, request_id=msg.id)]
             case _Error():
                 return [self._error(msg)]
-            case _:  # _Trade is handled by decode()
+            case _:  # _Trade and _BookUpdate are handled by decode()
                 return []
 
     def _error(self, msg: _Error) -> VenueError:
