@@ -12,7 +12,7 @@ counted in the open candle: a closed candle never changes again.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from ..models import Candle
@@ -99,9 +99,19 @@ class CandleAggregator:
         self.max_candles = max_candles
         self._series: dict[str, list[_Series]] = {}  # symbol -> one series per interval
 
-    def on_trade(self, trade: TradeEvent, spec: MarketSpec) -> list[Candle]:
+    def on_trade(
+        self,
+        trade: TradeEvent,
+        spec: MarketSpec,
+        wanted: Callable[[str, str], bool] | None = None,
+    ) -> list[Candle]:
         """Fold a trade in; returns the changed candles: per interval, the one that closed (if
-        the trade opened a new interval) and the one the trade went into."""
+        the trade opened a new interval) and the one the trade went into.
+
+        ``wanted(symbol, interval)``, if given, says whether anyone will read the open candle
+        of that series: the others are folded but not turned into models (five Decimals
+        each, six series a trade: most of a trade's cost in the sim when nobody subscribed
+        to candles). A closed candle is always made, since the history keeps it."""
         series = self._series.get(trade.symbol)
         if series is None:
             series = self._series[trade.symbol] = [
@@ -124,7 +134,8 @@ class CandleAggregator:
             bar.close = price
             bar.volume += size
             bar.trades += 1
-            out.append(s.model(bar, False))
+            if wanted is None or wanted(trade.symbol, s.interval):
+                out.append(s.model(bar, False))
         return out
 
     def close_due(self, ts: int) -> list[Candle]:

@@ -225,7 +225,7 @@ class _Mirror:
     mirror, which applies the updates one by one.
     """
 
-    __slots__ = ("_text", "ask_keys", "asks", "bid_keys", "bids", "spec")
+    __slots__ = ("ask_keys", "ask_text", "asks", "bid_keys", "bid_text", "bids", "spec")
 
     def __init__(
         self, spec: MarketSpec, bids: Sequence[tuple[int, int]], asks: Sequence[tuple[int, int]]
@@ -235,44 +235,47 @@ class _Mirror:
         self.asks = dict(asks)
         self.bid_keys = sorted(-p for p in self.bids)  # negated: best bid first
         self.ask_keys = sorted(self.asks)
-        # "price:size" of a level, memoised: the top levels change one at a time
-        self._text: dict[tuple[int, int], str] = {}
+        # "price:size" of each level, kept with the level: an update changes one or two
+        # levels, and the checksum reads twenty texts
+        self.bid_text = {p: self._level(p, q) for p, q in self.bids.items()}
+        self.ask_text = {p: self._level(p, q) for p, q in self.asks.items()}
 
     def apply(self, update: BookUpdate) -> None:
         for price, lots in update.bids:
-            self._set(self.bids, self.bid_keys, price, -price, lots)
+            self._set(self.bids, self.bid_text, self.bid_keys, price, -price, lots)
         for price, lots in update.asks:
-            self._set(self.asks, self.ask_keys, price, price, lots)
+            self._set(self.asks, self.ask_text, self.ask_keys, price, price, lots)
 
-    @staticmethod
-    def _set(levels: dict[int, int], keys: list[int], price: int, key: int, lots: int) -> None:
+    def _set(
+        self,
+        levels: dict[int, int],
+        texts: dict[int, str],
+        keys: list[int],
+        price: int,
+        key: int,
+        lots: int,
+    ) -> None:
         if lots:
             if price not in levels:
                 bisect.insort(keys, key)
             levels[price] = lots
+            texts[price] = self._level(price, lots)
         elif levels.pop(price, None) is not None:
+            del texts[price]
             del keys[bisect.bisect_left(keys, key)]
 
     def _level(self, price: int, lots: int) -> str:
-        text = self._text.get((price, lots))
-        if text is None:
-            if len(self._text) >= 50_000:
-                self._text.clear()
-            text = f"{self.spec.price_text(price)}:{self.spec.size_text(lots)}"
-            self._text[(price, lots)] = text
-        return text
+        return f"{self.spec.price_text(price)}:{self.spec.size_text(lots)}"
 
     def checksum(self) -> int:
-        """The protocol's checksum (see checksums.sim_checksum), from memoised level texts."""
-        bids, asks, level = self.bids, self.asks, self._level
-        bid_texts = [level(-k, bids[-k]) for k in self.bid_keys[:10]]
-        ask_texts = [level(k, asks[k]) for k in self.ask_keys[:10]]
-        parts: list[str] = []
-        for i in range(max(len(bid_texts), len(ask_texts))):
-            if i < len(bid_texts):
-                parts.append(bid_texts[i])
-            if i < len(ask_texts):
-                parts.append(ask_texts[i])
+        """The protocol's checksum (see checksums.sim_checksum): the top ten levels of each
+        side, interleaved best first (bid, ask, bid, ...), then the longer side's rest."""
+        bid_text, ask_text = self.bid_text, self.ask_text
+        bids = [bid_text[-k] for k in self.bid_keys[:10]]
+        asks = [ask_text[k] for k in self.ask_keys[:10]]
+        parts = [text for pair in zip(bids, asks, strict=False) for text in pair]
+        n = min(len(bids), len(asks))
+        parts += bids[n:] or asks[n:]
         return zlib.crc32(":".join(parts).encode())
 
 
@@ -549,10 +552,14 @@ class Hub:
                 key = ("trades", ev.symbol, None)
                 if key in self._subs:
                     self.broadcast(key, {"type": "trade", **trade_json(spec, ev)})
-                for candle in self.candles.on_trade(ev, spec):
+                for candle in self.candles.on_trade(ev, spec, self._wants_candle):
                     self._publish_candle(candle)
             elif isinstance(ev, OrderUpdate):
                 self._publish_order(ev)
+
+    def _wants_candle(self, symbol: str, interval: str) -> bool:
+        """Whether an open candle of this series would reach anyone (see ``on_trade``)."""
+        return ("candles", symbol, interval) in self._subs
 
     def _publish_candle(self, candle: Candle) -> None:
         key: SubKey = ("candles", candle.symbol, candle.interval)

@@ -8,6 +8,7 @@ equal values always print as the same string (``"100.10"``, never ``"100.1"``).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -23,8 +24,13 @@ _PLAIN = re.compile(r"[0-9]+(?:\.([0-9]+))?", re.ASCII)
 _MAX_TEXT = 40
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def fixed_text(value: int, decimals: int) -> str:
-    """``value * 10**-decimals`` with exactly ``decimals`` decimals (``1500, 4 -> "0.1500"``)."""
+    """``value * 10**-decimals`` with exactly ``decimals`` decimals (``1500, 4 -> "0.1500"``).
+
+    Memoised: the sim writes the same few hundred prices and sizes of each book over and over
+    (levels, checksums, trades), and a hit in the C cache is several times cheaper than the
+    divmod and format."""
     if decimals <= 0:
         return str(value * 10**-decimals)
     sign = "-" if value < 0 else ""
