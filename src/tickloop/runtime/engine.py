@@ -130,6 +130,8 @@ _HANDLER_OF: dict[type[Any], str] = {
     Fill: "on_fill",
 }
 _EQUITY_JOB = ("tickloop", "equity")
+#: Engine-wide limits that check nothing (compared with on every order: made once).
+_NO_LIMITS = RiskLimits()
 
 
 class BotStatus(StrEnum):
@@ -1003,16 +1005,19 @@ class Engine:
         coro = host.handlers["tick"]()
         running = self.running
         previous = running.enter(host.id, "tick")
+        # Driven by a for loop, as in _route: a tick that returns without waiting (most of
+        # them) ends the loop without a StopIteration being made and caught.
+        yielded: Any = _NOTHING
         try:
-            yielded = coro.send(None)
-        except StopIteration:
-            running.leave(previous, stats)
-            return
+            for yielded in coro.__await__():  # noqa: B007
+                break
         except Exception as exc:
             running.leave(previous, stats)
             self._error(host, "tick", exc)
             return
         running.leave(previous, stats)
+        if yielded is _NOTHING:
+            return
         host.tick_task = asyncio.get_running_loop().create_task(
             self._finish_tick(host, coro, yielded), name=f"tick:{host.id}")
 
@@ -1128,7 +1133,7 @@ class Engine:
         clock = self.clock
         wall = clock.now()
         mine = self._exposure(host, symbol, wall)
-        if self.risk.global_limits == RiskLimits():
+        if self.risk.global_limits == _NO_LIMITS:
             total = mine
         else:
             parts = [mine if h is host else self._exposure(h, symbol, wall)

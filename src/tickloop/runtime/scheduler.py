@@ -285,6 +285,15 @@ class ScheduleRunner:
             # asyncio fires a timer up to its clock resolution early: it fired for ``armed``
             wall += armed - now
             now = armed
+        fire = self._fire
         for due in self.scheduler.pop_due(now, wall):
-            self._fire(due)
-        self._arm()
+            fire(due)
+        if not self._running:
+            return
+        # _arm, inline (a backtest wakes here on every simulated tick): no timer is armed now
+        deadline = self.scheduler.next_deadline()
+        if deadline is not None and self._handle is None:
+            self._armed_at = deadline
+            self._handle = clock.call_at(deadline, self._wake)
+        elif deadline is not None:
+            self._arm()
