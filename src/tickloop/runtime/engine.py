@@ -455,7 +455,10 @@ class Engine:
     def position(self, bot_id: str, symbol: str) -> Position:
         """The bot's position in ``symbol`` (size, average price, realised PnL: no mark
         needed, so none is taken)."""
-        return self._host(bot_id).portfolio.position(symbol)
+        host = self._hosts.get(bot_id)
+        if host is None:
+            host = self._host(bot_id)  # raises: no such bot
+        return host.portfolio.position(symbol)
 
     def book(self, symbol: str) -> OrderBook | None:
         source = self._source
@@ -1004,7 +1007,11 @@ class Engine:
         stats.count += 1
         coro = host.handlers["tick"]()
         running = self.running
-        previous = running.enter(host.id, "tick")
+        # Running.enter and .leave, inline (a backtest ticks on every bar)
+        previous = (running.bot, running.handler, running.started)
+        running.bot = host.id
+        running.handler = "tick"
+        running.started = t0 = perf()
         # Driven by a for loop, as in _route: a tick that returns without waiting (most of
         # them) ends the loop without a StopIteration being made and caught.
         yielded: Any = _NOTHING
@@ -1015,7 +1022,15 @@ class Engine:
             running.leave(previous, stats)
             self._error(host, "tick", exc)
             return
-        running.leave(previous, stats)
+        elapsed = perf() - t0
+        stats.total += elapsed
+        if elapsed > stats.max:
+            stats.max = elapsed
+        if elapsed > running.longest:
+            running.longest = elapsed
+            running.longest_bot = host.id
+            running.longest_handler = "tick"
+        running.bot, running.handler, running.started = previous
         if yielded is _NOTHING:
             return
         host.tick_task = asyncio.get_running_loop().create_task(
