@@ -186,7 +186,7 @@ class CandleFeed:
             self._publish_book(candle.symbol)
         matcher = self._matcher
         # only the resting orders hear it (most candles: none, and no print is made)
-        if matcher is not None and matcher.has_resting(candle.symbol):
+        if matcher is not None and matcher._resting and matcher.has_resting(candle.symbol):
             self._hidden(candle, candle.open, candle.volume / _FOUR, candle.open_time)
 
     def close_bar(self, candle: Candle) -> None:
@@ -195,7 +195,7 @@ class CandleFeed:
         matcher = self._matcher
         quarter: Decimal | None = None
         # the two extremes reach the matcher only while an order rests (most candles: none)
-        if matcher is not None and matcher.has_resting(symbol):
+        if matcher is not None and matcher._resting and matcher.has_resting(symbol):
             quarter = candle.volume / _FOUR
             if candle.close >= candle.open:
                 self._hidden(candle, candle.low, quarter, ts)
