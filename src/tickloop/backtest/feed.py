@@ -166,8 +166,13 @@ class CandleFeed:
     def open_bar(self, candle: Candle) -> bool:
         """The candle opens: its book, the waiting orders released; True when some were (the
         driver then lets them run before :meth:`print_open`)."""
-        self._set(candle.symbol, candle.open, candle.volume)
-        waiters = self._waiting.pop(candle.symbol, None)
+        symbol = candle.symbol
+        price = candle.open
+        # _set, inline (every candle)
+        self._price[symbol] = (price, candle.volume)
+        self.prices[symbol] = price
+        self._stale.add(symbol)
+        waiters = self._waiting.pop(symbol, None) if self._waiting else None
         if not waiters:
             return False
         for w in waiters:
@@ -177,8 +182,12 @@ class CandleFeed:
 
     def print_open(self, candle: Candle) -> None:
         """The open prints (after the orders released at the open were submitted)."""
-        self._publish_book(candle.symbol)
-        self._hidden(candle, candle.open, candle.volume / _FOUR, candle.open_time)
+        if self._book_topics:
+            self._publish_book(candle.symbol)
+        matcher = self._matcher
+        # only the resting orders hear it (most candles: none, and no print is made)
+        if matcher is not None and matcher._resting and matcher.has_resting(candle.symbol):
+            self._hidden(candle, candle.open, candle.volume / _FOUR, candle.open_time)
 
     def close_bar(self, candle: Candle) -> None:
         symbol = candle.symbol
@@ -186,7 +195,7 @@ class CandleFeed:
         matcher = self._matcher
         quarter: Decimal | None = None
         # the two extremes reach the matcher only while an order rests (most candles: none)
-        if matcher is not None and matcher.has_resting(symbol):
+        if matcher is not None and matcher._resting and matcher.has_resting(symbol):
             quarter = candle.volume / _FOUR
             if candle.close >= candle.open:
                 self._hidden(candle, candle.low, quarter, ts)

@@ -299,14 +299,15 @@ class Backtest:
                     if ready is None or ready:
                         await settle()
                 # 3. the timers due at t (a tick at a bar's close sees that bar), the equity
-                if heap and heap[0][0] <= now:  # fire_until(now, True), inline: every bar
-                    while True:
-                        deadline = clock.next_deadline()
-                        if deadline is None or deadline > now:
-                            break
-                        clock.advance_to(deadline)
-                        if ready is None or ready:
-                            await settle()
+                # fire_until(now, True), inline (every bar): one deadline at a time, read off
+                # the heap's head; a cancelled head is dropped by next_deadline, as there
+                while heap and heap[0][0] <= now:
+                    if heap[0][2].cancelled:
+                        clock.next_deadline()
+                        continue
+                    clock.advance_to(heap[0][0])
+                    if ready is None or ready:
+                        await settle()
                 if closed:
                     for add_ts, add_equity, add_exposed, mark in curves:
                         equity, exposed = mark(prices)

@@ -189,7 +189,10 @@ class Bot:
         return await self.engine.cancel_all(self.id, symbol)
 
     def position(self, symbol: str) -> Position:
-        return self.engine.position(self.id, symbol)
+        engine = self._engine  # the property, inline: a bot reads its position every tick
+        if engine is None:
+            return self.engine.position(self.id, symbol)  # raises: not hosted
+        return engine.position(self.id, symbol)
 
     @property
     def orders(self) -> list[Order]:

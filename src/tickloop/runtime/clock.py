@@ -97,6 +97,9 @@ class LoopClock:
         return f"LoopClock(monotonic={self.monotonic():.3f})"
 
 
+_heappush = heapq.heappush
+
+
 class _SimTimer:
     __slots__ = ("args", "callback", "cancelled", "when")
 
@@ -141,8 +144,10 @@ class SimClock:
         return round((self._epoch + self._now) * 1e9)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        timer = _SimTimer(float(when), callback, args)
-        heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
+        # a backtest arms a timer or more every simulated second: names bound once
+        when = float(when)
+        timer = _SimTimer(when, callback, args)
+        _heappush(self._heap, (when, next(self._seq), timer))
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:

@@ -175,8 +175,9 @@ class PaperExecutor:
 
     def on_trade(self, trade: Trade) -> None:
         matcher = self._matcher
-        # every trade of every traded symbol comes here: most find nothing resting
-        if matcher is not None and matcher.has_resting(trade.symbol):
+        # every trade of every traded symbol comes here: most find nothing resting (and
+        # with nothing resting at all, the matcher's table is empty: no call is made)
+        if matcher is not None and matcher._resting and matcher.has_resting(trade.symbol):
             self._send(matcher.on_trade(trade))
 
     async def close(self) -> None:

@@ -140,6 +140,8 @@ class Portfolio:
 
     def position(self, symbol: str) -> Position:
         pos = self._positions.get(symbol)
+        if pos is not None and pos.model is not None:  # made since the last fill
+            return pos.model
         return self._position(pos if pos is not None else PositionState(symbol))
 
     def positions(self) -> list[Position]:

@@ -110,6 +110,9 @@ class Due(NamedTuple):
     missed: int
 
 
+_new_tuple = tuple.__new__
+
+
 class Scheduler:
     """The sans-I/O schedule of many jobs (see the module docstring)."""
 
@@ -191,7 +194,8 @@ class Scheduler:
             else:
                 job.runs += 1
                 job.missed += missed
-                out.append(Due(job.key, deadline, missed))
+                # tuple.__new__: a named tuple's own __new__ is a Python function
+                out.append(_new_tuple(Due, (job.key, deadline, missed)))
             heapq.heapreplace(heap, (job.deadline, job.order, job))
         return out
 
@@ -285,6 +289,15 @@ class ScheduleRunner:
             # asyncio fires a timer up to its clock resolution early: it fired for ``armed``
             wall += armed - now
             now = armed
+        fire = self._fire
         for due in self.scheduler.pop_due(now, wall):
-            self._fire(due)
-        self._arm()
+            fire(due)
+        if not self._running:
+            return
+        # _arm, inline (a backtest wakes here on every simulated tick): no timer is armed now
+        deadline = self.scheduler.next_deadline()
+        if deadline is not None and self._handle is None:
+            self._armed_at = deadline
+            self._handle = clock.call_at(deadline, self._wake)
+        elif deadline is not None:
+            self._arm()
