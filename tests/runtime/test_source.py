@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tickloop import StreamClient
 from tickloop.book.engine import OrderBook
 from tickloop.bus import Bus
 from tickloop.exceptions import ConfigError
 from tickloop.models import BookLevel, BookSnapshot, Trade
 from tickloop.runtime import Bot, Engine, SimClock
-from tickloop.runtime.source import MarketWants
+from tickloop.replay import ReplayServer
+from tickloop.runtime.source import MarketWants, StreamSource
+from tickloop.venues.base import Channel, Subscription
 
 
 class ListSource:
@@ -105,3 +109,41 @@ def test_advance_to_not_inclusive_leaves_the_timers_of_that_instant() -> None:
     assert clock.advance_to(2.0, inclusive=False) == 1
     assert fired == ["a"] and clock.monotonic() == 2.0
     assert clock.advance_to(2.0) == 1 and fired == ["a", "b"]
+
+
+# -------------------------------------------------------- StreamSource on a recorded Binance
+
+
+@pytest.mark.playback
+@pytest.mark.timeout(60)
+async def test_binance_traded_and_published_book_is_one_full_subscription(
+    recorded_data: Path,
+) -> None:
+    # A symbol the bots both trade and read books of: one upstream book subscription, and the
+    # local book behind it kept whole (the paper executor walks it), not cut to the published
+    # depth by a depth-limited REST snapshot. A consumer at any depth can then share it.
+    async with (
+        ReplayServer([recorded_data / "BINANCE.ws.1.0"], start_on_message=True,
+                     close_at_end=False, subscribed_only=True) as srv,
+        StreamClient("binance", url=srv.url("/stream"), rest_url=srv.rest_url) as feed,
+        Bus() as bus,
+    ):
+        source = StreamSource(feed)
+        await source.start()
+        wants = MarketWants(trades=("NKN-USDT",), books=("NKN-USDT", "LRC-BTC"),
+                            traded=("NKN-USDT",), depth=10)
+        await source.wire(bus, wants)
+        try:
+            books = {s: n for s, n in feed.upstream().items() if s.channel is Channel.BOOK}
+            assert books == {Subscription(Channel.BOOK, "NKN-USDT"): 1,
+                             Subscription(Channel.BOOK, "LRC-BTC"): 1}
+            # the traded book serves any depth; the only-published one stays at depth 10
+            await feed.subscribe_books(["NKN-USDT"], _nothing, depth=None, live=True)
+            with pytest.raises(ConfigError, match="kept at 10 levels"):
+                await feed.subscribe_books(["LRC-BTC"], _nothing, depth=None, live=True)
+        finally:
+            await source.close()
+
+
+def _nothing(book: OrderBook) -> None:
+    """A book consumer that only holds its subscription."""
