@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from tickloop import StreamClient
 from tickloop.book.engine import OrderBook
@@ -147,3 +150,64 @@ async def test_binance_traded_and_published_book_is_one_full_subscription(
 
 def _nothing(book: OrderBook) -> None:
     """A book consumer that only holds its subscription."""
+
+
+# ------------------------------------------------------- StreamSource on a Kraken-protocol fake
+
+
+async def _kraken_fake(sent: list[dict[str, Any]]) -> Any:
+    """A Kraken v1 WebSocket that confirms every (un)subscription as the venue does, echoing
+    the requested depth, and records what it was sent."""
+
+    async def serve(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                msg = json.loads(raw)
+                sent.append(msg)
+                if msg.get("event") not in ("subscribe", "unsubscribe"):
+                    continue
+                sub = msg["subscription"]
+                name = sub["name"] + (f"-{sub['depth']}" if "depth" in sub else "")
+                status = "subscribed" if msg["event"] == "subscribe" else "unsubscribed"
+                for pair in msg["pair"]:
+                    await ws.send(json.dumps({
+                        "channelID": 7, "channelName": name, "event": "subscriptionStatus",
+                        "pair": pair, "status": status, "subscription": sub,
+                        "reqid": msg["reqid"]}))
+
+    return await websockets.serve(serve, "127.0.0.1", 0)
+
+
+@pytest.mark.timeout(60)
+async def test_kraken_live_books_are_subscribed_at_a_depth_the_venue_takes() -> None:
+    # Kraken's book channel takes a depth from a fixed set: the keep-book consumer of a traded
+    # symbol with no published book (depth None) is subscribed at the venue's default (10) and
+    # its local book truncates there; a traded symbol whose book is published is subscribed at
+    # the published depth (full_books changes nothing on a depth-limited venue).
+    sent: list[dict[str, Any]] = []
+    server = await _kraken_fake(sent)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with StreamClient("kraken", url=f"ws://127.0.0.1:{port}") as feed, Bus() as bus:
+            source = StreamSource(feed)
+            await source.start()
+            wants = MarketWants(trades=("BTC-USD", "ETH-USD"), books=("ETH-USD",),
+                                traded=("BTC-USD", "ETH-USD"), depth=25)
+            await asyncio.wait_for(source.wire(bus, wants), 20)  # a hang guard
+            try:
+                books = {(m["pair"][0], m["subscription"].get("depth")) for m in sent
+                         if m.get("event") == "subscribe"
+                         and m["subscription"]["name"] == "book"}
+                assert books == {("XBT/USD", 10), ("ETH/USD", 25)}
+                assert {s for s in feed.upstream() if s.channel is Channel.BOOK} == {
+                    Subscription(Channel.BOOK, "BTC-USD", depth=10),
+                    Subscription(Channel.BOOK, "ETH-USD", depth=25),
+                }
+                btc, eth = source.book("BTC-USD"), source.book("ETH-USD")
+                assert btc is not None and btc.depth == 10
+                assert eth is not None and eth.depth == 25
+            finally:
+                await source.close()
+    finally:
+        server.close()
+        await server.wait_closed()
