@@ -18,8 +18,8 @@ from tickloop.book.engine import OrderBook
 from tickloop.bus import Bus
 from tickloop.exceptions import ConfigError
 from tickloop.models import BookLevel, BookSnapshot, Trade
-from tickloop.runtime import Bot, Engine, SimClock
 from tickloop.replay import ReplayServer
+from tickloop.runtime import Bot, Engine, SimClock
 from tickloop.runtime.source import MarketWants, StreamSource
 from tickloop.venues.base import Channel, Subscription
 
