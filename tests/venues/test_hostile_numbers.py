@@ -247,3 +247,24 @@ def test_case8_symbol_caches_follow_the_configured_limit() -> None:
     for i in range(1_000):
         assert kraken.symbol(f"C{i}/USD") == f"C{i}-USD"
     assert len(kraken._symbols) == 50
+
+
+def test_case8_names_past_the_symbol_cache_are_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A full name cache is handled (names are worked out each time) and must also be visible:
+    # counted per name decoded uncached, with one warning naming the bound.
+    from tickloop.limits import Limits
+
+    kraken = KrakenV2Codec(limits=Limits(max_symbols=50))
+    binance = BinanceCodec(limits=Limits(max_symbols=50))
+    with caplog.at_level("WARNING", logger="tickloop.venues"):
+        for i in range(80):
+            assert kraken.symbol(f"C{i}/USD") == f"C{i}-USD"
+            assert binance.symbol(f"C{i}USDT") == f"C{i}-USDT"
+        assert kraken.symbol("C0/USD") == "C0-USD"  # cached: not counted
+    assert kraken.uncached_symbols == 30
+    assert binance.uncached_symbols == 30
+    warnings = [r for r in caplog.records if "max_symbols" in r.getMessage()]
+    assert len(warnings) == 2
+    assert {r.getMessage().split(":")[0] for r in warnings} == {"kraken", "binance"}

@@ -35,6 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
+from ..book.sync import SYNCS
 from ..exceptions import ConfigError
 from ..models import (
     Candle,
@@ -169,6 +170,13 @@ class FeedLink:
             self._on_pressure(inbox, True)
 
 
+def _depth_limited(venue: str) -> bool:
+    """Whether ``venue``'s book is kept at the subscribed depth (its synchroniser truncates):
+    there, a book subscribed with no depth is the venue's default depth, not a full book."""
+    sync = SYNCS.get(venue)
+    return sync is not None and sync.truncates
+
+
 async def attach(
     bus: Bus,
     feed: StreamClient,
@@ -177,6 +185,7 @@ async def attach(
     books: str | Sequence[str] = (),
     depth: int = 10,
     book_interval: float | None = None,
+    full_books: bool = False,
     candles: str | Sequence[str] = (),
     interval: str = "1m",
     tickers: str | Sequence[str] = (),
@@ -189,7 +198,12 @@ async def attach(
 
     ``trades``, ``books``, ``candles`` (at ``interval``) and ``tickers`` name symbols;
     ``depth`` is the number of levels a side in each book snapshot, ``book_interval`` (ms) at
-    most one book per symbol per interval (None: every update); ``orders`` / ``fills`` need the
+    most one book per symbol per interval (None: every update); ``full_books`` keeps each
+    book whole where the venue's book is not depth-limited (Binance: the snapshot is the full
+    REST answer, not its top ``depth`` levels), so that the same subscription also serves the
+    live book at any depth (the runtime's paper executor walks it); the published snapshots are
+    still its top ``depth`` levels, and a depth-limited venue (Kraken) is subscribed at
+    ``depth``, as without it. ``orders`` / ``fills`` need the
     client's credentials; ``status`` publishes the client's status events. Returns once the
     venue confirmed every stream; on a refusal, what was already wired is undone and the
     client's error is raised.
@@ -227,7 +241,11 @@ async def attach(
                 link.published += 1
 
             await feed.subscribe_books(
-                book_syms, on_book, depth=depth, conflate=book_interval, live=True
+                book_syms,
+                on_book,
+                depth=None if full_books and not _depth_limited(venue) else depth,
+                conflate=book_interval,
+                live=True,
             )
             link._undo.append(lambda: feed.unsubscribe_books(book_syms, on_book))
 

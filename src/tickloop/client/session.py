@@ -340,6 +340,11 @@ class WsSession:
     def unknown(self) -> int:
         return self._codec.unknown if self._codec is not None else 0
 
+    @property
+    def uncached_symbols(self) -> int:
+        """Symbol names the current connection's codec decoded past limits.max_symbols."""
+        return self._codec.uncached_symbols if self._codec is not None else 0
+
     # --------------------------------------------------------------------------- flow control
     @property
     def paused(self) -> bool:

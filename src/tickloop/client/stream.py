@@ -1334,6 +1334,7 @@ class StreamClient:
             "events": sum(s.events for s in sessions),
             "malformed": sum(s.stats.malformed for s in sessions),
             "unknown": sum(s.unknown for s in sessions),
+            "uncached_symbols": sum(s.uncached_symbols for s in sessions),
             "reconnects": sum(s.stats.reconnects for s in sessions),
             "stale": sum(s.stats.stale for s in sessions),
             "duplicates": self._trades.duplicates,

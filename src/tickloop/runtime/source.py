@@ -75,8 +75,17 @@ class StreamSource:
         feed = self.feed
         # the paper executor and the marks need every traded symbol's trades and live book
         trades = sorted(set(wants.trades) | set(wants.traded))
-        self._links.append(await bus.attach(feed, trades=trades, books=list(wants.books),
+        traded = set(wants.traded)
+        # A traded symbol's published book is also its live book: one subscription, kept whole
+        # (full_books) so that the executor walks every level, not a book whose snapshot was cut
+        # to the published depth. Untraded books stay at that depth (a smaller REST snapshot).
+        read = [s for s in wants.books if s not in traded]
+        kept = [s for s in wants.books if s in traded]
+        self._links.append(await bus.attach(feed, trades=trades, books=read,
                                             depth=wants.depth, tickers=list(wants.tickers)))
+        if kept:
+            self._links.append(await bus.attach(feed, books=kept, depth=wants.depth,
+                                                full_books=True, status=False))
         for interval, symbols in sorted(wants.candles.items()):
             self._links.append(await bus.attach(feed, candles=list(symbols), interval=interval,
                                                 status=False))

@@ -28,6 +28,7 @@ Decoding rules every codec follows:
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
@@ -59,6 +60,8 @@ from ..models import (
 
 if TYPE_CHECKING:
     from ..fields import Selection
+
+log = logging.getLogger("tickloop.venues")
 
 __all__ = [
     "AccountRest",
@@ -302,9 +305,24 @@ class Codec(abc.ABC):
 
     def __init__(self, *, limits: Limits = DEFAULT_LIMITS) -> None:
         self.unknown = 0  # well-formed messages of a type this codec does not use
+        #: Symbol names decoded while the name cache was full (limits.max_symbols): each one is
+        #: worked out again every time; counted so that a stream naming too many is visible.
+        self.uncached_symbols = 0
         self._next_id = 0
         #: The bounds this codec applies (tickloop.limits): numbers, levels, symbol caches.
         self.limits = limits
+
+    def _uncached(self, venue_symbol: str) -> None:
+        """``venue_symbol`` was decoded with the name cache full (limits.max_symbols): count it,
+        and log the first one (a stream that names this many symbols is hostile or the bound
+        is too low for the venue; either way the operator should know)."""
+        self.uncached_symbols += 1
+        if self.uncached_symbols == 1:
+            log.warning(
+                "%s: more than limits.max_symbols=%d symbols seen; %r and later new names are "
+                "not cached (counted in stats()['uncached_symbols'])",
+                self.venue, self.limits.max_symbols, venue_symbol,
+            )
 
     def next_request_id(self) -> int:
         self._next_id += 1

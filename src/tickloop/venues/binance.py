@@ -338,6 +338,8 @@ class BinanceCodec(Codec):
             # Bounded (limits.max_symbols): beyond it a name is worked out each time it is seen.
             if len(self._symbols) < self.limits.max_symbols:
                 self._symbols[venue_symbol] = symbol
+            else:
+                self._uncached(venue_symbol)
             return symbol
 
     # -- outgoing ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import decimal
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -265,6 +265,7 @@ class _SymbolCache:
 
     _symbols: dict[str, str]
     limits: Limits
+    _uncached: Callable[[str], None]  # Codec's
 
     def symbol(self, venue_symbol: str) -> str:
         try:
@@ -274,6 +275,8 @@ class _SymbolCache:
             # Bounded (limits.max_symbols): beyond it a name is worked out each time it is seen.
             if len(self._symbols) < self.limits.max_symbols:
                 self._symbols[venue_symbol] = symbol
+            else:
+                self._uncached(venue_symbol)
             return symbol
 
 
