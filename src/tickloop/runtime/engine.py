@@ -1010,11 +1010,7 @@ class Engine:
         stats.count += 1
         coro = host.handlers["tick"]()
         running = self.running
-        # Running.enter and .leave, inline (a backtest ticks on every bar)
-        previous = (running.bot, running.handler, running.started)
-        running.bot = host.id
-        running.handler = "tick"
-        running.started = t0 = perf()
+        previous = running.enter(host.id, "tick")
         # Driven by a for loop, as in _route: a tick that returns without waiting (most of
         # them) ends the loop without a StopIteration being made and caught.
         yielded: Any = _NOTHING
@@ -1025,15 +1021,7 @@ class Engine:
             running.leave(previous, stats)
             self._error(host, "tick", exc)
             return
-        elapsed = perf() - t0
-        stats.total += elapsed
-        if elapsed > stats.max:
-            stats.max = elapsed
-        if elapsed > running.longest:
-            running.longest = elapsed
-            running.longest_bot = host.id
-            running.longest_handler = "tick"
-        running.bot, running.handler, running.started = previous
+        running.leave(previous, stats)
         if yielded is _NOTHING:
             return
         host.tick_task = asyncio.get_running_loop().create_task(
