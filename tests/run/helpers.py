@@ -4,11 +4,12 @@ temporary folder (never the user's), and reading its output as it comes."""
 from __future__ import annotations
 
 import os
-import selectors
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 
 def env_for(tmp: Path, **extra: str) -> dict[str, str]:
@@ -38,33 +39,56 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
 
 
 class Running:
-    """A ``tickloop run`` in a subprocess; :meth:`wait_for` reads its stdout up to a line."""
+    """A ``tickloop run`` in a subprocess; :meth:`wait_for` waits for a line of its stdout.
+
+    Both pipes are drained by threads from the start, so however much the run writes, it never
+    blocks on a full pipe (a blocked write would stall its event loop, and the test with it).
+    """
 
     def __init__(self, tmp: Path, *args: str, **extra: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tickloop", "run", *args], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=env_for(tmp, **extra), cwd=tmp)
         self.out: list[str] = []
-        self._sel = selectors.DefaultSelector()
-        assert self.proc.stdout is not None
-        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.err: list[str] = []
+        self._seen = 0  # stdout lines wait_for has looked at
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._drain, args=(pipe, lines), daemon=True)
+                         for pipe, lines in ((self.proc.stdout, self.out),
+                                             (self.proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, pipe: IO[str] | None, lines: list[str]) -> None:
+        assert pipe is not None
+        for line in pipe:
+            with self._changed:
+                lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
 
     def wait_for(self, prefix: str, within: float = 60) -> str:
-        """The first stdout line starting with ``prefix`` (a bound on a hang: ``within`` s)."""
-        assert self.proc.stdout is not None
+        """The next stdout line starting with ``prefix`` (a bound on a hang: ``within`` s)."""
         end = time.monotonic() + within
-        while time.monotonic() < end:
-            if not self._sel.select(timeout=max(0.0, end - time.monotonic())):
-                continue
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.out.append(line)
-            if line.startswith(prefix):
-                return line.strip()
+        with self._changed:
+            while True:
+                while self._seen < len(self.out):
+                    line = self.out[self._seen]
+                    self._seen += 1
+                    if line.startswith(prefix):
+                        return line.strip()
+                left = end - time.monotonic()
+                if left <= 0 or not self._readers[0].is_alive():
+                    break
+                self._changed.wait(timeout=min(left, 0.5))
         self.kill()
         raise AssertionError(f"no line {prefix!r} in: {''.join(self.out)}\n"
-                             f"stderr: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                             f"stderr: {self.stderr()}")
+
+    def stderr(self) -> str:
+        with self._changed:
+            return "".join(self.err)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -72,6 +96,9 @@ class Running:
             self.proc.wait(10)
 
     def finish(self, timeout: float) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        self._sel.close()
-        return self.proc.returncode, "".join(self.out) + out, err
+        """Wait for the exit; its code, all of stdout and all of stderr."""
+        code = self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        with self._changed:
+            return code, "".join(self.out), "".join(self.err)

@@ -83,8 +83,13 @@ async def page(tmp_path: Path) -> AsyncIterator[object]:
         try:
             tab = context.pages[0] if context.pages else await context.new_page()
             errors: list[str] = []
+            seen: list[str] = []  # what the page said and which requests failed, for a failure
             tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.on("console", lambda msg: seen.append(f"console.{msg.type}: {msg.text}"))
+            tab.on("requestfailed", lambda req: seen.append(
+                f"request failed: {req.method} {req.url}: {req.failure}"))
             tab.errors = errors  # type: ignore[attr-defined]
+            tab.seen = seen  # type: ignore[attr-defined]
             yield tab
         finally:
             await context.close()
@@ -100,65 +105,77 @@ async def test_the_dashboard_of_tickloop_run(page: object, tmp_path: Path) -> No
     config.write_text(CONFIG)
     run = Running(tmp_path, str(config), "--port", "0")
     try:
-        url = run.wait_for("dashboard: ").split()[-1]
-        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
-            await page.goto(url)
-            await expect(page.locator("#h-stream")).to_have_text("connected")
-            btc = page.locator('.chart[data-symbol="BTC-USD"]')
-            await expect(btc.locator(".price")).to_have_text(_PRICE)
-            await expect(page.locator("#h-feeds")).to_have_text("sim 1/1")
-
-            # prices update: the BTC-USD trade count goes up from the stream
-            meta = '.chart[data-symbol="BTC-USD"] .meta'
-            before = int((await page.locator(meta).inner_text()).split()[0])
-            await page.wait_for_function(
-                f"n => parseInt(document.querySelector('{meta}').textContent) > n", arg=before)
-
-            # the bots table, from /api/bots
-            for bot in ("sma", "maker", "meanrev"):
-                row = page.locator(f'#bots tr[data-bot="{bot}"]')
-                await expect(row.locator("td.status")).to_have_text("running")
-            # fills from the bots' paper orders, and more of them as the run goes on
-            await expect(page.locator("#fills tr.empty")).to_have_count(0)
-            count = page.locator("#fills-count")
-            first = int((await count.inner_text()).split()[0])
-            await page.wait_for_function(
-                "n => parseInt(document.querySelector('#fills-count').textContent) > n",
-                arg=first)
-            # the equity curve: one line per bot, from the equity events
-            for bot in ("sma", "maker", "meanrev"):
-                await expect(page.locator(f'#equity-legend span[data-bot="{bot}"]')
-                             ).to_have_count(1)
-
-            # pause and resume from the page, seen through the API
-            pause = page.locator('#bots tr[data-bot="sma"] button')
-            await expect(pause).to_be_disabled()  # locked until the token is given
-            await page.fill("#token", TOKEN)
-            await page.click("#control button")
-            await expect(page.locator("#control-state")).to_have_text("unlocked")
-            await expect(pause).to_be_enabled()
-            await expect(pause).to_have_text("pause")
-            await pause.click()
-            await expect(page.locator('#bots tr[data-bot="sma"] td.status')
-                         ).to_have_text("paused")
-            assert (await api.get("/api/bots/sma")).json()["status"] == "paused"
-            await expect(pause).to_have_text("resume")
-
-            shot = os.environ.get("TICKLOOP_SCREENSHOT")
-            if shot:  # a few candles first, so the picture shows a chart
-                await page.wait_for_function(
-                    "window.tickloop.markets.get('BTC-USD').candles.length >= 6",
-                    timeout=60_000)
-                await page.screenshot(path=shot)
-
-            await pause.click()
-            await expect(page.locator('#bots tr[data-bot="sma"] td.status')
-                         ).to_have_text("running")
-            assert (await api.get("/api/bots/sma")).json()["status"] == "running"
-        assert page.errors == []  # type: ignore[attr-defined]
-        run.proc.send_signal(signal.SIGTERM)
-        run.proc.wait(timeout=10)
+        await _drive(page, run)
+    except Exception as exc:  # a failure says what the page and the server saw
+        seen = "\n".join(page.seen[-40:])  # type: ignore[attr-defined]
+        raise AssertionError(f"{exc}\n--- page errors: {page.errors}"  # type: ignore[attr-defined]
+                             f"\n--- page:\n{seen}\n--- run stderr:\n{run.stderr()[-4000:]}"
+                             ) from exc
     finally:
         run.kill()
     code, _, err = run.finish(timeout=10)
     assert code == 0 and "Traceback" not in err, err
+
+
+async def _drive(page: object, run: Running) -> None:
+    from playwright.async_api import Page, expect
+
+    assert isinstance(page, Page)
+    url = run.wait_for("dashboard: ").split()[-1]
+    async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+        await page.goto(url)
+        await expect(page.locator("#h-stream")).to_have_text("connected")
+        btc = page.locator('.chart[data-symbol="BTC-USD"]')
+        await expect(btc.locator(".price")).to_have_text(_PRICE)
+        await expect(page.locator("#h-feeds")).to_have_text("sim 1/1")
+
+        # prices update: the BTC-USD trade count goes up from the stream
+        meta = '.chart[data-symbol="BTC-USD"] .meta'
+        before = int((await page.locator(meta).inner_text()).split()[0])
+        await page.wait_for_function(
+            f"n => parseInt(document.querySelector('{meta}').textContent) > n", arg=before)
+
+        # the bots table, from /api/bots
+        for bot in ("sma", "maker", "meanrev"):
+            row = page.locator(f'#bots tr[data-bot="{bot}"]')
+            await expect(row.locator("td.status")).to_have_text("running")
+        # fills from the bots' paper orders, and more of them as the run goes on
+        await expect(page.locator("#fills tr.empty")).to_have_count(0)
+        count = page.locator("#fills-count")
+        first = int((await count.inner_text()).split()[0])
+        await page.wait_for_function(
+            "n => parseInt(document.querySelector('#fills-count').textContent) > n",
+            arg=first)
+        # the equity curve: one line per bot, from the equity events
+        for bot in ("sma", "maker", "meanrev"):
+            await expect(page.locator(f'#equity-legend span[data-bot="{bot}"]')
+                         ).to_have_count(1)
+
+        # pause and resume from the page, seen through the API
+        pause = page.locator('#bots tr[data-bot="sma"] button')
+        await expect(pause).to_be_disabled()  # locked until the token is given
+        await page.fill("#token", TOKEN)
+        await page.click("#control button")
+        await expect(page.locator("#control-state")).to_have_text("unlocked")
+        await expect(pause).to_be_enabled()
+        await expect(pause).to_have_text("pause")
+        await pause.click()
+        await expect(page.locator('#bots tr[data-bot="sma"] td.status')
+                     ).to_have_text("paused")
+        assert (await api.get("/api/bots/sma")).json()["status"] == "paused"
+        await expect(pause).to_have_text("resume")
+
+        shot = os.environ.get("TICKLOOP_SCREENSHOT")
+        if shot:  # a few candles first, so the picture shows a chart
+            await page.wait_for_function(
+                "window.tickloop.markets.get('BTC-USD').candles.length >= 6",
+                timeout=60_000)
+            await page.screenshot(path=shot)
+
+        await pause.click()
+        await expect(page.locator('#bots tr[data-bot="sma"] td.status')
+                     ).to_have_text("running")
+        assert (await api.get("/api/bots/sma")).json()["status"] == "running"
+    assert page.errors == []  # type: ignore[attr-defined]
+    run.proc.send_signal(signal.SIGTERM)
+    run.proc.wait(timeout=10)

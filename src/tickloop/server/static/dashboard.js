@@ -90,8 +90,10 @@ async function pollBots() {
 }
 
 // ------------------------------------------------------------------------------ backtests
+let backtestsPolling = false;
 async function loadBacktests() {
-  if (!backtest.available) return;
+  if (!backtest.available || backtestsPolling) return;
+  backtestsPolling = true;
   try {
     const r = await fetch("/api/backtests", {cache: "no-store"});
     if (r.status === 404) { backtest.available = false; return; }  // no store on this server
@@ -102,6 +104,7 @@ async function loadBacktests() {
     renderBacktests();
     if (backtest.shown === null && runs.length) showBacktest(runs[runs.length - 1].id);
   } catch (e) { /* the stream's state already says the server is away */ }
+  finally { backtestsPolling = false; }
 }
 
 function renderBacktests() {
@@ -222,8 +225,16 @@ function renderBots() {
 }
 
 async function control(id, action) {
-  const r = await fetch(`/api/bots/${encodeURIComponent(id)}/${action}`,
-                        {method: "POST", headers: {Authorization: `Bearer ${token}`}});
+  let r;
+  try {
+    r = await fetch(`/api/bots/${encodeURIComponent(id)}/${action}`,
+                    {method: "POST", headers: {Authorization: `Bearer ${token}`},
+                     signal: AbortSignal.timeout(AUTH_TIMEOUT_MS)});
+  } catch (e) {
+    addLog("control", `bots.${id}`, `${action}: not sent (${e.name})`);
+    askFrame();
+    return;
+  }
   if (r.status === 401) { lock(`refused (${r.status})`); return; }
   if (r.ok) {
     const info = await r.json();
@@ -523,18 +534,40 @@ async function pollStatus() {
 }
 
 // -------------------------------------------------------------------------------- control
+// A check never leaves the page silently stuck: each try is bounded in time, a network error
+// or a timeout is retried a few times with the state saying so, and the last failure is shown.
+const AUTH_TRIES = 4;
+const AUTH_TIMEOUT_MS = 8000;
+let authCheck = 0;  // a newer check (another click) makes an older one give up quietly
 async function checkToken(candidate) {
   const state = $("control-state");
-  const r = await fetch("/api/auth", {headers: {Authorization: `Bearer ${candidate}`}});
-  if (r.ok) {
-    token = candidate;
-    sessionStorage.setItem("tickloop-token", token);
-    state.dataset.state = "unlocked"; state.textContent = "unlocked";
-    unlocked = true;
-    dirtyBots = true;
-    askFrame();
-  } else {
-    lock(`refused (${r.status})`);
+  const mine = ++authCheck;
+  state.dataset.state = "checking"; state.textContent = "checking…";
+  for (let attempt = 1; attempt <= AUTH_TRIES; attempt++) {
+    let r;
+    try {
+      r = await fetch("/api/auth", {cache: "no-store",
+                                    headers: {Authorization: `Bearer ${candidate}`},
+                                    signal: AbortSignal.timeout(AUTH_TIMEOUT_MS)});
+    } catch (e) {
+      if (mine !== authCheck) return;
+      if (attempt === AUTH_TRIES) { lock(`unreachable (${e.name})`); return; }
+      state.textContent = `unreachable (${e.name}), retrying`;
+      await new Promise((done) => setTimeout(done, 500 * attempt));
+      continue;
+    }
+    if (mine !== authCheck) return;
+    if (r.ok) {
+      token = candidate;
+      sessionStorage.setItem("tickloop-token", token);
+      state.dataset.state = "unlocked"; state.textContent = "unlocked";
+      unlocked = true;
+      dirtyBots = true;
+      askFrame();
+    } else {
+      lock(`refused (${r.status})`);
+    }
+    return;
   }
 }
 
