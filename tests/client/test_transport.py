@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
+from collections import Counter
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tickloop.client.backoff import Backoff
@@ -309,6 +312,88 @@ async def test_without_a_request_a_read_is_delivered_in_one_go() -> None:
     finally:
         ticking.cancel()
         await runner.cleanup()
+
+
+async def _serve(count: int, sent: asyncio.Event) -> tuple[web.AppRunner, int]:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for n in range(count):
+            await ws.send_str(f"m{n}")
+        sent.set()
+        await ws.receive()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+async def _iterations_of_a_slow_read(
+    budget: float | None, count: int = 120
+) -> tuple[list[int], list[bool]]:
+    """Loop iterations in which each of ``count`` messages of one socket read came, to a sink
+    that takes at least 1 ms a message (a busy process's handlers); and, for each message
+    handed over while others were held back, whether the socket was paused meanwhile."""
+    sent = asyncio.Event()
+    runner, port = await _serve(count, sent)
+    recorder = Recorder()
+    conn: Any = None
+    paused_while_held: list[bool] = []
+
+    def slow(data: bytes | memoryview, now_ns: int) -> None:
+        recorder.seen.append((bytes(data), recorder.iteration))
+        if conn is not None and conn.backlog:
+            paused_while_held.append(conn._held_paused)
+        time.sleep(0.001)  # at least 1 ms, whatever the machine's load
+
+    recorder.on_frame = slow  # type: ignore[method-assign]
+
+    async def ticker() -> None:
+        while True:
+            recorder.iteration += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        conn = await PicowsTransport(read_budget=budget).connect(
+            f"ws://127.0.0.1:{port}/ws", {}, recorder, timeout=5.0, limits=DEFAULT_LIMITS
+        )
+        conn.pause_reading()  # everything waits in the kernel: one read carries it all
+        await asyncio.wait_for(sent.wait(), 10.0)
+        conn.resume_reading()
+        await until(lambda: len(recorder.seen) == count, "every message", limit=30.0)
+        assert [m for m, _ in recorder.seen] == [f"m{n}".encode() for n in range(count)]
+        conn.close()
+        await asyncio.wait_for(conn.wait_closed(), 5.0)
+    finally:
+        ticking.cancel()
+        await runner.cleanup()
+    return [i for _, i in recorder.seen], paused_while_held
+
+
+async def test_a_read_that_takes_longer_than_the_budget_gives_the_loop_turns() -> None:
+    """One read of 120 messages at >= 1 ms each: with a 2 ms budget no loop iteration hands
+    over more than three of them (the budget is checked before each message, and three take
+    at least 3 ms), nothing is lost or reordered, and the socket is not read while the rest
+    waits (later frames stay in the kernel); with the budget off the read's messages share
+    far fewer iterations (the case the budget exists for)."""
+    iterations, paused = await _iterations_of_a_slow_read(0.002)
+    per_turn = Counter(iterations)
+    assert max(per_turn.values()) <= 3
+    assert len(per_turn) >= 40
+    assert paused and all(paused)
+    iterations, _ = await _iterations_of_a_slow_read(None)
+    assert max(Counter(iterations).values()) > 3
+
+
+def test_the_read_budget_is_checked() -> None:
+    with pytest.raises(ValueError, match="read_budget"):
+        PicowsTransport(read_budget=0)
 
 
 async def test_a_conflating_reader_that_is_woken_asks_for_a_turn() -> None:

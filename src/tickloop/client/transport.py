@@ -40,7 +40,10 @@ The contract, for whoever writes a transport:
   read, a recording played at full speed) checks :data:`TURN` ``.wanted`` after each message
   (:mod:`tickloop.client.turns`); when a waiting reader set it, the transport clears it and
   delivers the rest on a later loop iteration, so that ``async for`` readers get turns.
-  :class:`PicowsTransport` does; ignoring it is correct, only less fair to those readers.
+  :class:`PicowsTransport` does, and also gives the loop a turn once it has spent
+  :data:`READ_BUDGET` handing over one read's frames, so that a large read of a busy process
+  (many bots' handlers a frame) delays no timer or task by more than about that; ignoring both
+  is correct, only less fair to the rest of the loop.
 
 This module is public and its API stable (``tickloop.client.transport``).
 """
@@ -67,6 +70,7 @@ __all__ = [
     "HOLD_HIGH",
     "HOLD_LOW",
     "LOOPBACK_RECV_BUFFER",
+    "READ_BUDGET",
     "TURN",
     "Connection",
     "FrameSink",
@@ -91,6 +95,13 @@ LOOPBACK_RECV_BUFFER = 256 * 1024
 #: the socket, and the count it resumes at.
 HOLD_HIGH = 4096
 HOLD_LOW = 1024
+
+#: The longest a connection hands frames to its sink in one event-loop callback (seconds), the
+#: time of one socket read's frames included: past it, the rest wait for the next loop
+#: iteration, as for a waiting reader (:data:`TURN`). A 256 KiB loopback read of small frames,
+#: each a few tens of µs of handlers (500 bots), would otherwise keep every timer, tick and
+#: task waiting for tens of milliseconds.
+READ_BUDGET = 0.002
 
 
 class FrameSink(Protocol):
@@ -160,6 +171,8 @@ class PicowsTransport:
     ``max_frame_size``: picows refuses a bigger frame and ends the connection (None:
     ``limits.max_frame_size`` of each ``connect``). ``loopback_recv_buffer``: SO_RCVBUF for a
     connection to a loopback address (:data:`LOOPBACK_RECV_BUFFER`; None keeps the kernel's).
+    ``read_budget``: the longest (seconds) frames are handed over in one loop iteration
+    (:data:`READ_BUDGET`; None: a whole read at once, unless a reader asks for a turn).
     """
 
     def __init__(
@@ -167,9 +180,13 @@ class PicowsTransport:
         *,
         max_frame_size: int | None = None,
         loopback_recv_buffer: int | None = LOOPBACK_RECV_BUFFER,
+        read_budget: float | None = READ_BUDGET,
     ) -> None:
+        if read_budget is not None and not read_budget > 0:
+            raise ValueError(f"read_budget must be positive seconds or None, not {read_budget!r}")
         self.max_frame_size = max_frame_size
         self.loopback_recv_buffer = loopback_recv_buffer
+        self.read_budget = read_budget
 
     def __repr__(self) -> str:
         return f"PicowsTransport(max_frame_size={self.max_frame_size})"
@@ -184,6 +201,8 @@ class PicowsTransport:
         limits: Limits = DEFAULT_LIMITS,
     ) -> PicowsConnection:
         conn = PicowsConnection(sink, limits)
+        if self.read_budget is not None:
+            conn.budget_ns = int(self.read_budget * 1e9)
         max_frame_size = (
             self.max_frame_size if self.max_frame_size is not None else limits.max_frame_size
         )
@@ -261,8 +280,10 @@ class PicowsConnection:
         "_held_paused",
         "_max_frame_size",
         "_reaper",
+        "_resume_when_drained",
         "_transport",
         "backlog",
+        "budget_ns",
         "fragments",
         "max_message",
         "max_pending",
@@ -272,6 +293,7 @@ class PicowsConnection:
         "received",
         "sink",
         "skipping",
+        "turn_start",
     )
 
     def __init__(self, sink: FrameSink, limits: Limits) -> None:
@@ -290,9 +312,14 @@ class PicowsConnection:
         self._reaper: asyncio.Task[None] | None = None
         self._flow_paused = False  # pause_reading() by the session (flow control)
         self._held_paused = False  # reading stopped: too many frames held back
+        self._resume_when_drained = False  # ... or a read used up the budget: until all are in
         #: Frames of the current read held back for a later loop iteration (a waiting reader
         #: asked for a turn: tickloop.client.turns), as (type, fin, payload, close code, ts).
         self.backlog: deque[tuple[Any, bool, bytes, int, int]] | None = None
+        #: The read budget in ns (PicowsTransport.read_budget; 1 << 62: none), and when this
+        #: loop iteration's first frame came (0: none yet; reset by a callback of the next one).
+        self.budget_ns = 1 << 62
+        self.turn_start = 0
 
     def __repr__(self) -> str:
         return f"<PicowsConnection received={self.received} closed={self._closed.done()}>"
@@ -365,6 +392,25 @@ class PicowsConnection:
             self.backlog = deque()
             asyncio.get_running_loop().call_soon(self._drain)
 
+    def _yield_budget(self) -> None:
+        """This read used up the budget: the rest of it waits for the next loop iteration, and
+        the socket is not read again until it has been delivered (later frames wait in the
+        kernel, and the venue's sending slows, rather than pile up here)."""
+        self._yield()
+        if not self._held_paused:
+            self._held_paused = True
+            self._resume_when_drained = True
+            self._set_reading(False)
+
+    def _begin_turn(self, now_ns: int) -> None:
+        """The first frame of this loop iteration: the budget's clock starts, and stops at the
+        next iteration (one callback a read, not one a frame)."""
+        self.turn_start = now_ns
+        asyncio.get_running_loop().call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        self.turn_start = 0
+
     def _hold(self, item: tuple[Any, bool, bytes, int, int]) -> None:
         backlog = self.backlog
         assert backlog is not None
@@ -378,11 +424,12 @@ class PicowsConnection:
         if backlog is None:
             return
         turn = TURN
+        deadline = time_ns() + self.budget_ns
         while backlog:
             self._frame(*backlog.popleft())
-            if turn.wanted and backlog:
+            if backlog and (turn.wanted or time_ns() > deadline):
                 turn.wanted = False
-                if self._held_paused and len(backlog) <= HOLD_LOW:
+                if self._held_paused and len(backlog) <= HOLD_LOW and not self._resume_when_drained:
                     self._unhold()
                 asyncio.get_running_loop().call_soon(self._drain)
                 return
@@ -392,6 +439,7 @@ class PicowsConnection:
 
     def _unhold(self) -> None:
         self._held_paused = False
+        self._resume_when_drained = False
         if not self._flow_paused and not self._closed.done():
             self._set_reading(True)
 
@@ -485,9 +533,14 @@ class _Listener(picows.WSListener):
         conn.received += 1
         msg_type = frame.msg_type
         if (msg_type is _TEXT or msg_type is _BINARY) and frame.fin and conn.backlog is None:
-            conn.on_frame(frame.get_payload_as_memoryview(), time_ns())
+            now = time_ns()
+            conn.on_frame(frame.get_payload_as_memoryview(), now)
             if TURN.wanted:
                 conn._yield()
+            elif not conn.turn_start:
+                conn._begin_turn(now)
+            elif now - conn.turn_start > conn.budget_ns:  # this read took its time: a turn
+                conn._yield_budget()
             return
         code = frame.get_close_code() if msg_type is _CLOSE else 0
         if conn.backlog is not None:  # held back, in order, until the loop had its turn
