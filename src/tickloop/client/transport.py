@@ -100,8 +100,9 @@ HOLD_LOW = 1024
 #: time of one socket read's frames included: past it, the rest wait for the next loop
 #: iteration, as for a waiting reader (:data:`TURN`). A 256 KiB loopback read of small frames,
 #: each a few tens of µs of handlers (500 bots), would otherwise keep every timer, tick and
-#: task waiting for tens of milliseconds.
-READ_BUDGET = 0.002
+#: task waiting for tens of milliseconds. 5 ms is above what a read of that size takes when
+#: each frame costs a few µs (a client with light handlers never pays the hold-back's copy).
+READ_BUDGET = 0.005
 
 
 class FrameSink(Protocol):
