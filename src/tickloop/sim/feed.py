@@ -15,6 +15,9 @@ Invariants:
   whose buffer fills is disconnected and counted (``stats.slow_disconnects``), so a slow client
   never holds up the flow or the other clients.
 * Nothing is sent while a stall fault is active: frames due meanwhile are dropped (and counted).
+* The engine returns the order events of the accounts with an ``orders`` or ``fills``
+  subscriber only (``Engine.order_listeners`` is the hub's live set of them): the others'
+  would be dropped here unread.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ FLOW_BATCH = 64
 _encode = msgspec.json.Encoder().encode
 
 SubKey = tuple[str, str, str | None]  # (channel, symbol or account, interval)
+#: The channels of an account's own events (the engine's OrderUpdates).
+_PRIVATE = ("orders", "fills")
 
 
 @dataclass
@@ -354,6 +359,9 @@ class Hub:
             for symbol in engine.markets
         }
         self._subs: dict[SubKey, set[Connection]] = {}
+        # accounts with an "orders" or "fills" subscriber: the engine reports only theirs
+        self._private: set[str] = set()
+        engine.order_listeners = self._private
         self._conns: dict[int, Connection] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -426,6 +434,7 @@ class Hub:
                 subs.discard(conn)
                 if not subs:
                     del self._subs[key]
+                    self._private_gone(key)
         conn.subs.clear()
 
     def disconnected(self, conn: Connection) -> None:
@@ -443,6 +452,8 @@ class Hub:
     def subscribe(self, conn: Connection, key: SubKey) -> None:
         conn.subs.add(key)
         self._subs.setdefault(key, set()).add(conn)
+        if key[0] in _PRIVATE:
+            self._private.add(key[1])
 
     def unsubscribe(self, conn: Connection, key: SubKey) -> None:
         conn.subs.discard(key)
@@ -451,6 +462,13 @@ class Hub:
             subs.discard(conn)
             if not subs:
                 del self._subs[key]
+                self._private_gone(key)
+
+    def _private_gone(self, key: SubKey) -> None:
+        """``key`` lost its last subscriber: keep ``_private`` to the accounts still heard."""
+        channel, account, _ = key
+        if channel in _PRIVATE and not any((c, account, None) in self._subs for c in _PRIVATE):
+            self._private.discard(account)
 
     def has_subscribers(self, key: SubKey) -> bool:
         return key in self._subs
