@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickloop.exceptions import OrderRejected, TickloopError
 from tickloop.models import (
@@ -28,6 +30,7 @@ from tickloop.sim.engine import (
     TradeEvent,
     market_for,
 )
+from tickloop.sim.market import fixed_text
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
@@ -173,6 +176,12 @@ def test_limit_rests_and_locks(engine: Engine) -> None:
     assert engine.order("bob", order.id) is None
     assert engine.best("ABC-USD") == (10000, 10100)
     assert engine.level_counts("ABC-USD") == (1, 1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-(10**20), 10**20), st.integers(0, 12))
+def test_fixed_text_is_the_exact_decimal_with_all_its_decimals(value: int, decimals: int) -> None:
+    assert fixed_text(value, decimals) == f"{Decimal(value).scaleb(-decimals):.{decimals}f}"
 
 
 def test_crossing_limit_fills_then_rests_the_rest(engine: Engine) -> None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, KeysView, Mapping, Set
 from decimal import Decimal
 from fractions import Fraction
 from itertools import count
@@ -97,6 +97,7 @@ _MAKER = Liquidity.MAKER
 _TAKER = Liquidity.TAKER
 
 MAX_CLIENT_ORDER_ID = 64
+_ZERO = Decimal(0)
 
 
 def _fraction_decimal(value: Fraction, decimals: int) -> Decimal:
@@ -632,6 +633,8 @@ class Engine:
         return whole
 
     def _units_decimal(self, units: int) -> Decimal:
+        if not units:
+            return _ZERO  # a maker's fee, most of the time: Decimals are immutable
         whole, rest = divmod(units, self._unit)
         if not rest:
             return Decimal(whole)
@@ -733,16 +736,21 @@ class Engine:
         book = self._book(symbol)
         if acct is None:
             acct = self._account(account)
+        # (the enum lookups are skipped for values that are members already, as the flow's are)
         try:
-            side = Side(side)
+            side = side if side.__class__ is Side else Side(side)
         except ValueError:
             raise Rejected("invalid_side", "side", f"invalid side {side!r}") from None
         try:
-            type_ = OrderType(type)
+            type_ = type if type.__class__ is OrderType else OrderType(type)
         except ValueError:
             raise Rejected("invalid_type", "type", f"invalid order type {type!r}") from None
         try:
-            tif = TimeInForce(time_in_force)
+            tif = (
+                time_in_force
+                if time_in_force.__class__ is TimeInForce
+                else TimeInForce(time_in_force)
+            )
         except ValueError:
             raise Rejected(
                 "invalid_time_in_force", "time_in_force", f"invalid time in force {time_in_force!r}"
@@ -1127,6 +1135,12 @@ class Engine:
     def order_is_open(self, account: str, order_id: str) -> bool:
         acct = self._accounts.get(account)
         return acct is not None and order_id in acct.open
+
+    def open_order_ids(self, account: str) -> KeysView[str]:
+        """The ids of the account's open orders: a live view (empty for an unknown account),
+        for a caller testing many ids at once."""
+        acct = self._accounts.get(account)
+        return ({} if acct is None else acct.open).keys()
 
     def order_by_client_id(self, account: str, client_order_id: str) -> SimOrder | None:
         acct = self._accounts.get(account)

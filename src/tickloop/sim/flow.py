@@ -171,10 +171,8 @@ class Flow:
 
     def _live_quotes(self, st: _Symbol, maker: int, side: Side) -> dict[str, int]:
         quotes = st.quotes[maker][0 if side is _BUY else 1]
-        account = self.makers[maker]
-        is_open = self.engine.order_is_open
-        dead = [oid for oid in quotes if not is_open(account, oid)]
-        for oid in dead:
+        open_ids = self.engine.open_order_ids(self.makers[maker])
+        for oid in [oid for oid in quotes if oid not in open_ids]:
             del quotes[oid]
         return quotes
 
