@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickloop.exceptions import OrderRejected, TickloopError
 from tickloop.models import (
@@ -28,6 +30,7 @@ from tickloop.sim.engine import (
     TradeEvent,
     market_for,
 )
+from tickloop.sim.market import fixed_text
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
@@ -173,6 +176,12 @@ def test_limit_rests_and_locks(engine: Engine) -> None:
     assert engine.order("bob", order.id) is None
     assert engine.best("ABC-USD") == (10000, 10100)
     assert engine.level_counts("ABC-USD") == (1, 1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-(10**20), 10**20), st.integers(0, 12))
+def test_fixed_text_is_the_exact_decimal_with_all_its_decimals(value: int, decimals: int) -> None:
+    assert fixed_text(value, decimals) == f"{Decimal(value).scaleb(-decimals):.{decimals}f}"
 
 
 def test_crossing_limit_fills_then_rests_the_rest(engine: Engine) -> None:
@@ -554,6 +563,56 @@ def test_trade_log_bound_keeps_ids_contiguous() -> None:
     assert 10 <= len(kept) < 1100
     assert [t.trade_id for t in kept] == list(range(1101 - len(kept), 1101))
     assert [t.trade_id for t in eng.trades("ABC-USD", since_id=1095)] == list(range(1096, 1101))
+
+
+def test_order_listeners_only_drop_the_other_accounts_order_events() -> None:
+    """Every kind of call, on an engine reporting every account and on one reporting bob's
+    only: the same results, market events and queries; bob's OrderUpdates and no others."""
+
+    def script(eng: Engine) -> list[object]:
+        out: list[object] = []
+
+        def call(result: tuple[object, list[EngineEvent]]) -> None:
+            out.append(result)
+
+        for account in ("alice", "bob", "carol"):
+            eng.open_account(account, FUNDS)
+        call(limit(eng, "alice", SELL, 1000, 10100))
+        call(limit(eng, "bob", SELL, 500, 10200, client_order_id="b1"))
+        call(limit(eng, "carol", BUY, 700, 9900))
+        call(limit(eng, "bob", BUY, 2000, 10200))  # fills alice, self-trade cancels b1, rests
+        call(limit(eng, "carol", SELL, 300, 9900, time_in_force=IOC))  # fills bob's rest
+        call(eng.place("alice", "ABC-USD", SELL, MARKET, 5000, ts=2))  # fills, then expires
+        call(limit(eng, "carol", BUY, 400, 9800))
+        call(limit(eng, "bob", BUY, 900, 9700))
+        call(eng.amend("carol", eng.orders("carol")[0].id, 300, ts=3))
+        call(eng.amend("bob", eng.orders("bob")[0].id, 800, ts=3))
+        call(eng.cancel("carol", eng.orders("carol")[0].id, ts=4))
+        call(eng.cancel_all("bob", ts=5))
+        call(eng.cancel_all("carol", ts=5))
+        for account in eng.accounts():
+            out += [eng.orders(account, open_only=False), eng.fills(account)]
+            out += [eng.balances(account), eng.positions(account)]
+        out += [eng.depth("ABC-USD"), eng.trades("ABC-USD"), eng.seq("ABC-USD")]
+        return out
+
+    full = Engine([ABC, DEFAULT_MARKETS["BTC-USD"]])
+    quiet = Engine([ABC, DEFAULT_MARKETS["BTC-USD"]])
+    quiet.order_listeners = {"bob"}
+    heard, said = script(full), script(quiet)
+    assert len(heard) == len(said)
+    order_events = 0
+    for one, other in zip(heard, said, strict=True):
+        if isinstance(one, tuple):
+            value, events = one
+            kept = [ev for ev in events if not isinstance(ev, OrderUpdate) or ev.account == "bob"]
+            order_events += sum(isinstance(ev, OrderUpdate) for ev in events)
+            assert other == (value, kept)
+        else:
+            assert other == one
+    said_events = [ev for item in said if isinstance(item, tuple) for ev in item[1]]
+    assert {ev.account for ev in said_events if isinstance(ev, OrderUpdate)} == {"bob"}
+    assert order_events > sum(isinstance(ev, OrderUpdate) for ev in said_events)
 
 
 def test_history_limit_bounds_closed_orders_and_fills() -> None:

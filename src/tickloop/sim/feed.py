@@ -15,6 +15,9 @@ Invariants:
   whose buffer fills is disconnected and counted (``stats.slow_disconnects``), so a slow client
   never holds up the flow or the other clients.
 * Nothing is sent while a stall fault is active: frames due meanwhile are dropped (and counted).
+* The engine returns the order events of the accounts with an ``orders`` or ``fills``
+  subscriber only (``Engine.order_listeners`` is the hub's live set of them): the others'
+  would be dropped here unread.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ FLOW_BATCH = 64
 _encode = msgspec.json.Encoder().encode
 
 SubKey = tuple[str, str, str | None]  # (channel, symbol or account, interval)
+#: The channels of an account's own events (the engine's OrderUpdates).
+_PRIVATE = ("orders", "fills")
 
 
 @dataclass
@@ -225,57 +230,60 @@ class _Mirror:
     mirror, which applies the updates one by one.
     """
 
-    __slots__ = ("ask_keys", "ask_text", "asks", "bid_keys", "bid_text", "bids", "spec")
+    __slots__ = ("ask_keys", "ask_text", "bid_keys", "bid_text", "spec")
 
     def __init__(
         self, spec: MarketSpec, bids: Sequence[tuple[int, int]], asks: Sequence[tuple[int, int]]
     ) -> None:
         self.spec = spec
-        self.bids = dict(bids)
-        self.asks = dict(asks)
-        self.bid_keys = sorted(-p for p in self.bids)  # negated: best bid first
-        self.ask_keys = sorted(self.asks)
-        # "price:size" of each level, kept with the level: an update changes one or two
-        # levels, and the checksum reads twenty texts
-        self.bid_text = {p: self._level(p, q) for p, q in self.bids.items()}
-        self.ask_text = {p: self._level(p, q) for p, q in self.asks.items()}
+        # Levels by book key (minus the price for bids, the price for asks: ascending keys
+        # are best first), each as its "price:size" text: an update changes one or two levels,
+        # and the checksum reads twenty texts.
+        self.bid_text = {-p: f"{spec.price_text(p)}:{spec.size_text(q)}" for p, q in bids}
+        self.ask_text = {p: f"{spec.price_text(p)}:{spec.size_text(q)}" for p, q in asks}
+        self.bid_keys = sorted(self.bid_text)
+        self.ask_keys = sorted(self.ask_text)
 
-    def apply(self, update: BookUpdate) -> None:
-        for price, lots in update.bids:
-            self._set(self.bids, self.bid_text, self.bid_keys, price, -price, lots)
-        for price, lots in update.asks:
-            self._set(self.asks, self.ask_text, self.ask_keys, price, price, lots)
+    def apply(self, update: BookUpdate) -> tuple[list[list[str]], list[list[str]]]:
+        """Apply one update; returns its bids and asks as the protocol's ``[price, size]``
+        texts (made here once, for the message and for the level's own text)."""
+        bid_text, bid_keys, ask_text, ask_keys = (
+            self.bid_text,
+            self.bid_keys,
+            self.ask_text,
+            self.ask_keys,
+        )
+        return (
+            [self._set(bid_text, bid_keys, p, -p, lots) for p, lots in update.bids],
+            [self._set(ask_text, ask_keys, p, p, lots) for p, lots in update.asks],
+        )
 
     def _set(
-        self,
-        levels: dict[int, int],
-        texts: dict[int, str],
-        keys: list[int],
-        price: int,
-        key: int,
-        lots: int,
-    ) -> None:
+        self, texts: dict[int, str], keys: list[int], price: int, key: int, lots: int
+    ) -> list[str]:
+        spec = self.spec
+        pt, st = spec.price_text(price), spec.size_text(lots)
         if lots:
-            if price not in levels:
+            if key not in texts:
                 bisect.insort(keys, key)
-            levels[price] = lots
-            texts[price] = self._level(price, lots)
-        elif levels.pop(price, None) is not None:
-            del texts[price]
+            texts[key] = f"{pt}:{st}"
+        elif texts.pop(key, None) is not None:
             del keys[bisect.bisect_left(keys, key)]
-
-    def _level(self, price: int, lots: int) -> str:
-        return f"{self.spec.price_text(price)}:{self.spec.size_text(lots)}"
+        return [pt, st]
 
     def checksum(self) -> int:
         """The protocol's checksum (see checksums.sim_checksum): the top ten levels of each
         side, interleaved best first (bid, ask, bid, ...), then the longer side's rest."""
-        bid_text, ask_text = self.bid_text, self.ask_text
-        bids = [bid_text[-k] for k in self.bid_keys[:10]]
-        asks = [ask_text[k] for k in self.ask_keys[:10]]
-        parts = [text for pair in zip(bids, asks, strict=False) for text in pair]
-        n = min(len(bids), len(asks))
-        parts += bids[n:] or asks[n:]
+        bids = list(map(self.bid_text.__getitem__, self.bid_keys[:10]))
+        asks = list(map(self.ask_text.__getitem__, self.ask_keys[:10]))
+        n = len(bids)
+        if n == len(asks):
+            parts = bids + asks
+            parts[::2], parts[1::2] = bids, asks
+        else:
+            parts = [text for pair in zip(bids, asks, strict=False) for text in pair]
+            n = min(n, len(asks))
+            parts += bids[n:] or asks[n:]
         return zlib.crc32(":".join(parts).encode())
 
 
@@ -354,6 +362,9 @@ class Hub:
             for symbol in engine.markets
         }
         self._subs: dict[SubKey, set[Connection]] = {}
+        # accounts with an "orders" or "fills" subscriber: the engine reports only theirs
+        self._private: set[str] = set()
+        engine.order_listeners = self._private
         self._conns: dict[int, Connection] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -426,6 +437,7 @@ class Hub:
                 subs.discard(conn)
                 if not subs:
                     del self._subs[key]
+                    self._private_gone(key)
         conn.subs.clear()
 
     def disconnected(self, conn: Connection) -> None:
@@ -443,6 +455,8 @@ class Hub:
     def subscribe(self, conn: Connection, key: SubKey) -> None:
         conn.subs.add(key)
         self._subs.setdefault(key, set()).add(conn)
+        if key[0] in _PRIVATE:
+            self._private.add(key[1])
 
     def unsubscribe(self, conn: Connection, key: SubKey) -> None:
         conn.subs.discard(key)
@@ -451,6 +465,13 @@ class Hub:
             subs.discard(conn)
             if not subs:
                 del self._subs[key]
+                self._private_gone(key)
+
+    def _private_gone(self, key: SubKey) -> None:
+        """``key`` lost its last subscriber: keep ``_private`` to the accounts still heard."""
+        channel, account, _ = key
+        if channel in _PRIVATE and not any((c, account, None) in self._subs for c in _PRIVATE):
+            self._private.discard(account)
 
     def has_subscribers(self, key: SubKey) -> bool:
         return key in self._subs
@@ -526,11 +547,10 @@ class Hub:
                 self.stats.book_updates += 1
                 self._ticker_dirty.add(ev.symbol)
                 mirror = self._mirrors[ev.symbol]
-                mirror.apply(ev)
+                bids, asks = mirror.apply(ev)
                 key: SubKey = ("book", ev.symbol, None)
                 if key not in self._subs:
                     continue
-                spec = mirror.spec
                 self.broadcast(
                     key,
                     {
@@ -538,8 +558,8 @@ class Hub:
                         "symbol": ev.symbol,
                         "seq": ev.seq,
                         "prev_seq": ev.prev_seq,
-                        "bids": levels_json(spec, ev.bids),
-                        "asks": levels_json(spec, ev.asks),
+                        "bids": bids,
+                        "asks": asks,
                         "checksum": mirror.checksum(),
                         "ts": ev.ts,
                     },

@@ -24,8 +24,8 @@ import random
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from ..models import OrderStatus, OrderType, Side, TimeInForce
-from .engine import BookUpdate, Engine, EngineEvent, OrderUpdate, Rejected
+from ..models import OrderType, Side, TimeInForce
+from .engine import BookUpdate, Engine, EngineEvent, Rejected
 
 __all__ = ["DEFAULT_START_PRICES", "Flow"]
 
@@ -45,7 +45,6 @@ _MIN_LEVELS = 3
 _BUY, _SELL = Side.BUY, Side.SELL
 _MARKET, _LIMIT = OrderType.MARKET, OrderType.LIMIT
 _IOC = TimeInForce.IOC
-_FILLED = OrderStatus.FILLED
 
 
 class _Symbol:
@@ -102,7 +101,6 @@ class Flow:
             assets[market.base] = assets[market.quote] = _FUNDING
         for account in self.makers + self.takers:
             engine.open_account(account, assets, track_positions=False)
-        self._maker_index = {account: i for i, account in enumerate(self.makers)}
         self._symbols: dict[str, _Symbol] = {}
         for symbol in symbols:
             spec = engine.markets.get(symbol)
@@ -155,7 +153,9 @@ class Flow:
         side = _BUY if rng.random() < 0.5 else _SELL
         quotes = st.quotes[maker][0 if side is _BUY else 1]
         if len(quotes) >= self.levels:
-            # Quotes filled by someone else's order are still listed: drop them first.
+            # Quotes filled by a taker (ours or a user's) are still listed: drop them first.
+            # Only the open quotes and their order decide what follows, so the filled ones
+            # need not be dropped sooner, and the flow needs no order events.
             quotes = self._live_quotes(st, maker, side)
         action = rng.random()
         thin = (bids if side is _BUY else asks) <= _MIN_LEVELS
@@ -171,10 +171,8 @@ class Flow:
 
     def _live_quotes(self, st: _Symbol, maker: int, side: Side) -> dict[str, int]:
         quotes = st.quotes[maker][0 if side is _BUY else 1]
-        account = self.makers[maker]
-        is_open = self.engine.order_is_open
-        dead = [oid for oid in quotes if not is_open(account, oid)]
-        for oid in dead:
+        open_ids = self.engine.open_order_ids(self.makers[maker])
+        for oid in [oid for oid in quotes if oid not in open_ids]:
             del quotes[oid]
         return quotes
 
@@ -245,13 +243,4 @@ class Flow:
         except Rejected:
             return False
         events.extend(new)
-        changed = False
-        makers = self._maker_index
-        for ev in new:
-            if isinstance(ev, BookUpdate):
-                changed = True
-            elif isinstance(ev, OrderUpdate) and ev.order.status is _FILLED:
-                maker = makers.get(ev.account)
-                if maker is not None:
-                    st.quotes[maker][0 if ev.order.side is _BUY else 1].pop(ev.order.id, None)
-        return changed
+        return any(type(ev) is BookUpdate for ev in new)
