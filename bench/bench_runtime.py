@@ -5,7 +5,11 @@ this process hosts ``--bots`` bots (default 500), each on one or two symbols wit
 interval (0.5-5 s): 60% with async handlers (trades through a buffered subscription), 30% with
 sync handlers (called inline), 10% also on the books channel (a BookSnapshot per book update).
 Each good bot records, for every trade it handles, the time from the frame's arrival
-(``trade.recv_ts``) to its handler, and the engine's loop monitor records the loop lag.
+(``trade.recv_ts``: when the transport read it from the socket) to its handler, and from the
+trade's own time at the exchange (``trade.ts``, stamped by the sim process on the same host and
+clock) to its handler; the engine's loop monitor records the loop lag. The second figure holds
+every wait on the way (the sim's send queue, the kernel's socket buffers, frames read but not
+yet handled), the first only the waits after the read.
 
 Five trader bots in every run place a small paper market order every 0.2 s (its latency, from
 the call to its return, is the "paper order" column). The runs alternate: ``clean`` (good bots
@@ -14,8 +18,9 @@ for 200 ms on every tick, every 2 s) and, with ``--notify``, ``notify`` (clean p
 notifier of every order, fill and position event pointed at a local endpoint that takes 5 s
 per request). The table shows market events/s on the bus, the engine process's CPU time per
 market event (``time.process_time``: 1e6 / it is the rate one free core could carry), loop lag
-p50/p99, event -> handler latency p50/p99 (also with the samples that arrived during a
-reported stall left out: what the stall did to everyone is the stall itself), the BotError
+p50/p99, event -> handler latency p50/p99 from the read (also with the samples that arrived
+during a reported stall left out: what the stall did to everyone is the stall itself) and from
+the exchange, the BotError
 and LoopBlocked counts and whom the LoopBlocked events named, and the bad/clean ratios.
 
 Run: ``.venv/bin/python bench/bench_runtime.py [--quick] [--bots 500] [--seconds 10]
@@ -46,13 +51,14 @@ from tickloop.models import LoopBlocked, Trade
 from tickloop.runtime import Bot, Engine, WebhookNotifier
 
 ROOT = Path(__file__).resolve().parents[1]
-#: (frame arrival, handler start) in wall-clock ns, appended by every good bot's trade handler
-LATENCIES: list[tuple[int, int]] = []
+#: (frame arrival, handler start, the trade's exchange time) in wall-clock ns, appended by every
+#: good bot's trade handler
+LATENCIES: list[tuple[int, int, int]] = []
 
 
 class AsyncBot(Bot):
     async def on_trade(self, trade: Trade) -> None:
-        LATENCIES.append((trade.recv_ts, time.time_ns()))
+        LATENCIES.append((trade.recv_ts, time.time_ns(), trade.ts))
 
     async def tick(self) -> None:
         return None
@@ -60,7 +66,7 @@ class AsyncBot(Bot):
 
 class SyncBot(Bot):
     def on_trade(self, trade: Trade) -> None:
-        LATENCIES.append((trade.recv_ts, time.time_ns()))
+        LATENCIES.append((trade.recv_ts, time.time_ns(), trade.ts))
 
     def tick(self) -> None:
         return None
@@ -138,6 +144,8 @@ class Result:
     lat_p50: float
     lat_p99: float
     lat_p99_outside: float
+    venue_p50: float  # from the trade's exchange time (trade.ts) to the handler
+    venue_p99: float
     order_p50: float
     order_p99: float
     samples: int
@@ -221,14 +229,16 @@ async def one_run(name: str, url: str, n: int, symbols: list[str], seconds: floa
         await runner.cleanup()
     if notifiers:
         print(f"notify run: the notifier dropped {dropped:,} notifications")
-    lat = [(done - arrived) / 1e6 for arrived, done in samples]
+    lat = [(done - arrived) / 1e6 for arrived, done, _ in samples]
+    venue = [(done - at_venue) / 1e6 for _, done, at_venue in samples]
     # leave out samples whose wait overlapped a reported stall: [arrival, handled] meets
     # [stall end - duration, stall end + 5 ms] (the monitor reports just after the stall)
     windows = [(end - int(d * 1e9), end + 5_000_000) for end, d, _ in blocks]
-    outside = [(done - arrived) / 1e6 for arrived, done in samples
+    outside = [(done - arrived) / 1e6 for arrived, done, _ in samples
                if not any(arrived <= b and done >= a for a, b in windows)]
     return Result(name, len(bots), events / elapsed, lag50 * 1e3, lag99 * 1e3, pct(lat, 50),
-                  pct(lat, 99), pct(outside, 99), pct(orders, 50), pct(orders, 99), len(lat),
+                  pct(lat, 99), pct(outside, 99), pct(venue, 50), pct(venue, 99),
+                  pct(orders, 50), pct(orders, 99), len(lat),
                   cpu / max(events, 1) * 1e6, errors, len(blocks),
                   Counter(b for _, _, b in blocks if b))
 
@@ -259,12 +269,13 @@ async def main() -> None:
     finally:
         proc.terminate()
         await proc.wait()
-    console = Console(width=180)
+    console = Console(width=200)
     table = Table(title=f"{args.bots} bots, {len(symbols)} symbols, sim rate {args.rate}/s per "
                   f"symbol, {args.seconds:.0f} s measured after 3 s warm-up "
                   f"({platform.python_implementation()} {platform.python_version()})")
     for col in ("run", "bots", "market events/s", "loop lag p50/p99 ms",
-                "event->handler p50/p99 ms", "p99 outside stalls ms", "paper order p50/p99 ms",
+                "read->handler p50/p99 ms", "p99 outside stalls ms",
+                "exchange->handler p50/p99 ms", "paper order p50/p99 ms",
                 "samples", "CPU µs/event", "BotErrors",
                 "LoopBlocked (named)"):
         table.add_column(col, justify="right")
@@ -272,7 +283,8 @@ async def main() -> None:
         named = ", ".join(f"{k} x{v}" for k, v in r.named.items()) or "-"
         table.add_row(r.name, str(r.bots), f"{r.events_per_s:,.0f}",
                       f"{r.lag_p50:.2f} / {r.lag_p99:.2f}", f"{r.lat_p50:.2f} / {r.lat_p99:.2f}",
-                      f"{r.lat_p99_outside:.2f}", f"{r.order_p50:.3f} / {r.order_p99:.3f}",
+                      f"{r.lat_p99_outside:.2f}", f"{r.venue_p50:.2f} / {r.venue_p99:.2f}",
+                      f"{r.order_p50:.3f} / {r.order_p99:.3f}",
                       f"{r.samples:,}", f"{r.cpu_us:.1f}", str(r.bot_errors),
                       f"{r.blocked} ({named})")
     console.print(table)
@@ -281,7 +293,7 @@ async def main() -> None:
         runs = [r for r in results if r.name == other]
         for c, b in zip(clean, runs, strict=False):
             console.print(
-                f"{other}/clean: event->handler p50 {b.lat_p50 / c.lat_p50:.2f}x, "
+                f"{other}/clean: read->handler p50 {b.lat_p50 / c.lat_p50:.2f}x, "
                 f"p99 {b.lat_p99 / c.lat_p99:.2f}x, "
                 f"p99 outside stalls {b.lat_p99_outside / c.lat_p99_outside:.2f}x, "
                 f"paper order p50 {b.order_p50 / c.order_p50:.2f}x, "
