@@ -13,12 +13,17 @@ import pytest
 import tickloop.book
 from tickloop._native import pure_requested
 from tickloop.book import engine
+from tickloop.client import route
 from tickloop.venues import keys, levels
 from tickloop.venues.base import DecimalCache
 from tickloop.venues.binance import BinanceCodec
 from tickloop.venues.sim import SimCodec
 
-COMPILED_MODULES = ("tickloop.book._engine_native", "tickloop.venues._levels_native")
+COMPILED_MODULES = (
+    "tickloop.book._engine_native",
+    "tickloop.client._route_native",
+    "tickloop.venues._levels_native",
+)
 
 # Imports the whole package (streams, REST, the sim, every codec) and lists the compiled modules
 # it loaded: in a fresh process, so no test that imports one on purpose can change the answer.
@@ -40,7 +45,8 @@ def loaded_compiled_modules() -> set[str]:
 
 def test_this_run_uses_the_build_it_names() -> None:
     if pure_requested():
-        assert not engine.NATIVE and not levels.NATIVE
+        assert not engine.NATIVE and not levels.NATIVE and not route.NATIVE
+        assert route.FrameRouter is route.PureFrameRouter
         assert tickloop.book.OrderBook is engine.OrderBook is engine.PureOrderBook
         assert levels.WireLevels == list[tuple[str, str]]
         assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
@@ -49,14 +55,16 @@ def test_this_run_uses_the_build_it_names() -> None:
         assert not keys.NATIVE and keys.duplicate_keys is keys.pure_duplicate_keys
         assert loaded_compiled_modules() == set()
         return
-    if not (engine.NATIVE and levels.NATIVE):
+    if not (engine.NATIVE and levels.NATIVE and route.NATIVE):
         if os.environ.get("CI") == "true":
             pytest.fail(
-                f"the compiled leg runs without its compiled modules "
-                f"(book engine: {engine.NATIVE}, level decoder: {levels.NATIVE})"
+                f"the compiled leg runs without its compiled modules (book engine: "
+                f"{engine.NATIVE}, level decoder: {levels.NATIVE}, frame router: {route.NATIVE})"
             )
         pytest.skip("this checkout was installed without a C compiler: nothing compiled to check")
     assert tickloop.book.OrderBook is engine.OrderBook is not engine.PureOrderBook
+    assert route.FrameRouter is not route.PureFrameRouter
+    assert route.FrameRouter.__module__ == "tickloop.client._route_native"
     assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
     assert keys.NATIVE and keys.duplicate_keys.__module__ == "tickloop.venues._levels_native"
     assert loaded_compiled_modules() == set(COMPILED_MODULES)

@@ -9,13 +9,13 @@ core asks for) and carries out what the core decides (connect, send, close, fetc
 the owner). Everything venue-specific is in the :class:`~tickloop.venues.base.Codec`; this
 module has no venue branch and no socket.
 
-Hot path: the transport calls :meth:`_Conn.on_frame` for each message; it is decoded there and
-each event is dispatched synchronously by its type through one dict lookup (data sinks supplied
-by the owner; control messages go to the core). No task, no queue and no log line per message.
-A message that cannot be decoded is counted and skipped, never fatal; a sample of them is
-logged with its traceback (at most one line per ``LOG_EVERY`` seconds and session). A sink that
-raises is counted apart (``stats.dispatch_errors``), logged the same way, and never ends the
-frame's other events.
+Hot path: the transport calls :class:`~.route.FrameRouter`'s ``on_frame`` for each message; it
+is decoded there and each event is dispatched synchronously by its type through one dict lookup
+(data sinks supplied by the owner; control messages go to the core). No task, no queue and no
+log line per message. A message that cannot be decoded is counted and skipped, never fatal; a
+sample of them is logged with its traceback (at most one line per ``LOG_EVERY`` seconds and
+session). A sink that raises is counted apart (``stats.dispatch_errors``), logged the same way,
+and never ends the frame's other events.
 
 Status is data: the owner (:class:`SessionOwner`, the StreamClient) is told about connects,
 reconnects with their downtime, stale connections, refused subscriptions and final failure, and
@@ -46,6 +46,7 @@ from ..venues.base import (
     VenueError,
 )
 from .backoff import Backoff
+from .route import FrameRouter
 from .session_core import (
     Close,
     Confirmed,
@@ -123,29 +124,31 @@ class _Sampler:
 
 class _Conn:
     """The session's side of one physical connection: the :class:`~.transport.FrameSink` the
-    transport delivers to. Each message is decoded here and each event dispatched synchronously
-    by its type through one dict lookup; a slotted object, read for every frame."""
+    transport delivers to. Each message goes to :class:`~.route.FrameRouter` (decoded, each
+    event dispatched synchronously by its type through one dict lookup), whose ``on_frame``
+    the transport calls directly; the rest of the sink's calls come here."""
 
     __slots__ = (
         "closed",
         "codec",
         "connection",
-        "decode",
-        "dispatch",
-        "events",
         "limit",
+        "on_frame",
         "reason",
+        "router",
         "session",
     )
 
     def __init__(self, session: WsSession, codec: Codec) -> None:
         self.session = session
         self.codec = codec
-        self.decode = codec.decode
-        self.dispatch = session._dispatch
+        self.router = FrameRouter(
+            codec.decode, session._dispatch, self._malformed, session._sink_failed
+        )
+        #: The FrameSink's per-message call: the router's own (compiled where it could be).
+        self.on_frame: Callable[[bytes | memoryview, int], None] = self.router.on_frame
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.connection: Connection | None = None
-        self.events = 0
         self.reason = ""  # the transport's reason for the end
         self.limit: str | None = None  # the bound the venue broke to end it, if any
 
@@ -154,21 +157,13 @@ class _Conn:
         connection = self.connection
         return connection.received if connection is not None else 0
 
-    def on_frame(self, data: bytes | memoryview, now_ns: int) -> None:
-        try:
-            events = self.decode(data, now_ns)
-        except Exception as exc:  # ProtocolError, or a codec bug: never fatal to the connection
-            self.session._malformed(self, exc, len(data))
-            return
-        self.events += len(events)
-        dispatch = self.dispatch
-        for event in events:
-            sink = dispatch.get(type(event))
-            if sink is not None:
-                try:
-                    sink(event)
-                except Exception as exc:  # a bug in a sink: counted, the other events go on
-                    self.session._sink_failed(exc, event)
+    @property
+    def events(self) -> int:
+        """Events decoded from this connection's messages."""
+        return self.router.events
+
+    def _malformed(self, exc: Exception, size: int) -> None:
+        self.session._malformed(self, exc, size)
 
     def on_oversized(self, limit: str, size: int, now_ns: int) -> None:
         self.session._oversized(self, limit, size)
