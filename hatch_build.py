@@ -31,7 +31,11 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 #: Pure modules compiled, as paths under ``src/``.
-COMPILED = ("tickloop/book/engine.py", "tickloop/client/route.py")
+COMPILED = (
+    "tickloop/book/engine.py",
+    "tickloop/client/route.py",
+    "tickloop/runtime/fanout.py",
+)
 #: Hand-written C extension modules: (module name, its C source under ``src/``). Each is built
 #: with ``-DTICKLOOP_SOURCE_DIGEST="<sha256 of the source>"`` so the package can tell a current
 #: build from a stale one, as it does for the compiled copies.

@@ -14,6 +14,7 @@ import tickloop.book
 from tickloop._native import pure_requested
 from tickloop.book import engine
 from tickloop.client import route
+from tickloop.runtime import fanout
 from tickloop.venues import keys, levels
 from tickloop.venues.base import DecimalCache
 from tickloop.venues.binance import BinanceCodec
@@ -22,13 +23,15 @@ from tickloop.venues.sim import SimCodec
 COMPILED_MODULES = (
     "tickloop.book._engine_native",
     "tickloop.client._route_native",
+    "tickloop.runtime._fanout_native",
     "tickloop.venues._levels_native",
 )
 
 # Imports the whole package (streams, REST, the sim, every codec) and lists the compiled modules
 # it loaded: in a fresh process, so no test that imports one on purpose can change the answer.
 LOADED = (
-    "import sys, tickloop, tickloop.client, tickloop.sim, tickloop.replay, tickloop.venues; "
+    "import sys, tickloop, tickloop.client, tickloop.sim, tickloop.replay, tickloop.runtime, "
+    "tickloop.venues; "
     "from tickloop.venues import binance, coinbase, kraken, sim; "
     "binance.BinanceCodec(); sim.SimCodec(); "
     f"print(','.join(m for m in {COMPILED_MODULES!r} if m in sys.modules))"
@@ -47,6 +50,7 @@ def test_this_run_uses_the_build_it_names() -> None:
     if pure_requested():
         assert not engine.NATIVE and not levels.NATIVE and not route.NATIVE
         assert route.FrameRouter is route.PureFrameRouter
+        assert not fanout.NATIVE and fanout.Fanout is fanout.PureFanout
         assert tickloop.book.OrderBook is engine.OrderBook is engine.PureOrderBook
         assert levels.WireLevels == list[tuple[str, str]]
         assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
@@ -55,16 +59,19 @@ def test_this_run_uses_the_build_it_names() -> None:
         assert not keys.NATIVE and keys.duplicate_keys is keys.pure_duplicate_keys
         assert loaded_compiled_modules() == set()
         return
-    if not (engine.NATIVE and levels.NATIVE and route.NATIVE):
+    if not (engine.NATIVE and levels.NATIVE and route.NATIVE and fanout.NATIVE):
         if os.environ.get("CI") == "true":
             pytest.fail(
                 f"the compiled leg runs without its compiled modules (book engine: "
-                f"{engine.NATIVE}, level decoder: {levels.NATIVE}, frame router: {route.NATIVE})"
+                f"{engine.NATIVE}, level decoder: {levels.NATIVE}, frame router: {route.NATIVE}, "
+                f"market fan-out: {fanout.NATIVE})"
             )
         pytest.skip("this checkout was installed without a C compiler: nothing compiled to check")
     assert tickloop.book.OrderBook is engine.OrderBook is not engine.PureOrderBook
     assert route.FrameRouter is not route.PureFrameRouter
     assert route.FrameRouter.__module__ == "tickloop.client._route_native"
+    assert fanout.Fanout.__module__ == "tickloop.runtime._fanout_native"
+    assert fanout.Running.__module__ == "tickloop.runtime._fanout_native"
     assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
     assert keys.NATIVE and keys.duplicate_keys.__module__ == "tickloop.venues._levels_native"
     assert loaded_compiled_modules() == set(COMPILED_MODULES)

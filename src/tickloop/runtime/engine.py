@@ -18,7 +18,8 @@ Theory of operation.
 * **Fan-out without a task per event.** The engine subscribes once per market channel and
   routes each event to the bots of its topic in order, in one pass over a tuple made when the
   bots started (per bot: its handler, whether it is a coroutine function, its stats), with one
-  clock read per bot call that ends one call's accounting and starts the next. A plain
+  clock read per bot call that ends one call's accounting and starts the next (that pass is
+  :mod:`tickloop.runtime.fanout`, compiled with mypyc where the install can). A plain
   function handler is called inline. A coroutine handler is started inline too and driven
   eagerly: if it finishes without waiting on anything (the common case: a bot that updates
   its indicators) it costs no task at all; if it waits (an order placed, a sleep), the rest
@@ -76,7 +77,6 @@ from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from time import perf_counter as perf
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -107,6 +107,7 @@ from ..models import (
 from .bot import Bot, declared_handlers
 from .clock import Clock, LoopClock
 from .executor import Executor, PaperExecutor
+from .fanout import Fanout, Gate, Slot
 from .monitor import HandlerStats, LoopMonitor, Running
 from .notify import Notifier
 from .portfolio import Portfolio
@@ -192,11 +193,12 @@ class _Host:
     """Everything the engine keeps for one bot."""
 
     __slots__ = (
+        "_status",
         "announced",
         "bot",
-        "busy",
         "dropped",
         "errors",
+        "gate",
         "handlers",
         "id",
         "is_async",
@@ -204,7 +206,6 @@ class _Host:
         "pending",
         "portfolio",
         "stats",
-        "status",
         "subscription",
         "tasks",
         "tick_task",
@@ -216,7 +217,9 @@ class _Host:
         self.handlers = dict(declared_handlers(bot))
         self.is_async = {name: inspect.iscoroutinefunction(fn)
                          for name, fn in self.handlers.items()}
-        self.status = BotStatus.STOPPED
+        #: What the market fan-out reads of the bot: kept in step by ``status`` and ``busy``.
+        self.gate = Gate()
+        self._status = BotStatus.STOPPED
         self.stats: dict[str, HandlerStats] = {name: HandlerStats() for name in self.handlers}
         self.errors: deque[float] = deque()
         self.portfolio = Portfolio(cash=cash, bot=bot.id, venue=venue)
@@ -224,28 +227,40 @@ class _Host:
         self.tick_task: asyncio.Task[bool] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.overruns = 0
-        self.busy = False  # a coroutine handler is suspended: events wait in ``pending``
         self.pending: deque[tuple[str, Any]] = deque()
         self.dropped = 0
         self.announced = 0
 
+    @property
+    def status(self) -> BotStatus:
+        return self._status
 
-#: One bot on a market topic's route: its host, the handler, whether the handler is a
-#: coroutine function, and the handler's stats.
-_Slot = tuple[_Host, Callable[..., Any], bool, HandlerStats]
+    @status.setter
+    def status(self, value: BotStatus) -> None:
+        self._status = value
+        self.gate.running = value is BotStatus.RUNNING
+
+    @property
+    def busy(self) -> bool:
+        """A coroutine handler is suspended: events wait in ``pending``."""
+        return self.gate.busy
+
+    @busy.setter
+    def busy(self, value: bool) -> None:
+        self.gate.busy = value
 
 
 class _TopicRoute:
-    """The bots of one market topic, in the order they were started, and how to call each
-    (``slots``, a tuple rebuilt on every change, so a dispatch in progress is never disturbed
-    by a bot joining or leaving)."""
+    """The bots of one market topic, in the order they were started, and the fan-out that
+    calls them (:class:`~tickloop.runtime.fanout.Fanout`; its ``slots``, a tuple rebuilt on
+    every change, so a dispatch in progress is never disturbed by a bot joining or leaving)."""
 
-    __slots__ = ("hosts", "name", "slots")
+    __slots__ = ("fanout", "hosts", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, fanout: Fanout) -> None:
         self.name = name
         self.hosts: list[_Host] = []
-        self.slots: tuple[_Slot, ...] = ()
+        self.fanout = fanout
 
     def add(self, host: _Host) -> None:
         if host not in self.hosts:
@@ -259,8 +274,9 @@ class _TopicRoute:
 
     def _rebuild(self) -> None:
         name = self.name
-        self.slots = tuple((h, h.handlers[name], h.is_async[name], h.stats[name])
-                           for h in self.hosts)
+        self.fanout.slots = tuple(
+            Slot(h, h.id, h.handlers[name], h.is_async[name], h.stats[name], h.gate)
+            for h in self.hosts)
 
 
 class Engine:
@@ -600,7 +616,8 @@ class Engine:
                 if name in host.handlers:
                     route = routes.get(topic)
                     if route is None:
-                        route = routes[topic] = _TopicRoute(name)
+                        route = routes[topic] = _TopicRoute(name, Fanout(
+                            name, self.running, self._queue, self._error, self._suspended))
                     route.add(host)
         if bot.topics and "on_event" in host.handlers:
             deliver = self._deliver
@@ -826,12 +843,8 @@ class Engine:
 
     def _route(self, event: Event) -> None:
         """The engine's one subscription to market data: each event to its topic's bots, in
-        one pass.
-
-        This is the hot path (one call per market event, one iteration per interested bot), so
-        it does inline what :meth:`_deliver` and :class:`~tickloop.runtime.monitor.Running` do
-        per call: the slot names the running bot, and one clock read after each handler both
-        ends that call's accounting and starts the next one's."""
+        one pass (:meth:`tickloop.runtime.fanout.Fanout.deliver`: the hot path, one call per
+        market event, one iteration per interested bot, compiled where the install can)."""
         route = self._routes.get(event.topic)
         if route is None:
             return
@@ -843,76 +856,7 @@ class Engine:
                 if host.status is BotStatus.RUNNING and name in host.handlers:
                     self._deliver(host, name, payload)
             return
-        running = self.running
-        previous = (running.bot, running.handler, running.started)
-        run_status = BotStatus.RUNNING
-        running.handler = name
-        t0 = perf()
-        try:
-            for host, fn, is_async, stats in route.slots:
-                if host.status is not run_status:
-                    continue
-                if host.busy:
-                    self._queue(host, name, payload)
-                    continue
-                running.bot = host.id
-                stats.count += 1
-                if is_async:
-                    coro = fn(payload)
-                    # Driven by a for loop, not coro.send(None): a coroutine that returns
-                    # None then ends the loop without a StopIteration being made and caught,
-                    # which is most of the cost of driving a handler that never waits.
-                    yielded: Any = _NOTHING
-                    try:
-                        for yielded in coro.__await__():  # noqa: B007
-                            break
-                    except Exception as exc:
-                        t0 = self._account(running, host, stats, t0)
-                        self._error(host, name, exc)
-                        running.handler = name
-                        t0 = perf()
-                        continue
-                    if yielded is not _NOTHING:  # it waits: the rest of it runs in a task
-                        t0 = self._account(running, host, stats, t0)
-                        self._suspended(host, name, coro, yielded)
-                        running.handler = name
-                        t0 = perf()
-                        continue
-                else:
-                    try:
-                        fn(payload)
-                    except Exception as exc:
-                        t0 = self._account(running, host, stats, t0)
-                        self._error(host, name, exc)
-                        running.handler = name
-                        t0 = perf()
-                        continue
-                t1 = perf()
-                elapsed = t1 - t0
-                t0 = t1
-                stats.total += elapsed
-                if elapsed > stats.max:
-                    stats.max = elapsed
-                if elapsed > running.longest:
-                    running.longest = elapsed
-                    running.longest_bot = host.id
-                    running.longest_handler = name
-        finally:
-            running.bot, running.handler, running.started = previous
-
-    @staticmethod
-    def _account(running: Running, host: _Host, stats: HandlerStats, t0: float) -> float:
-        """The call that began at ``t0`` ended now: account it (as :meth:`Running.leave`)."""
-        t1 = perf()
-        elapsed = t1 - t0
-        stats.total += elapsed
-        if elapsed > stats.max:
-            stats.max = elapsed
-        if elapsed > running.longest:
-            running.longest = elapsed
-            running.longest_bot = host.id
-            running.longest_handler = running.handler
-        return t1
+        route.fanout.deliver(payload)
 
     def _queue(self, host: _Host, name: str, payload: Any) -> None:
         """``host`` has a suspended handler: the event waits in its bounded mailbox."""

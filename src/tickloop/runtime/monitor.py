@@ -18,81 +18,22 @@ Two parts that meet in one :class:`Running` slot.
 
 Durations are measured with :func:`time.perf_counter`: what a handler costs is real CPU and
 wall time whatever clock the engine runs on (in simulated time no handler takes any).
+:class:`Running` and :class:`HandlerStats` are defined in :mod:`tickloop.runtime.fanout`, the
+engine's compiled market fan-out, which reads and writes them on every call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..exceptions import ConfigError
 from .clock import Clock
+from .fanout import HandlerStats, Running
 
 __all__ = ["HandlerStats", "LoopMonitor", "Running"]
-
-_perf = time.perf_counter
-
-
-@dataclass(slots=True)
-class HandlerStats:
-    """One bot handler's calls: how many, their total and longest duration (s), errors."""
-
-    count: int = 0
-    total: float = 0.0
-    max: float = 0.0
-    errors: int = 0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"count": self.count, "total": self.total, "max": self.max,
-                "errors": self.errors}
-
-
-class Running:
-    """The slot naming the bot handler running now (see the module docstring)."""
-
-    __slots__ = ("bot", "handler", "longest", "longest_bot", "longest_handler", "started")
-
-    def __init__(self) -> None:
-        self.bot: str | None = None
-        self.handler: str | None = None
-        self.started = 0.0
-        self.longest = 0.0
-        self.longest_bot: str | None = None
-        self.longest_handler: str | None = None
-
-    def enter(self, bot: str, handler: str) -> tuple[str | None, str | None, float]:
-        """Mark ``bot``'s ``handler`` as running; returns what to hand to :meth:`leave`
-        (the previous occupant, so nested calls restore it)."""
-        previous = (self.bot, self.handler, self.started)
-        self.bot = bot
-        self.handler = handler
-        self.started = _perf()
-        return previous
-
-    def leave(self, previous: tuple[str | None, str | None, float], stats: HandlerStats) -> float:
-        """End the call :meth:`enter` began; account it to ``stats``; returns its duration."""
-        elapsed = _perf() - self.started
-        stats.total += elapsed
-        if elapsed > stats.max:
-            stats.max = elapsed
-        if elapsed > self.longest:
-            self.longest = elapsed
-            self.longest_bot = self.bot
-            self.longest_handler = self.handler
-        self.bot, self.handler, self.started = previous
-        return elapsed
-
-    def take_longest(self) -> tuple[float, str | None, str | None]:
-        """The longest call since the last time this was asked, and reset it."""
-        out = (self.longest, self.longest_bot, self.longest_handler)
-        self.longest = 0.0
-        self.longest_bot = None
-        self.longest_handler = None
-        return out
 
 
 class LoopMonitor:

@@ -1,0 +1,188 @@
+"""tickloop.runtime.fanout: the market fan-out step, the same in its compiled and pure forms.
+
+Every test runs on each class the build has (the mypyc-compiled ``Fanout`` and ``PureFanout``;
+in the pure-Python leg they are one class): bots are called in order, a shut gate skips a bot
+and a busy one has the event queued, a raising handler is reported and the others still get the
+event, a coroutine handler that waits is handed over with what it yielded, every call is counted
+and timed to its bot, the running slot is restored, and what is not an ``Exception`` goes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from tickloop.runtime import fanout
+from tickloop.runtime.fanout import Gate, HandlerStats, Running, Slot
+
+FANOUTS = sorted({fanout.Fanout, fanout.PureFanout}, key=lambda c: c.__module__)
+
+
+@pytest.fixture(params=FANOUTS, ids=lambda c: c.__module__.rpartition(".")[2])
+def cls(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+class World:
+    """A fan-out over some bots, recording what its callbacks were given."""
+
+    def __init__(self, cls: Any) -> None:
+        self.running = Running()
+        self.got: list[tuple[str, Any]] = []
+        self.queued: list[tuple[str, str, Any]] = []
+        self.failed: list[tuple[str, str, Exception]] = []
+        self.suspended: list[tuple[str, str, Any, Any]] = []
+        self.fan = cls(
+            "on_trade",
+            self.running,
+            lambda host, name, payload: self.queued.append((host, name, payload)),
+            lambda host, name, exc: self.failed.append((host, name, exc)),
+            lambda host, name, coro, yielded: self.suspended.append((host, name, coro, yielded)),
+        )
+        self.gates: dict[str, Gate] = {}
+        self.stats: dict[str, HandlerStats] = {}
+
+    def add(self, bot: str, fn: Any, is_async: bool = False) -> None:
+        gate = self.gates[bot] = Gate()
+        gate.running = True
+        stats = self.stats[bot] = HandlerStats()
+        self.fan.slots = (*self.fan.slots, Slot(bot, bot, fn, is_async, stats, gate))
+
+    def plain(self, bot: str) -> Any:
+        def handler(payload: Any) -> None:
+            self.got.append((bot, payload))
+            assert self.running.bot == bot and self.running.handler == "on_trade"
+
+        return handler
+
+    def coroutine(self, bot: str) -> Any:
+        async def handler(payload: Any) -> None:
+            self.got.append((bot, payload))
+            assert self.running.bot == bot and self.running.handler == "on_trade"
+
+        return handler
+
+
+@types.coroutine
+def _wait() -> Generator[str, None, None]:
+    yield "waiting"
+
+
+def test_every_running_bot_in_order_plain_and_coroutine(cls: Any) -> None:
+    w = World(cls)
+    w.add("a", w.plain("a"))
+    w.add("b", w.coroutine("b"), is_async=True)
+    w.add("c", w.plain("c"))
+    w.running.enter("outer", "tick")
+    started = w.running.started
+    w.fan.deliver(1)
+    w.fan.deliver(2)
+    assert w.got == [("a", 1), ("b", 1), ("c", 1), ("a", 2), ("b", 2), ("c", 2)]
+    assert (w.running.bot, w.running.handler, w.running.started) == ("outer", "tick", started)
+    for stats in w.stats.values():
+        assert stats.count == 2 and stats.errors == 0
+        assert 0 < stats.max <= stats.total
+    assert w.running.longest_bot in ("a", "b", "c")
+    assert w.running.longest_handler == "on_trade"
+    assert w.running.longest == max(s.max for s in w.stats.values())
+    assert not (w.queued or w.failed or w.suspended)
+
+
+def test_a_shut_gate_skips_and_a_busy_one_queues(cls: Any) -> None:
+    w = World(cls)
+    for bot in "abc":
+        w.add(bot, w.plain(bot))
+    w.gates["a"].running = False
+    w.gates["b"].busy = True
+    w.fan.deliver(7)
+    assert w.got == [("c", 7)]
+    assert w.queued == [("b", "on_trade", 7)]
+    assert [w.stats[b].count for b in "abc"] == [0, 0, 1]
+
+
+def test_a_gate_shut_during_the_pass_is_seen_at_once(cls: Any) -> None:
+    w = World(cls)
+
+    def pauser(payload: Any) -> None:
+        w.gates["c"].running = False
+
+    w.add("a", pauser)
+    w.add("b", w.plain("b"))
+    w.add("c", w.plain("c"))
+    w.fan.deliver(1)
+    assert w.got == [("b", 1)]
+
+
+def test_a_raising_handler_is_reported_and_the_others_still_get_the_event(cls: Any) -> None:
+    w = World(cls)
+
+    def boom(payload: Any) -> None:
+        raise ValueError(f"bad {payload}")
+
+    async def aboom(payload: Any) -> None:
+        raise KeyError(payload)
+
+    w.add("a", boom)
+    w.add("b", w.plain("b"))
+    w.add("c", aboom, is_async=True)
+    w.add("d", w.coroutine("d"), is_async=True)
+    w.fan.deliver(3)
+    assert w.got == [("b", 3), ("d", 3)]
+    assert [(h, n, type(e)) for h, n, e in w.failed] == [
+        ("a", "on_trade", ValueError),
+        ("c", "on_trade", KeyError),
+    ]
+    assert all(w.stats[b].count == 1 for b in "abcd")  # errors are counted by the callback
+    assert w.stats["a"].total > 0 and w.stats["c"].total > 0
+
+
+def test_a_coroutine_that_waits_is_handed_over_with_what_it_yielded(cls: Any) -> None:
+    w = World(cls)
+    finished: list[int] = []
+
+    async def waiter(payload: Any) -> None:
+        await _wait()
+        finished.append(payload)
+
+    w.add("a", waiter, is_async=True)
+    w.add("b", w.plain("b"))
+    w.fan.deliver(5)
+    assert w.got == [("b", 5)]
+    [(host, name, coro, yielded)] = w.suspended
+    assert (host, name, yielded) == ("a", "on_trade", "waiting")
+    with pytest.raises(StopIteration):
+        coro.send(None)
+    assert finished == [5]
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, asyncio.CancelledError])
+def test_what_is_not_an_exception_goes_up_and_the_slot_is_restored(cls: Any, exc: type) -> None:
+    w = World(cls)
+
+    def stop(payload: Any) -> None:
+        raise exc
+
+    w.add("a", stop)
+    w.add("b", w.plain("b"))
+    with pytest.raises(exc):
+        w.fan.deliver(1)
+    assert w.got == [] and w.failed == []
+    assert (w.running.bot, w.running.handler) == (None, None)
+
+
+def test_the_slots_are_replaced_never_changed_during_a_pass(cls: Any) -> None:
+    w = World(cls)
+
+    def joiner(payload: Any) -> None:
+        w.add("late", w.plain("late"))
+
+    w.add("a", joiner)
+    w.fan.deliver(1)
+    assert w.got == []  # the bot that joined during the pass waits for the next event
+    w.fan.slots = w.fan.slots[1:]
+    w.fan.deliver(2)
+    assert w.got == [("late", 2)]
