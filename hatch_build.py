@@ -39,7 +39,10 @@ COMPILED = (
 #: Hand-written C extension modules: (module name, its C source under ``src/``). Each is built
 #: with ``-DTICKLOOP_SOURCE_DIGEST="<sha256 of the source>"`` so the package can tell a current
 #: build from a stale one, as it does for the compiled copies.
-EXTENSIONS = (("tickloop.venues._levels_native", "tickloop/venues/_levels_native.c"),)
+EXTENSIONS = (
+    ("tickloop.venues._levels_native", "tickloop/venues/_levels_native.c"),
+    ("tickloop.runtime._coro_native", "tickloop/runtime/_coro_native.c"),
+)
 #: What mypy reads to type-check them (the rest of the package is left out so the build needs
 #: none of its dependencies but msgspec).
 SUPPORT = (

@@ -23,6 +23,7 @@ from tickloop.venues.sim import SimCodec
 COMPILED_MODULES = (
     "tickloop.book._engine_native",
     "tickloop.client._route_native",
+    "tickloop.runtime._coro_native",
     "tickloop.runtime._fanout_native",
     "tickloop.venues._levels_native",
 )
@@ -51,6 +52,7 @@ def test_this_run_uses_the_build_it_names() -> None:
         assert not engine.NATIVE and not levels.NATIVE and not route.NATIVE
         assert route.FrameRouter is route.PureFrameRouter
         assert not fanout.NATIVE and fanout.Fanout is fanout.PureFanout
+        assert fanout._first_step is None
         assert tickloop.book.OrderBook is engine.OrderBook is engine.PureOrderBook
         assert levels.WireLevels == list[tuple[str, str]]
         assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
@@ -72,6 +74,8 @@ def test_this_run_uses_the_build_it_names() -> None:
     assert route.FrameRouter.__module__ == "tickloop.client._route_native"
     assert fanout.Fanout.__module__ == "tickloop.runtime._fanout_native"
     assert fanout.Running.__module__ == "tickloop.runtime._fanout_native"
+    assert fanout._first_step is not None
+    assert fanout._first_step.__module__ == "tickloop.runtime._coro_native"
     assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
     assert keys.NATIVE and keys.duplicate_keys.__module__ == "tickloop.venues._levels_native"
     assert loaded_compiled_modules() == set(COMPILED_MODULES)

@@ -186,3 +186,53 @@ def test_the_slots_are_replaced_never_changed_during_a_pass(cls: Any) -> None:
     w.fan.slots = w.fan.slots[1:]
     w.fan.deliver(2)
     assert w.got == [("late", 2)]
+
+
+def test_an_awaitable_that_is_not_a_coroutine_is_driven_too(cls: Any) -> None:
+    w = World(cls)
+
+    class Ready:
+        def __await__(self) -> Generator[Any, None, None]:
+            w.got.append(("ready", None))
+            return
+            yield  # a generator: __await__ returns without yielding
+
+    w.add("a", lambda payload: Ready(), is_async=True)
+    w.add("b", w.plain("b"))
+    w.fan.deliver(1)
+    assert w.got == [("ready", None), ("b", 1)] and not w.suspended
+
+
+@pytest.mark.skipif(fanout._first_step is None, reason="the C module _coro_native is not built")
+def test_first_step_in_c() -> None:
+    step = fanout._first_step
+    assert step is not None
+    nothing = object()
+    log: list[str] = []
+
+    async def returns() -> int:
+        log.append("ran")
+        return 5
+
+    assert step(returns(), nothing) is nothing and log == ["ran"]
+
+    async def waits() -> None:
+        await _wait()
+        log.append("resumed")
+
+    coro = waits()
+    assert step(coro, nothing) == "waiting"
+    with pytest.raises(StopIteration):
+        coro.send(None)
+    assert log == ["ran", "resumed"]
+
+    async def raises() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        step(raises(), nothing)
+    gen = (x for x in ())
+    with pytest.raises(TypeError, match="needs a coroutine"):
+        step(gen, nothing)
+    with pytest.raises(TypeError, match="two arguments"):
+        step(gen)

@@ -8,10 +8,10 @@ changed, when a bot joins or leaves, so a dispatch in progress is never disturbe
 
 * a bot whose gate is shut (not running) is skipped; one whose gate says ``busy`` (a coroutine
   handler of it is suspended) has the payload queued behind it (``queue``);
-* a plain function handler is called inline; a coroutine handler is started inline and driven
-  by a ``for`` loop over its ``__await__`` (a coroutine that returns without waiting ends the
-  loop with no StopIteration made and caught); if it yields, the rest of it is handed to
-  ``suspended`` with what it yielded;
+* a plain function handler is called inline; a coroutine handler is started inline and run
+  to its first wait with no StopIteration made and caught (by the C module ``_coro_native``
+  where it is built, else by a ``for`` loop over its ``__await__``); if it yields, the rest of
+  it is handed to ``suspended`` with what it yielded;
 * a handler that raises is handed to ``failed`` with the exception, and the next bot is called;
 * the :class:`Running` slot names the bot during its call, and one ``perf_counter`` read after
   each call both ends that call's accounting (count, total, max; the longest call the loop
@@ -29,15 +29,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final
 
-from .._native import native_module
+from .._native import native_extension, native_module
 
 __all__ = ["NATIVE", "Fanout", "Gate", "HandlerStats", "PureFanout", "Running", "Slot"]
 
 #: What ``for yielded in coro.__await__()`` leaves when the coroutine never yielded.
 _NOTHING: Final[Any] = object()
+#: A C static in the compiled copy (a module global would be a dict lookup per read).
+_perf: Final = perf_counter
+_CORO: Final = CoroutineType
+_coro_native = native_extension(
+    "tickloop.runtime._coro_native", str(Path(__file__).with_name("_coro_native.c"))
+)
+#: ``first_step(coro, nothing)`` of the C module ``_coro_native`` (a coroutine's first step
+#: with no object made: its opening comment), when it is built and current.
+_first_step: Final[Callable[[Any, Any], Any] | None] = (
+    None if _coro_native is None else _coro_native.first_step
+)
 
 
 @dataclass(slots=True)
@@ -160,7 +173,7 @@ class Fanout:
         previous_handler = running.handler
         previous_started = running.started
         running.handler = name
-        t0 = perf_counter()
+        t0 = _perf()
         try:
             for slot in self.slots:
                 gate = slot.gate
@@ -176,23 +189,26 @@ class Fanout:
                     if slot.is_async:
                         coro: Any = slot.fn(payload)
                         yielded: Any = _NOTHING
-                        for yielded in coro.__await__():  # noqa: B007
-                            break
+                        if _first_step is not None and type(coro) is _CORO:
+                            yielded = _first_step(coro, _NOTHING)
+                        else:
+                            for yielded in coro.__await__():  # noqa: B007
+                                break
                         if yielded is not _NOTHING:  # it waits: the rest of it runs elsewhere
-                            _account(running, slot, perf_counter() - t0)
+                            _account(running, slot, _perf() - t0)
                             self.suspended(slot.host, name, coro, yielded)
                             running.handler = name
-                            t0 = perf_counter()
+                            t0 = _perf()
                             continue
                     else:
                         slot.fn(payload)
                 except Exception as exc:
-                    _account(running, slot, perf_counter() - t0)
+                    _account(running, slot, _perf() - t0)
                     self.failed(slot.host, name, exc)
                     running.handler = name
-                    t0 = perf_counter()
+                    t0 = _perf()
                     continue
-                t1 = perf_counter()
+                t1 = _perf()
                 _account(running, slot, t1 - t0)
                 t0 = t1
         finally:
