@@ -552,13 +552,12 @@ class OrderBook:
         if len(memo) > _TEXT_MEMO:
             memo.clear()
         out: list[BookLevel] = []
-        append = out.append
         for p in prices:
             s = sizes[p]
             level = memo.get(p)
             if level is None or level[1] is not s or level[0] is not p:
                 level = memo[p] = _new(BookLevel, (p, s))
-            append(level)
+            out.append(level)  # not a bound ``append``: compiled, a C call, not a Python one
         return out
 
     def levels(self, side: Side, n: int | None = None) -> list[BookLevel]:
@@ -730,13 +729,12 @@ class OrderBook:
         if len(memo) > _TEXT_MEMO:
             memo.clear()
         texts: list[str] = []
-        append = texts.append
         for price in top:
             size = levels[price]
             entry = memo.get(price)
             if entry is None or entry[1] is not size or entry[0] is not price:
                 entry = memo[price] = (price, size, level_text(price, size))
-            append(entry[2])
+            texts.append(entry[2])
         return texts, (top[-1] if n > 0 and len(top) == n else None)
 
     def checksum(self, fn: ChecksumFn, n: int = 25) -> int:
