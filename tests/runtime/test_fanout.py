@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import Generator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -231,8 +232,126 @@ def test_first_step_in_c() -> None:
 
     with pytest.raises(ValueError, match="boom"):
         step(raises(), nothing)
-    gen = (x for x in ())
+    gen = iter(range(0))
     with pytest.raises(TypeError, match="needs a coroutine"):
         step(gen, nothing)
     with pytest.raises(TypeError, match="two arguments"):
-        step(gen)
+        step(gen)  # type: ignore[call-arg]
+
+
+ROUTERS = sorted({fanout.Router, fanout.PureRouter}, key=lambda c: c.__module__)
+
+
+class Ev:
+    def __init__(self, topic: str, payload: Any) -> None:
+        self.topic = topic
+        self.payload = payload
+
+
+class Trade:
+    pass
+
+
+class TradeLike(Trade):
+    """A subclass of the route's model: not the model, so it takes the other path."""
+
+
+@pytest.mark.parametrize("router_cls", ROUTERS, ids=lambda c: c.__module__.rpartition(".")[2])
+def test_the_router_hands_the_exact_model_to_the_topic_s_fan_out(router_cls: Any) -> None:
+    w = World(FANOUTS[0])
+    w.add("a", w.plain("a"))
+    other: list[Any] = []
+    router = router_cls(other.append)
+    router.routes["trade.sim.X"] = (w.fan, Trade)
+    t, like, text = Trade(), TradeLike(), "not a trade"
+    for ev in (
+        Ev("trade.sim.X", t),
+        Ev("trade.sim.Y", t),
+        Ev("trade.sim.X", like),
+        Ev("trade.sim.X", text),
+    ):
+        router.on_event(ev)
+    assert w.got == [("a", t)]
+    assert [e.payload for e in other] == [like, text]
+
+
+class QuietSource:
+    """A MarketSource that publishes nothing: the test publishes on the bus."""
+
+    async def start(self) -> None:
+        pass
+
+    async def wire(self, bus: Any, wants: Any) -> None:
+        pass
+
+    def book(self, symbol: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        pass
+
+
+def trade(i: int) -> Any:
+    from tickloop.models import Trade as MarketTrade
+
+    return MarketTrade(
+        venue="sim",
+        symbol="BTC-USD",
+        id=i,
+        price=Decimal(100 + i),
+        size=Decimal(1),
+        side=None,
+        ts=i,
+    )
+
+
+async def test_the_engine_hands_another_model_on_a_market_topic_to_its_own_handler() -> None:
+    from tickloop.models import (
+        Order,
+        OrderEvent,
+        OrderEventKind,
+        OrderStatus,
+        OrderType,
+        Side,
+    )
+    from tickloop.models import Trade as MarketTrade
+    from tickloop.runtime import Bot, Engine
+
+    class Both(Bot):
+        symbols = ("BTC-USD",)
+
+        def __init__(self, id: str) -> None:
+            super().__init__(id)
+            self.seen: list[Any] = []
+
+        def on_trade(self, t: MarketTrade) -> None:
+            self.seen.append(("trade", t.id))
+
+        async def on_order(self, e: OrderEvent) -> None:
+            self.seen.append(("order", e.order.id))
+
+    class TradesOnly(Both):
+        on_order = None  # type: ignore[assignment]
+
+    order = Order(
+        venue="sim",
+        symbol="BTC-USD",
+        id="o1",
+        side=Side.BUY,
+        type=OrderType.LIMIT,
+        price=Decimal(1),
+        size=Decimal(1),
+        status=OrderStatus.OPEN,
+    )
+    both, trades_only = Both("b"), TradesOnly("t")
+    async with Engine(
+        [both, trades_only], source=QuietSource(), stagger=0.0, equity_every=0
+    ) as engine:
+        engine.bus.publish("trade.sim.BTC-USD", trade(1))
+        engine.bus.publish(
+            "trade.sim.BTC-USD",
+            OrderEvent(venue="sim", kind=OrderEventKind.ACCEPTED, order=order, ts=1),
+        )
+        engine.bus.publish("trade.sim.BTC-USD", trade(2))
+    assert both.seen == [("trade", 1), ("order", "o1"), ("trade", 2)]
+    assert trades_only.seen == [("trade", 1), ("trade", 2)]

@@ -107,7 +107,7 @@ from ..models import (
 from .bot import Bot, declared_handlers
 from .clock import Clock, LoopClock
 from .executor import Executor, PaperExecutor
-from .fanout import Fanout, Gate, Slot
+from .fanout import Fanout, Gate, Router, Slot
 from .monitor import HandlerStats, LoopMonitor, Running
 from .notify import Notifier
 from .portfolio import Portfolio
@@ -129,6 +129,13 @@ _HANDLER_OF: dict[type[Any], str] = {
     Ticker: "on_ticker",
     OrderEvent: "on_order",
     Fill: "on_fill",
+}
+#: The payload class each market handler takes (what a market topic's fan-out is made for).
+_MODEL_OF: dict[str, type[Any]] = {
+    "on_trade": Trade,
+    "on_book": BookSnapshot,
+    "on_candle": Candle,
+    "on_ticker": Ticker,
 }
 _EQUITY_JOB = ("tickloop", "equity")
 #: Engine-wide limits that check nothing (compared with on every order: made once).
@@ -386,6 +393,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_price: dict[str, Decimal] = {}
         self._routes: dict[str, _TopicRoute] = {}
+        self._router = Router(self._route_other)
         self._drop_timer: asyncio.TimerHandle | None = None
         self._started = False
         self._closed = False
@@ -592,7 +600,8 @@ class Engine:
                                             name="tickloop-engine-trades"))
         self._internal.append(bus.subscribe(
             [f"trade.{self.venue}.*", f"book.{self.venue}.*", f"ticker.{self.venue}.*",
-             f"candle.{self.venue}.*"], handler=self._route, name="tickloop-engine-bots"))
+             f"candle.{self.venue}.*"], handler=self._router.on_event,
+            name="tickloop-engine-bots"))
 
     async def _start_bot(self, host: _Host, offset: float) -> None:
         bot = host.bot
@@ -616,8 +625,10 @@ class Engine:
                 if name in host.handlers:
                     route = routes.get(topic)
                     if route is None:
-                        route = routes[topic] = _TopicRoute(name, Fanout(
-                            name, self.running, self._queue, self._error, self._suspended))
+                        fanout = Fanout(name, self.running, self._queue, self._error,
+                                        self._suspended)
+                        route = routes[topic] = _TopicRoute(name, fanout)
+                        self._router.routes[topic] = (fanout, _MODEL_OF[name])
                     route.add(host)
         if bot.topics and "on_event" in host.handlers:
             deliver = self._deliver
@@ -841,22 +852,17 @@ class Engine:
             return False
         return True
 
-    def _route(self, event: Event) -> None:
-        """The engine's one subscription to market data: each event to its topic's bots, in
-        one pass (:meth:`tickloop.runtime.fanout.Fanout.deliver`: the hot path, one call per
-        market event, one iteration per interested bot, compiled where the install can)."""
-        route = self._routes.get(event.topic)
-        if route is None:
-            return
+    def _route_other(self, event: Event) -> None:
+        """A market topic's event whose payload is not the model its bots' handler takes
+        (the engine's one market subscription, :class:`~tickloop.runtime.fanout.Router`,
+        hands each event of the right model to the topic's fan-out, the hot path, compiled
+        where the install can): to each running bot of the topic with a handler for it."""
+        route = self._routes[event.topic]
         payload = event.payload
-        name = route.name
-        if _HANDLER_OF.get(type(payload)) != name:  # not a market model: the generic path
-            name = _HANDLER_OF[type(payload)]
-            for host in route.hosts:
-                if host.status is BotStatus.RUNNING and name in host.handlers:
-                    self._deliver(host, name, payload)
-            return
-        route.fanout.deliver(payload)
+        name = _HANDLER_OF[type(payload)]
+        for host in route.hosts:
+            if host.status is BotStatus.RUNNING and name in host.handlers:
+                self._deliver(host, name, payload)
 
     def _queue(self, host: _Host, name: str, payload: Any) -> None:
         """``host`` has a suspended handler: the event waits in its bounded mailbox."""
@@ -955,8 +961,8 @@ class Engine:
         coro = host.handlers["tick"]()
         running = self.running
         previous = running.enter(host.id, "tick")
-        # Driven by a for loop, as in _route: a tick that returns without waiting (most of
-        # them) ends the loop without a StopIteration being made and caught.
+        # Driven by a for loop, as the pure fanout.Fanout.deliver does: a tick that returns
+        # without waiting (most of them) ends the loop without a StopIteration made and caught.
         yielded: Any = _NOTHING
         try:
             for yielded in coro.__await__():  # noqa: B007

@@ -36,7 +36,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._native import native_extension, native_module
 
-__all__ = ["NATIVE", "Fanout", "Gate", "HandlerStats", "PureFanout", "Running", "Slot"]
+__all__ = [
+    "NATIVE",
+    "Fanout",
+    "Gate",
+    "HandlerStats",
+    "PureFanout",
+    "PureRouter",
+    "Router",
+    "Running",
+    "Slot",
+]
 
 #: What ``for yielded in coro.__await__()`` leaves when the coroutine never yielded.
 _NOTHING: Final[Any] = object()
@@ -217,6 +227,28 @@ class Fanout:
             running.started = previous_started
 
 
+class Router:
+    """The engine's one bus subscription to market data (``on_event`` is its handler): each
+    event to the :class:`Fanout` of its topic in ``routes`` (none: dropped), when its payload
+    is of the exact ``model`` class that fan-out was made for; any other payload goes to
+    ``other(event)`` (the engine's generic path)."""
+
+    def __init__(self, other: Callable[[Any], None]) -> None:
+        #: topic -> its fan-out and the payload class it takes.
+        self.routes: dict[str, tuple[Fanout, type]] = {}
+        self.other = other
+
+    def on_event(self, event: Any) -> None:
+        route = self.routes.get(event.topic)
+        if route is None:
+            return
+        payload = event.payload
+        if type(payload) is route[1]:
+            route[0].deliver(payload)
+        else:
+            self.other(event)
+
+
 def _account(running: Running, slot: Slot, elapsed: float) -> None:
     """One call of ``slot``'s handler took ``elapsed`` seconds (as :meth:`Running.leave`)."""
     stats = slot.stats
@@ -233,6 +265,7 @@ def _account(running: Running, slot: Slot, elapsed: float) -> None:
 
 #: The pure-Python classes, whichever ones the public names are (tests run both).
 PureFanout = Fanout
+PureRouter = Router
 #: True when :class:`Fanout` and its companions are this module's classes compiled by mypyc.
 NATIVE = False
 _compiled = native_module(__name__, __file__)
@@ -242,4 +275,5 @@ if _compiled is not None and not TYPE_CHECKING:
     Gate = _compiled.Gate
     Slot = _compiled.Slot
     Fanout = _compiled.Fanout
+    Router = _compiled.Router
     NATIVE = True
