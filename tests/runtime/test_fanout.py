@@ -10,6 +10,7 @@ and timed to its bot, the running slot is restored, and what is not an ``Excepti
 from __future__ import annotations
 
 import asyncio
+import os
 import types
 from collections.abc import Generator
 from decimal import Decimal
@@ -204,8 +205,14 @@ def test_an_awaitable_that_is_not_a_coroutine_is_driven_too(cls: Any) -> None:
     assert w.got == [("ready", None), ("b", 1)] and not w.suspended
 
 
-@pytest.mark.skipif(fanout._first_step is None, reason="the C module _coro_native is not built")
+@pytest.mark.compiled
 def test_first_step_in_c() -> None:
+    """Under CI (installed with a C compiler) the C module must be built: fail. Elsewhere (a
+    checkout installed without one) there is nothing to check: skip."""
+    if fanout._first_step is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the install did not build tickloop.runtime._coro_native")
+        pytest.skip("no C module _coro_native in this checkout")
     step = fanout._first_step
     assert step is not None
     nothing = object()
