@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._native import native_module
 
-__all__ = ["NATIVE", "FrameRouter", "PureFrameRouter"]
+__all__ = ["Decode", "FrameRouter"]
 
 #: A codec's ``decode``: one message and its receive time (ns) -> the events it holds.
 Decode = Callable[[Any, int], Any]
