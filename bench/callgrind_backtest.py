@@ -30,13 +30,10 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_backtest import walk  # noqa: E402
-
-from tickloop.backtest import run_backtest  # noqa: E402
-from tickloop.examples import SmaCross  # noqa: E402
-from tickloop.models import Candle  # noqa: E402
+from bench_backtest import walk  # this script's folder is on sys.path (the bench's data)
+from tickloop.backtest import run_backtest
+from tickloop.examples import SmaCross
+from tickloop.models import Candle
 
 _LARGEST = 8000
 _SMALLEST = 2000
@@ -45,11 +42,22 @@ _SMALLEST = 2000
 def candles(n: int = _LARGEST) -> list[Candle]:
     """The bench's candles (``tickloop_run`` makes the same ones from ``walk(n)``)."""
     cents = Decimal("0.01")
-    return [Candle(venue="backtest", symbol="BTC-USD", interval="1s",
-                   open_time=t * 10**9, close_time=(t + 1) * 10**9, open=o * cents,
-                   high=h * cents, low=lo * cents, close=c * cents,
-                   volume=Decimal(1000), closed=True)
-            for t, o, h, lo, c in walk(n)]
+    return [
+        Candle(
+            venue="backtest",
+            symbol="BTC-USD",
+            interval="1s",
+            open_time=t * 10**9,
+            close_time=(t + 1) * 10**9,
+            open=o * cents,
+            high=h * cents,
+            low=lo * cents,
+            close=c * cents,
+            volume=Decimal(1000),
+            closed=True,
+        )
+        for t, o, h, lo, c in walk(n)
+    ]
 
 
 def run(n: int) -> None:
@@ -61,8 +69,19 @@ def run(n: int) -> None:
 def collected(n: int, out: Path) -> int:
     """Run ``n`` candles under callgrind; the instructions it collected."""
     done = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         __file__, str(n)], capture_output=True, text=True, check=True, env=dict(os.environ))
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+    )
     print(done.stdout.strip())
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
@@ -72,11 +91,15 @@ def collected(n: int, out: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-    parser.add_argument("n", type=int, nargs="?", default=_LARGEST,
-                        help=f"candles to backtest (default {_LARGEST})")
-    parser.add_argument("--measure", action="store_true",
-                        help=f"run {_SMALLEST} and {_LARGEST} candles under callgrind and "
-                             "print the instructions per candle")
+    parser.add_argument(
+        "n", type=int, nargs="?", default=_LARGEST, help=f"candles to backtest (default {_LARGEST})"
+    )
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help=f"run {_SMALLEST} and {_LARGEST} candles under callgrind and "
+        "print the instructions per candle",
+    )
     args = parser.parse_args()
     if not args.measure:
         run(args.n)
@@ -85,8 +108,9 @@ def main() -> None:
         small = collected(_SMALLEST, Path(tmp) / "small")
         large = collected(_LARGEST, Path(tmp) / "large")
     per = (large - small) / (_LARGEST - _SMALLEST)
-    print(f"Ir({_LARGEST}) {large:,}  Ir({_SMALLEST}) {small:,}  "
-          f"instructions per candle {per:,.0f}")
+    print(
+        f"Ir({_LARGEST}) {large:,}  Ir({_SMALLEST}) {small:,}  instructions per candle {per:,.0f}"
+    )
 
 
 if __name__ == "__main__":
