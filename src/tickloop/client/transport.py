@@ -294,7 +294,7 @@ class PicowsConnection:
         "received",
         "sink",
         "skipping",
-        "turn_start",
+        "turn_end",
     )
 
     def __init__(self, sink: FrameSink, limits: Limits) -> None:
@@ -318,9 +318,10 @@ class PicowsConnection:
         #: asked for a turn: tickloop.client.turns), as (type, fin, payload, close code, ts).
         self.backlog: deque[tuple[Any, bool, bytes, int, int]] | None = None
         #: The read budget in ns (PicowsTransport.read_budget; 1 << 62: none), and when this
-        #: loop iteration's first frame came (0: none yet; reset by a callback of the next one).
+        #: loop iteration's frames have used it up: its first frame's time plus the budget (0: no
+        #: frame yet; reset by a callback of the next iteration).
         self.budget_ns = 1 << 62
-        self.turn_start = 0
+        self.turn_end = 0
 
     def __repr__(self) -> str:
         return f"<PicowsConnection received={self.received} closed={self._closed.done()}>"
@@ -406,11 +407,11 @@ class PicowsConnection:
     def _begin_turn(self, now_ns: int) -> None:
         """The first frame of this loop iteration: the budget's clock starts, and stops at the
         next iteration (one callback a read, not one a frame)."""
-        self.turn_start = now_ns
+        self.turn_end = now_ns + self.budget_ns
         asyncio.get_running_loop().call_soon(self._end_turn)
 
     def _end_turn(self) -> None:
-        self.turn_start = 0
+        self.turn_end = 0
 
     def _hold(self, item: tuple[Any, bool, bytes, int, int]) -> None:
         backlog = self.backlog
@@ -538,9 +539,9 @@ class _Listener(picows.WSListener):
             conn.on_frame(frame.get_payload_as_memoryview(), now)
             if TURN.wanted:
                 conn._yield()
-            elif not conn.turn_start:
+            elif not conn.turn_end:
                 conn._begin_turn(now)
-            elif now - conn.turn_start > conn.budget_ns:  # this read took its time: a turn
+            elif now > conn.turn_end:  # this read took its time: a turn
                 conn._yield_budget()
             return
         code = frame.get_close_code() if msg_type is _CLOSE else 0

@@ -56,7 +56,7 @@ from .base import (
     Unsubscribed,
     VenueError,
 )
-from .keys import duplicate_keys, refuse_duplicates
+from .keys import colons, duplicate_keys, exact_keys, refuse_duplicates
 from .levels import WireLevels, wire_level_decoder
 from .registry import Venue
 
@@ -179,11 +179,20 @@ class _Ticker24(msgspec.Struct, gc=False):
     v: str
 
 
+# Keys of an event that its struct does not read, read by the hot path's struct all the same (as
+# required fields) so that a frame giving exactly these keys needs no duplicate-key scan
+# (keys.exact_keys); a frame without one of them takes the lenient path below the hot one.
+_UNREAD: dict[str, list[tuple[str, type]]] = {
+    "aggTrade": [("E", int), ("f", int), ("l", int), ("M", bool)],
+    "trade": [("E", int), ("M", bool)],
+}
+
+
 def _tagged(data_type: type, event: str) -> Any:
     """``data_type`` told apart by its ``e`` field, for the one-pass raw-event decoder."""
     return msgspec.defstruct(
         f"_Event{data_type.__name__}",
-        [],
+        _UNREAD.get(event, []),
         bases=(data_type,),
         tag_field="e",
         tag=event,
@@ -238,6 +247,11 @@ _EVENT_TYPES: dict[type, int] = {
     _EVENT_DEPTH if kind == _DEPTH else _tagged(_TYPES[kind], event): kind
     for event, kind in _KIND_BY_EVENT.items()
 }
+#: Colons in a raw event frame that leave no room for a key given twice (keys.exact_keys), by
+#: the type the hot path decoded; in a combined-stream frame two more (``stream``, ``data``).
+#: -1 and -2 match no count.
+_RAW_KEYS: dict[type, int] = {t: exact_keys(t) for t in _EVENT_TYPES}
+_COMBINED_KEYS: dict[type, int] = {t: k + 2 if k >= 0 else -2 for t, k in _RAW_KEYS.items()}
 
 
 def _stream_kind(stream: str) -> int | None:
@@ -308,7 +322,7 @@ class BinanceCodec(Codec):
         events = Union[tuple(_EVENT_TYPES)]  # type: ignore[valid-type]  # noqa: UP007
         self._events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(events)
         self._combined_events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-            msgspec.defstruct("_CombinedEvent", [("data", events)], gc=False)
+            msgspec.defstruct("_CombinedEvent", [("stream", str), ("data", events)], gc=False)
         )
         # Combined-stream frames are tried as events first until a stream whose payload has no
         # ``e`` (bookTicker, partial depth) is subscribed or seen: those would fail the tagged
@@ -409,6 +423,7 @@ class BinanceCodec(Codec):
         # only during the call) by a union tagged by ``e``. Anything else (acks, errors, streams
         # without ``e``), or an event this codec does not know, takes the paths below.
         data: Any = None
+        keys = _RAW_KEYS
         if len(frame) > 2:
             lead = frame[2]
             if lead == 101:  # {"e":
@@ -417,12 +432,15 @@ class BinanceCodec(Codec):
                 except (msgspec.DecodeError, RecursionError):
                     pass  # unknown event type or malformed: the paths below tell which
             elif lead == 115 and self._events_first:  # {"stream":
+                keys = _COMBINED_KEYS
                 try:  # noqa: SIM105
                     data = self._combined_events.decode(frame).data
                 except (msgspec.DecodeError, RecursionError):
                     pass
         if data is not None:
-            if duplicate_keys(frame):  # a key given twice: msgspec kept the last (keys.py)
+            # a key given twice (msgspec kept the last, keys.py) is ruled out by the count of
+            # colons when the frame gives exactly the keys decoded, else by the scan
+            if colons(frame) != keys[type(data)] and duplicate_keys(frame):
                 refuse_duplicates(frame, venue=VENUE, **_stream_of(data, self.symbol))
             try:
                 if type(data) is _EVENT_DEPTH:
@@ -447,8 +465,7 @@ class BinanceCodec(Codec):
                 if kind < 0:
                     return self._slow(frame, recv_ts)
                 if kind == _TICKER_ARR:
-                    tickers = self._combined_tickers.decode(frame).data
-                    return [self._convert(_TICKER, t, None, recv_ts) for t in tickers]
+                    return self._tickers(self._combined_tickers.decode(frame).data, recv_ts)
                 if kind in (_PARTIAL, _BOOK_TICKER):
                     self._events_first = False  # a stream without "e": see __init__
                 data = self._combined[kind].decode(frame).data
@@ -476,8 +493,11 @@ class BinanceCodec(Codec):
         stream: dict[str, str | None] = {}
         try:
             head = self._head.decode(frame)
-            kind = _stream_kind(head.stream) if head.stream else _KIND_BY_EVENT.get(head.e or "")
-            name = head.stream.partition("@")[0] if head.stream else head.s
+            kind = _stream_kind(head.stream) if head.stream else None
+            name = head.stream.partition("@")[0] if head.stream else None
+            if kind is None:  # no stream, or one no stream is called (given twice?): the event
+                event = self._head.decode(head.data) if head.data else head
+                kind, name = _KIND_BY_EVENT.get(event.e or ""), event.s
             symbol = self.symbol(name.upper()) if name else None
             channel = None
             if kind in (_DEPTH, _PARTIAL):
@@ -500,6 +520,11 @@ class BinanceCodec(Codec):
             self._streams[stream] = known
         return known
 
+    def _tickers(self, tickers: list[_Ticker24], recv_ts: int) -> list[Decoded]:
+        # Not inline in decode: a comprehension there would make its locals closure cells,
+        # created on every call of the hot path (Python 3.11)
+        return [self._convert(_TICKER, t, None, recv_ts) for t in tickers]
+
     def _slow(self, frame: bytes, recv_ts: int) -> list[Decoded]:
         head = self._head.decode(frame)
         if head.stream is not None and head.data:
@@ -508,8 +533,7 @@ class BinanceCodec(Codec):
                 self.unknown += 1
                 return []
             if kind == _TICKER_ARR:
-                tickers = self._raw_tickers.decode(head.data)
-                return [self._convert(_TICKER, t, None, recv_ts) for t in tickers]
+                return self._tickers(self._raw_tickers.decode(head.data), recv_ts)
             symbol = self.symbol(head.stream.partition("@")[0].upper())
             data = self._raw[kind].decode(head.data)
             return [self._convert(kind, data, symbol, recv_ts)]

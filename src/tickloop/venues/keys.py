@@ -26,14 +26,19 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+import msgspec
+
 from ..exceptions import ProtocolError
 from ..models import BookDelta, BookSnapshot, Candle, Fill, OrderEvent, Quote, Ticker, Trade
 from .levels import native_module
 
 __all__ = [
     "NATIVE",
+    "colons",
     "duplicate_keys",
     "duplicated_key",
+    "exact_keys",
+    "pure_colons",
     "pure_duplicate_keys",
     "refuse_duplicates",
     "stream_of",
@@ -65,6 +70,55 @@ NATIVE: Final = _native is not None
 duplicate_keys: Callable[[bytes | memoryview], int] = (
     _native.duplicate_keys if _native is not None else pure_duplicate_keys
 )
+
+
+def pure_colons(text: bytes | memoryview) -> int:
+    """How many bytes of ``text`` are colons (the C module's ``colons`` without C)."""
+    return (text if type(text) is bytes else bytes(text)).count(b":")
+
+
+#: ``colons(text)``: how many bytes of ``text`` are ``:``, the test :func:`exact_keys` makes exact.
+colons: Callable[[bytes | memoryview], int] = _native.colons if _native is not None else pure_colons
+
+# Field types whose JSON value holds no key a decode could have read: a frame's colons beyond
+# the keys counted are then inside strings or inside raw text, never a key the decoder used.
+_FLAT: Final = frozenset({str, int, float, bool, msgspec.Raw})
+
+
+def exact_keys(struct_type: type) -> int:
+    """How many keys a JSON object decoded as ``struct_type`` gives at least, or -1 when that
+    cannot be told exactly: the skip-the-scan test of a codec's hot path.
+
+    When every field of a Struct is required (no default), a successful decode saw each of its
+    ``k`` names (and its tag, when tagged) as a key at least once: the object, nested Structs
+    included, holds ``k`` or more key occurrences, each followed by a colon. A colon in JSON is a
+    key's separator or a byte of a string, so when the whole frame holds exactly ``k`` colons
+    there are exactly ``k`` key occurrences, each name once: no key is given twice anywhere, and
+    the duplicate-key scan can be skipped (``colons(frame) == exact_keys(type(data))``). Any
+    other count (a field the struct does not read, a colon in a string, raw text holding an
+    object, a key twice) sends the frame to :func:`duplicate_keys` as before. Returns -1 for a
+    struct with a default, one decoded from an array, or one with a field whose value can hold
+    objects of its own (a dict, a list of Structs, a union), so that no count equals it."""
+    total = 0
+    config = struct_type.__struct_config__  # type: ignore[attr-defined]
+    if config.array_like:  # decoded from an array: its fields are no keys
+        return -1
+    if config.tag_field is not None:
+        total += 1
+    for field in msgspec.structs.fields(struct_type):
+        if not field.required:
+            return -1
+        kind = field.type
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            inner = exact_keys(kind)
+            if inner < 0:
+                return -1
+            total += 1 + inner
+        elif kind in _FLAT or kind == list[tuple[str, str]]:
+            total += 1
+        else:
+            return -1
+    return total
 
 
 def _ignore(_text: str) -> None:
