@@ -1010,7 +1010,11 @@ class Engine:
         stats.count += 1
         coro = host.handlers["tick"]()
         running = self.running
-        previous = running.enter(host.id, "tick")
+        # Running.enter and .leave, inline as in _route (a backtest ticks every bar)
+        previous = (running.bot, running.handler, running.started)
+        running.bot = bot = host.id
+        running.handler = "tick"
+        running.started = t0 = perf()
         # Driven by a for loop, as in _route: a tick that returns without waiting (most of
         # them) ends the loop without a StopIteration being made and caught.
         yielded: Any = _NOTHING
@@ -1021,7 +1025,15 @@ class Engine:
             running.leave(previous, stats)
             self._error(host, "tick", exc)
             return
-        running.leave(previous, stats)
+        elapsed = perf() - t0
+        stats.total += elapsed
+        if elapsed > stats.max:
+            stats.max = elapsed
+        if elapsed > running.longest:
+            running.longest = elapsed
+            running.longest_bot = bot
+            running.longest_handler = "tick"
+        running.bot, running.handler, running.started = previous
         if yielded is _NOTHING:
             return
         host.tick_task = asyncio.get_running_loop().create_task(
