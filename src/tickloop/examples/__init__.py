@@ -30,6 +30,10 @@ __all__ = ["MarketMaker", "MeanReversion", "SmaCross", "SmaSignal", "ZScore", "s
 
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
+# Read on every tick: on Python 3.11 an enum member read off its class goes through the enum
+# metaclass's __getattr__ hook, many times the cost of a module name.
+_BUY = Side.BUY
+_SELL = Side.SELL
 
 
 # --------------------------------------------------------------------------- SMA crossover
@@ -110,10 +114,10 @@ class SmaCross(Bot):
         symbol = self.symbols[0]
         side = self.signal_core.update(self.last)
         held = self.position(symbol).size
-        if side is Side.BUY and held <= 0:
+        if side is _BUY and held <= 0:
             self.signal("sma_cross", "up", symbol=symbol)
             await self.buy(symbol, self.params.size - held)
-        elif side is Side.SELL and held > 0:
+        elif side is _SELL and held > 0:
             self.signal("sma_cross", "down", symbol=symbol)
             await self.sell(symbol, held)
 

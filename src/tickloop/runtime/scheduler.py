@@ -185,15 +185,21 @@ class Scheduler:
             schedule = job.schedule
             if type(schedule) is Interval:  # the common case, inline
                 every = schedule.every
-                missed = int((now - deadline) // every)  # whole intervals past it
-                job.deadline = deadline + (missed + 1) * every
+                late = now - deadline
+                if late < every:  # on time (a backtest's every tick): (late // every) is 0
+                    missed = 0
+                    job.deadline = deadline + every
+                else:
+                    missed = int(late // every)  # whole intervals past it
+                    job.deadline = deadline + (missed + 1) * every
             else:
                 missed = self._advance(job, now, wall)
             if job.paused:
                 job.skipped += 1 + missed
             else:
                 job.runs += 1
-                job.missed += missed
+                if missed:
+                    job.missed += missed
                 # tuple.__new__: a named tuple's own __new__ is a Python function
                 out.append(_new_tuple(Due, (job.key, deadline, missed)))
             heapq.heapreplace(heap, (job.deadline, job.order, job))
@@ -329,9 +335,17 @@ class ScheduleRunner:
         if self._handle is not None:  # a job added meanwhile armed a new timer
             self._arm()
             return None
-        deadline: float | None = scheduler.next_deadline()
-        if deadline is None:
+        # Scheduler.next_deadline, inline: pop_due leaves a live entry at the heap's head,
+        # unless a fired job changed the schedule (then the call drops the stale entries)
+        heap = scheduler._heap
+        if not heap:
             return None
+        deadline: float | None
+        deadline, _, job = heap[0]
+        if job.removed or deadline != job.deadline:
+            deadline = scheduler.next_deadline()
+            if deadline is None:
+                return None
         self._armed_at = deadline
         self._handle = timer
         return deadline
