@@ -60,18 +60,23 @@ class SmaSignal:
         prices = self._prices
         prices.append(price)
         n = len(prices)
-        self._fast_sum += price
-        self._slow_sum += price
-        if n > self.fast:
-            self._fast_sum -= prices[-self.fast - 1]
-        if n > self.slow:
-            self._slow_sum -= prices.popleft()
+        fast_n = self.fast
+        slow_n = self.slow
+        # the sums in locals, stored once (a backtest calls this on every bar)
+        fast_sum = self._fast_sum + price
+        slow_sum = self._slow_sum + price
+        if n > fast_n:
+            fast_sum -= prices[-fast_n - 1]
+        if n > slow_n:
+            slow_sum -= prices.popleft()
             n -= 1
-        if n < self.slow:
+        self._fast_sum = fast_sum
+        self._slow_sum = slow_sum
+        if n < slow_n:
             return None
         # compare fast_sum / fast with slow_sum / slow without dividing
-        fast = self._fast_sum * self.slow
-        slow = self._slow_sum * self.fast
+        fast = fast_sum * slow_n
+        slow = slow_sum * fast_n
         if fast == slow:
             return None
         above = fast > slow
