@@ -83,3 +83,20 @@ def test_equity_is_cash_plus_holdings_and_start_plus_pnl(
     net = {s: sum((f[3] if f[0] is Side.BUY else -f[3] for f in fills if f[1] == s), D(0))
            for s in ("BTC-USD", "ETH-USD")}
     assert {s: p.size(s) for s in net} == net
+
+
+@pytest.mark.parametrize("cash", ["1000", "1E+4", "0.50", "-0"])
+def test_mark_equity_flat_is_cash_plus_zero_made_once(cash: str) -> None:
+    p = Portfolio(cash=D(cash), bot="b1")
+    first, exposed = p.mark_equity({"BTC-USD": D("100")})
+    assert not exposed
+    # cash + 0, digits and all ("1E+4" + 0 is "10000"), as the general formula makes it
+    assert str(first) == str(D(cash) + D(0))
+    again, _ = p.mark_equity({"BTC-USD": D("101")})
+    assert again is first  # no new Decimal a flat bar
+    p.apply_fill(_fill(Side.BUY, "100", "1", fee="0.1"))
+    held, exposed = p.mark_equity({"BTC-USD": D("102")})
+    assert exposed and held == p.cash + D("102")
+    p.apply_fill(_fill(Side.SELL, "102", "1"))
+    flat, exposed = p.mark_equity({"BTC-USD": D("103")})
+    assert not exposed and flat is not first and str(flat) == str(p.cash + D(0))

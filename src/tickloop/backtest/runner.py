@@ -344,8 +344,22 @@ class Backtest:
                               symbols=sorted({c.symbol for c in candles}))
 
 
+def _floats(values: Sequence[Decimal]) -> list[float]:
+    """``float()`` of each value; a value repeated as the same object (the equity of a run of
+    flat bars: :meth:`~tickloop.runtime.Portfolio.mark_equity`) is converted once."""
+    out: list[float] = []
+    last: Decimal | None = None
+    value = 0.0
+    for v in values:
+        if v is not last:
+            value = float(v)
+            last = v
+        out.append(value)
+    return out
+
+
 def _metrics(report: BotReport, cash: Decimal, bar_seconds: int) -> dict[str, Any]:
-    curve = [float(e) for e in report.equity]
+    curve = _floats(report.equity)
     periods = m.periods_per_year(bar_seconds)
     rets = m.returns(curve)
     annual = m.annualized_return(curve, periods)

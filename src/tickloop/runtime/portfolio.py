@@ -66,7 +66,7 @@ class PositionState:
 class Portfolio:
     """One account's book of positions (see the module docstring)."""
 
-    __slots__ = ("_day", "_day_base", "_positions", "bot", "cash", "fees", "quote",
+    __slots__ = ("_day", "_day_base", "_flat", "_positions", "bot", "cash", "fees", "quote",
                  "start_cash", "venue")
 
     def __init__(self, *, cash: Decimal = _ZERO, bot: str | None = None, venue: str = "sim",
@@ -83,6 +83,8 @@ class Portfolio:
         self._positions: dict[str, PositionState] = {}
         self._day: int | None = None
         self._day_base = _ZERO
+        # (cash, cash + 0): the equity with nothing held, made once per cash value
+        self._flat: tuple[Decimal | None, Decimal] = (None, _ZERO)
 
     # ------------------------------------------------------------------ updates
 
@@ -189,6 +191,14 @@ class Portfolio:
                 exposed = True
                 if pos.mark is not None:
                     holdings += pos.size * pos.mark
+        if holdings is _ZERO:
+            # nothing held (or marked): cash + 0, the same object bar after bar until the cash
+            # moves (a backtest reads this at every bar close; many bars are flat)
+            flat = self._flat
+            cash = self.cash
+            if flat[0] is not cash:
+                flat = self._flat = (cash, cash + holdings)
+            return flat[1], exposed
         return self.cash + holdings, exposed
 
     def equity(self, ts: int) -> Equity:
