@@ -165,7 +165,8 @@ class CandleFeed:
 
     def open_bar(self, candle: Candle) -> bool:
         """The candle opens: its book, the waiting orders released; True when some were (the
-        driver then lets them run before :meth:`print_open`)."""
+        driver then lets them run, then calls :meth:`print_open`); else the open prints
+        here (:meth:`print_open`: one call a candle the less)."""
         symbol = candle.symbol
         price = candle.open
         # _set, inline (every candle)
@@ -174,6 +175,12 @@ class CandleFeed:
         self._stale.add(symbol)
         waiters = self._waiting.pop(symbol, None) if self._waiting else None
         if not waiters:
+            # print_open, inline
+            if self._book_topics:
+                self._publish_book(symbol)
+            matcher = self._matcher
+            if matcher is not None and matcher._resting and matcher.has_resting(symbol):
+                self._hidden(candle, price, candle.volume / _FOUR, candle.open_time)
             return False
         for w in waiters:
             if not w.done():

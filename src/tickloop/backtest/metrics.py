@@ -97,7 +97,8 @@ def sharpe(rets: Sequence[float], periods: float) -> float | None:
     if n < 2:
         return None
     mean = _mean(rets)
-    var = math.fsum((r - mean) ** 2 for r in rets) / (n - 1)
+    # (lists, not generators: a backtest's curve has a point per bar; the same sums)
+    var = math.fsum([(r - mean) ** 2 for r in rets]) / (n - 1)
     if var <= 0:
         return None
     return mean / math.sqrt(var) * math.sqrt(periods)
@@ -107,7 +108,8 @@ def sortino(rets: Sequence[float], periods: float) -> float | None:
     n = len(rets)
     if n < 2:
         return None
-    down = math.fsum(min(r, 0.0) ** 2 for r in rets) / n
+    # min(r, 0.0) ** 2 without a call per return (a NaN return stays NaN, as with min)
+    down = math.fsum([r ** 2 if not r >= 0.0 else 0.0 for r in rets]) / n
     if down <= 0:
         return None
     return _mean(rets) / math.sqrt(down) * math.sqrt(periods)

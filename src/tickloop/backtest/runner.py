@@ -318,9 +318,11 @@ class Backtest:
                 while i < n and opens[i] == t:
                     candle = candles[i]
                     i += 1
+                    # the open prints in open_bar, unless it released waiting orders: those
+                    # run first
                     if open_bar(candle):
                         await settle()
-                    print_open(candle)
+                        print_open(candle)
                     if ready is None or ready:
                         await settle()
         finally:

@@ -30,6 +30,10 @@ __all__ = ["MarketMaker", "MeanReversion", "SmaCross", "SmaSignal", "ZScore", "s
 
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
+# Read on every tick: on Python 3.11 an enum member read off its class goes through the enum
+# metaclass's __getattr__ hook, many times the cost of a module name.
+_BUY = Side.BUY
+_SELL = Side.SELL
 
 
 # --------------------------------------------------------------------------- SMA crossover
@@ -56,18 +60,23 @@ class SmaSignal:
         prices = self._prices
         prices.append(price)
         n = len(prices)
-        self._fast_sum += price
-        self._slow_sum += price
-        if n > self.fast:
-            self._fast_sum -= prices[-self.fast - 1]
-        if n > self.slow:
-            self._slow_sum -= prices.popleft()
+        fast_n = self.fast
+        slow_n = self.slow
+        # the sums in locals, stored once (a backtest calls this on every bar)
+        fast_sum = self._fast_sum + price
+        slow_sum = self._slow_sum + price
+        if n > fast_n:
+            fast_sum -= prices[-fast_n - 1]
+        if n > slow_n:
+            slow_sum -= prices.popleft()
             n -= 1
-        if n < self.slow:
+        self._fast_sum = fast_sum
+        self._slow_sum = slow_sum
+        if n < slow_n:
             return None
         # compare fast_sum / fast with slow_sum / slow without dividing
-        fast = self._fast_sum * self.slow
-        slow = self._slow_sum * self.fast
+        fast = fast_sum * slow_n
+        slow = slow_sum * fast_n
         if fast == slow:
             return None
         above = fast > slow
@@ -110,10 +119,10 @@ class SmaCross(Bot):
         symbol = self.symbols[0]
         side = self.signal_core.update(self.last)
         held = self.position(symbol).size
-        if side is Side.BUY and held <= 0:
+        if side is _BUY and held <= 0:
             self.signal("sma_cross", "up", symbol=symbol)
             await self.buy(symbol, self.params.size - held)
-        elif side is Side.SELL and held > 0:
+        elif side is _SELL and held > 0:
             self.signal("sma_cross", "down", symbol=symbol)
             await self.sell(symbol, held)
 

@@ -101,13 +101,16 @@ _heappush = heapq.heappush
 
 
 class _SimTimer:
-    __slots__ = ("args", "callback", "cancelled", "when")
+    __slots__ = ("args", "callback", "cancelled", "rearming", "when")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                 rearming: bool = False) -> None:
         self.when = when
         self.callback = callback
         self.args = args
         self.cancelled = False
+        #: Made by SimClock.call_rearming: called with the time, returns its next deadline.
+        self.rearming = rearming
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -147,6 +150,20 @@ class SimClock:
         # a backtest arms a timer or more every simulated second: names bound once
         when = float(when)
         timer = _SimTimer(when, callback, args)
+        _heappush(self._heap, (when, next(self._seq), timer))
+        return timer
+
+    def call_rearming(self, when: float,
+                      callback: Callable[[float, float], float | None]) -> TimerHandle:
+        """A timer that re-arms itself in place: at ``when``, with the time set as for
+        :meth:`call_at`, ``callback(monotonic, wall)`` is called and returns the next deadline
+        of the same timer, or None to end it. The next deadline is queued as a
+        :meth:`call_at` made as the callback returns would be (the same place among the
+        timers due at one time), without a new timer or a clock read per firing. The
+        :class:`~tickloop.runtime.scheduler.ScheduleRunner` arms its timer so: a backtest
+        fires it on every simulated tick."""
+        when = float(when)
+        timer = _SimTimer(when, callback, (), True)
         _heappush(self._heap, (when, next(self._seq), timer))
         return timer
 
@@ -204,7 +221,14 @@ class SimClock:
             if deadline > self._now:
                 self._now = deadline
             fired += 1
-            timer.callback(*timer.args)
+            if timer.rearming:
+                now = self._now
+                nxt = timer.callback(now, self._epoch + now)
+                if nxt is not None and not timer.cancelled:
+                    timer.when = nxt = float(nxt)
+                    _heappush(heap, (nxt, next(self._seq), timer))
+            else:
+                timer.callback(*timer.args)
         if when > self._now:
             self._now = when
         self.fired += fired

@@ -185,15 +185,21 @@ class Scheduler:
             schedule = job.schedule
             if type(schedule) is Interval:  # the common case, inline
                 every = schedule.every
-                missed = int((now - deadline) // every)  # whole intervals past it
-                job.deadline = deadline + (missed + 1) * every
+                late = now - deadline
+                if late < every:  # on time (a backtest's every tick): (late // every) is 0
+                    missed = 0
+                    job.deadline = deadline + every
+                else:
+                    missed = int(late // every)  # whole intervals past it
+                    job.deadline = deadline + (missed + 1) * every
             else:
                 missed = self._advance(job, now, wall)
             if job.paused:
                 job.skipped += 1 + missed
             else:
                 job.runs += 1
-                job.missed += missed
+                if missed:
+                    job.missed += missed
                 # tuple.__new__: a named tuple's own __new__ is a Python function
                 out.append(_new_tuple(Due, (job.key, deadline, missed)))
             heapq.heapreplace(heap, (job.deadline, job.order, job))
@@ -230,7 +236,8 @@ class ScheduleRunner:
     resuming jobs through the runner re-arms the timer when needed.
     """
 
-    __slots__ = ("_armed_at", "_clock", "_fire", "_handle", "_running", "scheduler")
+    __slots__ = ("_armed_at", "_clock", "_fire", "_handle", "_rearming", "_running",
+                 "scheduler")
 
     def __init__(self, scheduler: Scheduler, clock: Clock, fire: Callable[[Due], None]) -> None:
         self.scheduler = scheduler
@@ -239,6 +246,10 @@ class ScheduleRunner:
         self._handle: TimerHandle | None = None
         self._armed_at: float | None = None
         self._running = False
+        # A clock with timers that re-arm in place (SimClock.call_rearming) gets one timer for
+        # the runner's life: no timer made and no clock read per wake-up.
+        self._rearming: Callable[[float, Callable[[float, float], float | None]],
+                                 TimerHandle] | None = getattr(clock, "call_rearming", None)
 
     @property
     def running(self) -> bool:
@@ -274,7 +285,10 @@ class ScheduleRunner:
         if self._handle is not None:
             self._handle.cancel()
         self._armed_at = deadline
-        self._handle = self._clock.call_at(deadline, self._wake)
+        if self._rearming is not None:
+            self._handle = self._rearming(deadline, self._wake_in_place)
+        else:
+            self._handle = self._clock.call_at(deadline, self._wake)
 
     def _wake(self) -> None:
         armed = self._armed_at
@@ -295,9 +309,43 @@ class ScheduleRunner:
         if not self._running:
             return
         # _arm, inline (a backtest wakes here on every simulated tick): no timer is armed now
-        deadline = self.scheduler.next_deadline()
+        # (annotated: mypy takes the rest for unreachable after the second _running check)
+        deadline: float | None = self.scheduler.next_deadline()
         if deadline is not None and self._handle is None:
             self._armed_at = deadline
             self._handle = clock.call_at(deadline, self._wake)
         elif deadline is not None:
             self._arm()
+
+    def _wake_in_place(self, now: float, wall: float) -> float | None:
+        """:meth:`_wake` for a timer that re-arms in place (``call_rearming``): the clock hands
+        over the time, and the next deadline returned re-arms the same timer, where
+        :meth:`_wake` would arm a new one (None: the runner armed another, or none)."""
+        timer = self._handle
+        self._handle = None
+        self._armed_at = None
+        if not self._running:
+            return None
+        fire = self._fire
+        scheduler = self.scheduler
+        for due in scheduler.pop_due(now, wall):
+            fire(due)
+        if not self._running:
+            return None
+        if self._handle is not None:  # a job added meanwhile armed a new timer
+            self._arm()
+            return None
+        # Scheduler.next_deadline, inline: pop_due leaves a live entry at the heap's head,
+        # unless a fired job changed the schedule (then the call drops the stale entries)
+        heap = scheduler._heap
+        if not heap:
+            return None
+        deadline: float | None
+        deadline, _, job = heap[0]
+        if job.removed or deadline != job.deadline:
+            deadline = scheduler.next_deadline()
+            if deadline is None:
+                return None
+        self._armed_at = deadline
+        self._handle = timer
+        return deadline
