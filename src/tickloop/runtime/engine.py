@@ -612,6 +612,9 @@ class Engine:
     async def _start_bot(self, host: _Host, offset: float) -> None:
         bot = host.bot
         bot._engine = self
+        # Engine.position(bot.id, ...) without the two calls: a host and its portfolio last as
+        # long as the engine
+        bot._position_of = host.portfolio.position
         if self.store is not None:
             saved = await self.store.load_state(host.id)
             if isinstance(saved, dict):
