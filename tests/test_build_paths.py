@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import tickloop.book
-from tickloop._native import pure_requested
+from tickloop._native import gc_native, pure_requested
 from tickloop.book import engine
 from tickloop.client import route
 from tickloop.runtime import fanout
@@ -21,6 +21,7 @@ from tickloop.venues.binance import BinanceCodec
 from tickloop.venues.sim import SimCodec
 
 COMPILED_MODULES = (
+    "tickloop._gc_native",
     "tickloop.book._engine_native",
     "tickloop.client._route_native",
     "tickloop.runtime._coro_native",
@@ -53,6 +54,7 @@ def test_this_run_uses_the_build_it_names() -> None:
         assert route.FrameRouter is route.PureFrameRouter
         assert not fanout.NATIVE and fanout.Fanout is fanout.PureFanout
         assert fanout._first_step is None
+        assert engine._frozen_into is None and gc_native() is None
         assert tickloop.book.OrderBook is engine.OrderBook is engine.PureOrderBook
         assert levels.WireLevels == list[tuple[str, str]]
         assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
@@ -76,6 +78,7 @@ def test_this_run_uses_the_build_it_names() -> None:
     assert fanout.Running.__module__ == "tickloop.runtime._fanout_native"
     assert fanout._first_step is not None
     assert fanout._first_step.__module__ == "tickloop.runtime._coro_native"
+    assert engine._frozen_into.__module__ == "tickloop._gc_native"
     assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
     assert keys.NATIVE and keys.duplicate_keys.__module__ == "tickloop.venues._levels_native"
     assert loaded_compiled_modules() == set(COMPILED_MODULES)

@@ -22,7 +22,14 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["PURE_ENV", "native_extension", "native_module", "native_name", "source_digest"]
+__all__ = [
+    "PURE_ENV",
+    "gc_native",
+    "native_extension",
+    "native_module",
+    "native_name",
+    "source_digest",
+]
 
 log = logging.getLogger("tickloop.native")
 
@@ -75,3 +82,17 @@ def native_extension(name: str, source_file: str, *, label: str | None = None) -
         )
         return None
     return native
+
+
+_GC_NATIVE: list[ModuleType | None] = []
+
+
+def gc_native() -> ModuleType | None:
+    """The C module ``tickloop._gc_native`` (``untrack``, ``frozen``: containers the cycle
+    collector need not walk; see its source) when it is built and current, else None. Looked up
+    once."""
+    if not _GC_NATIVE:
+        _GC_NATIVE.append(
+            native_extension("tickloop._gc_native", str(Path(__file__).with_name("_gc_native.c")))
+        )
+    return _GC_NATIVE[0]

@@ -56,9 +56,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
-from .._native import native_module
+from .._native import gc_native, native_module
 from ..checksums import decimal_text
 from ..exceptions import ConfigError
 from ..models import BookDelta, BookLevel, BookSnapshot, Side
@@ -87,6 +87,11 @@ _SCANS = 8
 #: not pile up.
 _TEXT_MEMO = 4_096
 _new = tuple.__new__
+_gc = gc_native()
+#: ``_gc_native.frozen_into`` (``memo[key] = cls(*items)`` in one allocation, memo and tuple
+#: untracked: the cycle collector never walks a memo of thousands of levels; docs/runtime.md,
+#: "The garbage collector"), or None (pure build).
+_frozen_into: Final[Any] = None if _gc is None else _gc.frozen_into
 
 
 class OrderBook:
@@ -556,7 +561,10 @@ class OrderBook:
             s = sizes[p]
             level = memo.get(p)
             if level is None or level[1] is not s or level[0] is not p:
-                level = memo[p] = _new(BookLevel, (p, s))
+                if _frozen_into is None:
+                    level = memo[p] = _new(BookLevel, (p, s))
+                else:
+                    level = _frozen_into(memo, p, BookLevel, p, s)
             out.append(level)  # not a bound ``append``: compiled, a C call, not a Python one
         return out
 
@@ -733,7 +741,11 @@ class OrderBook:
             size = levels[price]
             entry = memo.get(price)
             if entry is None or entry[1] is not size or entry[0] is not price:
-                entry = memo[price] = (price, size, level_text(price, size))
+                text = level_text(price, size)
+                if _frozen_into is None:
+                    entry = memo[price] = (price, size, text)
+                else:
+                    entry = _frozen_into(memo, price, tuple, price, size, text)
             texts.append(entry[2])
         return texts, (top[-1] if n > 0 and len(top) == n else None)
 
