@@ -80,6 +80,8 @@ async def one_round(bots: int, symbols: list[str], events: list[tuple[str, Any]]
                     batch: int) -> dict[str, float]:
     from bench import bench_runtime
 
+    bench_runtime.RECORDING[0] = True  # the handlers record every delivery here
+
     engine = Engine(make_bots(bots, symbols, bad=False), source=QuietSource(), stagger=0.0,
                     equity_every=0, breaker_errors=10**9)
     async with engine:
@@ -110,6 +112,8 @@ async def bare_round(bots: int, symbols: list[str], events: list[tuple[str, Any]
                      batch: int) -> dict[str, float]:
     """The same bots' handlers called from a plain loop (see the module docstring)."""
     from bench import bench_runtime
+
+    bench_runtime.RECORDING[0] = True  # the handlers record every delivery here
 
     table: dict[str, list[tuple[Any, bool]]] = {}
     for bot in make_bots(bots, symbols, bad=False):

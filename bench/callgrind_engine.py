@@ -55,6 +55,8 @@ from tickloop.replay import Replay
 from tickloop.runtime import Engine
 from tickloop.sim import SimExchange
 
+bench_runtime.RECORDING[0] = True  # the handlers record every delivery here
+
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"] + [f"C{i:02d}-USD" for i in range(17)]
 
 
