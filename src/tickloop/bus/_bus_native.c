@@ -1,0 +1,663 @@
+/* The in-process bus's hot paths in C: publish (``Publisher``, for tickloop.bus.local) and
+ * ``async for`` over a subscription (``Reader``, for tickloop.bus.subscription).
+ *
+ * Publish. ``LocalBus.publish`` in Python spends most of an event on being Python: the closed,
+ * type and nesting checks, the route lookup, the clock arithmetic, the envelope, the counter,
+ * and per subscriber the length check, the append and the waiter check, each a few bytecodes
+ * (349 ns an event to one subscriber, against asyncio.Queue.put_nowait's 226 ns). A
+ * ``Publisher`` is the bus's ``publish`` (an instance attribute); it reads the bus's hot state
+ * (``LocalBus._state``, a Python object with ``__slots__`` ``closed``, ``depth``, ``offset``,
+ * ``published``, whose slots it reads and writes in place: Python code keeps the speed of its
+ * own slots, and the bus's ``__dict__`` is never made, which would slow every attribute of it) and does the same work for the commonest case,
+ * handing every other case to the Python method, unchanged:
+ *
+ * - the topic's route is in ``fast``: a dict the bus fills as it computes routes, topic -> a
+ *   tuple of ``(buffer, maxsize, inbox.__dict__, inbox, buffer.append)`` for a route whose
+ *   every target is a plain ``drop_newest`` reader (no handler, no group), or ``()`` for a
+ *   route with no target; the bus empties it whenever it empties its routes;
+ * - the bus is open (``closed``) and not inside a handler's publish (``depth`` 0); only a bus
+ *   on the system clocks has a ``Publisher``;
+ * - the payload's class has a registered event type (``type_of``).
+ *
+ * Then the envelope is made (``time.monotonic_ns`` is ``clock_gettime(CLOCK_MONOTONIC)``, read
+ * here directly; wall time is it plus ``offset``, which the bus re-reads every second), and
+ * each target gets the event exactly as the Python path does: a full buffer, or a closed
+ * inbox, goes to ``inbox.push`` (which counts the drop, or ignores the event); otherwise the
+ * event is appended and a waiting reader's future is resolved.
+ *
+ * SOURCE_DIGEST (the SHA-256 of this file, given by the build as a -D define) lets the Python
+ * side refuse a copy built from other source (tickloop/_native.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+
+#ifndef TICKLOOP_SOURCE_DIGEST
+#define TICKLOOP_SOURCE_DIGEST ""
+#endif
+
+static PyObject *one, *str_end, *str_waiter, *str_push, *str_done, *str_set_result;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fast;        /* dict: topic -> tuple of (buffer, maxsize, inbox dict, inbox, append) */
+    PyObject *slow;        /* the Python publish, bound: slow(topic, payload) */
+    PyObject *type_of;     /* dict: payload class -> event type name */
+    PyObject *event_type;  /* the Event struct */
+    PyObject *state;       /* the bus's _State: closed, depth, offset, published (its slots) */
+    PyObject *ids;         /* the bus's id counter (an iterator of ints) */
+    PyObject *source;      /* the bus's name */
+    PyObject *offset_seen; /* the ``offset`` int last converted, and its value */
+    long long offset;
+    Py_ssize_t fast_calls; /* events this object published itself */
+    vectorcallfunc vectorcall;
+} Publisher;
+
+/* The slots of LocalBus's _State (a Python class with __slots__), found by set_state_type:
+   Python code reads and writes them at the speed of its own slots, this code in place. */
+static PyTypeObject *state_type;
+static Py_ssize_t closed_at = -1, depth_at = -1, offset_at = -1, published_at = -1;
+
+static PyObject **
+slot_at(PyObject *obj, Py_ssize_t offset)
+{
+    return (PyObject **)((char *)obj + offset);
+}
+
+static PyObject *
+slow_path(Publisher *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+}
+
+/* Deliver ``event`` to one plain reader: (buffer, maxsize, inbox dict, inbox, buffer.append).
+   0, or -1. */
+static int
+deliver(PyObject *target, PyObject *event)
+{
+    if (!PyTuple_CheckExact(target) || PyTuple_GET_SIZE(target) != 5) {
+        PyErr_SetString(PyExc_SystemError, "bus fast route: a malformed target");
+        return -1;
+    }
+    PyObject *buffer = PyTuple_GET_ITEM(target, 0);
+    Py_ssize_t maxsize = PyLong_AsSsize_t(PyTuple_GET_ITEM(target, 1));
+    if (maxsize == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *inbox_attrs = PyTuple_GET_ITEM(target, 2);
+    PyObject *inbox = PyTuple_GET_ITEM(target, 3);
+    Py_ssize_t depth = PyObject_Size(buffer);
+    if (depth < 0) {
+        return -1;
+    }
+    PyObject *end = PyDict_GetItemWithError(inbox_attrs, str_end);
+    if (end == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *result;
+    if (depth >= maxsize || (end != NULL && end != Py_None)) {
+        /* counts the drop (full), or ignores the event (closed) */
+        result = PyObject_CallMethodOneArg(inbox, str_push, event);
+        if (result == NULL) {
+            return -1;
+        }
+        Py_DECREF(result);
+        return 0;
+    }
+    result = PyObject_CallOneArg(PyTuple_GET_ITEM(target, 4), event);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    PyObject *waiter = PyDict_GetItemWithError(inbox_attrs, str_waiter);
+    if (waiter == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (waiter == Py_None) {
+        return 0;
+    }
+    Py_INCREF(waiter);
+    int status = PyDict_SetItem(inbox_attrs, str_waiter, Py_None);
+    if (status == 0) {
+        PyObject *done = PyObject_CallMethodNoArgs(waiter, str_done);
+        int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
+        Py_XDECREF(done);
+        if (is_done < 0) {
+            status = -1;
+        }
+        else if (!is_done) {
+            result = PyObject_CallMethodOneArg(waiter, str_set_result, Py_None);
+            if (result == NULL) {
+                status = -1;
+            }
+            Py_XDECREF(result);
+        }
+    }
+    Py_DECREF(waiter);
+    return status;
+}
+
+static PyObject *
+Publisher_vectorcall(Publisher *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *state = self->state;
+    if (kwnames != NULL || nargs != 2 || !PyUnicode_CheckExact(args[0]) || self->ids == NULL ||
+        self->source == NULL || state_type == NULL || Py_TYPE(state) != state_type) {
+        return slow_path(self, args, nargsf, kwnames);
+    }
+    PyObject *depth = *slot_at(state, depth_at), *offset_o = *slot_at(state, offset_at);
+    PyObject **published = slot_at(state, published_at);
+    if (*slot_at(state, closed_at) != Py_False || depth == NULL || offset_o == NULL ||
+        *published == NULL) { /* closed (the Python path raises), or not set up */
+        return slow_path(self, args, nargsf, kwnames);
+    }
+    int nested = PyObject_IsTrue(depth);
+    if (nested != 0) { /* a handler's publish (queued), or an error */
+        return nested < 0 ? NULL : slow_path(self, args, nargsf, kwnames);
+    }
+    if (offset_o != self->offset_seen) {
+        long long offset = PyLong_AsLongLong(offset_o);
+        if (offset == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_XSETREF(self->offset_seen, Py_NewRef(offset_o));
+        self->offset = offset;
+    }
+    PyObject *topic = args[0], *payload = args[1];
+    PyObject *targets = PyDict_GetItemWithError(self->fast, topic);
+    if (targets == NULL || !PyTuple_CheckExact(targets)) {
+        return PyErr_Occurred() ? NULL : slow_path(self, args, nargsf, kwnames);
+    }
+    PyObject *type_name = PyDict_GetItemWithError(self->type_of, (PyObject *)Py_TYPE(payload));
+    if (type_name == NULL) {
+        return PyErr_Occurred() ? NULL : slow_path(self, args, nargsf, kwnames);
+    }
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    long long mono = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    Py_INCREF(targets); /* a push may run code that empties ``fast`` */
+    Py_INCREF(type_name);
+    PyObject *event = NULL;
+    PyObject *id = PyIter_Next(self->ids);
+    PyObject *wall_o = PyLong_FromLongLong(mono + self->offset);
+    PyObject *mono_o = PyLong_FromLongLong(mono);
+    if (id == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "the bus's event ids ran out");
+        }
+        goto done;
+    }
+    if (wall_o == NULL || mono_o == NULL) {
+        goto done;
+    }
+    PyObject *fields[7] = {type_name, topic, id, self->source, wall_o, mono_o, payload};
+    event = PyObject_Vectorcall(self->event_type, fields, 7, NULL);
+    if (event == NULL) {
+        goto done;
+    }
+    PyObject *count = PyNumber_Add(*published, one);
+    if (count == NULL) {
+        Py_CLEAR(event);
+        goto done;
+    }
+    Py_SETREF(*published, count);
+    self->fast_calls++;
+    Py_ssize_t n = PyTuple_GET_SIZE(targets);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (deliver(PyTuple_GET_ITEM(targets, i), event) < 0) {
+            Py_CLEAR(event);
+            goto done;
+        }
+    }
+done:
+    Py_XDECREF(id);
+    Py_XDECREF(wall_o);
+    Py_XDECREF(mono_o);
+    Py_DECREF(type_name);
+    Py_DECREF(targets);
+    return event;
+}
+
+static PyObject *
+Publisher_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"fast", "slow", "type_of", "event_type", "state", NULL};
+    PyObject *fast, *slow, *type_of, *event_type, *state;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!OO:Publisher", keywords, &PyDict_Type,
+                                     &fast, &slow, &PyDict_Type, &type_of, &event_type, &state)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(slow) || !PyCallable_Check(event_type)) {
+        PyErr_SetString(PyExc_TypeError, "Publisher: slow and event_type must be callable");
+        return NULL;
+    }
+    Publisher *self = (Publisher *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->fast = Py_NewRef(fast);
+    self->slow = Py_NewRef(slow);
+    self->type_of = Py_NewRef(type_of);
+    self->event_type = Py_NewRef(event_type);
+    self->state = Py_NewRef(state);
+    self->ids = NULL;
+    self->source = NULL;
+    self->offset_seen = NULL;
+    self->offset = 0;
+    self->fast_calls = 0;
+    self->vectorcall = (vectorcallfunc)Publisher_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+Publisher_traverse(Publisher *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fast);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->type_of);
+    Py_VISIT(self->event_type);
+    Py_VISIT(self->state);
+    Py_VISIT(self->ids);
+    Py_VISIT(self->source);
+    Py_VISIT(self->offset_seen);
+    return 0;
+}
+
+static int
+Publisher_clear(Publisher *self)
+{
+    Py_CLEAR(self->fast);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->type_of);
+    Py_CLEAR(self->event_type);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->ids);
+    Py_CLEAR(self->source);
+    Py_CLEAR(self->offset_seen);
+    return 0;
+}
+
+static void
+Publisher_dealloc(Publisher *self)
+{
+    PyObject_GC_UnTrack(self);
+    Publisher_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Publisher_members[] = {
+    {"fast", T_OBJECT, offsetof(Publisher, fast), READONLY, "the fast routes (topic -> targets)"},
+    {"ids", T_OBJECT, offsetof(Publisher, ids), 0, "the bus's id counter"},
+    {"source", T_OBJECT, offsetof(Publisher, source), 0, "the bus's name"},
+    {"state", T_OBJECT, offsetof(Publisher, state), READONLY, "the bus's _State"},
+    {"fast_calls", T_PYSSIZET, offsetof(Publisher, fast_calls), READONLY,
+     "events published by the fast path"},
+    {NULL},
+};
+
+static PyTypeObject PublisherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tickloop.bus._bus_native.Publisher",
+    .tp_doc = "publish(topic, payload) for LocalBus: the commonest case in C (see the source).",
+    .tp_basicsize = sizeof(Publisher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = Publisher_new,
+    .tp_dealloc = (destructor)Publisher_dealloc,
+    .tp_traverse = (traverseproc)Publisher_traverse,
+    .tp_clear = (inquiry)Publisher_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Publisher, vectorcall),
+    .tp_members = Publisher_members,
+};
+
+
+/* ------------------------------------------------------------------------------ the reader
+ *
+ * ``Reader``: the base of tickloop.bus.subscription.Subscription, holding its fields (the
+ * Python class adds only ``__weakref__``) and giving it ``__anext__`` in C. When an event is
+ * buffered and nothing asked to hear what was consumed (``inbox.on_done`` is None), it does
+ * what the Python ``_anext_slow`` does on that path (count the delivery, note the deepest
+ * backlog, relieve a paused lossless inbox at its low mark, pop the event) and returns an
+ * awaitable that is already done, with no coroutine made. Otherwise it returns
+ * ``self._anext_slow()``, the Python coroutine (which waits for an event, or ends the
+ * iteration, or tracks what an ``on_done`` backend must acknowledge).
+ *
+ * The counters live in the inbox's ``ConsumerStats`` (``__slots__``): their slots are read and
+ * written directly, at the offsets ``set_stats_type`` found once; any other stats object takes
+ * the Python path. */
+
+static PyTypeObject *stats_type;
+static Py_ssize_t delivered_at = -1, high_water_at = -1;
+static PyObject *str_on_done, *str_paused, *str_relieve, *str_anext_slow;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *bus, *buffer, *inbox, *low, *stats, *taken, *inbox_attrs, *popleft;
+} Reader;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value; /* what the await gives; NULL once given */
+} Ready;
+
+static PyObject *
+Ready_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PySendResult
+Ready_send(Ready *self, PyObject *arg, PyObject **result)
+{
+    (void)arg;
+    if (self->value == NULL) {
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    *result = self->value; /* the reference moves */
+    self->value = NULL;
+    return PYGEN_RETURN;
+}
+
+static PyObject *
+Ready_next(Ready *self)
+{
+    PyObject *value = self->value != NULL ? self->value : Py_NewRef(Py_None);
+    self->value = NULL;
+    /* StopIteration(value), made explicitly: a tuple or an exception as the value stays one */
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static void
+Ready_dealloc(Ready *self)
+{
+    Py_XDECREF(self->value);
+    PyObject_Free(self);
+}
+
+static PyAsyncMethods Ready_async = {
+    .am_await = Ready_await,
+    .am_send = (sendfunc)Ready_send,
+};
+
+static PyTypeObject ReadyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tickloop.bus._bus_native.Ready",
+    .tp_doc = "An awaitable that is already done (what Reader.__anext__ returns for a buffered "
+              "event).",
+    .tp_basicsize = sizeof(Ready),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)Ready_dealloc,
+    .tp_as_async = &Ready_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Ready_next,
+};
+
+static PyObject *
+slow_anext(Reader *self)
+{
+    return PyObject_CallMethodNoArgs((PyObject *)self, str_anext_slow);
+}
+
+
+static PyObject *
+Reader_anext(Reader *self)
+{
+    PyObject *attrs = self->inbox_attrs, *buffer = self->buffer, *stats = self->stats;
+    if (attrs == NULL || buffer == NULL || stats == NULL || self->popleft == NULL ||
+        self->low == NULL || Py_TYPE(stats) != stats_type || !PyDict_CheckExact(attrs)) {
+        return slow_anext(self);
+    }
+    PyObject *on_done = PyDict_GetItemWithError(attrs, str_on_done);
+    if (on_done == NULL) {
+        return PyErr_Occurred() ? NULL : slow_anext(self);
+    }
+    if (on_done != Py_None) {
+        return slow_anext(self);
+    }
+    Py_ssize_t depth = PyObject_Size(buffer);
+    if (depth < 0) {
+        return NULL;
+    }
+    if (depth == 0) {
+        return slow_anext(self);
+    }
+    PyObject **delivered = slot_at(stats, delivered_at), **high = slot_at(stats, high_water_at);
+    if (*delivered == NULL || *high == NULL) {
+        return slow_anext(self);
+    }
+    PyObject *count = PyNumber_Add(*delivered, one);
+    if (count == NULL) {
+        return NULL;
+    }
+    Py_SETREF(*delivered, count);
+    Py_ssize_t deepest = PyLong_AsSsize_t(*high);
+    if (deepest == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (depth > deepest) {
+        PyObject *now = PyLong_FromSsize_t(depth);
+        if (now == NULL) {
+            return NULL;
+        }
+        Py_SETREF(*high, now);
+    }
+    PyObject *paused = PyDict_GetItemWithError(attrs, str_paused);
+    if (paused == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (paused == Py_True) {
+        Py_ssize_t low = PyLong_AsSsize_t(self->low);
+        if (low == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (depth <= low) {
+            PyObject *done = PyObject_CallMethodNoArgs(self->inbox, str_relieve);
+            if (done == NULL) {
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+    }
+    PyObject *event = PyObject_CallNoArgs(self->popleft);
+    if (event == NULL) {
+        return NULL;
+    }
+    Ready *ready = PyObject_New(Ready, &ReadyType);
+    if (ready == NULL) {
+        Py_DECREF(event);
+        return NULL;
+    }
+    ready->value = event;
+    return (PyObject *)ready;
+}
+
+static int
+Reader_traverse(Reader *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->bus);
+    Py_VISIT(self->buffer);
+    Py_VISIT(self->inbox);
+    Py_VISIT(self->low);
+    Py_VISIT(self->stats);
+    Py_VISIT(self->taken);
+    Py_VISIT(self->inbox_attrs);
+    Py_VISIT(self->popleft);
+    return 0;
+}
+
+static int
+Reader_clear(Reader *self)
+{
+    Py_CLEAR(self->bus);
+    Py_CLEAR(self->buffer);
+    Py_CLEAR(self->inbox);
+    Py_CLEAR(self->low);
+    Py_CLEAR(self->stats);
+    Py_CLEAR(self->taken);
+    Py_CLEAR(self->inbox_attrs);
+    Py_CLEAR(self->popleft);
+    return 0;
+}
+
+static void
+Reader_dealloc(Reader *self)
+{
+    PyObject_GC_UnTrack(self);
+    Reader_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Reader_members[] = {
+    {"_bus", T_OBJECT, offsetof(Reader, bus), 0, NULL},
+    {"_buffer", T_OBJECT_EX, offsetof(Reader, buffer), 0, NULL},
+    {"_inbox", T_OBJECT_EX, offsetof(Reader, inbox), 0, NULL},
+    {"_low", T_OBJECT_EX, offsetof(Reader, low), 0, NULL},
+    {"_stats", T_OBJECT_EX, offsetof(Reader, stats), 0, NULL},
+    {"_taken", T_OBJECT_EX, offsetof(Reader, taken), 0, NULL},
+    {"_inbox_attrs", T_OBJECT_EX, offsetof(Reader, inbox_attrs), 0, NULL},
+    {"_popleft", T_OBJECT_EX, offsetof(Reader, popleft), 0, NULL},
+    {NULL},
+};
+
+static PyAsyncMethods Reader_async = {
+    .am_anext = (unaryfunc)Reader_anext,
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tickloop.bus._bus_native.Reader",
+    .tp_doc = "The fields and the C __anext__ of tickloop.bus.Subscription (see the source).",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
+    .tp_as_async = &Reader_async,
+    .tp_members = Reader_members,
+};
+
+static Py_ssize_t
+member_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyDict_GetItemString(type->tp_dict, name); /* borrowed */
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
+        return -1;
+    }
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
+        return -1;
+    }
+    return member->offset;
+}
+
+static PyObject *
+set_stats_type(PyObject *module, PyObject *type)
+{
+    (void)module;
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "set_stats_type(cls): a class");
+        return NULL;
+    }
+    Py_ssize_t delivered = member_offset((PyTypeObject *)type, "delivered");
+    Py_ssize_t high = delivered < 0 ? -1 : member_offset((PyTypeObject *)type, "high_water");
+    if (high < 0) {
+        return NULL;
+    }
+    Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(type));
+    delivered_at = delivered;
+    high_water_at = high;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_state_type(PyObject *module, PyObject *type)
+{
+    (void)module;
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "set_state_type(cls): a class");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)type;
+    Py_ssize_t closed = member_offset(cls, "closed");
+    Py_ssize_t depth = closed < 0 ? -1 : member_offset(cls, "depth");
+    Py_ssize_t offset = depth < 0 ? -1 : member_offset(cls, "offset");
+    Py_ssize_t published = offset < 0 ? -1 : member_offset(cls, "published");
+    if (published < 0) {
+        return NULL;
+    }
+    Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(type));
+    closed_at = closed;
+    depth_at = depth;
+    offset_at = offset;
+    published_at = published;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bus_functions[] = {
+    {"set_state_type", (PyCFunction)set_state_type, METH_O,
+     "set_state_type(cls): LocalBus's _State class, whose closed, depth, offset and published "
+     "slots Publisher reads and updates."},
+    {"set_stats_type", (PyCFunction)set_stats_type, METH_O,
+     "set_stats_type(cls): the ConsumerStats class whose delivered and high_water slots "
+     "Reader.__anext__ updates."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef bus_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tickloop.bus._bus_native",
+    .m_doc = "The in-process bus's commonest publish, in C (see the source's opening comment).",
+    .m_size = -1,
+    .m_methods = bus_functions,
+};
+
+PyMODINIT_FUNC
+PyInit__bus_native(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&str_end, "_end"}, {&str_waiter, "_waiter"},
+        {&str_push, "push"}, {&str_done, "done"},
+        {&str_set_result, "set_result"}, {&str_on_done, "on_done"}, {&str_paused, "paused"},
+        {&str_relieve, "_relieve"}, {&str_anext_slow, "_anext_slow"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
+            return NULL;
+        }
+    }
+    if (one == NULL && (one = PyLong_FromLong(1)) == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&PublisherType) < 0 || PyType_Ready(&ReadyType) < 0 ||
+        PyType_Ready(&ReaderType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&bus_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Publisher", (PyObject *)&PublisherType) < 0 ||
+        PyModule_AddObjectRef(module, "Reader", (PyObject *)&ReaderType) < 0 ||
+        PyModule_AddStringConstant(module, "SOURCE_DIGEST", TICKLOOP_SOURCE_DIGEST) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
