@@ -19,8 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickloop._native import pure_requested
-from tickloop.bus import Bus, Event, Policy, Subscription
-from tickloop.bus import local, subscription
+from tickloop.bus import Bus, Event, Policy, Subscription, local, subscription
 from tickloop.exceptions import BusError, ConfigError
 
 from .helpers import trade

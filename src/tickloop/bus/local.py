@@ -316,7 +316,8 @@ class LocalBus(Bus):
 
     # ---------------------------------------------------------------------------- publishing
     def publish(self, topic: str, payload: Any) -> Event:
-        if self._closed:
+        state = self._state
+        if state.closed:  # (``_closed``, read without the property)
             raise BusError("this bus is closed")
         cls = type(payload)
         if cls is self._last_class:
@@ -327,7 +328,6 @@ class LocalBus(Bus):
         route = self._routes.get(topic)
         if route is None:
             route = self._route(topic)
-        state = self._state
         mono = self._mono()
         event = Event(
             type_name,
@@ -412,7 +412,7 @@ class LocalBus(Bus):
                 i += 1
 
     def publish_many(self, topic: str, payloads: Iterable[Any]) -> list[Event]:
-        if self._closed:
+        if self._state.closed:
             raise BusError("this bus is closed")
         route = self._routes.get(topic)
         if route is None:
