@@ -44,6 +44,7 @@ EXTENSIONS = (
     ("tickloop.runtime._coro_native", "tickloop/runtime/_coro_native.c"),
     ("tickloop._gc_native", "tickloop/_gc_native.c"),
     ("tickloop.bus._bus_native", "tickloop/bus/_bus_native.c"),
+    ("tickloop.client._reader_native", "tickloop/client/_reader_native.c"),
 )
 #: What mypy reads to type-check them (the rest of the package is left out so the build needs
 #: none of its dependencies but msgspec).

@@ -14,8 +14,7 @@ import tickloop.book
 from tickloop._native import gc_native, pure_requested
 from tickloop.book import engine
 from tickloop.bus import local as bus_local
-from tickloop.bus import subscription as bus_subscription
-from tickloop.client import route
+from tickloop.client import reader, route, stream
 from tickloop.runtime import fanout
 from tickloop.venues import keys, levels
 from tickloop.venues.base import DecimalCache
@@ -25,6 +24,7 @@ from tickloop.venues.sim import SimCodec
 COMPILED_MODULES = (
     "tickloop._gc_native",
     "tickloop.bus._bus_native",
+    "tickloop.client._reader_native",
     "tickloop.book._engine_native",
     "tickloop.client._route_native",
     "tickloop.runtime._coro_native",
@@ -58,7 +58,7 @@ def test_this_run_uses_the_build_it_names() -> None:
         assert not fanout.NATIVE and fanout.Fanout is fanout.PureFanout
         assert fanout._first_step is None
         assert engine._frozen_into is None and gc_native() is None
-        assert not bus_local.NATIVE and not bus_subscription.NATIVE
+        assert not bus_local.NATIVE and not reader.NATIVE
         assert tickloop.book.OrderBook is engine.OrderBook is engine.PureOrderBook
         assert levels.WireLevels == list[tuple[str, str]]
         assert type(levels.level_decoder(DecimalCache())) is levels.PureLevelDecoder
@@ -83,7 +83,8 @@ def test_this_run_uses_the_build_it_names() -> None:
     assert fanout._first_step is not None
     assert fanout._first_step.__module__ == "tickloop.runtime._coro_native"
     assert engine._frozen_into.__module__ == "tickloop._gc_native"
-    assert bus_local.NATIVE and bus_subscription.NATIVE
+    assert bus_local.NATIVE and reader.NATIVE
+    assert stream.Stream.__mro__[1].__module__ == "tickloop.client._reader_native"
     assert type(BinanceCodec()._levels).__module__ == "tickloop.venues._levels_native"
     assert keys.NATIVE and keys.duplicate_keys.__module__ == "tickloop.venues._levels_native"
     assert loaded_compiled_modules() == set(COMPILED_MODULES)

@@ -1,6 +1,7 @@
-"""The in-process bus's C paths (``tickloop.bus._bus_native``): ``Publisher`` (``bus.publish``
-while every subscription is a plain reader) and ``Reader`` (``async for`` over a subscription)
-deliver exactly what the Python paths deliver, count the same, and hand every other case over.
+"""The in-process bus's C paths: ``tickloop.bus._bus_native.Publisher`` (``bus.publish`` while
+every subscription is a plain reader) and ``tickloop.client._reader_native.Reader`` (``async
+for`` over a subscription) deliver exactly what the Python paths deliver, count the same, and
+hand every other case over.
 
 Both builds run this file: the pure leg checks the same model with the Python paths. Every
 program also runs on a bus that cannot use the C publisher (custom clocks), and the two must
@@ -19,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickloop._native import pure_requested
-from tickloop.bus import Bus, Event, Policy, Subscription, local, subscription
+from tickloop.bus import Bus, Event, Policy, Subscription, local
+from tickloop.client import reader
 from tickloop.exceptions import BusError, ConfigError
 
 from .helpers import trade
@@ -30,14 +32,16 @@ PATTERNS = ["trade.*", "*.sim.A", "*", "trade.sim.B"]
 
 def test_this_build_has_its_paths() -> None:
     if pure_requested():
-        assert not local.NATIVE and not subscription.NATIVE
+        assert not local.NATIVE and not reader.NATIVE
+        assert reader.Reader is reader.PureReader and Subscription.__anext__ is not None
         return
-    if not (local.NATIVE and subscription.NATIVE):
+    if not (local.NATIVE and reader.NATIVE):
         if os.environ.get("CI") == "true":
-            pytest.fail("the install did not build tickloop.bus._bus_native")
-        pytest.skip("no C module _bus_native in this checkout")
+            pytest.fail("the install did not build tickloop.bus._bus_native and "
+                        "tickloop.client._reader_native")
+        pytest.skip("no C modules _bus_native, _reader_native in this checkout")
     assert type(Bus().publish).__name__ == "Publisher"
-    assert Subscription.__mro__[1].__module__ == "tickloop.bus._bus_native"
+    assert Subscription.__mro__[1].__module__ == "tickloop.client._reader_native"
 
 
 def python_bus() -> Bus:

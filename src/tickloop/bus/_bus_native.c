@@ -1,7 +1,7 @@
-/* The in-process bus's hot paths in C: publish (``Publisher``, for tickloop.bus.local) and
- * ``async for`` over a subscription (``Reader``, for tickloop.bus.subscription).
+/* The in-process bus's commonest publish in C (``Publisher``, for tickloop.bus.local); its
+ * subscriptions' ``async for`` is tickloop.client._reader_native's ``Reader``.
  *
- * Publish. ``LocalBus.publish`` in Python spends most of an event on being Python: the closed,
+ * ``LocalBus.publish`` in Python spends most of an event on being Python: the closed,
  * type and nesting checks, the route lookup, the clock arithmetic, the envelope, the counter,
  * and per subscriber the length check, the append and the waiter check, each a few bytecodes
  * (349 ns an event to one subscriber, against asyncio.Queue.put_nowait's 226 ns). A
@@ -315,239 +315,6 @@ static PyTypeObject PublisherType = {
 };
 
 
-/* ------------------------------------------------------------------------------ the reader
- *
- * ``Reader``: the base of tickloop.bus.subscription.Subscription, holding its fields (the
- * Python class adds only ``__weakref__``) and giving it ``__anext__`` in C. When an event is
- * buffered and nothing asked to hear what was consumed (``inbox.on_done`` is None), it does
- * what the Python ``_anext_slow`` does on that path (count the delivery, note the deepest
- * backlog, relieve a paused lossless inbox at its low mark, pop the event) and returns an
- * awaitable that is already done, with no coroutine made. Otherwise it returns
- * ``self._anext_slow()``, the Python coroutine (which waits for an event, or ends the
- * iteration, or tracks what an ``on_done`` backend must acknowledge).
- *
- * The counters live in the inbox's ``ConsumerStats`` (``__slots__``): their slots are read and
- * written directly, at the offsets ``set_stats_type`` found once; any other stats object takes
- * the Python path. */
-
-static PyTypeObject *stats_type;
-static Py_ssize_t delivered_at = -1, high_water_at = -1;
-static PyObject *str_on_done, *str_paused, *str_relieve, *str_anext_slow;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *bus, *buffer, *inbox, *low, *stats, *taken, *inbox_attrs, *popleft;
-} Reader;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *value; /* what the await gives; NULL once given */
-} Ready;
-
-static PyObject *
-Ready_await(PyObject *self)
-{
-    return Py_NewRef(self);
-}
-
-static PySendResult
-Ready_send(Ready *self, PyObject *arg, PyObject **result)
-{
-    (void)arg;
-    if (self->value == NULL) {
-        *result = Py_NewRef(Py_None);
-        return PYGEN_RETURN;
-    }
-    *result = self->value; /* the reference moves */
-    self->value = NULL;
-    return PYGEN_RETURN;
-}
-
-static PyObject *
-Ready_next(Ready *self)
-{
-    PyObject *value = self->value != NULL ? self->value : Py_NewRef(Py_None);
-    self->value = NULL;
-    /* StopIteration(value), made explicitly: a tuple or an exception as the value stays one */
-    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-    Py_DECREF(value);
-    if (stop != NULL) {
-        PyErr_SetObject(PyExc_StopIteration, stop);
-        Py_DECREF(stop);
-    }
-    return NULL;
-}
-
-static void
-Ready_dealloc(Ready *self)
-{
-    Py_XDECREF(self->value);
-    PyObject_Free(self);
-}
-
-static PyAsyncMethods Ready_async = {
-    .am_await = Ready_await,
-    .am_send = (sendfunc)Ready_send,
-};
-
-static PyTypeObject ReadyType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tickloop.bus._bus_native.Ready",
-    .tp_doc = "An awaitable that is already done (what Reader.__anext__ returns for a buffered "
-              "event).",
-    .tp_basicsize = sizeof(Ready),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_dealloc = (destructor)Ready_dealloc,
-    .tp_as_async = &Ready_async,
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)Ready_next,
-};
-
-static PyObject *
-slow_anext(Reader *self)
-{
-    return PyObject_CallMethodNoArgs((PyObject *)self, str_anext_slow);
-}
-
-
-static PyObject *
-Reader_anext(Reader *self)
-{
-    PyObject *attrs = self->inbox_attrs, *buffer = self->buffer, *stats = self->stats;
-    if (attrs == NULL || buffer == NULL || stats == NULL || self->popleft == NULL ||
-        self->low == NULL || Py_TYPE(stats) != stats_type || !PyDict_CheckExact(attrs)) {
-        return slow_anext(self);
-    }
-    PyObject *on_done = PyDict_GetItemWithError(attrs, str_on_done);
-    if (on_done == NULL) {
-        return PyErr_Occurred() ? NULL : slow_anext(self);
-    }
-    if (on_done != Py_None) {
-        return slow_anext(self);
-    }
-    Py_ssize_t depth = PyObject_Size(buffer);
-    if (depth < 0) {
-        return NULL;
-    }
-    if (depth == 0) {
-        return slow_anext(self);
-    }
-    PyObject **delivered = slot_at(stats, delivered_at), **high = slot_at(stats, high_water_at);
-    if (*delivered == NULL || *high == NULL) {
-        return slow_anext(self);
-    }
-    PyObject *count = PyNumber_Add(*delivered, one);
-    if (count == NULL) {
-        return NULL;
-    }
-    Py_SETREF(*delivered, count);
-    Py_ssize_t deepest = PyLong_AsSsize_t(*high);
-    if (deepest == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (depth > deepest) {
-        PyObject *now = PyLong_FromSsize_t(depth);
-        if (now == NULL) {
-            return NULL;
-        }
-        Py_SETREF(*high, now);
-    }
-    PyObject *paused = PyDict_GetItemWithError(attrs, str_paused);
-    if (paused == NULL && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (paused == Py_True) {
-        Py_ssize_t low = PyLong_AsSsize_t(self->low);
-        if (low == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (depth <= low) {
-            PyObject *done = PyObject_CallMethodNoArgs(self->inbox, str_relieve);
-            if (done == NULL) {
-                return NULL;
-            }
-            Py_DECREF(done);
-        }
-    }
-    PyObject *event = PyObject_CallNoArgs(self->popleft);
-    if (event == NULL) {
-        return NULL;
-    }
-    Ready *ready = PyObject_New(Ready, &ReadyType);
-    if (ready == NULL) {
-        Py_DECREF(event);
-        return NULL;
-    }
-    ready->value = event;
-    return (PyObject *)ready;
-}
-
-static int
-Reader_traverse(Reader *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->bus);
-    Py_VISIT(self->buffer);
-    Py_VISIT(self->inbox);
-    Py_VISIT(self->low);
-    Py_VISIT(self->stats);
-    Py_VISIT(self->taken);
-    Py_VISIT(self->inbox_attrs);
-    Py_VISIT(self->popleft);
-    return 0;
-}
-
-static int
-Reader_clear(Reader *self)
-{
-    Py_CLEAR(self->bus);
-    Py_CLEAR(self->buffer);
-    Py_CLEAR(self->inbox);
-    Py_CLEAR(self->low);
-    Py_CLEAR(self->stats);
-    Py_CLEAR(self->taken);
-    Py_CLEAR(self->inbox_attrs);
-    Py_CLEAR(self->popleft);
-    return 0;
-}
-
-static void
-Reader_dealloc(Reader *self)
-{
-    PyObject_GC_UnTrack(self);
-    Reader_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyMemberDef Reader_members[] = {
-    {"_bus", T_OBJECT, offsetof(Reader, bus), 0, NULL},
-    {"_buffer", T_OBJECT_EX, offsetof(Reader, buffer), 0, NULL},
-    {"_inbox", T_OBJECT_EX, offsetof(Reader, inbox), 0, NULL},
-    {"_low", T_OBJECT_EX, offsetof(Reader, low), 0, NULL},
-    {"_stats", T_OBJECT_EX, offsetof(Reader, stats), 0, NULL},
-    {"_taken", T_OBJECT_EX, offsetof(Reader, taken), 0, NULL},
-    {"_inbox_attrs", T_OBJECT_EX, offsetof(Reader, inbox_attrs), 0, NULL},
-    {"_popleft", T_OBJECT_EX, offsetof(Reader, popleft), 0, NULL},
-    {NULL},
-};
-
-static PyAsyncMethods Reader_async = {
-    .am_anext = (unaryfunc)Reader_anext,
-};
-
-static PyTypeObject ReaderType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tickloop.bus._bus_native.Reader",
-    .tp_doc = "The fields and the C __anext__ of tickloop.bus.Subscription (see the source).",
-    .tp_basicsize = sizeof(Reader),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
-    .tp_dealloc = (destructor)Reader_dealloc,
-    .tp_traverse = (traverseproc)Reader_traverse,
-    .tp_clear = (inquiry)Reader_clear,
-    .tp_as_async = &Reader_async,
-    .tp_members = Reader_members,
-};
-
 static Py_ssize_t
 member_offset(PyTypeObject *type, const char *name)
 {
@@ -562,25 +329,6 @@ member_offset(PyTypeObject *type, const char *name)
         return -1;
     }
     return member->offset;
-}
-
-static PyObject *
-set_stats_type(PyObject *module, PyObject *type)
-{
-    (void)module;
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "set_stats_type(cls): a class");
-        return NULL;
-    }
-    Py_ssize_t delivered = member_offset((PyTypeObject *)type, "delivered");
-    Py_ssize_t high = delivered < 0 ? -1 : member_offset((PyTypeObject *)type, "high_water");
-    if (high < 0) {
-        return NULL;
-    }
-    Py_XSETREF(stats_type, (PyTypeObject *)Py_NewRef(type));
-    delivered_at = delivered;
-    high_water_at = high;
-    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -611,9 +359,6 @@ static PyMethodDef bus_functions[] = {
     {"set_state_type", (PyCFunction)set_state_type, METH_O,
      "set_state_type(cls): LocalBus's _State class, whose closed, depth, offset and published "
      "slots Publisher reads and updates."},
-    {"set_stats_type", (PyCFunction)set_stats_type, METH_O,
-     "set_stats_type(cls): the ConsumerStats class whose delivered and high_water slots "
-     "Reader.__anext__ updates."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -634,8 +379,7 @@ PyInit__bus_native(void)
     } names[] = {
         {&str_end, "_end"}, {&str_waiter, "_waiter"},
         {&str_push, "push"}, {&str_done, "done"},
-        {&str_set_result, "set_result"}, {&str_on_done, "on_done"}, {&str_paused, "paused"},
-        {&str_relieve, "_relieve"}, {&str_anext_slow, "_anext_slow"},
+        {&str_set_result, "set_result"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL) {
@@ -645,8 +389,7 @@ PyInit__bus_native(void)
     if (one == NULL && (one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&PublisherType) < 0 || PyType_Ready(&ReadyType) < 0 ||
-        PyType_Ready(&ReaderType) < 0) {
+    if (PyType_Ready(&PublisherType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&bus_module);
@@ -654,7 +397,6 @@ PyInit__bus_native(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "Publisher", (PyObject *)&PublisherType) < 0 ||
-        PyModule_AddObjectRef(module, "Reader", (PyObject *)&ReaderType) < 0 ||
         PyModule_AddStringConstant(module, "SOURCE_DIGEST", TICKLOOP_SOURCE_DIGEST) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -38,18 +38,18 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._native import native_extension
-from ..client.consumers import Consumer, ConsumerStats, Handler, Overflow
+from ..client.consumers import Consumer, Handler, Overflow
+from ..client.reader import NATIVE as READER_NATIVE
+from ..client.reader import Reader, bind
 from ..exceptions import ConfigError
 from .events import Event, topic_matcher
 
 if TYPE_CHECKING:
     from .base import Bus
 
-__all__ = ["NATIVE", "Handler", "Inbox", "Policy", "Subscription"]
+__all__ = ["Handler", "Inbox", "Policy", "Subscription"]
 
 log = logging.getLogger("tickloop.bus")
 
@@ -321,39 +321,7 @@ class Inbox(Consumer):
         return text, tb[-4000:]
 
 
-#: The C module with ``Reader`` (the fields and the C ``__anext__`` of :class:`Subscription`),
-#: or None (not built, stale, or ``TICKLOOP_PURE_PYTHON``).
-_native = native_extension(
-    "tickloop.bus._bus_native", str(Path(__file__).with_name("_bus_native.c"))
-)
-#: True when ``async for`` over a subscription takes a buffered event in C.
-NATIVE = _native is not None
-
-
-class _PureReader:
-    """What ``_bus_native.Reader`` is, in Python: :class:`Subscription`'s fields."""
-
-    __slots__ = ("_buffer", "_bus", "_inbox", "_inbox_attrs", "_low", "_popleft", "_stats",
-                 "_taken")
-
-    _bus: Bus | None
-    _inbox: Inbox
-    _buffer: deque[Event]
-    _stats: ConsumerStats
-    _low: int
-    _taken: list[Event]
-    _inbox_attrs: dict[str, Any]
-    _popleft: Callable[[], Event]
-
-
-if TYPE_CHECKING or _native is None:
-    _Reader = _PureReader
-else:
-    _native.set_stats_type(ConsumerStats)
-    _Reader = _native.Reader
-
-
-class Subscription(_Reader):
+class Subscription(Reader):
     """A subscription to the bus: ``async for event in sub``, or a handler (``handler=``).
 
     Made by ``bus.subscribe(...)``; never constructed by hand. ``close()`` (or ``await
@@ -362,18 +330,16 @@ class Subscription(_Reader):
     iterator subscription that becomes garbage is detached by itself.
     """
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ("__weakref__", "_bus", "_taken")
+
+    _inbox: Inbox
+    _buffer: deque[Event]
+    _taken: list[Event]
 
     def __init__(self, bus: Bus, inbox: Inbox) -> None:
-        self._bus = bus
-        self._inbox = inbox
-        self._buffer = inbox._buffer
-        self._stats = inbox.stats
-        self._low = inbox.low_water + 1
+        self._bus: Bus | None = bus
+        bind(self, inbox)  # the fields the C __anext__ reads
         self._taken = []  # events taken but not yet known consumed (on_done backends only)
-        # what the C __anext__ reads (the inbox's own attributes, the buffer's popleft)
-        self._inbox_attrs = inbox.__dict__
-        self._popleft = inbox._buffer.popleft
 
     # ----------------------------------------------------------------------------- insight
     @property
@@ -484,7 +450,7 @@ class Subscription(_Reader):
         event = await inbox.get()
         return event
 
-    if _native is None:
+    if not READER_NATIVE:
         __anext__ = _anext_slow
 
     def _consumed(self) -> None:

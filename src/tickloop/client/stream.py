@@ -87,6 +87,8 @@ from .books import BookConsumer, BookFeed, BookSource, BookView, SyncFactory
 from .channels import ALL, BY_ROUTE, CHANNELS, Kind, Symbols, held, kind, subscriptions
 from .consumers import BOOK_DELTAS, Consumer, Fanout, Handler, Overflow, _is_async
 from .placement import Placement, usable
+from .reader import NATIVE as READER_NATIVE
+from .reader import Reader, bind
 from .session import WsSession
 from .tasks import TaskOwner
 from .trades import TradeFeed, TradeSource
@@ -114,7 +116,7 @@ class MarketSource(Protocol):
     async def instruments(self) -> list[Instrument]: ...
 
 
-class Stream(Generic[T]):
+class Stream(Reader, Generic[T]):
     """An async iterator over one consumer of a StreamClient (``async for x in feed.trades()``).
 
     Subscribes on the first ``__anext__``; leaves (and lets the client unsubscribe upstream when
@@ -130,9 +132,7 @@ class Stream(Generic[T]):
         self._subscriptions = subscriptions
         self._started = False
         self._get = consumer.get
-        self._buffer = consumer._buffer
-        self._stats = consumer.stats
-        self._low = consumer.low_water + 1
+        bind(self, consumer)  # the fields the C __anext__ reads (tickloop.client.reader)
 
     @property
     def consumer(self) -> Consumer:
@@ -142,7 +142,9 @@ class Stream(Generic[T]):
     def __aiter__(self) -> Stream[T]:
         return self
 
-    async def __anext__(self) -> T:
+    async def _anext_slow(self) -> T:
+        """``__anext__`` in Python: the whole of it in the pure build; with the C ``Reader``,
+        what it hands over (nothing buffered, or the stream not started)."""
         buffer = self._buffer
         if buffer:  # the hot path: an event is waiting (no future, no await)
             self._stats.delivered += 1
@@ -163,6 +165,9 @@ class Stream(Generic[T]):
             self._leave_now()
             raise
         return item
+
+    if not READER_NATIVE:
+        __anext__ = _anext_slow
 
     async def _first(self) -> T:
         """The first item: nothing may arrive before the venue confirms the subscription, so

@@ -1,0 +1,60 @@
+"""The base of the async iterators over a consumer's buffer: ``Stream`` (the streaming
+client's ``async for``) and the bus's ``Subscription``.
+
+:data:`Reader` holds the fields their ``__anext__`` reads and, in the compiled build, is the C
+type ``tickloop.client._reader_native.Reader``, whose ``__anext__`` takes a buffered event with
+no coroutine made (its source says how, and what it hands to the class's ``_anext_slow``: an
+empty buffer, a stream not started yet, an ``on_done`` bus backend). In the pure-Python build it
+is :class:`PureReader`, and each class's ``__anext__`` is its ``_anext_slow``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._native import native_extension
+from .consumers import Consumer, ConsumerStats
+
+__all__ = ["NATIVE", "PureReader", "Reader", "bind"]
+
+_native = native_extension(
+    "tickloop.client._reader_native", str(Path(__file__).with_name("_reader_native.c"))
+)
+#: True when :data:`Reader` is the C type.
+NATIVE = _native is not None
+
+
+class PureReader:
+    """The fields :data:`Reader` holds (set by the subclass's ``__init__``)."""
+
+    __slots__ = ("_buffer", "_inbox", "_inbox_attrs", "_low", "_popleft", "_stats")
+
+    _buffer: deque[Any]
+    #: the consumer whose buffer this reads
+    _inbox: Consumer
+    #: ``_inbox.__dict__`` (read by the C type: its ``paused`` and, on the bus, ``on_done``)
+    _inbox_attrs: dict[str, Any]
+    #: the consumer's low water mark + 1 (a paused consumer is relieved at or below it)
+    _low: int
+    _popleft: Callable[[], Any]
+    _stats: ConsumerStats
+
+
+if TYPE_CHECKING or _native is None:
+    Reader = PureReader
+else:
+    _native.set_stats_type(ConsumerStats)
+    Reader = _native.Reader
+
+
+def bind(reader: PureReader, consumer: Consumer) -> None:
+    """Set ``reader``'s fields from ``consumer`` (in the subclass's ``__init__``)."""
+    reader._inbox = consumer
+    reader._buffer = consumer._buffer
+    reader._stats = consumer.stats
+    reader._low = consumer.low_water + 1
+    reader._inbox_attrs = consumer.__dict__
+    reader._popleft = consumer._buffer.popleft
