@@ -193,6 +193,8 @@ class LocalBus(Bus):
             publisher.source = self.source
         self._publisher = publisher
         self._c_publish = False
+        #: The subscriptions that are not plain readers (while any is, publish is Python's)
+        self._not_plain: set[Inbox] = set()
         self._choose_publish()
         # With the system clocks (the default), an event's wall time is its monotonic time plus
         # an offset re-read every RESYNC seconds: one clock call a publish instead of two.
@@ -239,10 +241,14 @@ class LocalBus(Bus):
     # ----------------------------------------------------------------------------- routing
     def _attach(self, inbox: Inbox) -> None:
         self._clear_routes()
+        if not (inbox.handler is None and inbox.group is None
+                and inbox.push == inbox._push_drop_newest):
+            self._not_plain.add(inbox)
         self._choose_publish()
 
     def _detach(self, inbox: Inbox) -> None:
         self._clear_routes()
+        self._not_plain.discard(inbox)
         self._choose_publish()
 
     def _choose_publish(self) -> None:
@@ -254,11 +260,7 @@ class LocalBus(Bus):
         publisher = self._publisher
         if publisher is None:
             return
-        plain = all(
-            inbox.handler is None and inbox.group is None
-            and inbox.push == inbox._push_drop_newest
-            for inbox in self._inboxes
-        )
+        plain = not self._not_plain
         if plain and not self._c_publish:
             # An instance attribute, found before the method: ``bus.publish`` is the C call.
             self.publish = publisher  # type: ignore[method-assign]
