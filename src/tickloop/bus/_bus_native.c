@@ -7,8 +7,9 @@
  * (349 ns an event to one subscriber, against asyncio.Queue.put_nowait's 226 ns). A
  * ``Publisher`` is the bus's ``publish`` (an instance attribute); it reads the bus's hot state
  * (``LocalBus._state``, a Python object with ``__slots__`` ``closed``, ``depth``, ``offset``,
- * ``published``, whose slots it reads and writes in place: Python code keeps the speed of its
- * own slots, and the bus's ``__dict__`` is never made, which would slow every attribute of it) and does the same work for the commonest case,
+ * whose slots it reads in place: Python code keeps the speed of its own slots, and the bus's
+ * ``__dict__`` is never made, which would slow every attribute of it); it counts what it
+ * publishes in ``fast_calls``, which ``LocalBus.published`` adds to the Python paths' count) and does the same work for the commonest case,
  * handing every other case to the Python method, unchanged:
  *
  * - the topic's route is in ``fast``: a dict the bus fills as it computes routes, topic -> a
@@ -45,9 +46,11 @@ typedef struct {
     PyObject *slow;        /* the Python publish, bound: slow(topic, payload) */
     PyObject *type_of;     /* dict: payload class -> event type name */
     PyObject *event_type;  /* the Event struct */
-    PyObject *state;       /* the bus's _State: closed, depth, offset, published (its slots) */
+    PyObject *state;       /* the bus's _State: closed, depth, offset (its slots) */
     PyObject *ids;         /* the bus's id counter (an iterator of ints) */
     PyObject *source;      /* the bus's name */
+    PyObject *last_class;  /* the payload class seen last, and its event type name */
+    PyObject *last_type;
     PyObject *offset_seen; /* the ``offset`` int last converted, and its value */
     long long offset;
     Py_ssize_t fast_calls; /* events this object published itself */
@@ -57,7 +60,7 @@ typedef struct {
 /* The slots of LocalBus's _State (a Python class with __slots__), found by set_state_type:
    Python code reads and writes them at the speed of its own slots, this code in place. */
 static PyTypeObject *state_type;
-static Py_ssize_t closed_at = -1, depth_at = -1, offset_at = -1, published_at = -1;
+static Py_ssize_t closed_at = -1, depth_at = -1, offset_at = -1;
 
 static PyObject **
 slot_at(PyObject *obj, Py_ssize_t offset)
@@ -148,9 +151,8 @@ Publisher_vectorcall(Publisher *self, PyObject *const *args, size_t nargsf, PyOb
         return slow_path(self, args, nargsf, kwnames);
     }
     PyObject *depth = *slot_at(state, depth_at), *offset_o = *slot_at(state, offset_at);
-    PyObject **published = slot_at(state, published_at);
-    if (*slot_at(state, closed_at) != Py_False || depth == NULL || offset_o == NULL ||
-        *published == NULL) { /* closed (the Python path raises), or not set up */
+    if (*slot_at(state, closed_at) != Py_False || depth == NULL || offset_o == NULL) {
+        /* closed (the Python path raises), or not set up */
         return slow_path(self, args, nargsf, kwnames);
     }
     int nested = PyObject_IsTrue(depth);
@@ -170,9 +172,17 @@ Publisher_vectorcall(Publisher *self, PyObject *const *args, size_t nargsf, PyOb
     if (targets == NULL || !PyTuple_CheckExact(targets)) {
         return PyErr_Occurred() ? NULL : slow_path(self, args, nargsf, kwnames);
     }
-    PyObject *type_name = PyDict_GetItemWithError(self->type_of, (PyObject *)Py_TYPE(payload));
-    if (type_name == NULL) {
-        return PyErr_Occurred() ? NULL : slow_path(self, args, nargsf, kwnames);
+    PyObject *type_name;
+    if ((PyObject *)Py_TYPE(payload) == self->last_class) { /* a stream publishes one type */
+        type_name = self->last_type;
+    }
+    else {
+        type_name = PyDict_GetItemWithError(self->type_of, (PyObject *)Py_TYPE(payload));
+        if (type_name == NULL) {
+            return PyErr_Occurred() ? NULL : slow_path(self, args, nargsf, kwnames);
+        }
+        Py_XSETREF(self->last_class, Py_NewRef((PyObject *)Py_TYPE(payload)));
+        Py_XSETREF(self->last_type, Py_NewRef(type_name));
     }
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
@@ -199,13 +209,7 @@ Publisher_vectorcall(Publisher *self, PyObject *const *args, size_t nargsf, PyOb
     if (event == NULL) {
         goto done;
     }
-    PyObject *count = PyNumber_Add(*published, one);
-    if (count == NULL) {
-        Py_CLEAR(event);
-        goto done;
-    }
-    Py_SETREF(*published, count);
-    self->fast_calls++;
+    self->fast_calls++; /* (LocalBus.published adds them to its own count) */
     Py_ssize_t n = PyTuple_GET_SIZE(targets);
     for (Py_ssize_t i = 0; i < n; i++) {
         if (deliver(PyTuple_GET_ITEM(targets, i), event) < 0) {
@@ -247,6 +251,8 @@ Publisher_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->ids = NULL;
     self->source = NULL;
     self->offset_seen = NULL;
+    self->last_class = NULL;
+    self->last_type = NULL;
     self->offset = 0;
     self->fast_calls = 0;
     self->vectorcall = (vectorcallfunc)Publisher_vectorcall;
@@ -264,6 +270,8 @@ Publisher_traverse(Publisher *self, visitproc visit, void *arg)
     Py_VISIT(self->ids);
     Py_VISIT(self->source);
     Py_VISIT(self->offset_seen);
+    Py_VISIT(self->last_class);
+    Py_VISIT(self->last_type);
     return 0;
 }
 
@@ -278,6 +286,8 @@ Publisher_clear(Publisher *self)
     Py_CLEAR(self->ids);
     Py_CLEAR(self->source);
     Py_CLEAR(self->offset_seen);
+    Py_CLEAR(self->last_class);
+    Py_CLEAR(self->last_type);
     return 0;
 }
 
@@ -295,7 +305,7 @@ static PyMemberDef Publisher_members[] = {
     {"source", T_OBJECT, offsetof(Publisher, source), 0, "the bus's name"},
     {"state", T_OBJECT, offsetof(Publisher, state), READONLY, "the bus's _State"},
     {"fast_calls", T_PYSSIZET, offsetof(Publisher, fast_calls), READONLY,
-     "events published by the fast path"},
+     "events published by the fast path (not in the state's ``published``)"},
     {NULL},
 };
 
@@ -343,22 +353,20 @@ set_state_type(PyObject *module, PyObject *type)
     Py_ssize_t closed = member_offset(cls, "closed");
     Py_ssize_t depth = closed < 0 ? -1 : member_offset(cls, "depth");
     Py_ssize_t offset = depth < 0 ? -1 : member_offset(cls, "offset");
-    Py_ssize_t published = offset < 0 ? -1 : member_offset(cls, "published");
-    if (published < 0) {
+    if (offset < 0) {
         return NULL;
     }
     Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(type));
     closed_at = closed;
     depth_at = depth;
     offset_at = offset;
-    published_at = published;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef bus_functions[] = {
     {"set_state_type", (PyCFunction)set_state_type, METH_O,
-     "set_state_type(cls): LocalBus's _State class, whose closed, depth, offset and published "
-     "slots Publisher reads and updates."},
+     "set_state_type(cls): LocalBus's _State class, whose closed, depth and offset slots "
+     "Publisher reads."},
     {NULL, NULL, 0, NULL},
 };
 

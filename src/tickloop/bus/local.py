@@ -65,7 +65,9 @@ NATIVE = _native is not None
 
 class _State:
     """The bus's hot state, plain slots: Python reads and writes them at the speed of slots,
-    and the C publisher (``_bus_native.Publisher``) reads them in place."""
+    and the C publisher (``_bus_native.Publisher``) reads ``closed``, ``depth`` and ``offset``
+    in place. ``published`` counts the Python paths' events (the C publisher counts its own:
+    ``LocalBus.published`` is the sum)."""
 
     __slots__ = ("closed", "depth", "offset", "published")
 
@@ -180,18 +182,19 @@ class LocalBus(Bus):
         #: inbox.__dict__, inbox, buffer.append)`` of each target when every target is a plain
         #: reader (``_Route.buffers``), ``()`` for a route with none; emptied with ``_routes``.
         self._fast: dict[str, tuple[tuple[Any, ...], ...]] = {}
-        self._state = _State()  # before Bus.__init__, which sets ``published``
+        # state and publisher before Bus.__init__, which sets ``published``
+        self._state = _State()
         # The C publisher, with the system clocks (the default) and ``publish`` not overridden
         publisher = None
         if _native is not None and not options and type(self).publish is LocalBus.publish:
             publisher = _native.Publisher(
                 self._fast, types.MethodType(LocalBus.publish, self), _TYPE_OF, Event, self._state
             )
+        self._publisher = publisher
         super().__init__(url, name=name, drop_interval=drop_interval, **options)
         if publisher is not None:
             publisher.ids = self._ids
             publisher.source = self.source
-        self._publisher = publisher
         self._c_publish = False
         #: The subscriptions that are not plain readers (while any is, publish is Python's)
         self._not_plain: set[Inbox] = set()
@@ -216,12 +219,15 @@ class LocalBus(Bus):
 
     @property
     def published(self) -> int:
-        """Events published (what ``stats()`` reports)."""
-        return self._state.published
+        """Events published (what ``stats()`` reports): the Python paths' count and the C
+        publisher's."""
+        publisher = self._publisher
+        return self._state.published + (publisher.fast_calls if publisher is not None else 0)
 
     @published.setter
     def published(self, value: int) -> None:
-        self._state.published = value
+        publisher = self._publisher
+        self._state.published = value - (publisher.fast_calls if publisher is not None else 0)
 
     async def _start(self) -> None:
         if self._derived_wall:

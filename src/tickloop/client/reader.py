@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._native import native_extension
-from .consumers import Consumer, ConsumerStats
+from .consumers import Consumer, ConsumerStats, Overflow
 
 __all__ = ["NATIVE", "PureReader", "Reader", "bind"]
 
@@ -30,7 +30,7 @@ NATIVE = _native is not None
 class PureReader:
     """The fields :data:`Reader` holds (set by the subclass's ``__init__``)."""
 
-    __slots__ = ("_buffer", "_inbox", "_inbox_attrs", "_low", "_popleft", "_stats")
+    __slots__ = ("_buffer", "_inbox", "_inbox_attrs", "_low", "_popleft", "_pressure", "_stats")
 
     _buffer: deque[Any]
     #: the consumer whose buffer this reads
@@ -40,6 +40,8 @@ class PureReader:
     #: the consumer's low water mark + 1 (a paused consumer is relieved at or below it)
     _low: int
     _popleft: Callable[[], Any]
+    #: whether the consumer's policy may pause its source (BACKPRESSURE: never changes)
+    _pressure: bool
     _stats: ConsumerStats
 
 
@@ -58,3 +60,4 @@ def bind(reader: PureReader, consumer: Consumer) -> None:
     reader._low = consumer.low_water + 1
     reader._inbox_attrs = consumer.__dict__
     reader._popleft = consumer._buffer.popleft
+    reader._pressure = consumer.policy is Overflow.BACKPRESSURE
