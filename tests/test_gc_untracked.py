@@ -36,8 +36,9 @@ def book(levels: int) -> engine.OrderBook:
     b = engine.OrderBook("sim", "BTC-USD")
     bids = tuple(BookLevel(Decimal(f"{100 - i}.5"), Decimal(f"{i + 1}.25")) for i in range(levels))
     asks = tuple(BookLevel(Decimal(f"{101 + i}.5"), Decimal(f"{i + 1}.75")) for i in range(levels))
-    b.apply_snapshot(BookSnapshot(venue="sim", symbol="BTC-USD", bids=bids, asks=asks,
-                                  sequence=1, ts=0))
+    b.apply_snapshot(
+        BookSnapshot(venue="sim", symbol="BTC-USD", bids=bids, asks=asks, sequence=1, ts=0)
+    )
     return b
 
 
@@ -96,9 +97,16 @@ def test_the_book_memos_and_their_levels_stay_untracked() -> None:
         texts = b.side_texts(Side.BUY, 20, lambda p, s: f"{p}:{s}")[0]
         assert len(levels) == 40 and len(texts) == 20
         assert not any(gc.is_tracked(level) for level in levels)
-        b.apply_delta(BookDelta(venue="sim", symbol="BTC-USD",
-                                bids=(BookLevel(Decimal("100.5"), Decimal("9.5")),),
-                                asks=(), sequence=None, ts=1))
+        b.apply_delta(
+            BookDelta(
+                venue="sim",
+                symbol="BTC-USD",
+                bids=(BookLevel(Decimal("100.5"), Decimal("9.5")),),
+                asks=(),
+                sequence=None,
+                ts=1,
+            )
+        )
     for memo in (b._bid_levels, b._ask_levels, b._bid_text):
         assert memo and not gc.is_tracked(memo)
         assert not any(gc.is_tracked(v) for v in memo.values())
@@ -122,6 +130,7 @@ def test_frozen_into_rules() -> None:
     assert not gc.is_tracked(level) and not gc.is_tracked(memo)
     plain = native.frozen_into(memo, "t", tuple, Decimal(1), "x")
     assert type(plain) is tuple and plain == (Decimal(1), "x") and not gc.is_tracked(plain)
+
     # an item that may hold a cycle keeps the tuple and the memo tracked
     class Box:
         ref: object = None

@@ -37,8 +37,10 @@ def test_this_build_has_its_paths() -> None:
         return
     if not (local.NATIVE and reader.NATIVE):
         if os.environ.get("CI") == "true":
-            pytest.fail("the install did not build tickloop.bus._bus_native and "
-                        "tickloop.client._reader_native")
+            pytest.fail(
+                "the install did not build tickloop.bus._bus_native and "
+                "tickloop.client._reader_native"
+            )
         pytest.skip("no C modules _bus_native, _reader_native in this checkout")
     assert type(Bus().publish).__name__ == "Publisher"
     assert Subscription.__mro__[1].__module__ == "tickloop.client._reader_native"
@@ -66,13 +68,15 @@ async def run(bus: Bus, program: list[tuple[str, Any, int]], maxsize: int) -> di
             if op == "pub":
                 for _ in range(n):
                     event = bus.publish(arg, trade(seq))
-                    out["published"].append((event.type, event.topic, event.id, event.source,
-                                             event.payload.id))
+                    out["published"].append(
+                        (event.type, event.topic, event.id, event.source, event.payload.id)
+                    )
                     seq += 1
             elif op == "many":
                 events = bus.publish_many(arg, [trade(seq + i) for i in range(n)])
-                out["published"].extend((e.type, e.topic, e.id, e.source, e.payload.id)
-                                        for e in events)
+                out["published"].extend(
+                    (e.type, e.topic, e.id, e.source, e.payload.id) for e in events
+                )
                 seq += n
             elif op == "read":
                 sub = subs[arg]
@@ -84,8 +88,14 @@ async def run(bus: Bus, program: list[tuple[str, Any, int]], maxsize: int) -> di
             else:
                 subs[arg].close()
         out["final"] = [
-            (len(s), s.dropped, s.delivered, s.max_depth, s.closed,
-             [(e.topic, e.id) for e in [s.get_nowait() for _ in range(len(s))] if e])
+            (
+                len(s),
+                s.dropped,
+                s.delivered,
+                s.max_depth,
+                s.closed,
+                [(e.topic, e.id) for e in [s.get_nowait() for _ in range(len(s))] if e],
+            )
             for s in subs
         ]
         out["bus_published"] = bus.published
