@@ -13,7 +13,7 @@
  * handing every other case to the Python method, unchanged:
  *
  * - the topic's route is in ``fast``: a dict the bus fills as it computes routes, topic -> a
- *   tuple of ``(buffer, maxsize, inbox.__dict__, inbox, buffer.append)`` for a route whose
+ *   tuple of ``(buffer, maxsize, inbox, buffer.append)`` for a route whose
  *   every target is a plain ``drop_newest`` reader (no handler, no group), or ``()`` for a
  *   route with no target; the bus empties it whenever it empties its routes;
  * - the bus is open (``closed``) and not inside a handler's publish (``depth`` 0); only a bus
@@ -42,7 +42,7 @@ static PyObject *one, *str_end, *str_waiter, *str_push, *str_done, *str_set_resu
 
 typedef struct {
     PyObject_HEAD
-    PyObject *fast;        /* dict: topic -> tuple of (buffer, maxsize, inbox dict, inbox, append) */
+    PyObject *fast;        /* dict: topic -> tuple of (buffer, maxsize, inbox, append) */
     PyObject *slow;        /* the Python publish, bound: slow(topic, payload) */
     PyObject *type_of;     /* dict: payload class -> event type name */
     PyObject *event_type;  /* the Event struct */
@@ -74,12 +74,14 @@ slow_path(Publisher *self, PyObject *const *args, size_t nargsf, PyObject *kwnam
     return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
 }
 
-/* Deliver ``event`` to one plain reader: (buffer, maxsize, inbox dict, inbox, buffer.append).
-   0, or -1. */
+/* Deliver ``event`` to one plain reader: (buffer, maxsize, inbox, buffer.append). 0, or -1.
+   The inbox's attributes are read and written with PyObject_GetAttr/SetAttr, never through its
+   ``__dict__`` (asking for that makes CPython give up its inline values, and every Python access
+   of them slower: tickloop.client._reader_native says by how much). */
 static int
 deliver(PyObject *target, PyObject *event)
 {
-    if (!PyTuple_CheckExact(target) || PyTuple_GET_SIZE(target) != 5) {
+    if (!PyTuple_CheckExact(target) || PyTuple_GET_SIZE(target) != 4) {
         PyErr_SetString(PyExc_SystemError, "bus fast route: a malformed target");
         return -1;
     }
@@ -88,18 +90,18 @@ deliver(PyObject *target, PyObject *event)
     if (maxsize == -1 && PyErr_Occurred()) {
         return -1;
     }
-    PyObject *inbox_attrs = PyTuple_GET_ITEM(target, 2);
-    PyObject *inbox = PyTuple_GET_ITEM(target, 3);
+    PyObject *inbox = PyTuple_GET_ITEM(target, 2);
     Py_ssize_t depth = PyObject_Size(buffer);
     if (depth < 0) {
         return -1;
     }
-    PyObject *end = PyDict_GetItemWithError(inbox_attrs, str_end);
-    if (end == NULL && PyErr_Occurred()) {
+    PyObject *end = PyObject_GetAttr(inbox, str_end);
+    if (end == NULL) {
         return -1;
     }
+    Py_DECREF(end); /* (compared by identity only) */
     PyObject *result;
-    if (depth >= maxsize || (end != NULL && end != Py_None)) {
+    if (depth >= maxsize || end != Py_None) {
         /* counts the drop (full), or ignores the event (closed) */
         result = PyObject_CallMethodOneArg(inbox, str_push, event);
         if (result == NULL) {
@@ -108,20 +110,20 @@ deliver(PyObject *target, PyObject *event)
         Py_DECREF(result);
         return 0;
     }
-    result = PyObject_CallOneArg(PyTuple_GET_ITEM(target, 4), event);
+    result = PyObject_CallOneArg(PyTuple_GET_ITEM(target, 3), event);
     if (result == NULL) {
         return -1;
     }
     Py_DECREF(result);
-    PyObject *waiter = PyDict_GetItemWithError(inbox_attrs, str_waiter);
+    PyObject *waiter = PyObject_GetAttr(inbox, str_waiter);
     if (waiter == NULL) {
-        return PyErr_Occurred() ? -1 : 0;
+        return -1;
     }
     if (waiter == Py_None) {
+        Py_DECREF(waiter);
         return 0;
     }
-    Py_INCREF(waiter);
-    int status = PyDict_SetItem(inbox_attrs, str_waiter, Py_None);
+    int status = PyObject_SetAttr(inbox, str_waiter, Py_None);
     if (status == 0) {
         PyObject *done = PyObject_CallMethodNoArgs(waiter, str_done);
         int is_done = done == NULL ? -1 : PyObject_IsTrue(done);

@@ -178,9 +178,9 @@ class LocalBus(Bus):
             options["wall_clock"] = wall_clock
         if mono_clock is not None:
             options["mono_clock"] = mono_clock
-        #: The routes the C publisher takes by itself: topic -> ``(buffer, maxsize,
-        #: inbox.__dict__, inbox, buffer.append)`` of each target when every target is a plain
-        #: reader (``_Route.buffers``), ``()`` for a route with none; emptied with ``_routes``.
+        #: The routes the C publisher takes by itself: topic -> ``(buffer, maxsize, inbox,
+        #: buffer.append)`` of each target when every target is a plain reader
+        #: (``_Route.buffers``), ``()`` for a route with none; emptied with ``_routes``.
         self._fast: dict[str, tuple[tuple[Any, ...], ...]] = {}
         # state and publisher before Bus.__init__, which sets ``published``
         self._state = _State()
@@ -306,9 +306,7 @@ class LocalBus(Bus):
         if not route.calls:
             self._fast[topic] = ()
         elif route.buffers is not None:
-            self._fast[topic] = tuple(
-                (b, m, i.__dict__, i, b.append) for b, m, i in route.buffers
-            )
+            self._fast[topic] = tuple((b, m, i, b.append) for b, m, i in route.buffers)
         return route
 
     def matching(self, topic: str) -> list[Inbox]:

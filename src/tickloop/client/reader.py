@@ -30,13 +30,13 @@ NATIVE = _native is not None
 class PureReader:
     """The fields :data:`Reader` holds (set by the subclass's ``__init__``)."""
 
-    __slots__ = ("_buffer", "_inbox", "_inbox_attrs", "_low", "_popleft", "_pressure", "_stats")
+    __slots__ = ("_buffer", "_done_hook", "_inbox", "_low", "_popleft", "_pressure", "_stats")
 
     _buffer: deque[Any]
     #: the consumer whose buffer this reads
     _inbox: Consumer
-    #: ``_inbox.__dict__`` (read by the C type: its ``paused`` and, on the bus, ``on_done``)
-    _inbox_attrs: dict[str, Any]
+    #: whether the consumer has an ``on_done`` (a bus inbox) the C type must look at
+    _done_hook: bool
     #: the consumer's low water mark + 1 (a paused consumer is relieved at or below it)
     _low: int
     _popleft: Callable[[], Any]
@@ -58,6 +58,6 @@ def bind(reader: PureReader, consumer: Consumer) -> None:
     reader._buffer = consumer._buffer
     reader._stats = consumer.stats
     reader._low = consumer.low_water + 1
-    reader._inbox_attrs = consumer.__dict__
+    reader._done_hook = hasattr(consumer, "on_done")
     reader._popleft = consumer._buffer.popleft
     reader._pressure = consumer.policy is Overflow.BACKPRESSURE
