@@ -11,6 +11,7 @@ agree on everything but the timestamps.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from typing import Any
@@ -42,7 +43,10 @@ def test_this_build_has_its_paths() -> None:
                 "tickloop.client._reader_native"
             )
         pytest.skip("no C modules _bus_native, _reader_native in this checkout")
-    assert type(Bus().publish).__name__ == "Publisher"
+    publish = Bus().publish
+    assert type(publish).__name__ == "Publisher"
+    # introspection sees the Python method's signature
+    assert str(inspect.signature(publish)) == "(topic: 'str', payload: 'Any') -> 'Event'"
     assert Subscription.__mro__[1].__module__ == "tickloop.client._reader_native"
 
 

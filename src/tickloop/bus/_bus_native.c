@@ -311,6 +311,25 @@ static PyMemberDef Publisher_members[] = {
     {NULL},
 };
 
+/* ``inspect.signature(bus.publish)``: the Python method's, which this object stands in for. */
+static PyObject *
+Publisher_signature(Publisher *self, void *closure)
+{
+    (void)closure;
+    PyObject *inspect = PyImport_ImportModule("inspect");
+    if (inspect == NULL) {
+        return NULL;
+    }
+    PyObject *signature = PyObject_CallMethod(inspect, "signature", "O", self->slow);
+    Py_DECREF(inspect);
+    return signature;
+}
+
+static PyGetSetDef Publisher_getset[] = {
+    {"__signature__", (getter)Publisher_signature, NULL, "the Python publish's signature", NULL},
+    {NULL},
+};
+
 static PyTypeObject PublisherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tickloop.bus._bus_native.Publisher",
@@ -324,6 +343,7 @@ static PyTypeObject PublisherType = {
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(Publisher, vectorcall),
     .tp_members = Publisher_members,
+    .tp_getset = Publisher_getset,
 };
 
 
