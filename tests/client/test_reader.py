@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tickloop.client.consumers import Consumer, Overflow
 from tickloop.client.reader import NATIVE, PureReader, Reader, bind
 
@@ -82,3 +84,30 @@ async def test_the_ready_awaitable_behaves_as_an_awaitable() -> None:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+class _DuckInbox:
+    """Not a Consumer: the C reader looks its ``paused`` up instead of reading a slot."""
+
+    def __init__(self) -> None:
+        self.paused = True
+        self.relieved = 0
+
+    def _relieve(self) -> None:
+        self.relieved += 1
+        self.paused = False
+
+
+async def test_paused_is_read_in_place_or_looked_up_and_an_unset_slot_is_an_error() -> None:
+    c = consumer(Overflow.BACKPRESSURE)
+    assert not hasattr(c, "__dict__")  # the fields the C paths read are slots
+    probe = Probe(c)
+    duck = _DuckInbox()
+    probe._inbox = duck  # type: ignore[assignment]
+    c._buffer.extend([1, 2])
+    assert await anext(probe) == 1
+    assert duck.relieved == 1 and not duck.paused  # looked up, and relieved at the mark
+    probe._inbox = c
+    del c.paused  # an unset slot: the lookup's AttributeError, not a crash
+    with pytest.raises(AttributeError):
+        await anext(probe)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._native import native_extension
+from ..client.consumers import Consumer
 from ..exceptions import BusError, ConfigError
 from .base import Bus
 from .events import _TYPE_OF, Event, event_type_of
@@ -82,6 +83,7 @@ class _State:
 
 if _native is not None:
     _native.set_state_type(_State)
+    _native.set_consumer_type(Consumer)
 
 
 class _RoundRobin:

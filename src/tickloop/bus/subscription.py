@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client.consumers import Consumer, Handler, Overflow
 from ..client.reader import NATIVE as READER_NATIVE
-from ..client.reader import Reader, bind
+from ..client.reader import Reader, bind, register_inbox
 from ..exceptions import ConfigError
 from .events import Event, topic_matcher
 
@@ -99,6 +99,12 @@ def _handler_name(handler: object) -> str:
 
 class Inbox(Consumer):
     """The delivery end of one subscription (module docstring: the backend seam)."""
+
+    # ``on_done`` is read in place by tickloop.client._reader_native (Consumer's comment).
+    __slots__ = (
+        "announced", "bus_policy", "group", "live_routes", "matches", "on_done", "on_failed",
+        "patterns",
+    )
 
     def __init__(
         self,
@@ -319,6 +325,9 @@ class Inbox(Consumer):
         text = f"{type(exc).__name__}: {exc}"
         tb = "".join(traceback.format_exception(exc, limit=8))
         return text, tb[-4000:]
+
+
+register_inbox(Inbox)  # (the C reader reads its on_done in place)
 
 
 class Subscription(Reader):

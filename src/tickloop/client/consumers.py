@@ -110,6 +110,15 @@ class Consumer:
     ``on_pressure(consumer, paused)`` is how the owner pauses and resumes it.
     """
 
+    # Slots: tickloop.client._reader_native and tickloop.bus._bus_native read ``paused``,
+    # ``_waiter`` and ``_end`` in place (at the offsets their set_consumer_type found), not
+    # through attribute lookups, on every event; Python code reads them as fast as ever.
+    __slots__ = (
+        "__weakref__", "_buffer", "_end", "_handler", "_handler_is_async", "_key", "_latest",
+        "_waiter", "_worker", "channel", "low_water", "maxsize", "name", "on_detach", "on_drop",
+        "on_failure", "on_pressure", "paused", "policy", "push", "stats", "subscriptions",
+    )
+
     def __init__(
         self,
         channel: Channel | str,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._native import native_extension
 from .consumers import Consumer, ConsumerStats, Overflow
 
-__all__ = ["NATIVE", "PureReader", "Reader", "bind"]
+__all__ = ["NATIVE", "PureReader", "Reader", "bind", "register_inbox"]
 
 _native = native_extension(
     "tickloop.client._reader_native", str(Path(__file__).with_name("_reader_native.c"))
@@ -61,3 +61,10 @@ def bind(reader: PureReader, consumer: Consumer) -> None:
     reader._done_hook = hasattr(consumer, "on_done")
     reader._popleft = consumer._buffer.popleft
     reader._pressure = consumer.policy is Overflow.BACKPRESSURE
+
+
+def register_inbox(inbox_cls: type[Consumer]) -> None:
+    """Name the bus's inbox class (a Consumer with an ``on_done`` slot): the C ``__anext__``
+    then reads its ``on_done``, and every consumer's ``paused``, in place."""
+    if _native is not None:
+        _native.set_consumer_types(Consumer, inbox_cls)
