@@ -67,6 +67,7 @@ typedef struct {
     PyObject *buffer, *inbox, *low, *stats, *popleft;
     char pressure;  /* the consumer may pause its source (BACKPRESSURE): check ``paused`` */
     char done_hook; /* the consumer has an ``on_done`` (a bus inbox): check it */
+    PyObject *ready; /* the last Ready handed out: used again once no one else holds it */
 } Reader;
 
 typedef struct {
@@ -208,12 +209,19 @@ Reader_anext(Reader *self)
     if (event == NULL) {
         return NULL;
     }
-    Ready *ready = PyObject_New(Ready, &ReadyType);
+    Ready *ready = (Ready *)self->ready;
+    if (ready != NULL && Py_REFCNT(ready) == 1 && ready->value == NULL) {
+        /* the last one was awaited and let go (as ``async for`` does): no allocation */
+        ready->value = event;
+        return Py_NewRef(ready);
+    }
+    ready = PyObject_New(Ready, &ReadyType);
     if (ready == NULL) {
         Py_DECREF(event);
         return NULL;
     }
     ready->value = event;
+    Py_XSETREF(self->ready, Py_NewRef(ready));
     return (PyObject *)ready;
 }
 
@@ -236,6 +244,7 @@ Reader_clear(Reader *self)
     Py_CLEAR(self->low);
     Py_CLEAR(self->stats);
     Py_CLEAR(self->popleft);
+    Py_CLEAR(self->ready);
     return 0;
 }
 
