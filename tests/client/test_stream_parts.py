@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickloop import ConfigError, StreamClient
 from tickloop.client.channels import ALL, CHANNELS, held, kind, subscriptions, symbols
 from tickloop.client.consumers import BOOK_DELTAS, Consumer, Overflow
+from tickloop.client.continuity import TradeContinuity
 from tickloop.client.placement import Placement
 from tickloop.client.session import SessionState, WsSession
 from tickloop.client.tasks import TaskOwner
@@ -162,7 +166,9 @@ def trade(tid: int, symbol: str = "A-B") -> Trade:
     )
 
 
-def trade_feed(track_ids: bool = True) -> tuple[TradeFeed, Consumer, list[StatusEvent]]:
+def trade_feed(
+    track_ids: bool = True, clock: Callable[[], int] = time.time_ns
+) -> tuple[TradeFeed, Consumer, list[StatusEvent]]:
     consumer = Consumer(Channel.TRADES, policy=Overflow.ERROR, maxsize=100)
     published: list[StatusEvent] = []
     counters = {k: 0 for k in ("gaps", "gaps_recovered", "backfilled", "bogus_trade_ids")}
@@ -175,6 +181,7 @@ def trade_feed(track_ids: bool = True) -> tuple[TradeFeed, Consumer, list[Status
         report=published.append,
         counters=counters,
         tasks=TaskOwner(),
+        clock=clock,
     )
     feed.watch("A-B")
     return feed, consumer, published
@@ -204,6 +211,60 @@ def test_trade_feed_dedupes_and_reports_a_real_hole_after_an_outage() -> None:
     feed.forget("A-B")
     feed.on_trade(trade(6))  # nothing is tracked any more: delivered as it comes
     assert backlog(consumer) == [6]
+
+
+def on_trade_through_on_live(feed: TradeFeed, trade: Trade) -> None:
+    """TradeFeed.on_trade as it was before it took the next id inline: every trade through
+    TradeContinuity.on_live (the reference the inline path must match)."""
+    cont = feed._continuity.get(trade.symbol)
+    if cont is not None and not cont.on_live(trade):
+        if cont.bogus != feed._bogus_seen.get(trade.symbol, 0):
+            feed._bogus(cont)
+            released = cont.released()
+            if released is not None:
+                for consumer in feed._routes.get(trade.symbol, ()):
+                    consumer.push(released)
+        if cont.recovering:
+            feed._recover(cont)
+        return
+    for consumer in feed._routes.get(trade.symbol, ()):
+        consumer.push(trade)
+
+
+# steps: an absolute id (a small one, so that a stream comes back after a jump), or one
+# relative to the last id sent (next, repeated, a hole, an absurd jump past max_jump)
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just(False), st.integers(0, 12)),
+        st.tuples(st.just(True), st.sampled_from([1, 1, 1, 0, 2, 2_000_000])),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_STEPS)
+def test_trade_feed_takes_the_next_id_inline_exactly_as_on_live_would(
+    steps: list[tuple[bool, int]],
+) -> None:
+    # TradeFeed.on_trade decides the commonest case (the next id) without calling on_live: it
+    # delivers and reports what the path through on_live does, in the same order (duplicates,
+    # holes, recoveries and absurd jumps included)
+    feed, consumer, published = trade_feed(clock=lambda: 7)
+    ref, ref_consumer, ref_published = trade_feed(clock=lambda: 7)
+    tid = 0
+    for relative, step in steps:
+        tid = tid + step if relative else step
+        feed.on_trade(trade(tid))
+        on_trade_through_on_live(ref, trade(tid))
+    assert backlog(consumer) == backlog(ref_consumer)
+    assert published == ref_published
+    assert feed.duplicates == ref.duplicates and feed.counters == ref.counters
+
+
+def test_a_continuity_refuses_a_jump_bound_below_one() -> None:
+    with pytest.raises(ValueError, match="max_jump"):
+        TradeContinuity("sim", "A-B", max_jump=0)
 
 
 def test_trade_feed_without_ids_reports_the_outage_as_a_time_range() -> None:

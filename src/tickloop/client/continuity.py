@@ -56,7 +56,6 @@ class TradeContinuity:
         "_recovered_hi",
         "_recovered_lo",
         "_released",
-        "_suspect",
         "bogus",
         "duplicates",
         "in_flight",
@@ -65,6 +64,7 @@ class TradeContinuity:
         "max_jump",
         "recovered",
         "recovering",
+        "suspect",
         "symbol",
         "venue",
     )
@@ -72,12 +72,16 @@ class TradeContinuity:
     def __init__(
         self, venue: str, symbol: str, *, max_buffer: int = 100_000, max_jump: int = 1_000_000
     ) -> None:
+        if max_jump < 1:
+            raise ValueError(f"max_jump must be >= 1, not {max_jump!r}")
         self.venue = venue
         self.symbol = symbol
         self.max_buffer = max_buffer
         self.max_jump = max_jump
         self.bogus = 0  # trades dropped because their id jumped absurdly and nothing followed it
-        self._suspect: Trade | None = None  # a trade whose id jumped past max_jump, held back
+        #: The trade held back because its id jumped past ``max_jump`` (None most of the time;
+        #: a plain slot, not a property: TradeFeed.on_trade reads it for every trade).
+        self.suspect: Trade | None = None
         self._released: Trade | None = None
         self.last_id: int | None = None  # id of the last trade delivered
         self.recovering = False
@@ -122,7 +126,7 @@ class TradeContinuity:
         tid = trade.id
         last = self.last_id
         if tid is not None and last is not None and (
-            tid - last > self.max_jump or self._suspect is not None
+            tid - last > self.max_jump or self.suspect is not None
         ):
             return self._judge_jump(trade, tid)
         if not self.recovering:
@@ -146,25 +150,25 @@ class TradeContinuity:
         return False
 
     def _judge_jump(self, trade: Trade, tid: int) -> bool:
-        suspect = self._suspect
+        suspect = self.suspect
         if suspect is None:
-            self._suspect = trade  # believed only once the next trade continues from it
+            self.suspect = trade  # believed only once the next trade continues from it
             return False
         sid = suspect.id
         assert sid is not None
         if sid < tid <= sid + self.max_jump:
             # The next trade continues from the jump: it was real. Take both through the
             # normal path (a hole before the suspect is then a gap like any other).
-            self._suspect = None
+            self.suspect = None
             self._max_jump_once(suspect)
             return self._max_jump_once(trade)
         if tid - (self.last_id or 0) > self.max_jump:
-            self._suspect = trade  # another absurd id: it replaces the first, still unproven
+            self.suspect = trade  # another absurd id: it replaces the first, still unproven
             self.bogus += 1
             return False
         # The stream went on from the old sequence: the jump was bogus. This trade is handed
         # back through :meth:`released` (False here), so the caller sees the bogus count move.
-        self._suspect = None
+        self.suspect = None
         self.bogus += 1
         if self.on_live(trade):
             self._released = trade
@@ -182,11 +186,6 @@ class TradeContinuity:
             return self.on_live(trade)
         finally:
             self.max_jump = jump
-
-    @property
-    def suspect(self) -> Trade | None:
-        """The trade held back because its id jumped past ``max_jump`` (None most of the time)."""
-        return self._suspect
 
     def begin_recovery(self, ts: int) -> None:
         """The stream was interrupted (a disconnect): hold live trades until a backfill ran."""

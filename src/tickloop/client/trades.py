@@ -138,7 +138,19 @@ class TradeFeed:
     # ------------------------------------------------------------------------------- hot path
     def on_trade(self, trade: Trade) -> None:
         cont = self._continuity.get(trade.symbol)
-        if cont is not None and not cont.on_live(trade):
+        if cont is None:
+            pass
+        elif (
+            not cont.recovering
+            and cont.suspect is None
+            and (last := cont.last_id) is not None
+            and (tid := trade.id) is not None
+            and tid - last == 1
+        ):
+            # the commonest case, the next id, taken here with no call: what on_live does for it
+            # (max_jump >= 1, so the next id is never a jump)
+            cont.last_id = tid
+        elif not cont.on_live(trade):
             if cont.bogus != self._bogus_seen.get(trade.symbol, 0):
                 self._bogus(cont)
                 released = cont.released()
