@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tickloop import ConfigError, StreamClient
@@ -244,6 +244,7 @@ _STEPS = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(_STEPS)
+@example([(False, 3), (True, 1), (True, 2_000_000), (False, 5), (True, 1)])  # back after a jump
 def test_trade_feed_takes_the_next_id_inline_exactly_as_on_live_would(
     steps: list[tuple[bool, int]],
 ) -> None:
@@ -257,6 +258,9 @@ def test_trade_feed_takes_the_next_id_inline_exactly_as_on_live_would(
         tid = tid + step if relative else step
         feed.on_trade(trade(tid))
         on_trade_through_on_live(ref, trade(tid))
+        a, b = feed._continuity["A-B"], ref._continuity["A-B"]
+        assert (a.last_id, a.suspect, a.bogus, a.recovering) == (
+            b.last_id, b.suspect, b.bogus, b.recovering)
     assert backlog(consumer) == backlog(ref_consumer)
     assert published == ref_published
     assert feed.duplicates == ref.duplicates and feed.counters == ref.counters
