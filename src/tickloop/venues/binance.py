@@ -64,6 +64,7 @@ __all__ = ["PLUGIN", "QUOTE_ASSETS", "BinanceCodec", "BinanceRest", "split_binan
 
 VENUE = "binance"
 _MS = 1_000_000  # ns per ms
+_SELL, _BUY = Side.SELL, Side.BUY  # (module constants: one lookup a trade, not two)
 
 _MAX_PENDING = 1024  # subscribe requests remembered until their ack
 _DECODE_ERRORS = (
@@ -442,14 +443,15 @@ class BinanceCodec(Codec):
                 except (msgspec.DecodeError, RecursionError):
                     pass
         if data is not None:
+            wire = type(data)
             # a key given twice (msgspec kept the last, keys.py) is ruled out by the count of
             # colons when the frame gives exactly the keys decoded, else by the scan
-            if colons(frame) != keys[type(data)] and duplicate_keys(frame):
+            if colons(frame) != keys[wire] and duplicate_keys(frame):
                 refuse_duplicates(frame, venue=VENUE, **_stream_of(data, self.symbol))
             try:
-                if type(data) is _EVENT_DEPTH:
+                if wire is _EVENT_DEPTH:
                     return [self._delta(data, recv_ts)]
-                return [self._convert(_EVENT_TYPES[type(data)], data, None, recv_ts)]
+                return [self._convert(_EVENT_TYPES[wire], data, None, recv_ts)]
             except _DECODE_ERRORS as exc:
                 raise ProtocolError(
                     f"malformed Binance frame: {exc}", venue=VENUE, **_stream_of(data, self.symbol)
@@ -612,7 +614,7 @@ class BinanceCodec(Codec):
                 id=data.a if kind == _AGG else data.t,
                 price=price,
                 size=size,
-                side=Side.SELL if data.m else Side.BUY,
+                side=_SELL if data.m else _BUY,
                 ts=data.T * _MS,
                 recv_ts=recv_ts,
             )
