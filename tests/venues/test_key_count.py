@@ -255,3 +255,27 @@ def test_the_recorded_sessions_take_the_path_without_the_scan(
                 assert len(scans) == before, rec.frame
                 fast += 1
     assert fast > 500
+
+
+@pytest.mark.parametrize("event", [AGG, TRADE, DEPTH], ids=["aggTrade", "trade", "depth"])
+def test_the_wrapper_key_the_codec_does_not_decode_cannot_make_room_for_a_key_twice(
+    event: dict[str, Any],
+) -> None:
+    """The combined wrapper's ``stream`` is skipped, not decoded: leaving it out to make room
+    for a key given twice in the event gives a frame that does not start ``{"s`` (the lenient
+    path, which scans); another ``s`` key in its place keeps the extra colon. Every such frame
+    is refused."""
+    codec = BinanceCodec()
+    items = list(event.items())
+    for key, value in items:
+        other: Any = not value if isinstance(value, bool) else (
+            value + 1 if isinstance(value, int) else ("9.5" if isinstance(value, str) else []))
+        inner = pairs([*items, (key, other)])  # every key once, and this one twice
+        for frame in (
+            b'{"data":' + inner + b"}",  # the colons of an exact combined frame
+            b'{"data":' + inner + b',"stream":"x"}',
+            b'{"sx":"y","data":' + inner + b"}",
+            b'{"s":1,"data":' + inner + b"}",
+        ):
+            with pytest.raises(ProtocolError, match="duplicate JSON key"):
+                codec.decode(frame, 0)

@@ -326,8 +326,14 @@ class BinanceCodec(Codec):
         self._head = msgspec.json.Decoder(_Head)
         events = Union[tuple(_EVENT_TYPES)]  # type: ignore[valid-type]  # noqa: UP007
         self._events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(events)
+        # Only ``data`` is decoded from the wrapper: its ``stream`` is skipped (no string made),
+        # and the count of colons still leaves no room for a key given twice. This decoder is
+        # used only for a frame whose third byte is ``s``: a JSON object whose first key starts
+        # with ``s``, so not ``data``; with ``data`` required, the wrapper holds at least those
+        # two keys, each with its colon, so a frame of exactly exact_keys(type(data)) + 2
+        # colons (_COMBINED_KEYS) gives every key once (keys.exact_keys).
         self._combined_events: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-            msgspec.defstruct("_CombinedEvent", [("stream", str), ("data", events)], gc=False)
+            msgspec.defstruct("_CombinedEvent", [("data", events)], gc=False)
         )
         # Combined-stream frames are tried as events first until a stream whose payload has no
         # ``e`` (bookTicker, partial depth) is subscribed or seen: those would fail the tagged
@@ -926,7 +932,7 @@ def _stream_of(data: Any, normalise: Any) -> dict[str, str | None]:
     if isinstance(venue_symbol, str):
         try:
             symbol = normalise(venue_symbol)
-        except _DECODE_ERRORS:
+        except (ProtocolError, *_DECODE_ERRORS):  # a name that is no symbol: none to report
             symbol = None
     return {"symbol": symbol, "channel": channel}
 
