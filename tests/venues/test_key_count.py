@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tickloop.exceptions import ProtocolError
@@ -67,11 +67,35 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 # ------------------------------------------------------------------------------------ colons
 
 
-@settings(max_examples=400, derandomize=True, database=None)
+@pytest.fixture(params=["avx2", "sse2"])
+def simd(request: pytest.FixtureRequest) -> Any:
+    """The C count's two paths, each where this machine can run it (the AVX2 one is chosen at
+    import where the CPU has it; sse2 forces the other)."""
+    if not keys.NATIVE:
+        yield "pure"
+        return
+    native: Any = keys._native
+    before = native.set_colons_avx2(request.param == "avx2")
+    try:
+        yield request.param
+    finally:
+        native.set_colons_avx2(before)
+
+
+@settings(
+    max_examples=400,
+    derandomize=True,
+    database=None,
+    # the fixture only chooses the path: the same for every example of one run
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.binary(max_size=300), st.integers(0, 40))
-def test_the_count_is_bytes_count_on_any_bytes_and_any_view(data: bytes, cut: int) -> None:
-    """Random bytes, biased to colons, of every length (the C count's 16-byte blocks, its
-    overlapped tail, texts shorter than a block), as bytes and as views that start mid-text."""
+def test_the_count_is_bytes_count_on_any_bytes_and_any_view(
+    simd: str, data: bytes, cut: int
+) -> None:
+    """Random bytes, biased to colons, of every length (the C count's 16- and 32-byte blocks,
+    its overlapped tail, texts shorter than a block), as bytes and as views that start
+    mid-text; with each SIMD path the CPU has."""
     text = data.replace(b"a", b":")
     expected = text.count(b":")
     assert colons(text) == pure_colons(text) == expected
@@ -79,7 +103,7 @@ def test_the_count_is_bytes_count_on_any_bytes_and_any_view(data: bytes, cut: in
     assert colons(view) == pure_colons(view) == bytes(view).count(b":")
 
 
-def test_the_count_reads_only_its_text() -> None:
+def test_the_count_reads_only_its_text(simd: str) -> None:
     """Colons just outside a view are not counted, whatever its length and offset."""
     rng = random.Random(14)
     for _ in range(2000):

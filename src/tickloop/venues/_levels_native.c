@@ -1063,12 +1063,55 @@ scan_frame(const char *text, Py_ssize_t len)
     return scan_duplicates(text, text + len);
 }
 
+#if DUP_BLOCKS && defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define COLONS_AVX2 1
+
+/* count_colons 32 bytes at a time, for a CPU with AVX2 (chosen at run time: the build targets
+   any x86-64): about half the instructions of the SSE2 loop on a 260-byte frame. */
+__attribute__((target("avx2"))) static Py_ssize_t
+count_colons_avx2(const char *text, Py_ssize_t len)
+{
+    Py_ssize_t n = 0, i = 0;
+    const __m256i colon = _mm256_set1_epi8(':'), zero = _mm256_setzero_si256();
+    while (len - i >= 32) {
+        __m256i counts = zero;
+        for (int round = 0; round < 255 && len - i >= 32; round++, i += 32) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(text + i));
+            counts = _mm256_sub_epi8(counts, _mm256_cmpeq_epi8(v, colon));
+        }
+        __m256i sums = _mm256_sad_epu8(counts, zero);
+        n += _mm256_extract_epi64(sums, 0) + _mm256_extract_epi64(sums, 1) +
+             _mm256_extract_epi64(sums, 2) + _mm256_extract_epi64(sums, 3);
+    }
+    if (i < len && len >= 32) { /* the last 32 bytes, of which the tail's are the top bits */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(text + len - 32));
+        uint32_t mask = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, colon));
+        return n + __builtin_popcount(mask >> (32 - (len - i)));
+    }
+    for (; i < len; i++) {
+        n += text[i] == ':';
+    }
+    return n;
+}
+#else
+#define COLONS_AVX2 0
+#endif
+
+/* 1 when count_colons may use AVX2 (set at import), else 0. */
+static int colons_avx2;
+
 /* How many bytes of text are colons: 16 at a time (SSE2), each block's matches subtracted from
-   byte counters (a match is -1) that are summed before any can wrap. */
+   byte counters (a match is -1) that are summed before any can wrap; 32 at a time with AVX2. */
 static Py_ssize_t
 count_colons(const char *text, Py_ssize_t len)
 {
     Py_ssize_t n = 0, i = 0;
+#if COLONS_AVX2
+    if (colons_avx2) {
+        return count_colons_avx2(text, len);
+    }
+#endif
 #if DUP_BLOCKS
     const __m128i colon = _mm_set1_epi8(':'), zero = _mm_setzero_si128();
     while (len - i >= 16) {
@@ -1122,7 +1165,29 @@ duplicate_keys(PyObject *module, PyObject *text)
     return PyLong_FromLong(found);
 }
 
+/* Whether count_colons uses AVX2: set_colons_avx2(flag) -> the previous setting. A flag is taken
+   only where the CPU has AVX2 (so tests can run both paths); elsewhere it stays off. */
+static PyObject *
+set_colons_avx2(PyObject *module, PyObject *flag)
+{
+    (void)module;
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) {
+        return NULL;
+    }
+    int before = colons_avx2;
+#if COLONS_AVX2
+    colons_avx2 = on && __builtin_cpu_supports("avx2");
+#else
+    (void)on;
+#endif
+    return PyBool_FromLong(before);
+}
+
 static PyMethodDef levels_functions[] = {
+    {"set_colons_avx2", (PyCFunction)set_colons_avx2, METH_O,
+     "set_colons_avx2(flag) -> bool: count colons with AVX2 (where the CPU has it); returns "
+     "the previous setting."},
     {"duplicate_keys", (PyCFunction)duplicate_keys, METH_O,
      "duplicate_keys(text) -> 0 (no object gives a key twice), 1 (one does) or 2 (cannot tell "
      "here: ask tickloop.venues.keys)."},
@@ -1143,6 +1208,10 @@ static struct PyModuleDef levels_module = {
 PyMODINIT_FUNC
 PyInit__levels_native(void)
 {
+#if COLONS_AVX2
+    __builtin_cpu_init();
+    colons_avx2 = __builtin_cpu_supports("avx2");
+#endif
     if (PyType_Ready(&LevelDecoderType) < 0) {
         return NULL;
     }
