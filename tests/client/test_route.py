@@ -133,3 +133,29 @@ def test_what_is_not_an_exception_goes_up(cls: Any, where: str, kind: type) -> N
     with pytest.raises(kind):
         router.on_frame(b"x", 0)
     assert calls.malformed == calls.failed == []
+
+
+class Codec:
+    """A codec whose ``decode`` is a bound method (the router calls its function with it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, int]] = []
+
+    def decode(self, data: Any, now_ns: int) -> list[Any]:
+        self.seen.append((bytes(data), now_ns))
+        if data == b"bad":
+            raise ProtocolError("refused")
+        return [A(len(self.seen))]
+
+
+def test_a_bound_decode_and_any_other_callable_decode_alike(cls: Any) -> None:
+    codec = Codec()
+    for decode in (codec.decode, lambda data, now: Codec.decode(codec, data, now)):
+        calls = Calls()
+        router = calls.router(cls, decode, {A: calls.sink("a")})
+        router.on_frame(b"x", 5)
+        router.on_frame(b"bad", 6)
+        router.on_frame(memoryview(b"y"), 7)
+        assert [e.n for _, e in calls.got] == [len(codec.seen) - 2, len(codec.seen)]
+        assert [size for _, size in calls.malformed] == [3] and router.events == 2
+    assert codec.seen == [(b"x", 5), (b"bad", 6), (b"y", 7)] * 2
