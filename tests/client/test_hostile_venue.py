@@ -152,3 +152,41 @@ async def test_case5_one_bogus_trade_id_silences_nothing() -> None:
         assert [t.id for t in got] == [1, 2, 3, 4, 5, 6, 7]
         assert feed.counters["bogus_trade_ids"] == 1
         assert not any(type(e).__name__ == "Gap" for e in status)
+
+
+async def _fragments(ws: ServerConnection, *parts: str) -> None:
+    """One text message in ``parts``, each a frame, the last one final (websockets' own
+    ``send`` of an iterable ends with an empty frame instead)."""
+    async with ws.send_context():  # (websockets' sans-I/O protocol, written on exit)
+        ws.protocol.send_text(parts[0].encode(), fin=False)
+        for i, part in enumerate(parts[1:], 2):
+            ws.protocol.send_continuation(part.encode(), fin=i == len(parts))
+
+
+async def test_a_final_fragment_that_opens_a_json_object_is_not_taken_for_a_whole_message() -> (
+    None
+):
+    """The listener takes a final frame that opens ``{`` or ``[`` as a whole message without
+    reading its type, but only with no fragmented message under way: the last fragment of one
+    that happens to open ``{`` is reassembled with the rest. Pings and empty pongs between are
+    control frames as ever."""
+
+    def split(i: int) -> tuple[str, str]:
+        text = json.dumps(json.loads(trade(i)))
+        return text[:-1] + ',"x":', '{"a": [' + str(i) + "]}}"  # ... "x": {"a": [i]}}
+
+    async def script(ws: ServerConnection, request: dict[str, Any]) -> None:
+        await _fragments(ws, *split(1))
+        await ws.ping(b"")
+        await ws.pong(b"")
+        head, tail = split(2)
+        await _fragments(ws, head, tail[:3], tail[3:])
+        await ws.send(trade(3))
+
+    async with hostile_venue(script) as venue, _client(venue.url) as feed:
+        got: list[Trade] = []
+        await feed.subscribe_trades("BTC-USD", got.append)
+        await until(lambda: len(got) == 3, "the three trades")
+        assert [t.id for t in got] == [1, 2, 3]
+        stats = feed.sessions[0].stats
+        assert stats.malformed == 0 and stats.reconnects == 0
