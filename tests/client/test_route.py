@@ -159,3 +159,15 @@ def test_a_bound_decode_and_any_other_callable_decode_alike(cls: Any) -> None:
         assert [e.n for _, e in calls.got] == [len(codec.seen) - 2, len(codec.seen)]
         assert [size for _, size in calls.malformed] == [3] and router.events == 2
     assert codec.seen == [(b"x", 5), (b"bad", 6), (b"y", 7)] * 2
+
+
+
+def test_a_decode_that_returns_no_iterable_is_refused_like_an_unreadable_message(
+    cls: Any,
+) -> None:
+    calls = Calls()
+    router = calls.router(cls, lambda data, now: 7, {A: calls.sink("a")})
+    router.on_frame(b"xyz", 1)
+    router.on_frame(b"x", 1)
+    assert calls.got == [] and router.events == 0
+    assert [(type(exc), size) for exc, size in calls.malformed] == [(TypeError, 3), (TypeError, 1)]
