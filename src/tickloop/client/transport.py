@@ -539,10 +539,12 @@ class _Listener(picows.WSListener):
             # A whole data message is the commonest frame. One whose payload opens a JSON object
             # or array, with no fragmented message under way, is taken as one without reading
             # its ``msg_type`` (picows hands that over as an Enum member, looked up by name on
-            # its class for every frame: ~600 instructions, a fifth of a small message's own
+            # its class for every frame: ~600 instructions, 2-3% of a small message's whole
             # cost): no control frame opens so. A CLOSE payload opens with its 2-byte code
             # (1000-4999: 0x03-0x13), picows answers PINGs itself (enable_auto_pong), and a
-            # PONG echoes our pings, which carry no payload. Any other frame is told by its type.
+            # PONG echoes our pings, which carry no payload; an unsolicited PONG whose payload
+            # opens ``{`` (RFC 6455 allows one) would be read as a message, which no venue we
+            # know sends. Any other frame is told by its type.
             msg_type = (
                 None
                 if conn.fragments is None and data and data[0] in _JSON_OPENERS
