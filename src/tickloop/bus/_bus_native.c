@@ -392,25 +392,36 @@ member_offset(PyTypeObject *type, const char *name)
     return member->offset;
 }
 
+/* The offsets of ``type``'s object slots ``names`` into ``at``: 0, or -1 with TypeError set
+   (``fn`` names the caller in the message). */
+static int
+find_slots(PyObject *type, const char *fn, const char *const names[], Py_ssize_t at[], int n)
+{
+    if (!PyType_Check(type)) {
+        PyErr_Format(PyExc_TypeError, "%s(cls): a class", fn);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((at[i] = member_offset((PyTypeObject *)type, names[i])) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 set_state_type(PyObject *module, PyObject *type)
 {
     (void)module;
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "set_state_type(cls): a class");
-        return NULL;
-    }
-    PyTypeObject *cls = (PyTypeObject *)type;
-    Py_ssize_t closed = member_offset(cls, "closed");
-    Py_ssize_t depth = closed < 0 ? -1 : member_offset(cls, "depth");
-    Py_ssize_t offset = depth < 0 ? -1 : member_offset(cls, "offset");
-    if (offset < 0) {
+    static const char *const names[] = {"closed", "depth", "offset"};
+    Py_ssize_t at[3];
+    if (find_slots(type, "set_state_type", names, at, 3) < 0) {
         return NULL;
     }
     Py_XSETREF(state_type, (PyTypeObject *)Py_NewRef(type));
-    closed_at = closed;
-    depth_at = depth;
-    offset_at = offset;
+    closed_at = at[0];
+    depth_at = at[1];
+    offset_at = at[2];
     Py_RETURN_NONE;
 }
 
@@ -418,18 +429,14 @@ static PyObject *
 set_consumer_type(PyObject *module, PyObject *type)
 {
     (void)module;
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "set_consumer_type(cls): a class");
-        return NULL;
-    }
-    Py_ssize_t end = member_offset((PyTypeObject *)type, "_end");
-    Py_ssize_t waiter = end < 0 ? -1 : member_offset((PyTypeObject *)type, "_waiter");
-    if (waiter < 0) {
+    static const char *const names[] = {"_end", "_waiter"};
+    Py_ssize_t at[2];
+    if (find_slots(type, "set_consumer_type", names, at, 2) < 0) {
         return NULL;
     }
     Py_XSETREF(consumer_type, (PyTypeObject *)Py_NewRef(type));
-    end_at = end;
-    waiter_at = waiter;
+    end_at = at[0];
+    waiter_at = at[1];
     Py_RETURN_NONE;
 }
 
