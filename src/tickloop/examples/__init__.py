@@ -4,6 +4,8 @@ symbol and keeps its logic short enough to read in a minute.
 
 * :class:`SmaCross`: goes long when the fast simple moving average of the last trade price
   (sampled every tick) crosses above the slow one, and back to flat when it crosses below.
+  :class:`SmaCandleCross` is the same strategy on the closes of candles (``candle_interval``,
+  default 1m): it decides as each candle closes, as bar-by-bar backtesters do.
 * :class:`MarketMaker`: every tick, cancels its quotes and quotes a bid and an ask around the
   mid, ``spread`` apart, both shifted against its inventory (``skew`` per unit held) so that
   fills pull the position back to zero; it stops quoting the side that would pass
@@ -23,10 +25,11 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ..models import Side, Trade
+from ..models import Candle, Side, Trade
 from ..runtime.bot import Bot
 
-__all__ = ["MarketMaker", "MeanReversion", "SmaCross", "SmaSignal", "ZScore", "skewed_quotes"]
+__all__ = ["MarketMaker", "MeanReversion", "SmaCandleCross", "SmaCross", "SmaSignal", "ZScore",
+           "skewed_quotes"]
 
 _ZERO = Decimal(0)
 _TWO = Decimal(2)
@@ -83,7 +86,7 @@ class SmaSignal:
         previous, self._above = self._above, above
         if previous is None or previous == above:
             return None
-        return Side.BUY if above else Side.SELL
+        return _BUY if above else _SELL
 
 
 class SmaParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,7 +105,7 @@ class SmaCross(Bot):
     """Long on a golden cross, flat on a death cross (see the module docstring)."""
 
     symbols = ("BTC-USD",)
-    every = 1.0
+    every: float | None = 1.0
     Params: ClassVar[type[msgspec.Struct]] = SmaParams
 
     def __init__(self, id: str, **params: Any) -> None:
@@ -114,17 +117,42 @@ class SmaCross(Bot):
         self.last = trade.price
 
     async def tick(self) -> None:
-        if self.last is None:
-            return
+        if self.last is not None:
+            order = self.decide(self.last)
+            if order is not None:
+                await self.place(self.symbols[0], *order)
+
+    def decide(self, price: Decimal) -> tuple[Side, Decimal] | None:
+        """Add ``price`` to the averages: the order to place (side and size) on a golden cross
+        when not long, on a death cross when long, with its signal published; else None."""
+        side = self.signal_core.update(price)
+        if side is None:
+            return None
         symbol = self.symbols[0]
-        side = self.signal_core.update(self.last)
         held = self.position(symbol).size
         if side is _BUY and held <= 0:
             self.signal("sma_cross", "up", symbol=symbol)
-            await self.buy(symbol, self.params.size - held)
-        elif side is _SELL and held > 0:
+            return _BUY, self.params.size - held
+        if side is _SELL and held > 0:
             self.signal("sma_cross", "down", symbol=symbol)
-            await self.sell(symbol, held)
+            return _SELL, held
+        return None
+
+
+class SmaCandleCross(SmaCross):
+    """:class:`SmaCross` on candle closes: one decision as each candle of ``candle_interval``
+    closes (``SmaCandleCross("b1", candle_interval="1s", fast=10, slow=30)``), no tick. A
+    live stream also sends the candle still forming, at each trade: those are skipped."""
+
+    channels = ("candles",)
+    every = None
+
+    async def on_candle(self, candle: Candle) -> None:
+        if not candle.closed:
+            return
+        order = self.decide(candle.close)
+        if order is not None:
+            await self.place(self.symbols[0], *order)
 
 
 # --------------------------------------------------------------------------- market maker

@@ -140,6 +140,11 @@ _MODEL_OF: dict[str, type[Any]] = {
 _EQUITY_JOB = ("tickloop", "equity")
 #: Engine-wide limits that check nothing (compared with on every order: made once).
 _NO_LIMITS = RiskLimits()
+#: What an order's risk check is given when its limits read no exposure (RiskEngine.reads).
+_NO_EXPOSURE = Exposure(position=_ZERO, open_buy=_ZERO, open_sell=_ZERO, open_orders=0,
+                        daily_pnl=_ZERO)
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
 
 
 class BotStatus(StrEnum):
@@ -1081,14 +1086,23 @@ class Engine:
         """Risk-check and place an order for ``bot_id`` (what ``bot.place`` calls)."""
         host = self._host(bot_id)
         try:
-            side = Side(side)
-            tif = TimeInForce(time_in_force)
-            kind = OrderType(type) if type is not None else (
-                OrderType.LIMIT if price is not None else OrderType.MARKET)
+            # the members themselves pass as they are (calling an enum class costs several
+            # hundred ns: a backtest places thousands of orders)
+            if side.__class__ is not Side:
+                side = Side(side)
+            tif = time_in_force if time_in_force.__class__ is TimeInForce \
+                else TimeInForce(time_in_force)
+            if type is None:
+                kind = _LIMIT if price is not None else _MARKET
+            else:
+                kind = type if type.__class__ is OrderType else OrderType(type)
         except ValueError as exc:
             raise ConfigError(f"bot {bot_id!r}: {exc}", field="order") from None
-        amount = _decimal(size, "size")
-        limit = _decimal(price, "price") if price is not None else None
+        amount = size if size.__class__ is Decimal else _decimal(size, "size")
+        if price is None:
+            limit = None
+        else:
+            limit = price if price.__class__ is Decimal else _decimal(price, "price")
         if client_order_id:
             cid = client_order_id
         elif self._client_ids is not None:
@@ -1098,11 +1112,17 @@ class Engine:
         intent = OrderIntent(bot=bot_id, symbol=symbol, side=side, size=amount, type=kind,
                              price=limit)
         clock = self.clock
-        wall = clock.now()
-        mine = self._exposure(host, symbol, wall)
-        if self.risk.global_limits == _NO_LIMITS:
-            total = mine
+        risk = self.risk
+        # what the limits set read, worked out (the exposures mark the portfolio and walk the
+        # open orders; the mid may rebuild a book): neither, with no limit set
+        reads_exposure, reads_mid = risk.reads(bot_id)
+        if not reads_exposure:
+            mine = total = _NO_EXPOSURE
+        elif risk.global_limits == _NO_LIMITS:
+            mine = total = self._exposure(host, symbol, clock.now())
         else:
+            wall = clock.now()
+            mine = self._exposure(host, symbol, wall)
             parts = [mine if h is host else self._exposure(h, symbol, wall)
                      for h in self._hosts.values()]
             total = Exposure(position=sum((p.position for p in parts), _ZERO),
@@ -1110,8 +1130,9 @@ class Engine:
                              open_sell=sum((p.open_sell for p in parts), _ZERO),
                              open_orders=sum(p.open_orders for p in parts),
                              daily_pnl=sum((p.daily_pnl for p in parts), _ZERO))
-        decision = self.risk.check(intent, bot=mine, total=total,
-                                   mid=self._mark_price(symbol), now=clock.monotonic())
+        decision = risk.check(intent, bot=mine, total=total,
+                              mid=self._mark_price(symbol) if reads_mid else None,
+                              now=clock.monotonic())
         if not decision.accepted:
             check = decision.check or "risk"
             self.bus.publish(f"risk.rejected.{bot_id}", RiskRejected(
@@ -1141,16 +1162,29 @@ class Engine:
         An executor that says so (``eager = True``: the paper executors, whose calls need no
         task of their own) has its call's first step run in the caller's step: a paper order
         that needs no wait is matched against the book the bot decided on, before the next
-        market event, live as on a replay; what waits goes on in a task, under the timeout.
+        market event, live as on a replay; what waits goes on in the caller's task
+        (:class:`_TimedRest`), under the timeout. Any other call runs in a task of its own,
+        cancelled at the timeout.
         """
+        clock = self.clock
         if self._eager and inspect.iscoroutine(aw):
             try:
                 first = aw.send(None)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-            task: asyncio.Future[_R] = asyncio.ensure_future(_resume(aw, first))
-        else:
-            task = asyncio.ensure_future(aw)
+            rest = _TimedRest(aw, first)
+            handle = clock.call_at(clock.monotonic() + self.call_timeout, rest.expire)
+            try:
+                result: _R = await rest
+                return result
+            except asyncio.CancelledError:
+                if rest.expired and not _cancelling():
+                    raise TimeoutError(f"{what} took longer than {self.call_timeout} s",
+                                       venue=self.venue) from None
+                raise
+            finally:
+                handle.cancel()
+        task = asyncio.ensure_future(aw)
         expired = False
 
         def expire() -> None:
@@ -1159,7 +1193,7 @@ class Engine:
                 expired = True
                 task.cancel()
 
-        handle = self.clock.call_at(self.clock.monotonic() + self.call_timeout, expire)
+        handle = clock.call_at(clock.monotonic() + self.call_timeout, expire)
         try:
             return await task
         except asyncio.CancelledError:
@@ -1180,39 +1214,54 @@ class Engine:
         return await loop.run_in_executor(self._pool, fn, *args)
 
 
-class _Resumed:
-    """The rest of a coroutine whose first step already ran and yielded ``first``."""
+class _TimedRest:
+    """The rest of an eager venue call whose first step yielded ``first``, driven in the
+    caller's task (no task of its own: a backtest's every order waits once, for the next
+    open), and cut as a task would be: :meth:`expire` cancels the future the call waits on
+    (what ``Task.cancel`` does to the future its task waits on), or, when it waits on none,
+    throws ``CancelledError`` into the call when it is next resumed. :attr:`expired` tells the
+    caller that the ``CancelledError`` coming out is the timeout's."""
 
-    __slots__ = ("coro", "first")
+    __slots__ = ("coro", "done", "expired", "pending", "waiting")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
         self.coro = coro
-        self.first = first
+        #: What the call waits on now (what its last step yielded).
+        self.waiting = first
+        self.expired = False
+        #: A CancelledError to throw at the next resumption (expired with no future cancelled).
+        self.pending = False
+        self.done = False
+
+    def expire(self) -> None:
+        if self.done:
+            return
+        self.expired = True
+        cancel = getattr(self.waiting, "cancel", None)
+        if not (callable(cancel) and cancel()):
+            self.pending = True
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro = self.coro
-        send: Any = None
-        error: BaseException | None = None
+        yielded = self.waiting
         try:
-            send = yield self.first
-        except BaseException as exc:  # delivered into the coroutine
-            error = exc
-        while True:
-            try:
-                yielded = coro.throw(error) if error is not None else coro.send(send)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                send = yield yielded
-                error = None
-            except BaseException as exc:
-                send = None
-                error = exc
-
-
-async def _resume(coro: Coroutine[Any, Any, _R], first: Any) -> _R:
-    result: _R = await _Resumed(coro, first)
-    return result
+            while True:
+                error: BaseException | None = None
+                send: Any = None
+                try:
+                    send = yield yielded
+                except BaseException as exc:  # delivered into the call
+                    error = exc
+                if error is None and self.pending:
+                    self.pending = False
+                    error = asyncio.CancelledError()
+                try:
+                    yielded = coro.throw(error) if error is not None else coro.send(send)
+                except StopIteration as stop:
+                    return stop.value
+                self.waiting = yielded
+        finally:
+            self.done = True
 
 
 def _cancelling() -> bool:

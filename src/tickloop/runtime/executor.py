@@ -25,6 +25,10 @@ __all__ = ["Emit", "Executor", "PaperExecutor"]
 Emit = Callable[[str, OrderEvent], None]
 BookOf = Callable[[str], OrderBook | None]
 _ZERO = Decimal(0)
+# enum members as module names: on Python 3.11 a member read off its class goes through
+# EnumType.__getattr__ (~65 ns against ~5): the order path reads many
+_BUY = Side.BUY
+_STATUS_CANCELED = OrderStatus.CANCELED
 
 
 class Executor(Protocol):
@@ -135,7 +139,7 @@ class PaperExecutor:
         events = self.matcher.cancel(order_id, ts=clock.now_ns())
         self._send(events)
         order = self.matcher.order(order_id)
-        return None if order is None or order.status is not OrderStatus.CANCELED or not events \
+        return None if order is None or order.status is not _STATUS_CANCELED or not events \
             else order.to_model(self.matcher.venue)
 
     async def cancel_all(self, bot: str, symbol: str | None = None) -> list[Order]:
@@ -161,7 +165,7 @@ class PaperExecutor:
         bot_of = self._bot_of
         for o in self._matcher.open_orders(symbol):
             if bot_of.get(o.id) == bot:
-                if o.side is Side.BUY:
+                if o.side is _BUY:
                     buy += o.remaining
                 else:
                     sell += o.remaining

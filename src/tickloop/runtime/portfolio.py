@@ -34,6 +34,9 @@ from ..models import Equity, Fill, Position, Side
 __all__ = ["Portfolio", "PositionState"]
 
 _ZERO = Decimal(0)
+# enum members as module names: on Python 3.11 a member read off its class goes through
+# EnumType.__getattr__ (~65 ns against ~5): the order path reads many
+_BUY = Side.BUY
 _DAY = 86_400
 
 
@@ -100,7 +103,7 @@ class Portfolio:
         pos = self._positions.get(fill.symbol)
         if pos is None:
             pos = self._positions[fill.symbol] = PositionState(fill.symbol)
-        signed = fill.size if fill.side is Side.BUY else -fill.size
+        signed = fill.size if fill.side is _BUY else -fill.size
         price = fill.price
         old = pos.size
         if old == 0 or (old > 0) == (signed > 0):
