@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from tickloop.backtest import run_backtest
 from tickloop.bus import Event
 from tickloop.examples import (
     MarketMaker,
@@ -18,7 +19,6 @@ from tickloop.examples import (
     ZScore,
     skewed_quotes,
 )
-from tickloop.backtest import run_backtest
 from tickloop.exceptions import ConfigError
 from tickloop.models import Candle, Side
 from tickloop.runtime import Engine
