@@ -7,9 +7,11 @@ ceiling (vectorbt when it is installed, else numpy), side by side in one run.
 The candles are a seeded random walk in cents (the same on every run). Every engine runs the
 same strategy: long ``size`` when the fast SMA of the closes crosses above the slow one, flat
 when it crosses below; a market order placed at a bar's close fills at the next bar's open, with
-a fee of 0.1% of the notional. The script checks that tickloop and backtrader made the same
-trades (time, side, price) before it prints the times; the vectorised result is compared
-entry by entry too. Data preparation is not timed; each engine's run is.
+a fee of 0.1% of the notional. tickloop runs it twice: ``SmaCandleCross`` decides as each
+candle closes (what backtrader's ``next`` does: the ratio is this row's), ``SmaCross`` on a tick
+every simulated second (through the scheduler; on one-second candles the same decisions). The
+script checks that every engine made the same trades (time, side, price) before it prints the
+times. Data preparation is not timed; each engine's run is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from tickloop.backtest import run_backtest
-from tickloop.examples import SmaCross
+from tickloop.examples import SmaCandleCross, SmaCross
 from tickloop.models import Candle
 
 T0 = 1_767_225_600
@@ -57,8 +59,11 @@ class Timer:
         self.cpu = time.process_time() - self.cpu0
 
 
-def tickloop_run(rows: list[tuple[int, int, int, int, int]], fast: int, slow: int
-                 ) -> tuple[Timer, list[tuple[int, str, int]]]:
+def tickloop_run(rows: list[tuple[int, int, int, int, int]], fast: int, slow: int,
+                 on_candle: bool = True) -> tuple[Timer, list[tuple[int, str, int]]]:
+    """``SmaCandleCross`` (a decision at each candle close, as backtrader's ``next``), or with
+    ``on_candle=False`` ``SmaCross`` (a tick every simulated second on the last price: on
+    one-second candles the same decisions, through the scheduler)."""
     cents = Decimal("0.01")
     candles = [Candle(venue="backtest", symbol="BTC-USD", interval="1s",
                       open_time=t * 10**9, close_time=(t + 1) * 10**9, open=o * cents,
@@ -66,8 +71,9 @@ def tickloop_run(rows: list[tuple[int, int, int, int, int]], fast: int, slow: in
                       volume=Decimal(1000), closed=True)
                for t, o, h, lo, c in rows]
     with Timer() as timer:
-        result = run_backtest(SmaCross("sma", fast=fast, slow=slow), candles,
-                              fee=Decimal("0.001"))
+        bot = (SmaCandleCross("sma", fast=fast, slow=slow, candle_interval="1s") if on_candle
+               else SmaCross("sma", fast=fast, slow=slow))
+        result = run_backtest(bot, candles, fee=Decimal("0.001"))
     fills = result.report().fills
     return timer, [(f.ts // 10**9, str(f.side), int(f.price * 100)) for f in fills]
 
@@ -201,11 +207,15 @@ def main() -> None:
     tl, tl_trades = tickloop_run(rows, args.fast, args.slow)
 
     def line(name: str, t: Timer, fills: int) -> str:
-        return (f"{name:<11} {t.wall:8.2f} s wall {t.cpu:8.2f} s cpu "
+        return (f"{name:<17} {t.wall:8.2f} s wall {t.cpu:8.2f} s cpu "
                 f"{args.n / t.cpu:>10,.0f} candles/cpu-s  {fills} fills")
 
     print(line("tickloop", tl, len(tl_trades)), flush=True)
-    ok = True
+    ticked, ticked_trades = tickloop_run(rows, args.fast, args.slow, on_candle=False)
+    same_ticked = ticked_trades == tl_trades
+    ok = same_ticked
+    print(f"{line('tickloop (tick)', ticked, len(ticked_trades))}  same trades: {same_ticked}",
+          flush=True)
     if not args.skip_backtrader:
         bt, bt_trades = backtrader_run(rows, args.fast, args.slow)
         same = bt_trades == tl_trades
@@ -222,7 +232,8 @@ def main() -> None:
     print(f"{line(name, vt, len(v_trades))}  same trades: {same_v}", flush=True)
     if not args.skip_backtrader:
         print(f"tickloop / backtrader speed: {bt.cpu / tl.cpu:.1f}x cpu, "
-              f"{bt.wall / tl.wall:.1f}x wall; {name} / tickloop: {tl.cpu / vt.cpu:.0f}x cpu")
+              f"{bt.wall / tl.wall:.1f}x wall (tick: {bt.cpu / ticked.cpu:.1f}x cpu); "
+              f"{name} / tickloop: {tl.cpu / vt.cpu:.0f}x cpu")
     sys.exit(0 if ok else 1)
 
 
