@@ -3,7 +3,8 @@
 Builds the candles of ``bench/bench_backtest.py`` (its seeded ``walk``, the same
 ``Candle`` models as its ``tickloop_run``) for the largest run, ``walk(8000)``, whatever the
 run's length, so that two runs differ only in how many candles are backtested; then runs
-``run_backtest(SmaCross("sma", fast=10, slow=30), candles[:n], fee=Decimal("0.001"))`` and
+``run_backtest(SmaCandleCross("sma", fast=10, slow=30, candle_interval="1s"), candles[:n],
+fee=Decimal("0.001"))`` (the bench's ratio row; ``--tick``: ``SmaCross``, its tick row) and
 prints the fills and the result's digest (equal digests: the same orders, fills and equity).
 Instruction counts do not depend on the machine's load, so two checkouts (each with its own
 ``.venv``) compare exactly; the figure per candle is the difference of two runs divided by the
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from bench_backtest import walk  # this script's folder is on sys.path (the bench's data)
 from tickloop.backtest import run_backtest
-from tickloop.examples import SmaCross
+from tickloop.examples import SmaCandleCross, SmaCross
 from tickloop.models import Candle
 
 _LARGEST = 8000
@@ -60,13 +61,15 @@ def candles(n: int = _LARGEST) -> list[Candle]:
     ]
 
 
-def run(n: int) -> None:
+def run(n: int, tick: bool = False) -> None:
     data = candles(max(n, _LARGEST))
-    result = run_backtest(SmaCross("sma", fast=10, slow=30), data[:n], fee=Decimal("0.001"))
+    bot = (SmaCross("sma", fast=10, slow=30) if tick
+           else SmaCandleCross("sma", fast=10, slow=30, candle_interval="1s"))
+    result = run_backtest(bot, data[:n], fee=Decimal("0.001"))
     print(f"{n} candles: {len(result.report().fills)} fills, digest {result.digest()}")
 
 
-def collected(n: int, out: Path) -> int:
+def collected(n: int, out: Path, tick: bool) -> int:
     """Run ``n`` candles under callgrind; the instructions it collected."""
     done = subprocess.run(
         [
@@ -76,6 +79,7 @@ def collected(n: int, out: Path) -> int:
             sys.executable,
             __file__,
             str(n),
+            *(["--tick"] if tick else []),
         ],
         capture_output=True,
         text=True,
@@ -100,13 +104,15 @@ def main() -> None:
         help=f"run {_SMALLEST} and {_LARGEST} candles under callgrind and "
         "print the instructions per candle",
     )
+    parser.add_argument("--tick", action="store_true",
+                        help="SmaCross on a tick every second (the bench's tick row)")
     args = parser.parse_args()
     if not args.measure:
-        run(args.n)
+        run(args.n, args.tick)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        small = collected(_SMALLEST, Path(tmp) / "small")
-        large = collected(_LARGEST, Path(tmp) / "large")
+        small = collected(_SMALLEST, Path(tmp) / "small", args.tick)
+        large = collected(_LARGEST, Path(tmp) / "large", args.tick)
     per = (large - small) / (_LARGEST - _SMALLEST)
     print(
         f"Ir({_LARGEST}) {large:,}  Ir({_SMALLEST}) {small:,}  instructions per candle {per:,.0f}"
