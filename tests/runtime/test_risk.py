@@ -145,3 +145,54 @@ def test_an_accepted_order_breaches_nothing(side: Side, size: Decimal, price: De
     breaches = (abs(price - MID) > band * MID or price * size > notional
                 or (after > max_position and after > before))
     assert decision.accepted is (not breaches)
+
+
+_maybe_dec = st.none() | st.decimals(min_value=D("0.01"), max_value=D("50"), places=2)
+_maybe_int = st.none() | st.integers(min_value=0, max_value=5)
+
+
+@st.composite
+def _limits(draw: st.DrawFn) -> RiskLimits:
+    return RiskLimits(max_position=draw(_maybe_dec), max_order_notional=draw(_maybe_dec),
+                      max_open_orders=draw(_maybe_int), max_orders_per_second=draw(_maybe_int),
+                      max_daily_loss=draw(_maybe_dec),
+                      price_band=draw(st.none() | st.decimals(min_value=D("0.01"),
+                                                              max_value=D("0.5"), places=2)))
+
+
+_exposures = st.builds(Exposure, position=_dec,
+                       open_buy=st.decimals(min_value=0, max_value=10, places=1),
+                       open_sell=st.decimals(min_value=0, max_value=10, places=1),
+                       open_orders=st.integers(min_value=0, max_value=8),
+                       daily_pnl=st.decimals(min_value=-100, max_value=100, places=1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(mine=_limits(), every=_limits(), exposure=_exposures, total=_exposures,
+       mid=st.none() | st.decimals(min_value=D("50"), max_value=D("150"), places=1),
+       side=st.sampled_from([Side.BUY, Side.SELL]),
+       size=st.decimals(min_value=D("0.1"), max_value=D("20"), places=1),
+       price=st.none() | st.decimals(min_value=D("50"), max_value=D("150"), places=1))
+def test_what_reads_says_is_not_read_does_not_change_the_decision(
+        mine: RiskLimits, every: RiskLimits, exposure: Exposure, total: Exposure,
+        mid: Decimal | None, side: Side, size: Decimal, price: Decimal | None) -> None:
+    # the engine passes an empty exposure and no mid where reads() says they are not read
+    intent = OrderIntent(bot="b", symbol="BTC-USD", side=side, size=size, price=price,
+                         type=OrderType.LIMIT if price is not None else OrderType.MARKET)
+
+    def engine() -> RiskEngine:
+        risk = RiskEngine(global_limits=every)
+        risk.set_limits("b", mine)
+        return risk
+
+    reads_exposure, reads_mid = engine().reads("b")
+    full = engine().check(intent, bot=exposure, total=total, mid=mid, now=0.0)
+    skipped = engine().check(intent, bot=exposure if reads_exposure else NONE,
+                             total=total if reads_exposure else NONE,
+                             mid=mid if reads_mid else None, now=0.0)
+    assert skipped == full
+    assert reads_exposure == any(getattr(lim, name) is not None for lim in (mine, every)
+                                 for name in ("max_position", "max_open_orders",
+                                              "max_daily_loss"))
+    assert reads_mid == any(getattr(lim, name) is not None for lim in (mine, every)
+                            for name in ("price_band", "max_order_notional"))

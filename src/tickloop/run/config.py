@@ -315,7 +315,7 @@ def _bot_class(spec: str, where: str) -> type[Bot]:
             from None
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Bot)):
-        examples = "SmaCross, MarketMaker, MeanReversion"
+        examples = "SmaCross, SmaCandleCross, MarketMaker, MeanReversion"
         hint = f" (tickloop.examples has {examples})" if not sep else ""
         raise ConfigError(f"{where}: {spec!r} is not a Bot class{hint}", field=where)
     return cls
